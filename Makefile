@@ -1,0 +1,21 @@
+# Two commands do all the set-up on a fresh clone: `make dev` (install, then the Dagster UI) and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install dev test bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -e ".[dev]"
+
+dev: install
+	$(BIN)/dagster dev
+
+# pytest exits 5 when it collects no tests: that is a failure here, not a pass.
+test: install
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc

@@ -1,0 +1,250 @@
+"""Where granules come from: NOAA's public S3 buckets (or any S3-compatible mirror), or a local folder.
+
+Both archives list one hour's granules and copy a granule to a local path atomically: the bytes go to a temporary
+name beside the destination, the size is checked against the listing, and only then is the file renamed into place.
+A file at its final name is therefore always complete, and a later run can trust it without fetching it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
+
+from lightning_eda.layout import hour_prefix, is_granule_key, local_path_for_key
+
+log = logging.getLogger(__name__)
+
+MIRROR_HINT = (
+    "set AWS_ENDPOINT_URL_S3 to an S3-compatible mirror, or GOES_SOURCE_DIR to a local folder laid out like the bucket"
+)
+
+
+class ArchiveUnreachable(RuntimeError):
+    """The archive cannot be reached at all; retrying the hour will not help until the network or config changes."""
+
+
+class FetchError(RuntimeError):
+    """One granule could not be fetched after every retry."""
+
+
+@dataclass(frozen=True)
+class RemoteGranule:
+    key: str
+    size: int
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
+class GranuleArchive(Protocol):
+    description: str
+
+    def list_hour(self, hour: datetime) -> list[RemoteGranule]: ...
+
+    def fetch(self, granule: RemoteGranule, dest: Path) -> None: ...
+
+
+def make_s3_client(
+    *,
+    endpoint_url: Optional[str] = None,
+    max_attempts: int = 5,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+    max_pool_connections: int = 16,
+):
+    """An anonymous S3 client. With ``endpoint_url=None`` boto3 honours AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL."""
+    config = Config(
+        signature_version=UNSIGNED,
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max_pool_connections,
+    )
+    return boto3.session.Session().client("s3", region_name="us-east-1", endpoint_url=endpoint_url, config=config)
+
+
+def _atomic_write_from(dest: Path, expected_size: int, write: Callable[[object], None]) -> None:
+    """Run ``write(fileobj)`` into a temporary file beside ``dest``; rename it into place only if the size matches."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        size = os.path.getsize(tmp_name)
+        if size != expected_size:
+            raise FetchError(f"{dest.name}: got {size} bytes, the listing says {expected_size}")
+        os.replace(tmp_name, dest)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+class S3Archive:
+    """One product of one bucket, read anonymously."""
+
+    def __init__(self, client, bucket: str, product: str):
+        self.client = client
+        self.bucket = bucket
+        self.product = product
+        self.description = f"s3://{bucket}/{product} at {client.meta.endpoint_url}"
+
+    def list_hour(self, hour: datetime) -> list[RemoteGranule]:
+        prefix = hour_prefix(self.product, hour)
+        granules: list[RemoteGranule] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    granules.append(RemoteGranule(item["Key"], int(item["Size"])))
+        except (EndpointConnectionError, BotoConnectionError, NoCredentialsError) as exc:
+            raise ArchiveUnreachable(f"could not reach {self.description} ({exc}); {MIRROR_HINT}") from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchBucket", "AccessDenied", "403", "404"):
+                raise ArchiveUnreachable(f"cannot list s3://{self.bucket}/{prefix}: {code}; {MIRROR_HINT}") from None
+            raise
+        return _only_granules(granules, self.product)
+
+    def fetch(self, granule: RemoteGranule, dest: Path) -> None:
+        def write(handle):
+            body = self.client.get_object(Bucket=self.bucket, Key=granule.key)["Body"]
+            try:
+                for chunk in body.iter_chunks(1 << 16):
+                    handle.write(chunk)
+            finally:
+                body.close()
+
+        _atomic_write_from(dest, granule.size, write)
+
+
+class LocalArchive:
+    """A folder laid out like the bucket (as goes2go downloads are): ``<root>[/<bucket>]/<product>/YYYY/DDD/HH/``."""
+
+    def __init__(self, root: Path, bucket: str, product: str):
+        self.root = root / bucket if (root / bucket / product).is_dir() else root
+        self.product = product
+        self.description = f"local folder {self.root}"
+
+    def list_hour(self, hour: datetime) -> list[RemoteGranule]:
+        prefix = hour_prefix(self.product, hour)
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return []
+        granules = [RemoteGranule(prefix + path.name, path.stat().st_size) for path in folder.iterdir() if path.is_file()]
+        return _only_granules(granules, self.product)
+
+    def fetch(self, granule: RemoteGranule, dest: Path) -> None:
+        source = self.root / granule.key
+        with open(source, "rb") as src:
+            _atomic_write_from(dest, granule.size, lambda handle: shutil.copyfileobj(src, handle))
+
+
+def _only_granules(granules: list[RemoteGranule], product: str) -> list[RemoteGranule]:
+    """Keep keys that are exactly granules of this product; anything else in a listing is ignored and logged."""
+    kept = []
+    for granule in granules:
+        if is_granule_key(granule.key, product):
+            kept.append(granule)
+        else:
+            log.warning("ignoring key that is not a %s granule: %r", product, granule.key)
+    return sorted(kept, key=lambda g: g.key)
+
+
+# Errors worth another try: throttling and server errors that outlived botocore's own retries, connections cut
+# mid-body (which botocore does not retry) and size mismatches from truncated transfers.
+_RETRYABLE = (BotoCoreError, ClientError, FetchError, OSError)
+
+
+@dataclass
+class ExtractReport:
+    hour: datetime
+    listed: int = 0
+    downloaded: list[str] = field(default_factory=list)
+    already_present: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+    bytes_downloaded: int = 0
+
+
+def fetch_with_retries(
+    archive: GranuleArchive,
+    granule: RemoteGranule,
+    dest: Path,
+    *,
+    attempts: int = 4,
+    base_delay: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    for attempt in range(1, attempts + 1):
+        try:
+            archive.fetch(granule, dest)
+            return
+        except _RETRYABLE as exc:
+            if attempt == attempts:
+                raise FetchError(f"{granule.name}: {type(exc).__name__}: {exc} (after {attempts} attempts)") from exc
+            delay = base_delay * 2 ** (attempt - 1) * (0.5 + random.random())
+            log.info("retrying %s in %.1fs after %s", granule.name, delay, exc)
+            sleep(delay)
+
+
+def extract_hour(
+    archive: GranuleArchive,
+    hour: datetime,
+    raw_dir: Path,
+    *,
+    max_workers: int = 8,
+    attempts: int = 4,
+) -> ExtractReport:
+    """Mirror one hour of granules into ``raw_dir`` (same key layout), skipping complete files already there."""
+    report = ExtractReport(hour=hour)
+    granules = archive.list_hour(hour)
+    report.listed = len(granules)
+    todo: list[tuple[RemoteGranule, Path]] = []
+    for granule in granules:
+        dest = local_path_for_key(raw_dir, granule.key)
+        if dest.is_file() and dest.stat().st_size == granule.size:
+            report.already_present.append(granule.name)
+            report.files.append(dest)
+        else:
+            todo.append((granule, dest))
+
+    def run(item: tuple[RemoteGranule, Path]) -> tuple[RemoteGranule, Path, Optional[str]]:
+        granule, dest = item
+        try:
+            fetch_with_retries(archive, granule, dest, attempts=attempts)
+            return granule, dest, None
+        except FetchError as exc:
+            return granule, dest, str(exc)
+
+    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+        for granule, dest, error in pool.map(run, todo):
+            if error is None:
+                report.downloaded.append(granule.name)
+                report.bytes_downloaded += granule.size
+                report.files.append(dest)
+            else:
+                report.failed[granule.name] = error
+    report.files.sort()
+    return report

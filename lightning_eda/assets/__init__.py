@@ -1,0 +1,1 @@
+"""Asset modules, one per group; each body wires plain modules together."""

@@ -1,0 +1,6 @@
+"""Names shared across the Dagster definitions."""
+
+INGESTOR = "ingestor"
+PREPROCESSOR = "preprocessor"
+CLUSTERING = "kmeans_cluster"
+EVALUATORS = "evaluators"

@@ -1,0 +1,522 @@
+"""Decode one GOES GLM Level-2 LCFA granule into flash, group and event tables.
+
+Every packed variable is decoded from its own attributes (``_Unsigned``, ``scale_factor``, ``add_offset``,
+``_FillValue``, ``units``) by the small functions below instead of netCDF4's automatic decoding, because the
+archive holds three time encodings and default decoding gets two of them wrong (see ``/work/shared/GLM.md`` and
+glmtools ``_check_and_fix_missing_unsigned_time``). Units that are not understood raise instead of being guessed.
+
+All timestamps are naive UTC: ``datetime`` in :attr:`Granule.meta`, ``datetime64[ns]`` in the tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import netCDF4
+import numpy as np
+import pandas as pd
+
+from lightning_eda.layout import parse_granule_name
+
+logger = logging.getLogger(__name__)
+
+AREA_CEILING_M2 = 1.0e10
+"""Largest area the packing can hold, about 10,000 km² in both the km² and m² eras (glmtools issue #69)."""
+
+SATURATION_FRACTION = 0.99
+"""Areas within 1 % of :data:`AREA_CEILING_M2` are treated as clipped at the ceiling."""
+
+MIN_PIXEL_AREA_M2 = 50.0e6
+"""A floor under the smallest GLM pixel footprint (about 64 km² at nadir in real granules).
+
+A group is the lit pixels of one frame, so its area is at least its event count times this; less means it wrapped.
+"""
+
+FLASH_COLUMNS = {
+    "flash_id": "int64",
+    "time_start": "datetime64[ns]",
+    "time_end": "datetime64[ns]",
+    "lat": "float64",
+    "lon": "float64",
+    "energy": "float64",
+    "area": "float64",
+    "area_saturated": "bool",
+    "quality_flag": "int16",
+}
+GROUP_COLUMNS = {
+    "group_id": "int64",
+    "parent_flash_id": "int64",
+    "time": "datetime64[ns]",
+    "lat": "float64",
+    "lon": "float64",
+    "energy": "float64",
+    "area": "float64",
+    "area_saturated": "bool",
+    "quality_flag": "int16",
+}
+EVENT_COLUMNS = {
+    "event_id": "int64",
+    "parent_group_id": "int64",
+    "time": "datetime64[ns]",
+    "lat": "float64",
+    "lon": "float64",
+    "energy": "float64",
+}
+
+QUALITY_FLAG_MISSING = -1
+"""``quality_flag`` value written where the file holds the fill value."""
+
+_ENERGY_UNITS = {"j", "joule", "joules"}
+_AREA_UNITS_TO_M2 = {"m2": 1.0, "m^2": 1.0, "m**2": 1.0, "km2": 1.0e6, "km^2": 1.0e6, "km**2": 1.0e6}
+_TIME_UNITS_TO_S = {"seconds": 1.0, "milliseconds": 1.0e-3}
+_TIME_UNITS_RE = re.compile(r"\s*(?P<unit>[A-Za-z]+)\s+since\s+(?P<epoch>.+?)\s*")
+_UTC_TEXT_RE = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.(?P<frac>[0-9]{1,9}))?"
+    r"\s*(?:Z|UTC|\+00:?00)?"
+)
+_CSV_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+
+_DIMS = {"flashes": "number_of_flashes", "groups": "number_of_groups", "events": "number_of_events"}
+_COUNT_SCALARS = {"flashes": "flash_count", "groups": "group_count", "events": "event_count"}
+
+
+class GranuleError(ValueError):
+    """A granule that cannot be decoded; the message names the file and what is wrong."""
+
+
+@dataclass
+class Granule:
+    """One decoded granule.
+
+    Attributes
+    ----------
+    meta : dict
+        ``source_file``, ``platform``, ``orbital_slot``, ``dataset_name``, ``time_start``, ``time_end``,
+        ``product_time`` (naive UTC datetimes or None), ``n_flashes``, ``n_groups``, ``n_events`` (dimension lengths),
+        ``declared_flashes``, ``declared_groups``, ``declared_events`` (the ``*_count`` scalars, None when absent or
+        fill) and ``repairs`` (one line per variable whose encoding needed a fix).
+    flashes, groups, events : pandas.DataFrame
+        Columns and dtypes of :data:`FLASH_COLUMNS`, :data:`GROUP_COLUMNS`, :data:`EVENT_COLUMNS`.
+    """
+
+    meta: dict[str, Any]
+    flashes: pd.DataFrame
+    groups: pd.DataFrame
+    events: pd.DataFrame
+
+
+# --- decoding of one variable: pure functions of raw values and attributes -------------------------------------
+
+
+def reinterpret_unsigned(raw: np.ndarray) -> np.ndarray:
+    """View signed integers as the unsigned type of the same width (what ``_Unsigned="true"`` asks for)."""
+    if raw.dtype.kind != "i":
+        return raw
+    return raw.view(raw.dtype.str.replace("i", "u"))
+
+
+def is_unsigned(attrs: dict[str, Any]) -> bool:
+    """Whether the ``_Unsigned`` attribute is present and says true."""
+    return str(attrs.get("_Unsigned", "false")).strip().lower() == "true"
+
+
+def fill_mask(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """True where the raw (still packed) value equals ``_FillValue``, compared in the stored type."""
+    if "_FillValue" not in attrs:
+        return np.zeros(raw.shape, dtype=bool)
+    fill = np.asarray(attrs["_FillValue"]).astype(raw.dtype)
+    return raw == fill
+
+
+def unpack(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """Decode a packed variable to float64: unsigned view, ``raw * scale_factor + add_offset``, NaN at fill."""
+    missing = fill_mask(raw, attrs)
+    values = reinterpret_unsigned(raw) if is_unsigned(attrs) else raw
+    scale = float(np.asarray(attrs.get("scale_factor", 1.0)))
+    offset = float(np.asarray(attrs.get("add_offset", 0.0)))
+    decoded = values.astype(np.float64) * scale + offset
+    decoded[missing] = np.nan
+    return decoded
+
+
+def decode_ids(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """Decode an id variable to int64, honouring ``_Unsigned`` (flash ids are uint16 stored as int16)."""
+    values = reinterpret_unsigned(raw) if is_unsigned(attrs) else raw
+    return values.astype(np.int64)
+
+
+def decode_quality_flag(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """Decode a quality flag to int16, writing :data:`QUALITY_FLAG_MISSING` where the file holds the fill value."""
+    flags = decode_ids(raw, attrs)
+    flags[fill_mask(raw, attrs)] = QUALITY_FLAG_MISSING
+    return flags.astype(np.int16)
+
+
+def wrap_longitude(lon: np.ndarray) -> np.ndarray:
+    """Wrap longitudes into [-180, 180); GOES-West event longitudes decode below -180."""
+    wrapped = np.mod(lon + 180.0, 360.0) - 180.0
+    wrapped[wrapped >= 180.0] = -180.0
+    return wrapped
+
+
+def parse_utc_text(text: str) -> datetime:
+    """Parse ``2018-07-02T04:33:00.0Z`` or ``2018-07-02 04:33:00.000`` to a naive UTC datetime.
+
+    Why: ``datetime.fromisoformat`` only accepts 3 or 6 fraction digits before Python 3.11, and GLM writes one.
+    """
+    match = _UTC_TEXT_RE.fullmatch(str(text).strip())
+    if match is None:
+        raise ValueError(f"cannot read {text!r} as a UTC date and time")
+    moment = datetime.strptime(f"{match['date']} {match['time']}", "%Y-%m-%d %H:%M:%S")
+    frac = match["frac"] or "0"
+    return moment + timedelta(microseconds=round(int(frac) * 10 ** (6 - len(frac))))
+
+
+def parse_time_units(units: Any) -> tuple[float, datetime]:
+    """Split ``"<unit> since <epoch>"`` into seconds per unit and the epoch.
+
+    Raises
+    ------
+    ValueError
+        If the unit is not ``seconds`` or ``milliseconds`` or the epoch is unreadable.
+    """
+    match = _TIME_UNITS_RE.fullmatch(str(units)) if units is not None else None
+    if match is None or match["unit"].lower() not in _TIME_UNITS_TO_S:
+        raise ValueError(f"unknown time units {units!r} (expected 'seconds since ...' or 'milliseconds since ...')")
+    return _TIME_UNITS_TO_S[match["unit"].lower()], parse_utc_text(match["epoch"])
+
+
+def time_offset_seconds(raw: np.ndarray, attrs: dict[str, Any]) -> tuple[datetime, np.ndarray, str | None]:
+    """Decode a packed time offset to seconds after its epoch, for all three encodings in the archive.
+
+    Rule (GLM.md): ``milliseconds`` units mean a signed integer, whatever ``_Unsigned`` says (some mid-2018 files
+    carry a stray one); ``seconds`` units mean an unsigned integer, even when ``_Unsigned`` is missing (late 2018).
+
+    Returns
+    -------
+    epoch : datetime
+        From the variable's ``units``.
+    seconds : ndarray of float64
+        Offsets from ``epoch``; NaN at fill.
+    repair : str or None
+        What was done differently from default decoding, if anything.
+    """
+    seconds_per_unit, epoch = parse_time_units(attrs.get("units"))
+    missing = fill_mask(raw, attrs)
+    repair = None
+    if seconds_per_unit < 1.0:
+        values = raw
+        if is_unsigned(attrs) and raw.dtype.kind == "i":
+            repair = "ignored stray _Unsigned: millisecond offsets are signed"
+    else:
+        values = reinterpret_unsigned(raw)
+        if not is_unsigned(attrs) and raw.dtype.kind == "i":
+            repair = "read as unsigned although _Unsigned is missing"
+    scale = float(np.asarray(attrs.get("scale_factor", 1.0)))
+    offset = float(np.asarray(attrs.get("add_offset", 0.0)))
+    seconds = (values.astype(np.float64) * scale + offset) * seconds_per_unit
+    seconds[missing] = np.nan
+    return epoch, seconds, repair
+
+
+def to_datetime64(epoch: datetime, seconds: np.ndarray) -> np.ndarray:
+    """Add float offsets in seconds to an epoch, giving datetime64[ns] (NaT where NaN)."""
+    times = np.full(seconds.shape, np.datetime64("NaT", "ns"))
+    finite = np.isfinite(seconds)
+    nanos = np.round(seconds[finite] * 1e9).astype(np.int64)
+    times[finite] = np.datetime64(epoch, "ns") + nanos.astype("timedelta64[ns]")
+    return times
+
+
+def energy_in_joules(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """Decode an energy variable, refusing units other than joules."""
+    units = str(attrs.get("units", "")).strip()
+    if units.lower() not in _ENERGY_UNITS:
+        raise ValueError(f"unknown energy units {attrs.get('units')!r} (expected 'J')")
+    return unpack(raw, attrs)
+
+
+def area_in_m2(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """Decode an area variable to m²; older files say ``km2``, newer ones ``m2``."""
+    units = str(attrs.get("units", "")).strip().lower()
+    if units not in _AREA_UNITS_TO_M2:
+        raise ValueError(f"unknown area units {attrs.get('units')!r} (expected 'm2' or 'km2')")
+    return unpack(raw, attrs) * _AREA_UNITS_TO_M2[units]
+
+
+def area_at_ceiling(area_m2: np.ndarray) -> np.ndarray:
+    """Areas that cannot be trusted on their own: fill (NaN), exactly zero, or at the ~10,000 km² ceiling."""
+    return np.isnan(area_m2) | (area_m2 == 0.0) | (area_m2 >= SATURATION_FRACTION * AREA_CEILING_M2)
+
+
+# --- reading the file ----------------------------------------------------------------------------------------------
+
+
+class _Source:
+    """An open dataset plus the file name, so every error can say which file and variable failed."""
+
+    def __init__(self, ds: netCDF4.Dataset, file_name: str) -> None:
+        self.ds = ds
+        self.file_name = file_name
+        self.repairs: list[str] = []
+
+    def error(self, message: str) -> GranuleError:
+        return GranuleError(f"{self.file_name}: {message}")
+
+    def dimension(self, name: str) -> int:
+        if name not in self.ds.dimensions:
+            raise self.error(f"missing dimension {name!r}")
+        return len(self.ds.dimensions[name])
+
+    def raw(self, name: str, dimension: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """The stored values of a required 1-D variable (no automatic decoding) and its attributes."""
+        if name not in self.ds.variables:
+            raise self.error(f"missing required variable {name!r}")
+        var = self.ds.variables[name]
+        if var.dimensions != (dimension,):
+            raise self.error(f"variable {name!r} has dimensions {var.dimensions}, expected ({dimension!r},)")
+        var.set_auto_maskandscale(False)
+        return np.asarray(var[:]), {key: var.getncattr(key) for key in var.ncattrs()}
+
+    def decode(self, name: str, dimension: str, decoder) -> np.ndarray:
+        """Apply one decoding function, naming the file and variable if it refuses the attributes."""
+        raw, attrs = self.raw(name, dimension)
+        try:
+            return decoder(raw, attrs)
+        except ValueError as exc:
+            raise self.error(f"variable {name!r}: {exc}") from exc
+
+    def times(self, name: str, dimension: str) -> np.ndarray:
+        """Decode a time offset variable to datetime64[ns], recording any repair of its encoding."""
+        epoch, seconds, repair = self.decode(name, dimension, time_offset_seconds)
+        if repair is not None:
+            self.repairs.append(f"{name}: {repair}")
+            logger.debug("%s: %s: %s", self.file_name, name, repair)
+        return to_datetime64(epoch, seconds)
+
+    def lon(self, name: str, dimension: str) -> np.ndarray:
+        return wrap_longitude(self.decode(name, dimension, unpack))
+
+    def global_attr(self, name: str) -> Any:
+        return self.ds.getncattr(name) if name in self.ds.ncattrs() else None
+
+    def scalar(self, name: str) -> Any:
+        """A scalar variable's stored value, or None when absent or fill."""
+        if name not in self.ds.variables:
+            return None
+        var = self.ds.variables[name]
+        var.set_auto_maskandscale(False)
+        raw = np.asarray(var[...])
+        attrs = {key: var.getncattr(key) for key in var.ncattrs()}
+        if raw.size != 1 or fill_mask(raw, attrs).any():
+            return None
+        return raw.reshape(()).item()
+
+
+def read_granule(path: str | os.PathLike) -> Granule:
+    """Read one LCFA granule into flash, group and event tables.
+
+    Parameters
+    ----------
+    path : path-like
+        A local NetCDF-4 file.
+
+    Returns
+    -------
+    Granule
+        Empty tables with the same columns when the file holds no records.
+
+    Raises
+    ------
+    GranuleError
+        If the file cannot be opened or read, a required variable or dimension is missing, or units are unknown.
+    """
+    path = Path(path)
+    try:
+        ds = netCDF4.Dataset(path, "r")
+    except OSError as exc:
+        raise GranuleError(f"{path.name}: cannot open as NetCDF: {exc}") from exc
+    with ds:
+        source = _Source(ds, path.name)
+        try:
+            events = _read_events(source)
+            groups = _read_groups(source, events)
+            flashes = _read_flashes(source, groups)
+            meta = _read_meta(source)
+        except (OSError, RuntimeError) as exc:
+            raise GranuleError(f"{path.name}: read failed: {exc}") from exc
+    return Granule(meta=meta, flashes=flashes, groups=groups, events=events)
+
+
+def _read_events(source: _Source) -> pd.DataFrame:
+    dim = _DIMS["events"]
+    source.dimension(dim)
+    columns = {
+        "event_id": source.decode("event_id", dim, decode_ids),
+        "parent_group_id": source.decode("event_parent_group_id", dim, decode_ids),
+        "time": source.times("event_time_offset", dim),
+        "lat": source.decode("event_lat", dim, unpack),
+        "lon": source.lon("event_lon", dim),
+        "energy": source.decode("event_energy", dim, energy_in_joules),
+    }
+    return _frame(columns, EVENT_COLUMNS)
+
+
+def _read_groups(source: _Source, events: pd.DataFrame) -> pd.DataFrame:
+    dim = _DIMS["groups"]
+    source.dimension(dim)
+    group_id = source.decode("group_id", dim, decode_ids)
+    area = source.decode("group_area", dim, area_in_m2)
+    columns = {
+        "group_id": group_id,
+        "parent_flash_id": source.decode("group_parent_flash_id", dim, decode_ids),
+        "time": source.times("group_time_offset", dim),
+        "lat": source.decode("group_lat", dim, unpack),
+        "lon": source.lon("group_lon", dim),
+        "energy": source.decode("group_energy", dim, energy_in_joules),
+        "area": area,
+        "area_saturated": area_at_ceiling(area) | _group_area_wrapped(group_id, area, events),
+        "quality_flag": source.decode("group_quality_flag", dim, decode_quality_flag),
+    }
+    return _frame(columns, GROUP_COLUMNS)
+
+
+def _read_flashes(source: _Source, groups: pd.DataFrame) -> pd.DataFrame:
+    dim = _DIMS["flashes"]
+    source.dimension(dim)
+    flash_id = source.decode("flash_id", dim, decode_ids)
+    area = source.decode("flash_area", dim, area_in_m2)
+    columns = {
+        "flash_id": flash_id,
+        "time_start": source.times("flash_time_offset_of_first_event", dim),
+        "time_end": source.times("flash_time_offset_of_last_event", dim),
+        "lat": source.decode("flash_lat", dim, unpack),
+        "lon": source.lon("flash_lon", dim),
+        "energy": source.decode("flash_energy", dim, energy_in_joules),
+        "area": area,
+        "area_saturated": area_at_ceiling(area) | _flash_area_wrapped(flash_id, area, groups),
+        "quality_flag": source.decode("flash_quality_flag", dim, decode_quality_flag),
+    }
+    return _frame(columns, FLASH_COLUMNS)
+
+
+def _group_area_wrapped(group_id: np.ndarray, area: np.ndarray, events: pd.DataFrame) -> np.ndarray:
+    """Groups smaller than their lit pixels could cover: the packed area overflowed and wrapped around."""
+    n_events = pd.Series(group_id).map(events["parent_group_id"].value_counts()).fillna(0).to_numpy()
+    return area < n_events * MIN_PIXEL_AREA_M2
+
+
+def _flash_area_wrapped(flash_id: np.ndarray, area: np.ndarray, groups: pd.DataFrame) -> np.ndarray:
+    """Flashes smaller than one of their own groups, or holding a saturated group: the flash area overflowed.
+
+    Why: a flash's footprint is the union of its groups' footprints, so it can never be smaller than any of them.
+    """
+    children = groups.groupby("parent_flash_id").agg(
+        max_area=("area", "max"), any_saturated=("area_saturated", "any")
+    )
+    ids = pd.Series(flash_id)
+    max_child = ids.map(children["max_area"]).to_numpy(dtype=np.float64)
+    child_saturated = ids.map(children["any_saturated"]).fillna(False).to_numpy(dtype=bool)
+    smaller = area < max_child * (1.0 - 1e-6)
+    return smaller | child_saturated
+
+
+def _frame(columns: dict[str, np.ndarray], dtypes: dict[str, str]) -> pd.DataFrame:
+    """Build a table with exactly the declared columns and dtypes, also when it has no rows."""
+    return pd.DataFrame({name: np.asarray(columns[name]).astype(dtype) for name, dtype in dtypes.items()})
+
+
+def _read_meta(source: _Source) -> dict[str, Any]:
+    """Granule-level facts; row counts come from dimensions because ``*_count`` scalars can disagree."""
+    try:
+        from_name = parse_granule_name(source.file_name)
+    except ValueError:
+        from_name = None
+    meta = {
+        "source_file": source.file_name,
+        "platform": source.global_attr("platform_ID") or (from_name.platform if from_name else None),
+        "orbital_slot": source.global_attr("orbital_slot"),
+        "dataset_name": source.global_attr("dataset_name"),
+        "time_start": _coverage_time(source, "time_coverage_start", from_name.start if from_name else None),
+        "time_end": _coverage_time(source, "time_coverage_end", from_name.end if from_name else None),
+        "product_time": _product_time(source),
+    }
+    for table, dim in _DIMS.items():
+        meta[f"n_{table}"] = source.dimension(dim)
+    for table, scalar in _COUNT_SCALARS.items():
+        declared = source.scalar(scalar)
+        meta[f"declared_{table}"] = None if declared is None else int(declared)
+    meta["repairs"] = list(source.repairs)
+    return meta
+
+
+def _coverage_time(source: _Source, attr: str, fallback: datetime | None) -> datetime | None:
+    """A ``time_coverage_*`` global attribute, or the file name's time when the attribute is missing or unreadable."""
+    text = source.global_attr(attr)
+    if text is None:
+        return fallback
+    try:
+        return parse_utc_text(text)
+    except ValueError:
+        logger.warning("%s: unreadable %s=%r, using the file name", source.file_name, attr, text)
+        return fallback
+
+
+def _product_time(source: _Source) -> datetime | None:
+    """The ``product_time`` scalar as a datetime, decoded with its own ``units``."""
+    value = source.scalar("product_time")
+    if value is None:
+        return None
+    var = source.ds.variables["product_time"]
+    units = var.getncattr("units") if "units" in var.ncattrs() else None
+    try:
+        seconds_per_unit, epoch = parse_time_units(units)
+    except ValueError as exc:
+        raise source.error(f"variable 'product_time': {exc}") from exc
+    return epoch + timedelta(seconds=float(value) * seconds_per_unit)
+
+
+# --- CSV output ----------------------------------------------------------------------------------------------------
+
+
+def granule_to_csvs(granule: Granule, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write the three tables as ``<stem>_flashes.csv``, ``<stem>_groups.csv``, ``<stem>_events.csv``.
+
+    Each file gets a leading ``source_file`` column and ISO 8601 timestamps (naive UTC, microseconds), and appears
+    atomically: it is written under a temporary name in ``out_dir`` and renamed, so readers never see half a file.
+
+    Returns
+    -------
+    dict
+        ``{"flashes": path, "groups": path, "events": path}``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source_file = granule.meta["source_file"]
+    stem = Path(source_file).stem
+    tables = {"flashes": granule.flashes, "groups": granule.groups, "events": granule.events}
+    paths = {}
+    for table, frame in tables.items():
+        path = out_dir / f"{stem}_{table}.csv"
+        _write_csv_atomically(frame.assign(source_file=source_file)[["source_file", *frame.columns]], path)
+        paths[table] = path
+    return paths
+
+
+def _write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a temporary file next to ``path`` and rename it over ``path``."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            frame.to_csv(handle, index=False, date_format=_CSV_DATE_FORMAT)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

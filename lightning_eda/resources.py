@@ -1,0 +1,85 @@
+"""Resources: the granule archive (S3 or a local folder) and the data directory.
+
+Defaults come from the environment when the code location loads, so `dagster dev`, the daemon and
+`lightning-eda run` all read the same variables; every value can also be overridden in the launchpad.
+"""
+
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from lightning_eda import settings
+from lightning_eda.archive import GranuleArchive, LocalArchive, S3Archive, make_s3_client
+from lightning_eda.ingest import HourPaths
+
+
+class GlmArchiveResource(ConfigurableResource):
+    """NOAA's GOES bucket, read anonymously, or a local mirror of it."""
+
+    bucket: str = Field(default=settings.DEFAULT_BUCKET, description="S3 bucket, e.g. noaa-goes19 (S3_BUCKET).")
+    product: str = Field(default=settings.DEFAULT_PRODUCT, description="Product folder (PRODUCT).")
+    source_dir: Optional[str] = Field(
+        default=None, description="Read granules from this local folder laid out like the bucket (GOES_SOURCE_DIR)."
+    )
+    endpoint_url: Optional[str] = Field(
+        default=None,
+        description="S3 endpoint; unset means boto3's own resolution (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS).",
+    )
+    max_attempts: int = Field(default=5, description="Attempts per S3 request (botocore standard retry mode).")
+    max_workers: int = Field(default=8, description="Parallel downloads.")
+
+    def validate_config(self) -> None:
+        """Raise settings.ConfigError before any network access when a value is malformed."""
+        settings.validate_bucket(self.bucket)
+        settings.validate_product(self.product)
+        if self.source_dir and not Path(self.source_dir).is_dir():
+            raise settings.ConfigError(f"GOES_SOURCE_DIR={self.source_dir!r} is not a directory")
+
+    def archive(self) -> GranuleArchive:
+        self.validate_config()
+        if self.source_dir:
+            return LocalArchive(Path(self.source_dir), self.bucket, self.product)
+        client = make_s3_client(endpoint_url=self.endpoint_url, max_attempts=self.max_attempts)
+        return S3Archive(client, self.bucket, self.product)
+
+
+class LightningDataResource(ConfigurableResource):
+    """The data directory: raw granules, CSVs, plots and the DuckDB file."""
+
+    data_dir: str = Field(default=settings.DEFAULT_DATA_DIR, description="Data folder (LIGHTNING_EDA_DATA_DIR).")
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def database_path(self) -> Path:
+        return self.root / settings.DATABASE_FILE_NAME
+
+    def hour_paths(self, archive: GlmArchiveResource, hour: datetime) -> HourPaths:
+        return HourPaths(self.root, archive.bucket, archive.product, hour)
+
+
+def resources_from_env(env: Optional[dict] = None) -> dict:
+    """Resource instances with defaults read from the environment (values are validated at run time)."""
+    from dagster_duckdb import DuckDBResource
+
+    env = dict(os.environ if env is None else env)
+    data = LightningDataResource(
+        data_dir=env.get("LIGHTNING_EDA_DATA_DIR", "").strip() or settings.DEFAULT_DATA_DIR
+    )
+    archive = GlmArchiveResource(
+        bucket=env.get("S3_BUCKET", "").strip() or settings.DEFAULT_BUCKET,
+        product=env.get("PRODUCT", "").strip() or settings.DEFAULT_PRODUCT,
+        source_dir=env.get("GOES_SOURCE_DIR", "").strip() or None,
+    )
+    return {
+        "archive": archive,
+        "data": data,
+        "duckdb": DuckDBResource(database=str(data.database_path)),
+    }

@@ -1,0 +1,121 @@
+"""Configuration from the environment, validated before anything touches the network.
+
+Every check raises :class:`ConfigError` with one line that names the variable and what it allows, so the CLI can
+print it as is and the Dagster run fails with the same message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Mapping, Optional
+
+DEFAULT_BUCKET = "noaa-goes19"
+DEFAULT_PRODUCT = "GLM-L2-LCFA"
+DEFAULT_DATA_DIR = "data"
+DATABASE_FILE_NAME = "glm.duckdb"
+FIRST_GLM_YEAR = 2017  # GOES-16's GLM began producing data in 2017.
+
+# S3 bucket naming rules (virtual-host compatible): 3-63 chars of lowercase letters, digits, dots and hyphens,
+# beginning and ending with a letter or digit.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PRODUCT_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message is one line meant for the user."""
+
+
+def validate_bucket(bucket: str, variable: str = "S3_BUCKET") -> str:
+    if not _BUCKET_RE.match(bucket or "") or ".." in bucket:
+        raise ConfigError(
+            f"{variable}={bucket!r} is not a valid S3 bucket name: use 3-63 lowercase letters, digits, '.' or '-' "
+            f"(e.g. noaa-goes19, noaa-goes18, noaa-goes16)"
+        )
+    return bucket
+
+
+def validate_product(product: str, variable: str = "PRODUCT") -> str:
+    if not _PRODUCT_RE.match(product or ""):
+        raise ConfigError(
+            f"{variable}={product!r} is not a valid product name: use upper-case letters, digits and '-' "
+            f"(e.g. GLM-L2-LCFA)"
+        )
+    return product
+
+
+def _parse_int(variable: str, raw: str, low: int, high: int, allowed: str) -> int:
+    text = raw.strip()
+    if not text.isdigit():
+        raise ConfigError(f"{variable}={raw!r} is not a whole number: allowed {allowed}")
+    value = int(text)
+    if not low <= value <= high:
+        raise ConfigError(f"{variable}={raw!r} is out of range: allowed {allowed}")
+    return value
+
+
+def days_in_year(year: int) -> int:
+    return 366 if (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 else 365
+
+
+def hour_from_parts(year: str, doy: str, hour: str, *, now: Optional[datetime] = None) -> datetime:
+    """The UTC hour named by GOES_YEAR, GOES_DOY (day of year) and GOES_HOUR, as a naive UTC datetime."""
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    y = _parse_int("GOES_YEAR", year, FIRST_GLM_YEAR, now.year, f"{FIRST_GLM_YEAR}..{now.year}")
+    n_days = days_in_year(y)
+    d = _parse_int("GOES_DOY", doy, 1, n_days, f"001..{n_days:03d} for {y}")
+    h = _parse_int("GOES_HOUR", hour, 0, 23, "00..23")
+    start = datetime(y, 1, 1) + timedelta(days=d - 1, hours=h)
+    if start + timedelta(hours=1) > now:
+        raise ConfigError(
+            f"GOES_YEAR/GOES_DOY/GOES_HOUR name {start:%Y-%m-%d %H}:00 UTC, which is not a complete hour yet"
+        )
+    return start
+
+
+def latest_complete_hour(now: Optional[datetime] = None, lag: timedelta = timedelta(minutes=0)) -> datetime:
+    """The most recent UTC hour that has ended (``lag`` allows for NOAA's publication latency)."""
+    now = (now or datetime.now(timezone.utc).replace(tzinfo=None)) - lag
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+
+
+def hour_from_env(env: Mapping[str, str], *, now: Optional[datetime] = None) -> datetime:
+    """GOES_YEAR/GOES_DOY/GOES_HOUR when all are set; the latest complete hour when none are."""
+    names = ("GOES_YEAR", "GOES_DOY", "GOES_HOUR")
+    given = {name: env.get(name, "").strip() for name in names}
+    present = [name for name in names if given[name]]
+    if not present:
+        return latest_complete_hour(now)
+    if len(present) != len(names):
+        missing = ", ".join(name for name in names if not given[name])
+        raise ConfigError(f"set all of GOES_YEAR, GOES_DOY, GOES_HOUR or none of them (missing: {missing})")
+    return hour_from_parts(given["GOES_YEAR"], given["GOES_DOY"], given["GOES_HOUR"], now=now)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run reads from the environment."""
+
+    bucket: str
+    product: str
+    data_dir: Path
+    source_dir: Optional[Path]
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / DATABASE_FILE_NAME
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
+        env = os.environ if env is None else env
+        bucket = validate_bucket(env.get("S3_BUCKET", "").strip() or DEFAULT_BUCKET)
+        product = validate_product(env.get("PRODUCT", "").strip() or DEFAULT_PRODUCT)
+        data_dir = Path(env.get("LIGHTNING_EDA_DATA_DIR", "").strip() or DEFAULT_DATA_DIR)
+        source_raw = env.get("GOES_SOURCE_DIR", "").strip()
+        source_dir = Path(source_raw) if source_raw else None
+        if source_dir is not None and not source_dir.is_dir():
+            raise ConfigError(f"GOES_SOURCE_DIR={source_raw!r} is not a directory")
+        return cls(bucket=bucket, product=product, data_dir=data_dir, source_dir=source_dir)

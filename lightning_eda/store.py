@@ -1,0 +1,221 @@
+"""The DuckDB store: schema and the one transaction that replaces an hour of granules.
+
+Rows are keyed by (source_file, id): GLM ids are unique only inside one granule. An hour is replaced as a whole inside
+one transaction, so a rerun never duplicates rows and a failure (or a killed process) leaves the previous state.
+All values reach SQL as bound parameters or registered frames, never as formatted strings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+import duckdb
+import pandas as pd
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS glm_file (
+    source_file  VARCHAR NOT NULL,
+    bucket       VARCHAR NOT NULL,
+    product      VARCHAR NOT NULL,
+    hour         TIMESTAMP NOT NULL,
+    platform     VARCHAR,
+    orbital_slot VARCHAR,
+    time_start   TIMESTAMP,
+    time_end     TIMESTAMP,
+    n_flashes    INTEGER,
+    n_groups     INTEGER,
+    n_events     INTEGER,
+    size_bytes   BIGINT,
+    status       VARCHAR NOT NULL,
+    error        VARCHAR,
+    loaded_at    TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS glm_flash (
+    source_file    VARCHAR NOT NULL,
+    flash_id       INTEGER NOT NULL,
+    time_start     TIMESTAMP,
+    time_end       TIMESTAMP,
+    lat            DOUBLE,
+    lon            DOUBLE,
+    energy         DOUBLE,
+    area           DOUBLE,
+    area_saturated BOOLEAN,
+    quality_flag   SMALLINT
+);
+CREATE TABLE IF NOT EXISTS glm_group (
+    source_file     VARCHAR NOT NULL,
+    group_id        BIGINT NOT NULL,
+    parent_flash_id INTEGER,
+    time            TIMESTAMP,
+    lat             DOUBLE,
+    lon             DOUBLE,
+    energy          DOUBLE,
+    area            DOUBLE,
+    area_saturated  BOOLEAN,
+    quality_flag    SMALLINT
+);
+CREATE TABLE IF NOT EXISTS glm_event (
+    source_file     VARCHAR NOT NULL,
+    event_id        BIGINT NOT NULL,
+    parent_group_id BIGINT,
+    time            TIMESTAMP,
+    lat             DOUBLE,
+    lon             DOUBLE,
+    energy          DOUBLE
+);
+"""
+
+# Column types of the transform's CSV files, in file order; `source_file` comes first in each.
+CSV_COLUMNS: dict[str, dict[str, str]] = {
+    "glm_flash": {
+        "source_file": "VARCHAR",
+        "flash_id": "INTEGER",
+        "time_start": "TIMESTAMP",
+        "time_end": "TIMESTAMP",
+        "lat": "DOUBLE",
+        "lon": "DOUBLE",
+        "energy": "DOUBLE",
+        "area": "DOUBLE",
+        "area_saturated": "BOOLEAN",
+        "quality_flag": "SMALLINT",
+    },
+    "glm_group": {
+        "source_file": "VARCHAR",
+        "group_id": "BIGINT",
+        "parent_flash_id": "INTEGER",
+        "time": "TIMESTAMP",
+        "lat": "DOUBLE",
+        "lon": "DOUBLE",
+        "energy": "DOUBLE",
+        "area": "DOUBLE",
+        "area_saturated": "BOOLEAN",
+        "quality_flag": "SMALLINT",
+    },
+    "glm_event": {
+        "source_file": "VARCHAR",
+        "event_id": "BIGINT",
+        "parent_group_id": "BIGINT",
+        "time": "TIMESTAMP",
+        "lat": "DOUBLE",
+        "lon": "DOUBLE",
+        "energy": "DOUBLE",
+    },
+}
+
+FILE_COLUMNS = [
+    "source_file",
+    "bucket",
+    "product",
+    "hour",
+    "platform",
+    "orbital_slot",
+    "time_start",
+    "time_end",
+    "n_flashes",
+    "n_groups",
+    "n_events",
+    "size_bytes",
+    "status",
+    "error",
+    "loaded_at",
+]
+DATA_TABLES = ("glm_flash", "glm_group", "glm_event")
+
+
+def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(SCHEMA_SQL)
+
+
+def replace_hour(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    bucket: str,
+    hour: datetime,
+    files: pd.DataFrame,
+    csvs: dict[str, Sequence[Path]],
+) -> dict[str, int]:
+    """Replace everything loaded for (bucket, hour) by ``files`` and the rows in ``csvs``, atomically.
+
+    ``files`` has :data:`FILE_COLUMNS` (one row per granule, loaded or failed); ``csvs`` maps each data table to the
+    CSV files of the granules that decoded. Returns the number of rows inserted per table.
+    """
+    ensure_schema(con)
+    missing = [c for c in FILE_COLUMNS if c not in files.columns]
+    if missing:
+        raise ValueError(f"files frame lacks columns {missing}")
+    new_files = files[FILE_COLUMNS]
+    counts: dict[str, int] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("new_files", new_files)
+        stale = (
+            "source_file IN (SELECT source_file FROM new_files) "
+            "OR source_file IN (SELECT source_file FROM glm_file WHERE bucket = ? AND hour = ?)"
+        )
+        for table in DATA_TABLES:
+            con.execute(f"DELETE FROM {table} WHERE {stale}", [bucket, hour])
+        con.execute(
+            "DELETE FROM glm_file WHERE source_file IN (SELECT source_file FROM new_files) "
+            "OR (bucket = ? AND hour = ?)",
+            [bucket, hour],
+        )
+        con.execute(f"INSERT INTO glm_file ({', '.join(FILE_COLUMNS)}) SELECT * FROM new_files")
+        counts["glm_file"] = len(new_files)
+        for table in DATA_TABLES:
+            paths = [str(p) for p in csvs.get(table, [])]
+            if not paths:
+                counts[table] = 0
+                continue
+            columns = CSV_COLUMNS[table]
+            before = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            con.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"SELECT * FROM read_csv(?, header = true, columns = ?, auto_detect = false)",
+                [paths, columns],
+            )
+            counts[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+        _check_counts(new_files, counts)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("new_files")
+    return counts
+
+
+def _check_counts(files: pd.DataFrame, counts: dict[str, int]) -> None:
+    """Refuse to commit when the CSV rows disagree with the granules' own row counts (a truncated CSV, say)."""
+    loaded = files[files["status"] == "loaded"]
+    for table, column in (("glm_flash", "n_flashes"), ("glm_group", "n_groups"), ("glm_event", "n_events")):
+        expected = int(loaded[column].sum())
+        if counts[table] != expected:
+            raise ValueError(f"{table}: the CSV files hold {counts[table]} rows, the granules {expected}")
+
+
+def hour_summary(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime) -> dict:
+    """Counts and time span of one loaded hour, for run summaries and asset metadata."""
+    row = con.execute(
+        """
+        SELECT count(*) AS files,
+               count(*) FILTER (WHERE status = 'loaded') AS loaded,
+               count(*) FILTER (WHERE status = 'failed') AS failed,
+               coalesce(sum(n_flashes) FILTER (WHERE status = 'loaded'), 0),
+               coalesce(sum(n_groups) FILTER (WHERE status = 'loaded'), 0),
+               coalesce(sum(n_events) FILTER (WHERE status = 'loaded'), 0),
+               min(time_start), max(time_end)
+        FROM glm_file WHERE bucket = ? AND hour = ?
+        """,
+        [bucket, hour],
+    ).fetchone()
+    keys = ["files", "loaded", "failed", "flashes", "groups", "events", "time_start", "time_end"]
+    return dict(zip(keys, row))

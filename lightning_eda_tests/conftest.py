@@ -1,0 +1,32 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# --- shared GLM data fixtures ---
+# Real granules live outside the project, at ../shared/data/glm relative to its root. CI provides that folder;
+# a fresh clone does not, so tests that need it skip, and the rest of the suite uses files it writes itself.
+GLM_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glm"
+
+
+@pytest.fixture(scope="session")
+def glm_dir() -> Path:
+    """The folder of real GLM granules; skips the test when it is absent."""
+    if not GLM_DIR.is_dir():
+        pytest.skip(f"real GLM granules not available: {GLM_DIR} does not exist (only CI provides it)")
+    return GLM_DIR
+
+
+@pytest.fixture(scope="session")
+def real_granules(glm_dir: Path) -> list[Path]:
+    """The real granule files, sorted by name (so by platform, then start time)."""
+    granules = sorted(glm_dir.glob("OR_GLM-L2-*.nc"))
+    if not granules:
+        pytest.skip(f"real GLM granules not available: no OR_GLM-L2-*.nc files in {glm_dir}")
+    return granules
+
+
+# --- end shared GLM data fixtures ---

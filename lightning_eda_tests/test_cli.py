@@ -1,0 +1,93 @@
+"""`lightning-eda run` as a user runs it: a subprocess, configured only by environment variables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightning_eda import store
+from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
+
+BUCKET = "noaa-goes16"
+HOUR_ENV = {"GOES_YEAR": "2018", "GOES_DOY": "183", "GOES_HOUR": "04"}
+
+
+def lightning_eda(env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    """Run the installed console script (falling back to the module) with a clean, explicit environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOES_", "S3_", "LIGHTNING_EDA_"))}
+    base.pop("PRODUCT", None)
+    base.pop("DAGSTER_HOME", None)
+    script = shutil.which("lightning-eda", path=str(Path(sys.executable).parent))
+    command = [script] if script else [sys.executable, "-m", "lightning_eda.cli"]
+    return subprocess.run(
+        command + ["run"], env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def served_hour(s3, real_granules):
+    for path in real_granules:
+        if path.name.startswith("OR_GLM-L2-LCFA_G16_s2018183"):
+            s3.put_granule(BUCKET, path)
+    return s3
+
+
+def test_run_loads_the_hour_and_a_second_run_changes_nothing(served_hour, tmp_path):
+    env = {**HOUR_ENV, "S3_BUCKET": BUCKET, "AWS_ENDPOINT_URL_S3": served_hour.url, "LIGHTNING_EDA_DATA_DIR": "data"}
+    first = lightning_eda(env, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "flashes: 853" in first.stdout and "groups: 21579" in first.stdout and "events: 59797" in first.stdout
+    assert "files: 3 (3 loaded, 0 failed)" in first.stdout
+    db = tmp_path / "data" / "glm.duckdb"
+    assert str(db.resolve()) in first.stdout
+
+    def contents():
+        with store.connect(db, read_only=True) as con:
+            return {
+                t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+                for t in ("glm_flash", "glm_group", "glm_event")
+            } | {"glm_file": con.execute("SELECT * EXCLUDE (loaded_at) FROM glm_file ORDER BY ALL").fetchall()}
+
+    before = contents()
+    second = lightning_eda(env, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert contents() == before
+
+
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({"GOES_YEAR": "2018", "GOES_DOY": "400", "GOES_HOUR": "04"}, "GOES_DOY"),
+        ({"GOES_YEAR": "2018", "GOES_DOY": "183", "GOES_HOUR": "24"}, "GOES_HOUR"),
+        ({"GOES_YEAR": "2019", "GOES_DOY": "366", "GOES_HOUR": "04"}, "GOES_DOY"),  # 2019 is not a leap year
+        ({"GOES_YEAR": "2018", "GOES_DOY": "183"}, "GOES_HOUR"),
+        ({**HOUR_ENV, "S3_BUCKET": "Not_A_Bucket"}, "S3_BUCKET"),
+        ({**HOUR_ENV, "PRODUCT": "../etc"}, "PRODUCT"),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_line(env, variable, tmp_path):
+    # an endpoint nobody listens on: validation must fail before any network access is attempted
+    result = lightning_eda({**env, "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_unreachable_endpoint_fails_with_one_clear_line(tmp_path):
+    with socket.socket() as sock:  # a port that was free a moment ago: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**HOUR_ENV, "S3_BUCKET": BUCKET, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}"}
+    result = lightning_eda(env, tmp_path)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert "could not reach" in last and f"127.0.0.1:{port}" in last and "AWS_ENDPOINT_URL_S3" in last
+    assert "Traceback" not in result.stderr

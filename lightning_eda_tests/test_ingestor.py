@@ -1,0 +1,127 @@
+"""The ingestor assets end to end: a local S3 server over HTTP, real granules under the real key layout, DuckDB on disk."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+from dagster import materialize
+from dagster_duckdb import DuckDBResource
+
+from lightning_eda import store
+from lightning_eda.assets.ingestor import extract, load, transform
+from lightning_eda.resources import GlmArchiveResource, LightningDataResource
+from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
+
+BUCKET = "noaa-goes16"
+HOUR_2018 = datetime(2018, 7, 2, 4)
+KEY_2018 = "2018-07-02-04:00"
+FIRST_THREE = {  # the README's counts for the busy 2018 minute
+    "OR_GLM-L2-LCFA_G16_s20181830433000_e20181830433200_c20181830433231.nc": (302, 7182, 18361),
+    "OR_GLM-L2-LCFA_G16_s20181830433200_e20181830433400_c20181830433424.nc": (277, 6919, 19956),
+    "OR_GLM-L2-LCFA_G16_s20181830433400_e20181830434000_c20181830434029.nc": (274, 7478, 21480),
+}
+
+
+def resources_for(data_dir: Path, bucket: str = BUCKET) -> dict:
+    return {
+        "archive": GlmArchiveResource(bucket=bucket),
+        "data": LightningDataResource(data_dir=str(data_dir)),
+        "duckdb": DuckDBResource(database=str(data_dir / "glm.duckdb")),
+    }
+
+
+def run_hour(data_dir: Path, key: str = KEY_2018, bucket: str = BUCKET):
+    return materialize([extract, transform, load], partition_key=key, resources=resources_for(data_dir, bucket))
+
+
+@pytest.fixture(scope="module")
+def hour_2018(s3, real_granules):
+    """The busy 2018 minute, served under its real key, beside a key that is not a granule."""
+    for path in real_granules:
+        if path.name in FIRST_THREE:
+            s3.put_granule(BUCKET, path)
+    s3.put(BUCKET, "GLM-L2-LCFA/2018/183/04/index.html", b"<html>not a granule</html>")
+    return s3
+
+
+def table_rows(db: Path, sql: str, params=()):
+    with store.connect(db, read_only=True) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+def test_real_hour_loads_counts_per_table(hour_2018, tmp_path):
+    result = run_hour(tmp_path)
+    assert result.success
+    db = tmp_path / "glm.duckdb"
+    files = table_rows(db, "SELECT source_file, status, n_flashes, n_groups, n_events FROM glm_file ORDER BY 1")
+    assert [(f, s) for f, s, *_ in files] == [(name, "loaded") for name in sorted(FIRST_THREE)]
+    assert {f: tuple(n) for f, _, *n in files} == FIRST_THREE
+    for table, index in (("glm_flash", 0), ("glm_group", 1), ("glm_event", 2)):
+        per_file = dict(table_rows(db, f"SELECT source_file, count(*) FROM {table} GROUP BY 1"))
+        assert per_file == {name: counts[index] for name, counts in FIRST_THREE.items()}, table
+    # the index.html beside the granules was never downloaded
+    assert not list(tmp_path.rglob("index.html"))
+    load_meta = result.asset_materializations_for_node("load")[0].metadata
+    assert load_meta["flashes"].value == 853 and load_meta["events"].value == 59797
+
+
+def test_loaded_values_equal_an_independent_netcdf4_read(hour_2018, tmp_path, glm_dir):
+    assert run_hour(tmp_path).success
+    db = tmp_path / "glm.duckdb"
+    for name in FIRST_THREE:
+        with netCDF4.Dataset(glm_dir / name) as ds:  # netCDF4's own mask-and-scale: right for lat, lon and energy
+            flash_lat = np.asarray(ds["flash_lat"][:], dtype=np.float64)
+            flash_lon = np.asarray(ds["flash_lon"][:], dtype=np.float64)
+            flash_energy = np.asarray(ds["flash_energy"][:], dtype=np.float64)
+            flash_id = np.asarray(ds["flash_id"][:]).astype(np.int64)
+            event_lat = np.asarray(ds["event_lat"][:], dtype=np.float64)
+            event_energy = np.asarray(ds["event_energy"][:], dtype=np.float64)
+            event_id = np.asarray(ds["event_id"][:]).astype(np.int64)
+        rows = table_rows(db, "SELECT flash_id, lat, lon, energy FROM glm_flash WHERE source_file = ? ORDER BY flash_id", [name])
+        got = np.array(rows, dtype=np.float64)
+        order = np.argsort(flash_id)
+        np.testing.assert_array_equal(got[:, 0], flash_id[order])
+        np.testing.assert_allclose(got[:, 1], flash_lat[order], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(got[:, 2], flash_lon[order], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(got[:, 3], flash_energy[order], rtol=1e-6, atol=1e-21)
+        rows = table_rows(db, "SELECT event_id, lat, energy FROM glm_event WHERE source_file = ? ORDER BY event_id", [name])
+        got = np.array(rows, dtype=np.float64)
+        order = np.argsort(event_id)
+        np.testing.assert_array_equal(got[:, 0], event_id[order])
+        np.testing.assert_allclose(got[:, 1], event_lat[order], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(got[:, 2], event_energy[order], rtol=1e-6, atol=1e-21)
+
+
+def snapshot(db: Path) -> dict:
+    tables = {}
+    for table in ("glm_flash", "glm_group", "glm_event"):
+        tables[table] = table_rows(db, f"SELECT * FROM {table} ORDER BY ALL")
+    tables["glm_file"] = table_rows(db, "SELECT * EXCLUDE (loaded_at) FROM glm_file ORDER BY ALL")
+    return tables
+
+
+def test_second_run_changes_nothing(hour_2018, tmp_path):
+    assert run_hour(tmp_path).success
+    first = snapshot(tmp_path / "glm.duckdb")
+    second_result = run_hour(tmp_path)
+    assert second_result.success
+    assert snapshot(tmp_path / "glm.duckdb") == first
+    extract_meta = second_result.asset_materializations_for_node("extract")[0].metadata
+    assert extract_meta["downloaded"].value == 0 and extract_meta["already_present"].value == 3
+
+
+def test_times_are_utc_and_within_the_granule_span(hour_2018, tmp_path):
+    assert run_hour(tmp_path).success
+    rows = table_rows(
+        tmp_path / "glm.duckdb",
+        """SELECT min(date_diff('millisecond', f.time_start, fl.time_start)),
+                  max(date_diff('millisecond', f.time_end, fl.time_end))
+           FROM glm_flash fl JOIN glm_file f USING (source_file)""",
+    )
+    earliest_ms, latest_ms = rows[0]
+    assert -2500 <= earliest_ms < 0  # some flashes start just before their granule (GLM.md)
+    assert latest_ms <= 500
