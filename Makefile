@@ -12,8 +12,12 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install -e ".[dev]"
 
+# The Dagster instance lives in .dagster_home/ (runs, schedules, the duckdb pool limit from dagster.yaml).
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
 dev: install
-	$(BIN)/dagster dev
+	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml || true
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev -h 127.0.0.1
 
 # pytest exits 5 when it collects no tests: that is a failure here, not a pass.
 test: install

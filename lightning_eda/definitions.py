@@ -1,18 +1,43 @@
 """The one place that assembles the project's Dagster definitions."""
 
-from dagster import Definitions, define_asset_job
+from dagster import AssetSelection, Definitions, define_asset_job
 
+from lightning_eda.assets.clustering import (
+    cluster_map,
+    elbow_evaluator,
+    kmeans_cluster,
+    preprocessor,
+    silhouette_evaluator,
+)
 from lightning_eda.assets.ingestor import extract, load, transform
+from lightning_eda.checks import all_checks
+from lightning_eda.constants import CLUSTERING, EVALUATORS, INGESTOR, PREPROCESSOR
 from lightning_eda.partitions import hourly_partitions
 from lightning_eda.resources import resources_from_env
+from lightning_eda.schedules import build_automation
+
+ingest_assets = [extract, transform, load]
+clustering_assets = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map]
 
 ingest_job = define_asset_job(
-    "ingest_hour", selection=[extract, transform, load], partitions_def=hourly_partitions,
+    "ingest_hour",
+    selection=AssetSelection.groups(INGESTOR),
+    partitions_def=hourly_partitions,
     description="Extract, transform and load one hour of GLM granules.",
 )
+cluster_job = define_asset_job(
+    "cluster_window",
+    selection=AssetSelection.groups(PREPROCESSOR, EVALUATORS, CLUSTERING),
+    description="Preprocess the window's flashes, evaluate k, cluster and map them.",
+)
+
+hourly_ingest, cluster_after_ingest = build_automation(ingest_job, cluster_job)
 
 defs = Definitions(
-    assets=[extract, transform, load],
-    jobs=[ingest_job],
+    assets=[*ingest_assets, *clustering_assets],
+    asset_checks=all_checks,
+    jobs=[ingest_job, cluster_job],
+    schedules=[hourly_ingest],
+    sensors=[cluster_after_ingest],
     resources=resources_from_env(),
 )

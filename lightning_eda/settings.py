@@ -119,3 +119,19 @@ class Settings:
         if source_dir is not None and not source_dir.is_dir():
             raise ConfigError(f"GOES_SOURCE_DIR={source_raw!r} is not a directory")
         return cls(bucket=bucket, product=product, data_dir=data_dir, source_dir=source_dir)
+
+
+_WINDOW_FORMATS = ("%Y-%m-%d-%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H", "%Y-%m-%d")
+
+
+def parse_hour(text: str, variable: str = "window_start") -> datetime:
+    """An hour given as a partition key (2018-07-02-04:00), ISO-like text (2018-07-02 04:00) or a date."""
+    for fmt in _WINDOW_FORMATS:
+        try:
+            moment = datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+        if moment.minute or moment.second:
+            raise ConfigError(f"{variable}={text!r} must fall on a whole hour")
+        return moment
+    raise ConfigError(f"{variable}={text!r} is not an hour: use YYYY-MM-DD HH:MM (UTC) or a partition key")

@@ -219,3 +219,96 @@ def hour_summary(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime)
     ).fetchone()
     keys = ["files", "loaded", "failed", "flashes", "groups", "events", "time_start", "time_end"]
     return dict(zip(keys, row))
+
+
+# --- tables written by the clustering assets --------------------------------------------------------------------
+
+ANALYSIS_TABLES = ("flash_features", "feature_window", "flash_cluster", "cluster_summary")
+
+EVALUATION_SQL = """
+CREATE TABLE IF NOT EXISTS cluster_evaluation (
+    k                      INTEGER PRIMARY KEY,
+    inertia                DOUBLE,
+    silhouette             DOUBLE,
+    silhouette_sample_size INTEGER,
+    n_points               INTEGER,
+    window_start           TIMESTAMP,
+    window_end             TIMESTAMP,
+    evaluated_at           TIMESTAMP
+);
+"""
+
+
+def latest_loaded_hour(con: duckdb.DuckDBPyConnection, bucket: str) -> datetime | None:
+    ensure_schema(con)
+    row = con.execute("SELECT max(hour) FROM glm_file WHERE bucket = ? AND status = 'loaded'", [bucket]).fetchone()
+    return row[0]
+
+
+def window_flashes(con: duckdb.DuckDBPyConnection, *, bucket: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Flashes of the granules loaded for hours in [start, end)."""
+    ensure_schema(con)
+    return con.execute(
+        """
+        SELECT fl.* FROM glm_flash fl
+        JOIN glm_file f USING (source_file)
+        WHERE f.bucket = ? AND f.status = 'loaded' AND f.hour >= ? AND f.hour < ?
+        ORDER BY fl.time_start, fl.source_file, fl.flash_id
+        """,
+        [bucket, start, end],
+    ).df()
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    """Replace one of the analysis tables by a frame (table names come from a fixed list, never from input)."""
+    if table not in ANALYSIS_TABLES:
+        raise ValueError(f"not an analysis table: {table!r}")
+    con.register("replacement", frame)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM replacement")
+    finally:
+        con.unregister("replacement")
+
+
+def upsert_evaluation(
+    con: duckdb.DuckDBPyConnection,
+    column: str,
+    values: dict[int, float],
+    *,
+    n_points: int,
+    window_start: datetime,
+    window_end: datetime,
+    sample_size: int | None = None,
+) -> None:
+    """Write one evaluator's column of ``cluster_evaluation``; rows of another window are dropped first."""
+    if column not in ("inertia", "silhouette"):
+        raise ValueError(f"not an evaluation column: {column!r}")
+    con.execute(EVALUATION_SQL)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "DELETE FROM cluster_evaluation WHERE window_start IS DISTINCT FROM ? OR window_end IS DISTINCT FROM ? "
+            "OR n_points IS DISTINCT FROM ?",
+            [window_start, window_end, n_points],
+        )
+        con.execute(f"UPDATE cluster_evaluation SET {column} = NULL")
+        for k, value in sorted(values.items()):
+            con.execute(
+                f"""
+                INSERT INTO cluster_evaluation (k, {column}, n_points, window_start, window_end, evaluated_at)
+                VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP)
+                ON CONFLICT (k) DO UPDATE SET {column} = excluded.{column}, evaluated_at = excluded.evaluated_at
+                """,
+                [int(k), float(value), n_points, window_start, window_end],
+            )
+        if column == "silhouette":
+            con.execute("UPDATE cluster_evaluation SET silhouette_sample_size = ?", [sample_size])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def read_evaluation(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    con.execute(EVALUATION_SQL)
+    return con.execute("SELECT * FROM cluster_evaluation ORDER BY k").df()

@@ -9,7 +9,7 @@ from dagster_duckdb import DuckDBResource
 
 from lightning_eda import ingest, store
 from lightning_eda.archive import ArchiveUnreachable, extract_hour
-from lightning_eda.constants import INGESTOR
+from lightning_eda.constants import DUCKDB_POOL, INGESTOR
 from lightning_eda.layout import is_granule_key, hour_prefix
 from lightning_eda.partitions import hourly_partitions, naive_utc
 from lightning_eda.resources import GlmArchiveResource, LightningDataResource
@@ -110,6 +110,7 @@ def _failure_table(records) -> str:
     partitions_def=hourly_partitions,
     deps=[transform],
     kinds={"duckdb"},
+    pool=DUCKDB_POOL,
     description="Replace the hour's rows in glm_file, glm_flash, glm_group and glm_event (one transaction).",
 )
 def load(

@@ -1,0 +1,104 @@
+"""Chunk sizes and a small thread pool for the NumPy kernels of :mod:`lightning_eda.ml`.
+
+NumPy releases the GIL inside its loops and BLAS calls, so two Python threads working on different row chunks keep two
+cores busy. Two rules keep that fast and reproducible:
+
+* Work is split into a fixed list of chunks and results come back in chunk order, so every floating-point sum is done
+  in the same order whatever the thread timing: results depend on the chunk size, never on the scheduling.
+* Our threads and BLAS's own threads must not compete for the same cores (OpenBLAS threads spin while they wait, and
+  four busy threads on two cores run slower than two). While our threads run, BLAS is limited to one thread through
+  ``threadpoolctl`` when it is installed; when it is not, everything runs in the calling thread and BLAS keeps its
+  threads. ``threadpoolctl`` is optional: it only changes speed, never results.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+#: Upper bound on worker threads; the project's machines have two cores.
+MAX_THREADS = 2
+
+_blas_controller = None
+
+
+def available_cpus() -> int:
+    """Number of CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _blas_controller_or_none():
+    """Return a cached ``threadpoolctl.ThreadpoolController``, or ``None`` when ``threadpoolctl`` is missing."""
+    global _blas_controller
+    if _blas_controller is None:
+        try:
+            import threadpoolctl
+        except ImportError:
+            return None
+        _blas_controller = threadpoolctl.ThreadpoolController()
+    return _blas_controller
+
+
+def rows_per_chunk(bytes_per_row: int, budget_bytes: int, n_rows: int) -> int:
+    """Rows per chunk so that a chunk's temporaries take about ``budget_bytes``: at least 1, at most ``n_rows``."""
+    return int(max(1, min(n_rows, budget_bytes // max(1, bytes_per_row))))
+
+
+def chunk_bounds(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """Split ``range(n_rows)`` into consecutive ``(start, stop)`` pairs of at most ``chunk_rows`` rows."""
+    return [(start, min(n_rows, start + chunk_rows)) for start in range(0, n_rows, chunk_rows)]
+
+
+class ChunkRunner:
+    """Run ``fn(i)`` for ``i in range(n_items)`` on a few threads; results come back as a list in item order.
+
+    Items are dealt round-robin (worker ``t`` takes items ``t, t + T, t + 2T, ...``), which balances work when cost
+    varies smoothly along the data and keeps the item-to-thread assignment fixed. Use as a context manager; one
+    runner serves all the passes of one computation, so threads are started once.
+
+    Parameters
+    ----------
+    n_threads : int or None, default=None
+        Worker threads; ``None`` means ``min(MAX_THREADS, available_cpus())``. Forced to 1 when BLAS cannot be limited
+        to one thread (``threadpoolctl`` missing).
+    """
+
+    def __init__(self, n_threads: int | None = None):
+        wanted = min(MAX_THREADS, available_cpus()) if n_threads is None else max(1, int(n_threads))
+        self._controller = _blas_controller_or_none() if wanted > 1 else None
+        self.n_threads = wanted if self._controller is not None else 1
+        self._stack = ExitStack()
+        self._executor = None
+
+    def __enter__(self) -> "ChunkRunner":
+        if self.n_threads > 1:
+            # limit() applies the limit at once and restores the previous one on exit.
+            self._stack.enter_context(self._controller.limit(limits=1, user_api="blas"))
+            self._executor = self._stack.enter_context(ThreadPoolExecutor(self.n_threads))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stack.close()
+        self._executor = None
+
+    def map(self, fn: Callable[[int], T], n_items: int) -> list[T]:
+        """Return ``[fn(0), fn(1), ..., fn(n_items - 1)]``, computed on the worker threads."""
+        if self._executor is None or n_items <= 1:
+            return [fn(i) for i in range(n_items)]
+        results: list = [None] * n_items
+        n_workers = min(self.n_threads, n_items)
+
+        def work(first: int) -> None:
+            for i in range(first, n_items, n_workers):
+                results[i] = fn(i)
+
+        for future in [self._executor.submit(work, t) for t in range(n_workers)]:
+            future.result()
+        return results

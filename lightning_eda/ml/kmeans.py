@@ -1,0 +1,547 @@
+"""K-means clustering in plain NumPy.
+
+``kmeans`` validates its input and normalises the seed once, then calls private routines that trust their arguments:
+``_prepare`` (centre the data, squared norms), ``_kmeans_plusplus`` (greedy seeding) and ``_lloyd_hamerly`` (Lloyd's
+iterations with Hamerly's bounds). Every pass over the points works on row chunks of a few megabytes, run on a small
+thread pool (:mod:`lightning_eda.ml._parallel`), so memory stays O(n * d) whatever the number of points.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from lightning_eda.ml._parallel import ChunkRunner, chunk_bounds, rows_per_chunk
+from lightning_eda.ml._validation import check_int, check_points, check_tol, count_distinct_rows_at_least
+
+__all__ = ["KMeansResult", "kmeans", "elbow_sweep"]
+
+logger = logging.getLogger(__name__)
+
+#: Target size in bytes of one chunk's temporaries (distance block, gathered points, per-point vectors): small enough
+#: to stay in the CPU caches between the NumPy calls made on the chunk, large enough to amortise the calls' overhead.
+_CHUNK_BYTES = 2 * 2**20
+
+#: Up to this many clusters the nearest/second-nearest search loops over the centres with whole-chunk operations;
+#: above it, one ``argmin`` over the centre axis costs less than ``k`` Python-level calls.
+_SMALL_K = 32
+
+
+@dataclass(frozen=True)
+class KMeansResult:
+    """Outcome of :func:`kmeans` (the best of its ``n_init`` runs).
+
+    Attributes
+    ----------
+    centroids : ndarray of shape (k, n_features)
+        Cluster centres, in the coordinates of ``X``.
+    labels : ndarray of shape (n_samples,), dtype intp
+        Index of the nearest centroid of each point.
+    inertia : float
+        Sum of squared Euclidean distances from each point to its centroid.
+    n_iter : int
+        Lloyd iterations run by the best run.
+
+    The arrays are read-only.
+    """
+
+    centroids: np.ndarray
+    labels: np.ndarray
+    inertia: float
+    n_iter: int
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Points ready for the private routines: centred, transposed, with a row of ones and squared norms.
+
+    ``XTa[:d]`` holds the centred points as columns and ``XTa[d]`` is all ones, so that for centres ``C`` the product
+    ``[-2 C, |C|^2] @ XTa[:, chunk]`` gives ``|c|^2 - 2 c.x`` for every centre and point in one BLAS call; adding
+    ``x_sq`` makes it a squared distance. Centring first keeps that expansion accurate far from the origin (longitude
+    and latitude are tens of units from zero while clusters may be fractions of a unit wide).
+    """
+
+    XTa: np.ndarray  # (d + 1, n)
+    x_sq: np.ndarray  # (n,)
+    mean: np.ndarray  # (d,)
+    mean_variance: float  # mean over features of the variance of X
+
+    @property
+    def n_samples(self) -> int:
+        return self.x_sq.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.XTa.shape[0] - 1
+
+
+def _prepare(X: np.ndarray) -> _Prepared:
+    """Centre validated points and precompute what every k-means run needs."""
+    n, d = X.shape
+    mean = X.mean(axis=0)
+    XTa = np.empty((d + 1, n))
+    np.subtract(X.T, mean[:, None], out=XTa[:d])
+    XTa[d] = 1.0
+    x_sq = np.einsum("ij,ij->j", XTa[:d], XTa[:d])
+    return _Prepared(XTa=XTa, x_sq=x_sq, mean=mean, mean_variance=float(x_sq.sum() / (n * d)))
+
+
+def _chunks_for(data: _Prepared, k: int) -> list[tuple[int, int]]:
+    """Row chunks sized so that a chunk's temporaries take about ``_CHUNK_BYTES``."""
+    bytes_per_row = 8 * (k + data.n_features + 12)
+    return chunk_bounds(data.n_samples, rows_per_chunk(bytes_per_row, _CHUNK_BYTES, data.n_samples))
+
+
+def _augmented_centres(C: np.ndarray) -> np.ndarray:
+    """Return ``[-2 C, |C|^2]`` of shape (k, d + 1); see :class:`_Prepared`."""
+    return np.hstack([-2.0 * C, np.einsum("ij,ij->i", C, C)[:, None]])
+
+
+def _nearest_two(D: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index of the smallest entry of each column of ``D``, the smallest and the second smallest values.
+
+    ``D`` has shape (k, m) (centres by points) and may be overwritten. Ties go to the lowest index, like
+    ``argmin``; the second smallest equals the smallest when two centres tie.
+    """
+    k, m = D.shape
+    if k == 1:
+        return np.zeros(m, dtype=np.intp), D[0].copy(), np.full(m, np.inf)
+    if k > _SMALL_K:
+        labels = D.argmin(axis=0)
+        cols = np.arange(m)
+        best = D[labels, cols]
+        D[labels, cols] = np.inf
+        return labels, best, D.min(axis=0)
+    best = D[0].copy()
+    second = np.full(m, np.inf)
+    tmp = np.empty(m)
+    for j in range(1, k):
+        # the new second smallest is min(second, max(best, D[j])), ties included
+        np.maximum(best, D[j], out=tmp)
+        np.minimum(second, tmp, out=second)
+        np.minimum(best, D[j], out=best)
+    # The first index reaching the minimum equals the number of leading rows whose running minimum is still above it.
+    labels = np.zeros(m, dtype=np.intp)
+    above = np.empty(m, dtype=bool)
+    np.copyto(tmp, D[0])
+    for j in range(k - 1):
+        if j:
+            np.minimum(tmp, D[j], out=tmp)
+        np.greater(tmp, best, out=above)
+        labels += above
+    return labels, best, second
+
+
+def _distances_from_partial(partial: np.ndarray, x_sq: np.ndarray) -> np.ndarray:
+    """Turn ``|c|^2 - 2 c.x`` into ``|x - c|``, clipping the rounding error that can make it negative."""
+    out = partial + x_sq
+    np.maximum(out, 0.0, out=out)
+    return np.sqrt(out, out=out)
+
+
+def _half_separation(C: np.ndarray) -> np.ndarray:
+    """Half the distance from each centre to its nearest other centre (``inf`` when k == 1)."""
+    k, d = C.shape
+    half = np.empty(k)
+    rows = max(1, 2**20 // max(1, k * d))
+    for start in range(0, k, rows):
+        block = C[start:start + rows]
+        dist = np.sqrt(((block[:, None, :] - C[None, :, :]) ** 2).sum(axis=2))
+        dist[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])] = np.inf
+        half[start:start + rows] = 0.5 * dist.min(axis=1)
+    return half
+
+
+def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: ChunkRunner,
+                     chunks: list[tuple[int, int]]) -> np.ndarray:
+    """Choose ``k`` initial centres by greedy k-means++; return their indices into the points.
+
+    The first centre is drawn uniformly. Each further centre is the best, by resulting potential (sum of squared
+    distances to the nearest centre), of ``2 + int(log(k))`` candidates drawn with probability proportional to the
+    squared distance to the nearest centre chosen so far (Arthur and Vassilvitskii's greedy variant, as in
+    scikit-learn). A running array of those squared distances is kept and lowered after each choice, so each step
+    costs O(n * d * n_candidates) and nothing is recomputed for the earlier centres.
+
+    Sampling is done in two stages, first a chunk by its share of the potential and then a point inside the chunk,
+    which avoids a cumulative sum over all points at every step.
+    """
+    XTa, x_sq = data.XTa, data.x_sq
+    n = data.n_samples
+    n_trials = 2 + int(np.log(k))
+    chosen = np.empty(k, dtype=np.intp)
+    chosen[0] = rng.integers(n)
+    closest = np.empty(n)
+
+    def augmented(ids: np.ndarray) -> np.ndarray:
+        # [-2 x, |x|^2] for the points ``ids``, shape (len(ids), d + 1); see _Prepared
+        return np.concatenate([-2.0 * XTa[:-1, ids].T, x_sq[ids][:, None]], axis=1)
+
+    def lower_closest(i: int, centre_aug: np.ndarray, first: bool) -> float:
+        start, stop = chunks[i]
+        d2 = (centre_aug @ XTa[:, start:stop])[0]
+        d2 += x_sq[start:stop]
+        np.maximum(d2, 0.0, out=d2)
+        if first:
+            closest[start:stop] = d2
+        else:
+            np.minimum(closest[start:stop], d2, out=closest[start:stop])
+        return float(closest[start:stop].sum())
+
+    def candidate_potentials(i: int, cand_aug: np.ndarray) -> np.ndarray:
+        start, stop = chunks[i]
+        d2 = cand_aug @ XTa[:, start:stop]
+        d2 += x_sq[start:stop]
+        np.maximum(d2, 0.0, out=d2)
+        np.minimum(d2, closest[start:stop], out=d2)
+        return d2.sum(axis=1)
+
+    centre_aug = augmented(chosen[:1])
+    chunk_pot = np.array(runner.map(lambda i: lower_closest(i, centre_aug, True), len(chunks)))
+    for c in range(1, k):
+        cum_pot = np.cumsum(chunk_pot)
+        total = cum_pot[-1]
+        if total > 0:
+            targets = rng.uniform(size=n_trials) * total
+            candidates = np.array([_sample_point(closest, chunks, cum_pot, t) for t in targets], dtype=np.intp)
+        else:  # only reachable through rounding: every point sits on a centre
+            candidates = rng.integers(n, size=n_trials)
+        cand_aug = augmented(candidates)
+        pots = np.sum(runner.map(lambda i: candidate_potentials(i, cand_aug), len(chunks)), axis=0)
+        chosen[c] = candidates[int(np.argmin(pots))]
+        if c < k - 1:
+            centre_aug = augmented(chosen[c:c + 1])
+            chunk_pot = np.array(runner.map(lambda i: lower_closest(i, centre_aug, False), len(chunks)))
+    return chosen
+
+
+def _sample_point(closest: np.ndarray, chunks, cum_pot: np.ndarray, target: float) -> int:
+    """Index of the point where the cumulative potential first exceeds ``target`` (chunk first, then point)."""
+    i = min(int(np.searchsorted(cum_pot, target, side="right")), len(chunks) - 1)
+    start, stop = chunks[i]
+    local = np.cumsum(closest[start:stop])
+    offset = target - (cum_pot[i - 1] if i else 0.0)
+    j = int(np.searchsorted(local, offset, side="right"))
+    if j >= stop - start:
+        # Rounding put the target past this chunk's own cumulative sum: take its last point with positive mass.
+        positive = np.flatnonzero(closest[start:stop] > 0)
+        j = int(positive[-1]) if positive.size else stop - start - 1
+    return start + j
+
+
+class _HamerlyState:
+    """Per-point bounds and labels of one Lloyd run, plus the per-iteration quantities the chunk kernel reads.
+
+    ``upper[i]`` bounds the distance from point i to its assigned centre from above and ``lower[i]`` bounds the
+    distance to every other centre from below. A point needs no distance computation while
+    ``upper[i] <= max(lower[i], half_sep[labels[i]])`` (Hamerly 2010): its centre is then provably still the nearest.
+    """
+
+    def __init__(self, data: _Prepared, k: int, chunks):
+        n = data.n_samples
+        self.data, self.k, self.chunks = data, k, chunks
+        self.labels = np.zeros(n, dtype=np.intp)
+        self.upper = np.empty(n)
+        self.lower = np.empty(n)
+        self.first = True
+        self.shift = np.zeros(k)
+        self.max_shift = 0.0
+        self.set_centres(np.zeros((k, data.n_features)))
+
+    def set_centres(self, C: np.ndarray) -> None:
+        self.C = C
+        self.CT = np.ascontiguousarray(C.T)
+        self.C_aug = _augmented_centres(C)
+        self.half_sep = _half_separation(C)
+
+    def _sums(self, cols, labels) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cluster coordinate sums (k, d) and counts (k,) of the points ``cols`` with the given labels."""
+        k, d = self.k, self.data.n_features
+        counts = np.bincount(labels, minlength=k)
+        sums = np.empty((k, d))
+        for j in range(d):
+            sums[:, j] = np.bincount(labels, weights=self.data.XTa[j, cols], minlength=k)
+        return sums, counts
+
+    def assign_chunk(self, i: int, update_sums: bool):
+        """Bring chunk ``i`` up to date with the current centres.
+
+        Returns ``None`` when no label changed, else ``(delta_sums, delta_counts, n_changed)`` (zeros in place of the
+        deltas when ``update_sums`` is false). On the first pass the deltas are the chunk's full sums.
+        """
+        data = self.data
+        start, stop = self.chunks[i]
+        lab, ub, lb = self.labels[start:stop], self.upper[start:stop], self.lower[start:stop]
+        if self.first:
+            new, best, second = _nearest_two(self.C_aug @ data.XTa[:, start:stop])
+            ub[:] = _distances_from_partial(best, data.x_sq[start:stop])
+            lb[:] = _distances_from_partial(second, data.x_sq[start:stop])
+            lab[:] = new
+            sums, counts = self._sums(slice(start, stop), lab)
+            return sums, counts, stop - start
+        ub += self.shift.take(lab)
+        lb -= self.max_shift
+        bound = np.maximum(self.half_sep.take(lab), lb)
+        cand = np.flatnonzero(ub > bound)
+        if cand.size == 0:
+            return None
+        # Tighten the upper bound to the exact distance to the assigned centre.
+        cols = cand + start
+        diff = data.XTa[:-1].take(cols, axis=1)
+        diff -= self.CT.take(lab[cand], axis=1)
+        exact = np.sqrt(np.einsum("ij,ij->j", diff, diff))
+        ub[cand] = exact
+        keep = exact > bound[cand]
+        cand, cols = cand[keep], cols[keep]
+        if cand.size == 0:
+            return None
+        new, best, second = _nearest_two(self.C_aug @ data.XTa.take(cols, axis=1))
+        x_sq = data.x_sq[cols]
+        ub[cand] = _distances_from_partial(best, x_sq)
+        lb[cand] = _distances_from_partial(second, x_sq)
+        old = lab[cand]
+        changed = new != old
+        n_changed = int(np.count_nonzero(changed))
+        if n_changed == 0:
+            return None
+        lab[cand] = new
+        if not update_sums:
+            return 0.0, 0, n_changed
+        moved = cols[changed]
+        add_sums, add_counts = self._sums(moved, new[changed])
+        sub_sums, sub_counts = self._sums(moved, old[changed])
+        return add_sums - sub_sums, add_counts - sub_counts, n_changed
+
+    def exact_sq_distances(self, i: int) -> np.ndarray:
+        """Squared distance from each point of chunk ``i`` to its assigned centre, computed from differences."""
+        start, stop = self.chunks[i]
+        diff = self.data.XTa[:-1, start:stop] - self.CT.take(self.labels[start:stop], axis=1)
+        return np.einsum("ij,ij->j", diff, diff)
+
+
+def _relocate_empty(state: _HamerlyState, empty: np.ndarray, sums: np.ndarray, counts: np.ndarray,
+                    runner: ChunkRunner) -> int:
+    """Re-seed each empty cluster with the point farthest from its own (current) centre, as scikit-learn does.
+
+    The point is moved into the empty cluster, so labels, sums and counts stay consistent; it is taken only from a
+    cluster that keeps at least one point. Returns the number of points moved (one per empty cluster). With
+    ``k <= n_distinct`` such a point always exists at a positive distance.
+    """
+    data, labels = state.data, state.labels
+    dist = np.concatenate(runner.map(state.exact_sq_distances, len(state.chunks)))
+    n_look = min(dist.size, empty.size + state.k)  # each cluster can hold back at most one point (its last)
+    top = np.argpartition(dist, dist.size - n_look)[dist.size - n_look:]
+    top = top[np.argsort(-dist[top], kind="stable")]
+    moved = 0
+    for p in top:
+        if moved == empty.size:
+            break
+        donor = labels[p]
+        if counts[donor] <= 1:
+            continue
+        target = empty[moved]
+        x = data.XTa[:-1, p]
+        counts[donor] -= 1
+        sums[donor] -= x
+        counts[target] = 1
+        sums[target] = x
+        labels[p] = target
+        state.upper[p] = 0.0
+        state.lower[p] = 0.0
+        moved += 1
+    logger.debug("re-seeded %d empty cluster(s) with far points", moved)
+    return moved
+
+
+def _lloyd_hamerly(data: _Prepared, centres: np.ndarray, max_iter: int, tol_abs: float, runner: ChunkRunner,
+                   chunks) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Run Lloyd's algorithm from ``centres`` (centred coordinates); return centres, labels, inertia, iterations.
+
+    Each iteration assigns every point to its nearest centre and moves each centre to the mean of its points; Hamerly's
+    bounds skip the distance computations for points whose assignment provably cannot change, so the iterates are
+    those of plain Lloyd (up to rounding in exact ties). Cluster sums are updated from the points that changed label.
+    Stops when no label changes (strict convergence) or when the squared centre shift summed over centres is at most
+    ``tol_abs``; in the latter case one more assignment pass makes the labels match the final centres.
+    """
+    k = centres.shape[0]
+    state = _HamerlyState(data, k, chunks)
+    state.set_centres(centres.copy())
+    sums = counts = None
+    strict = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        results = runner.map(lambda i: state.assign_chunk(i, True), len(chunks))
+        results = [r for r in results if r is not None]
+        n_changed = sum(r[2] for r in results)
+        if state.first:
+            sums = np.sum([r[0] for r in results], axis=0)
+            counts = np.sum([r[1] for r in results], axis=0)
+            state.first = False
+        else:
+            for delta_sums, delta_counts, _ in results:
+                sums += delta_sums
+                counts += delta_counts
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            n_changed += _relocate_empty(state, empty, sums, counts, runner)
+        new_centres = sums / counts[:, None]
+        shift = np.sqrt(((new_centres - state.C) ** 2).sum(axis=1))
+        state.shift, state.max_shift = shift, float(shift.max())
+        state.set_centres(new_centres)
+        if n_changed == 0:
+            strict = True
+            break
+        if float((shift**2).sum()) <= tol_abs:
+            break
+    if not strict:
+        runner.map(lambda i: state.assign_chunk(i, False), len(chunks))
+    inertia = float(np.sum(runner.map(lambda i: state.exact_sq_distances(i).sum(), len(chunks))))
+    return state.C, state.labels, inertia, n_iter
+
+
+def _check_k(X: np.ndarray, k: int) -> None:
+    n = X.shape[0]
+    if k > n:
+        raise ValueError(f"n_samples={n} should be >= k={k}")
+    distinct = count_distinct_rows_at_least(X, k)
+    if distinct < k:
+        raise ValueError(f"k={k} exceeds the number of distinct points in X ({distinct} distinct among "
+                         f"n_samples={n}); choose k <= {distinct}")
+
+
+def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, tol: float,
+                      rng: np.random.Generator) -> KMeansResult:
+    """Best of ``n_init`` seeded Lloyd runs on prepared data (arguments already checked)."""
+    chunks = _chunks_for(data, k)
+    tol_abs = data.mean_variance * tol
+    best = None
+    with ChunkRunner() as runner:
+        for run in range(n_init):
+            chosen = _kmeans_plusplus(data, k, rng, runner, chunks)
+            centres = np.ascontiguousarray(data.XTa[:-1, chosen].T)
+            C, labels, inertia, n_iter = _lloyd_hamerly(data, centres, max_iter, tol_abs, runner, chunks)
+            logger.debug("k-means run %d/%d: k=%d inertia=%.6g n_iter=%d", run + 1, n_init, k, inertia, n_iter)
+            if best is None or inertia < best[2]:
+                best = (C, labels, inertia, n_iter)
+    C, labels, inertia, n_iter = best
+    centroids = C + data.mean
+    centroids.flags.writeable = False
+    labels.flags.writeable = False
+    return KMeansResult(centroids=centroids, labels=labels, inertia=inertia, n_iter=n_iter)
+
+
+def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4, seed=None) -> KMeansResult:
+    """Cluster points with k-means: greedy k-means++ seeding, Lloyd iterations, best of ``n_init`` runs.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Points, converted to float64. Must be 2-D, non-empty and finite. A 1-D array is rejected because it is
+        ambiguous; pass ``X.reshape(-1, 1)`` for one feature.
+    k : int
+        Number of clusters, ``1 <= k <=`` the number of distinct points of ``X``.
+    n_init : int, default=10
+        Number of seeded runs; the run with the lowest inertia is returned.
+    max_iter : int, default=300
+        Maximum number of Lloyd iterations per run.
+    tol : float, default=1e-4
+        Convergence tolerance, relative to the data: a run stops when the squared centre shift summed over centres is
+        at most ``tol`` times the mean over features of the variance of ``X`` (as scikit-learn). It also stops, earlier,
+        when no label changes.
+    seed : None, int, numpy.random.Generator or SeedSequence, default=None
+        Passed once to ``np.random.default_rng``; a given int gives the same result on every call.
+
+    Returns
+    -------
+    KMeansResult
+        ``centroids`` (k, n_features), ``labels`` (n_samples,), ``inertia`` (sum of squared distances from each point
+        to its centroid) and ``n_iter`` of the best run. The labels always name each point's nearest centroid: after a
+        stop on ``tol`` one more assignment pass is made.
+
+    Raises
+    ------
+    ValueError
+        For a malformed ``X`` (wrong ndim, empty, NaN or inf), ``k < 1``, ``k`` above the number of samples or of
+        distinct points, or ``n_init``, ``max_iter`` below 1 or a negative ``tol``.
+
+    Notes
+    -----
+    Seeding costs O(n d k log k) per run. A Lloyd iteration costs O(n d k) for the points that must be examined and
+    O(n) for the others: Hamerly's bounds (an upper bound on the distance to the assigned centre, a lower bound on
+    the distance to any other) skip points whose assignment cannot change, which after the first few iterations is
+    most of them. Distances use ``|x|^2 - 2 x.c + |c|^2`` on centred data, in row chunks of a few megabytes, so
+    memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). Work is split over two threads.
+
+    A cluster left empty by an iteration is re-seeded with the point farthest from its centre, taken from a cluster
+    that keeps other points (as scikit-learn does). Duplicate points are fine; only the count of distinct points
+    limits ``k``.
+
+    References
+    ----------
+    .. [1] Arthur, D. and Vassilvitskii, S. (2007). "k-means++: the advantages of careful seeding". Proceedings of the
+       eighteenth annual ACM-SIAM symposium on Discrete algorithms, 1027-1035.
+    .. [2] Hamerly, G. (2010). "Making k-means even faster". Proceedings of the 2010 SIAM International Conference on
+       Data Mining, 130-140.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
+    >>> result = kmeans(X, 2, seed=0)
+    >>> sorted(result.centroids[:, 0].tolist()), result.inertia
+    ([0.0, 10.0], 1.0)
+    """
+    X = check_points(X)
+    k = check_int(k, "k", minimum=1)
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    tol = check_tol(tol)
+    _check_k(X, k)
+    rng = np.random.default_rng(seed)
+    return _kmeans_validated(_prepare(X), k, n_init=n_init, max_iter=max_iter, tol=tol, rng=rng)
+
+
+_KMEANS_OPTIONS = ("n_init", "max_iter", "tol", "seed")
+
+
+def elbow_sweep(X, ks, **kmeans_kwargs) -> dict[int, float]:
+    """Inertia of :func:`kmeans` for each number of clusters in ``ks``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Points, as for :func:`kmeans`. Validated and centred once for all ``ks``.
+    ks : iterable of int
+        Numbers of clusters, each valid for :func:`kmeans`; no repeats.
+    **kmeans_kwargs
+        ``n_init``, ``max_iter``, ``tol`` and ``seed``, passed to every run. Each ``k`` starts from
+        ``np.random.default_rng(seed)``, so with an int seed the entry for ``k`` equals
+        ``kmeans(X, k, seed=seed, ...).inertia``.
+
+    Returns
+    -------
+    dict
+        ``{k: inertia}`` in the order of ``ks``; feed it to :func:`lightning_eda.ml.find_knee`.
+
+    Notes
+    -----
+    Costs the sum of the :func:`kmeans` runs; the shared preparation (checks, centring, squared norms) is done once.
+    """
+    unknown = sorted(set(kmeans_kwargs) - set(_KMEANS_OPTIONS))
+    if unknown:
+        raise TypeError(f"elbow_sweep got unexpected keyword argument(s) {unknown}; allowed: {list(_KMEANS_OPTIONS)}")
+    X = check_points(X)
+    ks = [check_int(k, "k", minimum=1) for k in ks]
+    if not ks:
+        raise ValueError("ks is empty; give at least one number of clusters")
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"ks has repeated values: {ks}")
+    n_init = check_int(kmeans_kwargs.get("n_init", 10), "n_init", minimum=1)
+    max_iter = check_int(kmeans_kwargs.get("max_iter", 300), "max_iter", minimum=1)
+    tol = check_tol(kmeans_kwargs.get("tol", 1e-4))
+    seed = kmeans_kwargs.get("seed")
+    _check_k(X, max(ks))
+    data = _prepare(X)
+    return {k: _kmeans_validated(data, k, n_init=n_init, max_iter=max_iter, tol=tol,
+                                 rng=np.random.default_rng(seed)).inertia for k in ks}

@@ -1,0 +1,121 @@
+"""The clustering assets end to end on real flashes: S3 → DuckDB → features → evaluators → k-means → map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+from dagster import materialize
+
+from lightning_eda import store
+from lightning_eda.assets.clustering import (
+    cluster_map,
+    elbow_evaluator,
+    kmeans_cluster,
+    preprocessor,
+    silhouette_evaluator,
+)
+from lightning_eda.assets.ingestor import extract, load, transform
+from lightning_eda.checks import all_checks
+from lightning_eda.ml import kmeans, silhouette_score
+from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
+from test_ingestor import BUCKET, FIRST_THREE, KEY_2018, resources_for
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CLUSTER_ASSETS = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map]
+
+
+@pytest.fixture(scope="module")
+def pipeline(s3, real_granules, tmp_path_factory):
+    """One ingested hour and one clustering run over it, shared by the assertions below."""
+    for path in real_granules:
+        if path.name in FIRST_THREE:
+            s3.put_granule(BUCKET, path)
+    data_dir = tmp_path_factory.mktemp("data")
+    resources = resources_for(data_dir)
+    ingest = materialize([extract, transform, load, *all_checks], partition_key=KEY_2018, resources=resources,
+                         selection=[extract, transform, load])
+    assert ingest.success
+    run_config = {
+        "ops": {
+            "preprocessor": {"config": {"window_start": "2018-07-02 04:00", "window_hours": 1}},
+            "elbow_evaluator": {"config": {"ks": list(range(1, 9)), "n_init": 3, "seed": 1}},
+            "silhouette_evaluator": {"config": {"ks": list(range(2, 9)), "n_init": 3, "seed": 1, "sample_size": 500}},
+            "kmeans_cluster": {"config": {"k": "auto", "n_init": 3, "seed": 1}},
+        }
+    }
+    result = materialize(CLUSTER_ASSETS + all_checks, resources=resources, run_config=run_config)
+    assert result.success
+    return data_dir, result, ingest
+
+
+def rows(data_dir: Path, sql: str):
+    with store.connect(data_dir / "glm.duckdb", read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_features_cover_the_window_and_map_back(pipeline):
+    data_dir, *_ = pipeline
+    (n,) = rows(data_dir, "SELECT count(*) FROM flash_features")[0]
+    assert n == 853  # every real flash of the minute has valid coordinates and a unique key
+    (start, end, n_input) = rows(data_dir, "SELECT window_start, window_end, n_input FROM feature_window")[0]
+    assert (start.hour, end.hour, n_input) == (4, 5, 853)
+
+
+def test_evaluation_table_and_chosen_k(pipeline):
+    data_dir, result, _ = pipeline
+    evaluation = rows(data_dir, "SELECT k, inertia, silhouette, silhouette_sample_size FROM cluster_evaluation ORDER BY k")
+    assert [r[0] for r in evaluation] == list(range(1, 9))
+    inertias = [r[1] for r in evaluation]
+    assert all(a >= b * 0.999 for a, b in zip(inertias, inertias[1:]))  # more clusters never fit worse
+    assert evaluation[0][2] is None and all(r[2] is not None for r in evaluation[1:])
+    assert all(r[3] == 500 for r in evaluation[1:])  # 853 > 500: scored on a seeded sample, and it says so
+    meta = result.asset_materializations_for_node("silhouette_evaluator")[0].metadata
+    assert meta["sampled"].value is True and meta["sample_size"].value == 500
+    best_k = max(evaluation[1:], key=lambda r: r[2])[0]
+    k = result.asset_materializations_for_node("kmeans_cluster")[0].metadata["k"].value
+    best = max(r[2] for r in evaluation[1:])
+    chosen_silhouette = dict((r[0], r[2]) for r in evaluation)[k]
+    assert k == best_k or best - chosen_silhouette <= 0.01
+
+
+def test_clusters_are_consistent_with_a_refit(pipeline):
+    data_dir, result, _ = pipeline
+    k = result.asset_materializations_for_node("kmeans_cluster")[0].metadata["k"].value
+    features = np.array(rows(data_dir, "SELECT f_x, f_y FROM flash_features ORDER BY row_id"))
+    labels = np.array(
+        [r[0] for r in rows(data_dir, "SELECT c.cluster FROM flash_features f JOIN flash_cluster c "
+                                      "USING (source_file, flash_id) ORDER BY f.row_id")]
+    )
+    assert len(labels) == len(features) and set(labels) == set(range(k))
+    summary = rows(data_dir, "SELECT cluster, lat, lon, n_flashes, total_energy FROM cluster_summary ORDER BY cluster")
+    assert [r[0] for r in summary] == list(range(k))
+    assert sum(r[3] for r in summary) == len(features)
+    assert all(-90 <= r[1] <= 90 and -180 <= r[2] < 180 and r[4] > 0 for r in summary)
+    refit = kmeans(features, k, n_init=3, seed=1)
+    assert silhouette_score(features, labels) == pytest.approx(silhouette_score(features, refit.labels), abs=1e-9)
+
+
+def test_plots_are_pngs_on_disk_and_in_the_ui_metadata(pipeline):
+    data_dir, result, _ = pipeline
+    for name, node, key in (
+        ("elbow.png", "elbow_evaluator", "plot"),
+        ("silhouette.png", "silhouette_evaluator", "plot"),
+        ("cluster_map.png", "cluster_map", "map"),
+    ):
+        path = data_dir / "plots" / name
+        data = path.read_bytes()
+        assert data.startswith(PNG_SIGNATURE)
+        assert matplotlib.image.imread(path).shape[0] > 300
+        markdown = result.asset_materializations_for_node(node)[0].metadata[key].value
+        assert markdown.startswith("![") and "data:image/png;base64," in markdown
+
+
+def test_every_check_passes_on_the_real_hour(pipeline):
+    _, result, ingest = pipeline
+    evaluations = result.get_asset_check_evaluations() + ingest.get_asset_check_evaluations()
+    assert len(evaluations) == len(all_checks)
+    failed = [(e.check_name, e.metadata) for e in evaluations if not e.passed]
+    assert not failed

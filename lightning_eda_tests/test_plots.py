@@ -1,0 +1,253 @@
+"""Tests for lightning_eda.plots: every figure is a PNG of the documented size, edge cases render, writes are atomic."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from lightning_eda import plots
+from lightning_eda.plots import (
+    CURVE_FIGSIZE,
+    DPI,
+    MAP_FIGSIZE,
+    PNG_SIGNATURE,
+    cluster_map,
+    elbow_plot,
+    png_markdown,
+    save_png,
+    silhouette_plot,
+)
+
+# basemap's compiled _geoslib trips Cython's struct-size check on import; NumPy itself filters this benign
+# warning, but pytest resets the filters.
+pytestmark = pytest.mark.filterwarnings("ignore:numpy.ndarray size changed:RuntimeWarning")
+
+MAP_SHAPE = (round(MAP_FIGSIZE[1] * DPI), round(MAP_FIGSIZE[0] * DPI))  # (rows, cols) = (910, 1300)
+CURVE_SHAPE = (round(CURVE_FIGSIZE[1] * DPI), round(CURVE_FIGSIZE[0] * DPI))  # (650, 1040)
+
+
+def assert_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
+    assert isinstance(data, bytes)
+    assert data[:8] == PNG_SIGNATURE
+    image = mpimg.imread(io.BytesIO(data), format="png")
+    assert image.shape[:2] == shape
+    return image
+
+
+def blobs(centres, n_each, spread=0.5, seed=0):
+    """Gaussian storms around (lat, lon) centres; labels are the storm index."""
+    rng = np.random.default_rng(seed)
+    lat = np.concatenate([rng.normal(c[0], spread, n_each) for c in centres])
+    lon = np.concatenate([rng.normal(c[1], spread, n_each) for c in centres])
+    labels = np.repeat(np.arange(len(centres)), n_each)
+    return lat, lon, labels, np.asarray(centres, dtype=float)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Make every way of opening a connection fail loudly, and record the attempts."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network access is disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return attempts
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Curves
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_elbow_plot_is_png_of_curve_size():
+    ks = list(range(2, 11))
+    inertias = [2e5 * np.exp(-(k - 2) / 1.2) + 4e4 for k in ks]
+    assert_png(elbow_plot(ks, inertias, knee=4, title="2024-06-01 18:00-19:00 UTC"), CURVE_SHAPE)
+    assert_png(elbow_plot(ks, inertias), CURVE_SHAPE)
+
+
+def test_elbow_plot_edge_cases():
+    assert_png(elbow_plot([], []), CURVE_SHAPE)
+    assert_png(elbow_plot([3], [10.0], knee=3), CURVE_SHAPE)
+    assert_png(elbow_plot([5, 2, 3], [1.0, 9.0, 4.0], knee=5), CURVE_SHAPE)  # unsorted ks are sorted
+    with pytest.raises(ValueError, match="knee=7 is not one of"):
+        elbow_plot([2, 3], [5.0, 4.0], knee=7)
+    with pytest.raises(ValueError, match="2 values of k but 3"):
+        elbow_plot([2, 3], [5.0, 4.0, 3.0])
+
+
+def test_silhouette_plot_is_png_and_handles_gaps():
+    ks = [1, 2, 3, 4, 5, 6]
+    scores = [np.nan, 0.42, 0.57, 0.61, 0.49, -0.05]
+    assert_png(silhouette_plot(ks, scores, best_k=4, title="window"), CURVE_SHAPE)
+    assert_png(silhouette_plot([], []), CURVE_SHAPE)
+    assert_png(silhouette_plot([1], [np.nan]), CURVE_SHAPE)
+    with pytest.raises(ValueError, match="best_k=9"):
+        silhouette_plot(ks, scores, best_k=9)
+
+
+def test_plots_are_thread_safe_and_deterministic():
+    ks, inertias = [2, 3, 4, 5], [9.0, 5.0, 3.0, 2.5]
+    expected = elbow_plot(ks, inertias, knee=3)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: elbow_plot(ks, inertias, knee=3), range(8)))
+    assert all(r == expected for r in results)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cluster map
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_cluster_map_gulf_coast_without_network(no_network):
+    lat, lon, labels, centroids = blobs([(29.8, -90.1), (27.9, -82.5), (25.8, -94.0)], 2000)
+    energy = np.random.default_rng(1).lognormal(-32, 1, lat.size)
+    data = cluster_map(lat, lon, labels, centroids, energy=energy, title="2024-06-01 18:00-19:00 UTC")
+    image = assert_png(data, MAP_SHAPE)
+    assert image[..., :3].std() > 0.05  # something was drawn
+    assert no_network == []
+
+
+def test_cluster_map_many_points():
+    # 120k flashes in 8 clusters over the continental US: must stay quick (rasterized scatter, small markers).
+    rng = np.random.default_rng(2)
+    centres = np.c_[rng.uniform(28, 45, 8), rng.uniform(-105, -80, 8)]
+    lat, lon, labels, _ = blobs(centres, 15000, spread=1.0)
+    assert_png(cluster_map(lat, lon, labels, centres), MAP_SHAPE)
+
+
+def test_cluster_map_single_cluster_and_no_centroids():
+    lat, lon, labels, centroids = blobs([(-23.5, -46.6)], 500, spread=3.0)
+    assert_png(cluster_map(lat, lon, labels, centroids, title="São Paulo"), MAP_SHAPE)
+    assert_png(cluster_map(lat, lon, labels, None), MAP_SHAPE)
+
+
+def test_cluster_map_all_points_at_one_location():
+    n = 50
+    assert_png(cluster_map([14.6] * n, [-90.5] * n, [0] * n, [[14.6, -90.5]]), MAP_SHAPE)
+    # A single flash (given an extent only to skip loading the 2-second intermediate coastline again).
+    assert_png(cluster_map([14.6], [-90.5], [0], [[14.6, -90.5]], energy=[1e-14], extent=(-100, -80, 5, 25)), MAP_SHAPE)
+
+
+def test_cluster_map_across_antimeridian():
+    lat, lon, labels, centroids = blobs([(-17.5, 178.5), (-14.0, -172.0)], 1000, spread=0.8)
+    lon = (lon + 180.0) % 360.0 - 180.0
+    assert_png(cluster_map(lat, lon, labels, centroids), MAP_SHAPE)
+    # An explicit extent can cross it too: lon_max < lon_min.
+    assert_png(cluster_map(lat, lon, labels, centroids, extent=(170, -165, -25, -5)), MAP_SHAPE)
+
+
+def test_cluster_map_empty_input_renders_notice(no_network):
+    empty = cluster_map([], [], [], None, title="2024-06-01 03:00-04:00 UTC")
+    assert_png(empty, MAP_SHAPE)
+    assert_png(cluster_map(np.array([]), np.array([]), np.array([], dtype=int), np.empty((0, 2))), MAP_SHAPE)
+    assert_png(cluster_map([], [], [], None, extent=(-100, -80, 20, 35)), MAP_SHAPE)
+    assert no_network == []
+
+
+def test_cluster_map_skips_invalid_coordinates_and_handles_polar_data():
+    lat = np.array([30.0, np.nan, 31.0, 22.5, 95.0])
+    lon = np.array([-90.0, -91.0, np.inf, -80.0, -90.0])
+    centroids = [[26.0, -85.0], [31.0, -91.0], [np.nan, 0.0]]  # a centroid that cannot be drawn is skipped
+    assert_png(cluster_map(lat, lon, [0, 1, 1, 0, 1], centroids), MAP_SHAPE)
+    # Beyond ±80° the map switches from Mercator to plate carrée.
+    assert_png(cluster_map([84.0, 86.0], [10.0, 20.0], [0, 0], [[85.0, 15.0]]), MAP_SHAPE)
+
+
+def test_cluster_map_rejects_inconsistent_input():
+    with pytest.raises(ValueError, match="lengths differ"):
+        cluster_map([1.0, 2.0], [1.0], [0, 0], None)
+    with pytest.raises(ValueError, match="labels must be >= 0"):
+        cluster_map([1.0], [1.0], [-1], None)
+    with pytest.raises(ValueError, match="energy has 1 values for 2"):
+        cluster_map([1.0, 2.0], [1.0, 2.0], [0, 0], None, energy=[1.0])
+    with pytest.raises(ValueError, match="extent"):
+        cluster_map([1.0], [1.0], [0], None, extent=(0, 10, 5))
+
+
+@pytest.mark.parametrize(
+    ("lons", "start", "width"),
+    [
+        ([-95.0, -80.0, -90.0], -95.0, 15.0),
+        ([179.0, -179.0, 178.0], 178.0, 3.0),  # across the antimeridian: 178°E .. 179°W, not 358° wide
+        ([10.0], 10.0, 0.0),
+        ([-180.0, 0.0, 90.0], 0.0, 180.0),  # widest gap is 90..180, so the arc runs 0 -> 180
+    ],
+)
+def test_lon_arc_is_smallest_containing_arc(lons, start, width):
+    got_start, got_width = plots._lon_arc(np.array(lons))
+    assert got_start == pytest.approx(start)
+    assert got_width == pytest.approx(width)
+
+
+def test_auto_extent_pads_degenerate_data_and_clamps_latitude():
+    lon_min, lon_max, lat_min, lat_max = plots._auto_extent(np.array([-90.5]), np.array([14.6]))
+    assert lat_min < 14.6 < lat_max and lon_min < -90.5 < lon_max
+    assert lat_max - lat_min >= plots._MIN_SPAN_DEG - 1e-9
+    lon_min, lon_max, lat_min, lat_max = plots._auto_extent(np.array([0.0, 1.0]), np.array([88.0, 89.5]))
+    assert lat_max <= 90.0 and lat_min >= -90.0
+    lon_min, lon_max, *_ = plots._auto_extent(np.array([-179.0, 179.0]), np.array([-60.0, 70.0]))
+    assert lon_max - lon_min <= 360.0
+
+
+def test_cluster_colors_are_distinct():
+    for k in (1, 5, 12, 20, 30):
+        colours = plots.cluster_colors(k)
+        assert len(colours) == len(set(colours)) == k
+
+
+# --------------------------------------------------------------------------------------------------------------
+# save_png / png_markdown
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_save_png_creates_parents_and_leaves_no_temp_files(tmp_path):
+    data = elbow_plot([2, 3], [2.0, 1.0])
+    target = tmp_path / "a" / "b" / "elbow.png"
+    assert save_png(data, target) == target
+    assert target.read_bytes() == data
+    assert os.listdir(target.parent) == ["elbow.png"]
+    save_png(PNG_SIGNATURE + b"second", str(target))  # overwrite, path given as str
+    assert target.read_bytes() == PNG_SIGNATURE + b"second"
+    assert os.listdir(target.parent) == ["elbow.png"]
+
+
+def test_save_png_failure_keeps_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "map.png"
+    target.write_bytes(PNG_SIGNATURE + b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        save_png(PNG_SIGNATURE + b"new", target)
+    assert target.read_bytes() == PNG_SIGNATURE + b"old"
+    assert os.listdir(tmp_path) == ["map.png"]
+
+
+def test_save_png_rejects_non_png(tmp_path):
+    with pytest.raises(ValueError, match="PNG signature"):
+        save_png(b"GIF89a...", tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_png_markdown_embeds_data_uri():
+    data = PNG_SIGNATURE + b"payload"
+    md = png_markdown(data, "Cluster map [k=5]\nsecond line")
+    assert md.startswith("![Cluster map \\[k=5\\] second line](data:image/png;base64,")
+    assert md.endswith(")")
+    encoded = md.split("base64,", 1)[1][:-1]
+    assert base64.b64decode(encoded) == data
