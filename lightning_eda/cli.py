@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from datetime import datetime
 from typing import Optional, Sequence
 
@@ -43,56 +44,147 @@ def _instance():
     return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
 
 
-def run_hour(hour: datetime, *, verbose: bool = False) -> int:
+def _materialize(assets, *, partition_key=None, run_config=None, verbose=False):
     from dagster import materialize
 
-    from lightning_eda.assets.ingestor import extract, load, transform
-    from lightning_eda.partitions import partition_key_for_hour
     from lightning_eda.resources import resources_from_env
-    from lightning_eda import store
 
-    config = settings.Settings.from_env()
-    key = partition_key_for_hour(hour)
-    print(f"lightning-eda: {config.bucket}/{config.product} hour {hour:%Y-%m-%d %H}:00 UTC (partition {key})")
     log_level = "INFO" if verbose else "CRITICAL"
+    config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     with _instance() as instance:
-        result = materialize(
-            [extract, transform, load],
-            partition_key=key,
+        return materialize(
+            assets,
+            partition_key=partition_key,
             resources=resources_from_env(),
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            run_config=config,
         )
+
+
+def _ingest(hour: datetime, verbose: bool):
+    from lightning_eda.definitions import ingest_assets
+    from lightning_eda.partitions import partition_key_for_hour
+
+    return _materialize(ingest_assets, partition_key=partition_key_for_hour(hour), verbose=verbose)
+
+
+def _cluster(start: datetime, hours: int, verbose: bool):
+    from lightning_eda.definitions import clustering_assets
+
+    window = {"window_start": f"{start:%Y-%m-%d %H:%M}", "window_hours": hours}
+    return _materialize(clustering_assets, run_config={"ops": {"preprocessor": {"config": window}}}, verbose=verbose)
+
+
+def _hour_summary(config: settings.Settings, hour: datetime) -> dict:
+    from lightning_eda import store
+
+    with store.connect(config.database_path, read_only=True) as con:
+        return store.hour_summary(con, bucket=config.bucket, hour=hour)
+
+
+def _print_cluster_summary(result, config: settings.Settings) -> None:
+    meta = result.asset_materializations_for_node("kmeans_cluster")[0].metadata
+    silhouette = meta["silhouette"].value
+    silhouette_text = f"{silhouette:.3f}" if isinstance(silhouette, float) else str(silhouette)
+    print(f"clusters: k={meta['k'].value} ({meta['k_reason'].value}), silhouette {silhouette_text}")
+    plots_dir = (config.data_dir / "plots").resolve()
+    print("plots: " + ", ".join(str(plots_dir / name) for name in ("cluster_map.png", "elbow.png", "silhouette.png")))
+
+
+def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> int:
+    """Ingest one hour, then cluster it and draw the plots."""
+    from lightning_eda.partitions import partition_key_for_hour
+
+    config = settings.Settings.from_env()
+    print(f"lightning-eda: {config.bucket}/{config.product} hour {hour:%Y-%m-%d %H}:00 UTC "
+          f"(partition {partition_key_for_hour(hour)})")
+    result = _ingest(hour, verbose)
     if not result.success:
         return _fail(_failure_message(result), 1)
-    with store.connect(config.database_path, read_only=True) as con:
-        summary = store.hour_summary(con, bucket=config.bucket, hour=hour)
+    summary = _hour_summary(config, hour)
     print(
         f"files: {summary['files']} ({summary['loaded']} loaded, {summary['failed']} failed)\n"
         f"flashes: {summary['flashes']}\ngroups: {summary['groups']}\nevents: {summary['events']}\n"
         f"time span: {summary['time_start']} .. {summary['time_end']} UTC\n"
         f"database: {config.database_path.resolve()}"
     )
+    if not cluster:
+        return 0
+    result = _cluster(hour, 1, verbose)
+    if not result.success:
+        return _fail(_failure_message(result), 1)
+    _print_cluster_summary(result, config)
+    return 0
+
+
+def backfill(start: datetime, end: datetime, *, force: bool, cluster: bool, verbose: bool) -> int:
+    """Ingest every hour in [start, end] once; hours already loaded are skipped unless ``force``."""
+    from lightning_eda import store
+
+    config = settings.Settings.from_env()
+    hours = settings.hour_range(start, end)
+    print(f"lightning-eda: backfill {config.bucket}/{config.product}, {len(hours)} hours "
+          f"{start:%Y-%m-%d %H}:00 .. {end:%Y-%m-%d %H}:00 UTC")
+    done = set()
+    if config.database_path.exists() and not force:
+        with store.connect(config.database_path, read_only=True) as con:
+            done = store.loaded_hours(con, config.bucket)
+    failures = 0
+    for index, hour in enumerate(hours, 1):
+        prefix = f"[{index}/{len(hours)}] {hour:%Y-%m-%d %H}:00"
+        if hour in done:
+            print(f"{prefix} already loaded, skipped")
+            continue
+        began = time.monotonic()
+        result = _ingest(hour, verbose)
+        if not result.success:
+            failures += 1
+            print(f"{prefix} FAILED: {_failure_message(result)}")
+            continue
+        summary = _hour_summary(config, hour)
+        print(f"{prefix} {summary['loaded']} granules ({summary['failed']} failed), {summary['flashes']} flashes "
+              f"in {time.monotonic() - began:.1f} s")
+    if cluster and failures < len(hours):
+        result = _cluster(start, len(hours), verbose)
+        if not result.success:
+            return _fail(_failure_message(result), 1)
+        _print_cluster_summary(result, config)
+    if failures:
+        return _fail(f"{failures} of {len(hours)} hours failed; run the same command again to retry them", 1)
+    print(f"database: {config.database_path.resolve()}")
     return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="lightning-eda", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="materialize the pipeline for the hour chosen by GOES_YEAR/GOES_DOY/GOES_HOUR")
-    run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
+    run = sub.add_parser("run", help="ingest, cluster and map the hour chosen by GOES_YEAR/GOES_DOY/GOES_HOUR")
+    run.add_argument("--no-cluster", action="store_true", help="only extract, transform and load")
+    fill = sub.add_parser("backfill", help="ingest every hour of a range (each once), then cluster the range")
+    fill.add_argument("--start", default=os.environ.get("BACKFILL_START", ""),
+                      help="first hour, e.g. 2018-07-02T04 or '2018-07-02 04:00' (env BACKFILL_START)")
+    fill.add_argument("--end", default=os.environ.get("BACKFILL_END", ""),
+                      help="last hour, included (env BACKFILL_END)")
+    fill.add_argument("--force", action="store_true", help="reload hours that are already loaded")
+    fill.add_argument("--no-cluster", action="store_true", help="skip clustering the range afterwards")
+    for command in (run, fill):
+        command.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings.Settings.from_env()
-        hour = settings.hour_from_env(os.environ)
+        if args.command == "run":
+            hour = settings.hour_from_env(os.environ)
+        else:
+            start = settings.parse_hour(args.start, "--start/BACKFILL_START")
+            end = settings.parse_hour(args.end, "--end/BACKFILL_END")
+            settings.hour_range(start, end)
     except settings.ConfigError as exc:
         return _fail(str(exc), 2)
     if args.command == "run":
-        return run_hour(hour, verbose=args.verbose)
-    return 2
-
+        return run_hour(hour, verbose=args.verbose, cluster=not args.no_cluster)
+    return backfill(start, end, force=args.force, cluster=not args.no_cluster, verbose=args.verbose)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -121,7 +121,7 @@ class Settings:
         return cls(bucket=bucket, product=product, data_dir=data_dir, source_dir=source_dir)
 
 
-_WINDOW_FORMATS = ("%Y-%m-%d-%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H", "%Y-%m-%d")
+_WINDOW_FORMATS = ("%Y-%m-%d-%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H", "%Y-%m-%dT%H", "%Y-%m-%d")
 
 
 def parse_hour(text: str, variable: str = "window_start") -> datetime:
@@ -135,3 +135,21 @@ def parse_hour(text: str, variable: str = "window_start") -> datetime:
             raise ConfigError(f"{variable}={text!r} must fall on a whole hour")
         return moment
     raise ConfigError(f"{variable}={text!r} is not an hour: use YYYY-MM-DD HH:MM (UTC) or a partition key")
+
+
+MAX_BACKFILL_HOURS = 24 * 366
+
+
+def hour_range(start: datetime, end: datetime, *, now: Optional[datetime] = None) -> list[datetime]:
+    """Every hour from start to end, both included; each must be a complete hour of the GLM era."""
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    if start.year < FIRST_GLM_YEAR:
+        raise ConfigError(f"--start {start:%Y-%m-%d %H}:00 is before GLM data exist ({FIRST_GLM_YEAR})")
+    if end < start:
+        raise ConfigError(f"--end {end:%Y-%m-%d %H}:00 is before --start {start:%Y-%m-%d %H}:00")
+    if end + timedelta(hours=1) > now:
+        raise ConfigError(f"--end {end:%Y-%m-%d %H}:00 UTC is not a complete hour yet")
+    count = int((end - start) / timedelta(hours=1)) + 1
+    if count > MAX_BACKFILL_HOURS:
+        raise ConfigError(f"the range holds {count} hours; at most {MAX_BACKFILL_HOURS} per backfill")
+    return [start + timedelta(hours=i) for i in range(count)]

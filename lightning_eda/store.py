@@ -202,6 +202,14 @@ def _check_counts(files: pd.DataFrame, counts: dict[str, int]) -> None:
             raise ValueError(f"{table}: the CSV files hold {counts[table]} rows, the granules {expected}")
 
 
+def loaded_hours(con: duckdb.DuckDBPyConnection, bucket: str) -> set[datetime]:
+    """Hours of ``bucket`` with at least one granule loaded: a backfill resumes after them."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'glm_file'").fetchone()[0]:
+        return set()
+    rows = con.execute("SELECT DISTINCT hour FROM glm_file WHERE bucket = ? AND status = 'loaded'", [bucket]).fetchall()
+    return {row[0] for row in rows}
+
+
 def hour_summary(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime) -> dict:
     """Counts and time span of one loaded hour, for run summaries and asset metadata."""
     row = con.execute(

@@ -91,3 +91,56 @@ def test_unreachable_endpoint_fails_with_one_clear_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert "could not reach" in last and f"127.0.0.1:{port}" in last and "AWS_ENDPOINT_URL_S3" in last
     assert "Traceback" not in result.stderr
+
+
+def _backfill(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOES_", "S3_", "LIGHTNING_EDA_"))}
+    base.pop("DAGSTER_HOME", None)
+    command = [sys.executable, "-m", "lightning_eda.cli", "backfill", *args]
+    return subprocess.run(command, env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_backfill_loads_each_hour_once_and_resumes(s3, tmp_path):
+    """Three hours of factory-made granules (the suite's own files, no shared data needed); hour 2 starts empty."""
+    from datetime import datetime, timedelta
+
+    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+
+    bucket = "noaa-goes16"
+    made = tmp_path / "made"
+    made.mkdir()
+    for hour in (0, 2):
+        for slot in range(3):
+            start = datetime(2023, 6, 1, hour, 10) + timedelta(seconds=20 * slot)
+            name = lcfa_name("G16", start)
+            s3.put_granule(bucket, write_lcfa(made / name, platform="G16", start=start, **sample_tables()))
+    env = {"S3_BUCKET": bucket, "AWS_ENDPOINT_URL_S3": s3.url, "LIGHTNING_EDA_DATA_DIR": str(tmp_path / "data")}
+    first = _backfill(env, tmp_path, "--start", "2023-06-01T00", "--end", "2023-06-01T02", "--no-cluster")
+    assert first.returncode == 1  # hour 01 has no granules: reported, the others still load
+    lines = first.stdout.splitlines()
+    assert any(l.startswith("[1/3] 2023-06-01 00:00 3 granules (0 failed), 6 flashes") for l in lines), first.stdout
+    assert any(l.startswith("[2/3] 2023-06-01 01:00 FAILED") and "no granules" in l for l in lines), first.stdout
+    assert any(l.startswith("[3/3] 2023-06-01 02:00 3 granules") for l in lines), first.stdout
+    assert "run the same command again" in first.stderr
+
+    for slot in range(2):  # hour 01 gets published late
+        start = datetime(2023, 6, 1, 1, 30) + timedelta(seconds=20 * slot)
+        s3.put_granule(bucket, write_lcfa(made / lcfa_name("G16", start), platform="G16", start=start, **sample_tables()))
+    second = _backfill(env, tmp_path, "--start", "2023-06-01T00", "--end", "2023-06-01T02", "--no-cluster")
+    assert second.returncode == 0, second.stderr
+    assert "[1/3] 2023-06-01 00:00 already loaded, skipped" in second.stdout
+    assert "[2/3] 2023-06-01 01:00 2 granules" in second.stdout
+    assert "[3/3] 2023-06-01 02:00 already loaded, skipped" in second.stdout
+    with store.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as con:
+        per_hour = con.execute("SELECT hour, count(*) FROM glm_file GROUP BY 1 ORDER BY 1").fetchall()
+        flashes = con.execute("SELECT count(*), count(DISTINCT (source_file, flash_id)) FROM glm_flash").fetchone()
+    assert [n for _, n in per_hour] == [3, 2, 3]
+    assert flashes == (16, 16)  # 8 granules × 2 flashes, each once
+
+
+def test_backfill_rejects_a_reversed_range(tmp_path):
+    result = _backfill({}, tmp_path, "--start", "2023-06-01T05", "--end", "2023-06-01T02")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "lightning-eda: error: --end 2023-06-01 02:00 is before --start 2023-06-01 05:00"
+    ]
