@@ -12,7 +12,6 @@ from lightning_eda.assets.clustering import (
 from lightning_eda.assets.ingestor import extract, load, transform
 from lightning_eda.checks import all_checks
 from lightning_eda.constants import CLUSTERING, EVALUATORS, INGESTOR, PREPROCESSOR
-from lightning_eda.partitions import hourly_partitions
 from lightning_eda.resources import resources_from_env
 from lightning_eda.schedules import build_automation
 
@@ -22,7 +21,6 @@ clustering_assets = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans
 ingest_job = define_asset_job(
     "ingest_hour",
     selection=AssetSelection.groups(INGESTOR),
-    partitions_def=hourly_partitions,
     description="Extract, transform and load one hour of GLM granules.",
 )
 cluster_job = define_asset_job(

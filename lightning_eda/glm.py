@@ -22,6 +22,9 @@ from typing import Any
 import netCDF4
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from lightning_eda.layout import parse_granule_name
 
@@ -81,7 +84,7 @@ _UTC_TEXT_RE = re.compile(
     r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.(?P<frac>[0-9]{1,9}))?"
     r"\s*(?:Z|UTC|\+00:?00)?"
 )
-_CSV_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+_CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 _DIMS = {"flashes": "number_of_flashes", "groups": "number_of_groups", "events": "number_of_events"}
 _COUNT_SCALARS = {"flashes": "flash_count", "groups": "group_count", "events": "event_count"}
@@ -511,11 +514,23 @@ def granule_to_csvs(granule: Granule, out_dir: str | os.PathLike) -> dict[str, P
 
 
 def _write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Write to a temporary file next to ``path`` and rename it over ``path``."""
+    """Write to a temporary file next to ``path`` and rename it over ``path``.
+
+    Arrow's CSV writer is about 20x faster than pandas' for an hour's millions of events, writes floats in their
+    shortest round-trip form (values survive the CSV exactly) and missing values as empty fields.
+    """
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for index, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):
+            # ISO 8601 with microseconds ("%S" carries the fraction for a microsecond timestamp).
+            text = pc.strftime(table.column(index).cast(pa.timestamp("us"), safe=False), format=_CSV_TIME_FORMAT)
+            table = table.set_column(index, field.name, text)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            frame.to_csv(handle, index=False, date_format=_CSV_DATE_FORMAT)
+        with os.fdopen(fd, "wb") as handle:
+            # Arrow always quotes header names; our column names are plain identifiers, so write the header ourselves.
+            handle.write((",".join(table.column_names) + "\n").encode())
+            pacsv.write_csv(table, handle, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

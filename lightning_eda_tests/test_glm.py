@@ -24,6 +24,7 @@ from lcfa_factory import (
     write_empty_lcfa,
     write_lcfa,
 )
+from lightning_eda import glm
 from lightning_eda.glm import (
     EVENT_COLUMNS,
     FLASH_COLUMNS,
@@ -400,11 +401,11 @@ def test_csvs_overwrite_and_leave_nothing_half_written(tmp_path, monkeypatch):
     first = granule_to_csvs(granule, out)
     before = {p: p.read_bytes() for p in first.values()}
 
-    def failing_to_csv(self, handle, **kwargs):
-        handle.write("source_file,half")
+    def failing_write_csv(table, handle, *args, **kwargs):
+        handle.write(b"half a row,")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", failing_to_csv)
+    monkeypatch.setattr(glm.pacsv, "write_csv", failing_write_csv)
     with pytest.raises(OSError, match="disk full"):
         granule_to_csvs(granule, out)
     assert {p: p.read_bytes() for p in out.iterdir()} == before  # old files intact, no temporary left
