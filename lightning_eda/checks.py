@@ -1,6 +1,6 @@
 """Asset checks: what a data engineer verifies before trusting the tables. Each is one query in lightning_eda.quality."""
 
-from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue, asset_check, multi_asset_check
 from dagster_duckdb import DuckDBResource
 
 from lightning_eda import quality
@@ -15,43 +15,38 @@ def _table(rows, header) -> MetadataValue:
     return MetadataValue.md("\n".join(lines))
 
 
-@asset_check(pool=DUCKDB_POOL, asset=load, description="Every latitude in [-90, 90] and longitude in [-180, 180), none missing.")
-def coordinates_in_range(duckdb: DuckDBResource) -> AssetCheckResult:
-    with duckdb.get_connection() as con:
-        counts = quality.out_of_range_coordinates(con)
-    return AssetCheckResult(passed=sum(counts.values()) == 0, metadata={f"{t}_bad": n for t, n in counts.items()})
+def coordinates_in_range(con) -> AssetCheckResult:
+    counts = quality.out_of_range_coordinates(con)
+    return AssetCheckResult(
+        check_name="coordinates_in_range",
+        passed=sum(counts.values()) == 0,
+        metadata={f"{t}_bad": n for t, n in counts.items()},
+    )
 
 
-@asset_check(pool=DUCKDB_POOL, asset=load, description="No duplicate (source_file, id) rows, and one glm_file row per granule.")
-def no_duplicate_keys(duckdb: DuckDBResource) -> AssetCheckResult:
-    with duckdb.get_connection() as con:
-        counts = quality.duplicate_keys(con)
-    return AssetCheckResult(passed=sum(counts.values()) == 0, metadata={f"{t}_duplicates": n for t, n in counts.items()})
+def no_duplicate_keys(con) -> AssetCheckResult:
+    counts = quality.duplicate_keys(con)
+    return AssetCheckResult(
+        check_name="no_duplicate_keys",
+        passed=sum(counts.values()) == 0,
+        metadata={f"{t}_duplicates": n for t, n in counts.items()},
+    )
 
 
-@asset_check(pool=DUCKDB_POOL, asset=load,
-    description="Rows per granule in glm_flash/glm_group/glm_event equal glm_file's counts; failed granules have none.",
-)
-def row_counts_match_glm_file(duckdb: DuckDBResource) -> AssetCheckResult:
-    with duckdb.get_connection() as con:
-        mismatches = quality.row_count_mismatches(con)
+def row_counts_match_glm_file(con) -> AssetCheckResult:
+    mismatches = quality.row_count_mismatches(con)
     header = ["source_file", "status", "flashes expected", "found", "groups expected", "found", "events expected", "found"]
     return AssetCheckResult(
+        check_name="row_counts_match_glm_file",
         passed=not mismatches,
         metadata={"mismatched_granules": len(mismatches), "examples": _table(mismatches[:10], header)},
     )
 
 
-@asset_check(pool=DUCKDB_POOL, asset=load,
-    description=(
-        f"Flash times lie within their granule's span, allowing starts up to {quality.EARLY_START_SECONDS:g} s early "
-        "(flashes are written when they end)."
-    ),
-)
-def flash_times_within_granule(duckdb: DuckDBResource) -> AssetCheckResult:
-    with duckdb.get_connection() as con:
-        count, examples = quality.flashes_outside_granule(con)
+def flash_times_within_granule(con) -> AssetCheckResult:
+    count, examples = quality.flashes_outside_granule(con)
     return AssetCheckResult(
+        check_name="flash_times_within_granule",
         passed=count == 0,
         metadata={
             "flashes_outside": count,
@@ -60,27 +55,53 @@ def flash_times_within_granule(duckdb: DuckDBResource) -> AssetCheckResult:
     )
 
 
-@asset_check(pool=DUCKDB_POOL, asset=load,
-    description="Every group's parent flash and every event's parent group exist in the same granule.",
-)
-def parent_ids_consistent(duckdb: DuckDBResource) -> AssetCheckResult:
-    with duckdb.get_connection() as con:
-        counts = quality.orphan_children(con)
+def parent_ids_consistent(con) -> AssetCheckResult:
+    counts = quality.orphan_children(con)
     # Some real granules carry orphans (glmtools #77): worth a warning, not a reason to distrust the table.
     return AssetCheckResult(
-        passed=sum(counts.values()) == 0, severity=AssetCheckSeverity.WARN, metadata=dict(counts)
+        check_name="parent_ids_consistent",
+        passed=sum(counts.values()) == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata=dict(counts),
     )
 
 
-@asset_check(pool=DUCKDB_POOL, asset=load, description="No granule failed to download or decode.")
-def no_failed_granules(duckdb: DuckDBResource) -> AssetCheckResult:
-    with duckdb.get_connection() as con:
-        failed = quality.failed_granules(con)
+def no_failed_granules(con) -> AssetCheckResult:
+    failed = quality.failed_granules(con)
     return AssetCheckResult(
+        check_name="no_failed_granules",
         passed=not failed,
         severity=AssetCheckSeverity.WARN,
         metadata={"failed_granules": len(failed), "failures": _table(failed[:20], ["source_file", "error"])},
     )
+
+
+LOAD_CHECKS = {
+    coordinates_in_range: "Every latitude in [-90, 90] and longitude in [-180, 180), none missing.",
+    no_duplicate_keys: "No duplicate (source_file, id) rows, and one glm_file row per granule.",
+    row_counts_match_glm_file: (
+        "Rows per granule in glm_flash/glm_group/glm_event equal glm_file's counts; failed granules have none."
+    ),
+    flash_times_within_granule: (
+        f"Flash times lie within their granule's span, allowing starts up to {quality.EARLY_START_SECONDS:g} s early "
+        "(flashes are written when they end)."
+    ),
+    parent_ids_consistent: "Every group's parent flash and every event's parent group exist in the same granule.",
+    no_failed_granules: "No granule failed to download or decode.",
+}
+
+
+# One step runs every check of `load` (each still shows on its own in the UI): a step per check would cost a
+# process start each and, in the duckdb pool, a turn each.
+@multi_asset_check(
+    name="load_checks",
+    specs=[AssetCheckSpec(fn.__name__, asset=load, description=text) for fn, text in LOAD_CHECKS.items()],
+    pool=DUCKDB_POOL,
+)
+def load_checks(duckdb: DuckDBResource):
+    with duckdb.get_connection() as con:
+        for check in LOAD_CHECKS:
+            yield check(con)
 
 
 @asset_check(pool=DUCKDB_POOL, asset=preprocessor, description="Features are finite and z-scored (mean 0, standard deviation 1).")
@@ -116,13 +137,4 @@ def every_flash_clustered(duckdb: DuckDBResource) -> AssetCheckResult:
     )
 
 
-all_checks = [
-    coordinates_in_range,
-    no_duplicate_keys,
-    row_counts_match_glm_file,
-    flash_times_within_granule,
-    parent_ids_consistent,
-    no_failed_granules,
-    features_standardized,
-    every_flash_clustered,
-]
+all_checks = [load_checks, features_standardized, every_flash_clustered]
