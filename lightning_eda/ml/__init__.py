@@ -8,8 +8,8 @@
 All passes over the points are chunked, so memory grows linearly with the number of points.
 """
 
-from lightning_eda.ml.kmeans import KMeansResult, elbow_sweep, kmeans
-from lightning_eda.ml.knee import find_knee
-from lightning_eda.ml.metrics import silhouette_score, silhouette_sweep
+from lightning_eda.ml._kmeans import KMeansResult, elbow_sweep, kmeans
+from lightning_eda.ml._knee import find_knee
+from lightning_eda.ml._silhouette import silhouette_score, silhouette_sweep
 
 __all__ = ["KMeansResult", "kmeans", "elbow_sweep", "find_knee", "silhouette_score", "silhouette_sweep"]

@@ -5,14 +5,21 @@ cores busy. Two rules keep that fast and reproducible:
 
 * Work is split into a fixed list of chunks and results come back in chunk order, so every floating-point sum is done
   in the same order whatever the thread timing: results depend on the chunk size, never on the scheduling.
-* Our threads and BLAS's own threads must not compete for the same cores (OpenBLAS threads spin while they wait, and
-  four busy threads on two cores run slower than two). While our threads run, BLAS is limited to one thread through
-  ``threadpoolctl`` when it is installed; when it is not, everything runs in the calling thread and BLAS keeps its
-  threads. ``threadpoolctl`` is optional: it only changes speed, never results.
+* BLAS must not start threads of its own. Our products are small (a few centres times a chunk of points, or one
+  distance block times a few label columns) and are already spread over our threads; OpenBLAS would split each of
+  them again over threads that spin while they wait, which on a two-core machine, worse on a busy one, makes k-means
+  several times slower (measured 7-9 s instead of 1 s at a million points). While a runner is active BLAS is
+  therefore limited to one thread through ``threadpoolctl``, the standard tool for this (scikit-learn depends on it).
+
+``threadpoolctl`` only changes speed, never results. Without it, our threads are used only if the environment already
+keeps BLAS to one thread (``OPENBLAS_NUM_THREADS=1``, ``OMP_NUM_THREADS=1`` or ``MKL_NUM_THREADS=1``); otherwise
+everything runs in the calling thread and a warning says how to get the fast path. The limit is process-wide: other
+threads of the process that call BLAS meanwhile run it on one thread too.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -20,10 +27,13 @@ from typing import Callable, TypeVar
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 #: Upper bound on worker threads; the project's machines have two cores.
 MAX_THREADS = 2
 
 _blas_controller = None
+_warned = False
 
 
 def available_cpus() -> int:
@@ -36,14 +46,24 @@ def available_cpus() -> int:
 
 def _blas_controller_or_none():
     """Return a cached ``threadpoolctl.ThreadpoolController``, or ``None`` when ``threadpoolctl`` is missing."""
-    global _blas_controller
+    global _blas_controller, _warned
     if _blas_controller is None:
         try:
             import threadpoolctl
         except ImportError:
+            if not _warned and not _blas_single_threaded_by_environment():
+                logger.warning("threadpoolctl is not installed, so BLAS threads cannot be limited: lightning_eda.ml "
+                               "runs on one thread. Install threadpoolctl or set OPENBLAS_NUM_THREADS=1 for the "
+                               "multi-threaded path.")
+                _warned = True
             return None
         _blas_controller = threadpoolctl.ThreadpoolController()
     return _blas_controller
+
+
+def _blas_single_threaded_by_environment() -> bool:
+    return any(os.environ.get(name, "").strip() == "1"
+               for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
 
 
 def rows_per_chunk(bytes_per_row: int, budget_bytes: int, n_rows: int) -> int:
@@ -66,21 +86,24 @@ class ChunkRunner:
     Parameters
     ----------
     n_threads : int or None, default=None
-        Worker threads; ``None`` means ``min(MAX_THREADS, available_cpus())``. Forced to 1 when BLAS cannot be limited
-        to one thread (``threadpoolctl`` missing).
+        Worker threads; ``None`` means ``min(MAX_THREADS, available_cpus())``. Forced to 1 when BLAS may start
+        threads of its own that cannot be limited (see the module notes).
     """
 
     def __init__(self, n_threads: int | None = None):
         wanted = min(MAX_THREADS, available_cpus()) if n_threads is None else max(1, int(n_threads))
-        self._controller = _blas_controller_or_none() if wanted > 1 else None
-        self.n_threads = wanted if self._controller is not None else 1
+        self._controller = _blas_controller_or_none()
+        if self._controller is None and not _blas_single_threaded_by_environment():
+            wanted = 1
+        self.n_threads = wanted
         self._stack = ExitStack()
         self._executor = None
 
     def __enter__(self) -> "ChunkRunner":
-        if self.n_threads > 1:
+        if self._controller is not None:
             # limit() applies the limit at once and restores the previous one on exit.
             self._stack.enter_context(self._controller.limit(limits=1, user_api="blas"))
+        if self.n_threads > 1:
             self._executor = self._stack.enter_context(ThreadPoolExecutor(self.n_threads))
         return self
 

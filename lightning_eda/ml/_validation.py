@@ -38,7 +38,7 @@ def check_points(X, *, name: str = "X") -> np.ndarray:
         n_bad = int(arr.size - np.count_nonzero(finite))
         first = np.unravel_index(int(np.argmin(finite)), arr.shape)
         raise ValueError(f"{name} contains {n_bad} non-finite value(s) (NaN or inf); the first is "
-                         f"{name}[{first[0]}, {first[1]}]={arr[first]!r}")
+                         f"{name}[{first[0]}, {first[1]}]={float(arr[first])!r}")
     return arr
 
 

@@ -20,9 +20,15 @@ __all__ = ["KMeansResult", "kmeans", "elbow_sweep"]
 
 logger = logging.getLogger(__name__)
 
-#: Target size in bytes of one chunk's temporaries (distance block, gathered points, per-point vectors): small enough
-#: to stay in the CPU caches between the NumPy calls made on the chunk, large enough to amortise the calls' overhead.
-_CHUNK_BYTES = 2 * 2**20
+#: Target size in bytes of the temporaries of one chunk of points (or of one block of centre-to-point distances):
+#: small enough to stay in the CPU caches between the NumPy calls made on it, large enough that the calls' fixed
+#: overhead (a few microseconds each) is small against their work.
+_CHUNK_BYTES = 4 * 2**20
+
+#: Passes over the points use at least this many chunks when there are enough points (``_MIN_CHUNK_ROWS`` each), so
+#: that the threads have work to share; fixed, so that sums never depend on the number of threads.
+_MIN_CHUNKS = 8
+_MIN_CHUNK_ROWS = 4096
 
 #: Up to this many clusters the nearest/second-nearest search loops over the centres with whole-chunk operations;
 #: above it, one ``argmin`` over the centre axis costs less than ``k`` Python-level calls.
@@ -55,43 +61,63 @@ class KMeansResult:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """Points ready for the private routines: centred, transposed, with a row of ones and squared norms.
+    """Points ready for the private routines: centred, transposed, with a row of ones and a row of squared norms.
 
-    ``XTa[:d]`` holds the centred points as columns and ``XTa[d]`` is all ones, so that for centres ``C`` the product
-    ``[-2 C, |C|^2] @ XTa[:, chunk]`` gives ``|c|^2 - 2 c.x`` for every centre and point in one BLAS call; adding
-    ``x_sq`` makes it a squared distance. Centring first keeps that expansion accurate far from the origin (longitude
-    and latitude are tens of units from zero while clusters may be fractions of a unit wide).
+    ``XTa`` has shape (d + 2, n): rows ``0..d-1`` hold the centred points as columns, row ``d`` is all ones and row
+    ``d + 1`` holds ``|x|^2``. For centres ``C`` one BLAS product then gives, for every centre and point of a chunk,
+    ``[-2 C, |C|^2] @ XTa[:d + 1] = |c|^2 - 2 c.x`` (enough to rank centres: ``|x|^2`` is the same for all) or
+    ``[-2 C, |C|^2, 1] @ XTa = |x - c|^2``. Centring first keeps this expansion accurate far from the origin
+    (longitude and latitude are tens of units from zero while clusters may be fractions of a unit wide).
     """
 
-    XTa: np.ndarray  # (d + 1, n)
-    x_sq: np.ndarray  # (n,)
+    XTa: np.ndarray  # (d + 2, n)
     mean: np.ndarray  # (d,)
     mean_variance: float  # mean over features of the variance of X
 
     @property
+    def x_sq(self) -> np.ndarray:
+        return self.XTa[-1]
+
+    @property
     def n_samples(self) -> int:
-        return self.x_sq.shape[0]
+        return self.XTa.shape[1]
 
     @property
     def n_features(self) -> int:
-        return self.XTa.shape[0] - 1
+        return self.XTa.shape[0] - 2
+
+    def points(self, ids) -> np.ndarray:
+        """Centred coordinates of the points ``ids``, shape (len(ids), d)."""
+        return self.XTa[:-2, ids].T
 
 
 def _prepare(X: np.ndarray) -> _Prepared:
     """Centre validated points and precompute what every k-means run needs."""
     n, d = X.shape
     mean = X.mean(axis=0)
-    XTa = np.empty((d + 1, n))
+    XTa = np.empty((d + 2, n))
     np.subtract(X.T, mean[:, None], out=XTa[:d])
     XTa[d] = 1.0
-    x_sq = np.einsum("ij,ij->j", XTa[:d], XTa[:d])
-    return _Prepared(XTa=XTa, x_sq=x_sq, mean=mean, mean_variance=float(x_sq.sum() / (n * d)))
+    np.einsum("ij,ij->j", XTa[:d], XTa[:d], out=XTa[d + 1])
+    return _Prepared(XTa=XTa, mean=mean, mean_variance=float(XTa[d + 1].sum() / (n * d)))
 
 
 def _chunks_for(data: _Prepared, k: int) -> list[tuple[int, int]]:
-    """Row chunks sized so that a chunk's temporaries take about ``_CHUNK_BYTES``."""
-    bytes_per_row = 8 * (k + data.n_features + 12)
-    return chunk_bounds(data.n_samples, rows_per_chunk(bytes_per_row, _CHUNK_BYTES, data.n_samples))
+    """Row chunks for the passes over the points.
+
+    A chunk's temporaries are a few float64 vectors per point plus one row per k-means++ candidate; the distance
+    blocks of the nearest-centre search are bounded separately (:func:`_block_rows`).
+    """
+    n = data.n_samples
+    n_trials = 2 + int(np.log(k))
+    rows = rows_per_chunk(8 * (data.n_features + n_trials + 8), _CHUNK_BYTES, n)
+    rows = min(rows, max(_MIN_CHUNK_ROWS, -(-n // _MIN_CHUNKS)))
+    return chunk_bounds(n, rows)
+
+
+def _block_rows(data: _Prepared, k: int) -> int:
+    """Points per block in the nearest-centre search: a (k, rows) distance block plus the gathered points."""
+    return rows_per_chunk(8 * (k + data.n_features + 6), _CHUNK_BYTES, data.n_samples)
 
 
 def _augmented_centres(C: np.ndarray) -> np.ndarray:
@@ -175,14 +201,13 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
     closest = np.empty(n)
 
     def augmented(ids: np.ndarray) -> np.ndarray:
-        # [-2 x, |x|^2] for the points ``ids``, shape (len(ids), d + 1); see _Prepared
-        return np.concatenate([-2.0 * XTa[:-1, ids].T, x_sq[ids][:, None]], axis=1)
+        # [-2 x, |x|^2, 1] for the points ``ids``, shape (len(ids), d + 2): times XTa, squared distances (_Prepared)
+        return np.concatenate([-2.0 * data.points(ids), x_sq[ids][:, None], np.ones((len(ids), 1))], axis=1)
 
     def lower_closest(i: int, centre_aug: np.ndarray, first: bool) -> float:
         start, stop = chunks[i]
         d2 = (centre_aug @ XTa[:, start:stop])[0]
-        d2 += x_sq[start:stop]
-        np.maximum(d2, 0.0, out=d2)
+        np.maximum(d2, 0.0, out=d2)  # rounding can leave tiny negatives; sampling needs non-negative weights
         if first:
             closest[start:stop] = d2
         else:
@@ -190,10 +215,9 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
         return float(closest[start:stop].sum())
 
     def candidate_potentials(i: int, cand_aug: np.ndarray) -> np.ndarray:
+        # Potentials only rank the candidates, so the rounding-level negatives need no clipping here.
         start, stop = chunks[i]
         d2 = cand_aug @ XTa[:, start:stop]
-        d2 += x_sq[start:stop]
-        np.maximum(d2, 0.0, out=d2)
         np.minimum(d2, closest[start:stop], out=d2)
         return d2.sum(axis=1)
 
@@ -235,12 +259,13 @@ class _HamerlyState:
 
     ``upper[i]`` bounds the distance from point i to its assigned centre from above and ``lower[i]`` bounds the
     distance to every other centre from below. A point needs no distance computation while
-    ``upper[i] <= max(lower[i], half_sep[labels[i]])`` (Hamerly 2010): its centre is then provably still the nearest.
+    ``upper[i] < max(lower[i], half_sep[labels[i]])`` (Hamerly 2010): its centre is then provably still the nearest.
     """
 
     def __init__(self, data: _Prepared, k: int, chunks):
         n = data.n_samples
         self.data, self.k, self.chunks = data, k, chunks
+        self.block_rows = _block_rows(data, k)
         self.labels = np.zeros(n, dtype=np.intp)
         self.upper = np.empty(n)
         self.lower = np.empty(n)
@@ -264,6 +289,23 @@ class _HamerlyState:
             sums[:, j] = np.bincount(labels, weights=self.data.XTa[j, cols], minlength=k)
         return sums, counts
 
+    def nearest(self, cols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nearest centre of the points ``cols`` (a slice or indices), the distance to it and to the second nearest.
+
+        Distances to all centres are computed in blocks of ``block_rows`` points, never for all points at once.
+        """
+        XTa = self.data.XTa[:-1]  # without the squared norms: ranking centres needs only |c|^2 - 2 c.x
+        points = XTa[:, cols] if isinstance(cols, slice) else XTa.take(cols, axis=1)
+        m = points.shape[1]
+        labels = np.empty(m, dtype=np.intp)
+        first = np.empty(m)
+        second = np.empty(m)
+        for b0 in range(0, m, self.block_rows):
+            b1 = min(m, b0 + self.block_rows)
+            labels[b0:b1], first[b0:b1], second[b0:b1] = _nearest_two(self.C_aug @ points[:, b0:b1])
+        x_sq = self.data.x_sq[cols]
+        return labels, _distances_from_partial(first, x_sq), _distances_from_partial(second, x_sq)
+
     def assign_chunk(self, i: int, update_sums: bool):
         """Bring chunk ``i`` up to date with the current centres.
 
@@ -274,32 +316,29 @@ class _HamerlyState:
         start, stop = self.chunks[i]
         lab, ub, lb = self.labels[start:stop], self.upper[start:stop], self.lower[start:stop]
         if self.first:
-            new, best, second = _nearest_two(self.C_aug @ data.XTa[:, start:stop])
-            ub[:] = _distances_from_partial(best, data.x_sq[start:stop])
-            lb[:] = _distances_from_partial(second, data.x_sq[start:stop])
-            lab[:] = new
+            lab[:], ub[:], lb[:] = self.nearest(slice(start, stop))
             sums, counts = self._sums(slice(start, stop), lab)
             return sums, counts, stop - start
-        ub += self.shift.take(lab)
+        # mode="clip" skips the bounds check (labels are always valid), which makes these gathers much cheaper
+        ub += self.shift.take(lab, mode="clip")
         lb -= self.max_shift
-        bound = np.maximum(self.half_sep.take(lab), lb)
-        cand = np.flatnonzero(ub > bound)
+        bound = np.maximum(self.half_sep.take(lab, mode="clip"), lb)
+        # ">=" rather than ">": a point tied with another centre is re-examined, so ties go to the lowest index as in
+        # plain Lloyd (a tie kept by the bounds could leave two centres on the same spot for good).
+        cand = np.flatnonzero(ub >= bound)
         if cand.size == 0:
             return None
         # Tighten the upper bound to the exact distance to the assigned centre.
         cols = cand + start
-        diff = data.XTa[:-1].take(cols, axis=1)
+        diff = data.XTa[:-2].take(cols, axis=1)
         diff -= self.CT.take(lab[cand], axis=1)
         exact = np.sqrt(np.einsum("ij,ij->j", diff, diff))
         ub[cand] = exact
-        keep = exact > bound[cand]
+        keep = exact >= bound[cand]
         cand, cols = cand[keep], cols[keep]
         if cand.size == 0:
             return None
-        new, best, second = _nearest_two(self.C_aug @ data.XTa.take(cols, axis=1))
-        x_sq = data.x_sq[cols]
-        ub[cand] = _distances_from_partial(best, x_sq)
-        lb[cand] = _distances_from_partial(second, x_sq)
+        new, ub[cand], lb[cand] = self.nearest(cols)
         old = lab[cand]
         changed = new != old
         n_changed = int(np.count_nonzero(changed))
@@ -316,7 +355,7 @@ class _HamerlyState:
     def exact_sq_distances(self, i: int) -> np.ndarray:
         """Squared distance from each point of chunk ``i`` to its assigned centre, computed from differences."""
         start, stop = self.chunks[i]
-        diff = self.data.XTa[:-1, start:stop] - self.CT.take(self.labels[start:stop], axis=1)
+        diff = self.data.XTa[:-2, start:stop] - self.CT.take(self.labels[start:stop], axis=1, mode="clip")
         return np.einsum("ij,ij->j", diff, diff)
 
 
@@ -341,7 +380,7 @@ def _relocate_empty(state: _HamerlyState, empty: np.ndarray, sums: np.ndarray, c
         if counts[donor] <= 1:
             continue
         target = empty[moved]
-        x = data.XTa[:-1, p]
+        x = data.XTa[:-2, p]
         counts[donor] -= 1
         sums[donor] -= x
         counts[target] = 1
@@ -419,7 +458,7 @@ def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, to
     with ChunkRunner() as runner:
         for run in range(n_init):
             chosen = _kmeans_plusplus(data, k, rng, runner, chunks)
-            centres = np.ascontiguousarray(data.XTa[:-1, chosen].T)
+            centres = np.ascontiguousarray(data.points(chosen))
             C, labels, inertia, n_iter = _lloyd_hamerly(data, centres, max_iter, tol_abs, runner, chunks)
             logger.debug("k-means run %d/%d: k=%d inertia=%.6g n_iter=%d", run + 1, n_init, k, inertia, n_iter)
             if best is None or inertia < best[2]:

@@ -5,12 +5,15 @@ Everything rests on one quantity: for each point ``i`` and cluster ``c``, the su
 distance matrix is never held whole: it is produced in square blocks and each block is reduced at once. Two
 reductions are used:
 
-* one-hot products (the default): with ``M`` the (n, K) one-hot matrix of the labels, ``S = D @ M``, done block by block
-  by BLAS. Several clusterings of the same points simply put their one-hot columns side by side, so each distance
-  block is computed once for all of them (:func:`silhouette_sweep`). ``D`` is symmetric, so only blocks on or above
-  the diagonal are computed; block (I, J) adds ``D_IJ @ M_J`` to the rows of I and ``D_IJ.T @ M_I`` to the rows of J.
-* flattened ``np.bincount`` per row block, for labellings with so many clusters that an (n, K) array would not fit
-  the memory budget (or one-hot products would cost more than counting); memory O(rows * K) instead.
+* one-hot products (the default): with ``M`` the (n, K) one-hot matrix of the labels, ``S = D @ M``, done block by
+  block by BLAS. Several clusterings of the same points put their one-hot columns side by side, so each distance block
+  is computed once for all of them (:func:`silhouette_sweep`). ``D`` is symmetric, so only blocks on or above the
+  diagonal are computed; block (I, J) adds ``D_IJ @ M_J`` to the rows of I and ``D_IJ.T @ M_I`` to the rows of J.
+  The points are sorted by label first, so a block meets only one or two clusters of each labelling; the products
+  then involve only those columns, and a labelling's largest cluster in the block comes from the block's row sums
+  (shared by all labellings) minus its other clusters (:func:`_block_plan`).
+* sums over runs of equal labels (``np.add.reduceat``) per row block, for labellings with so many clusters that an
+  (n, K) array would not fit the memory budget; memory O(rows * K) instead.
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ from lightning_eda.ml._validation import check_int, check_points, encode_labels
 
 __all__ = ["silhouette_score", "silhouette_sweep"]
 
-#: Bytes of one distance block (float64). 8 MB gives 1024 x 1024 blocks, large enough for efficient BLAS calls.
-_BLOCK_BYTES = 8 * 2**20
+#: Bytes of one distance block (float64). 384 x 384 blocks (1.1 MiB) stay in cache between the passes made over them
+#: and meet few clusters each; measured fastest of 256..1024 on 2-D data, with powers of two (512, 1024) the slowest.
+_BLOCK_BYTES = 8 * 384 * 384
 
 #: Budget in bytes for the arrays that grow with n times the number of clusters (one-hot matrix, per-thread sums).
 _SUMS_BYTES = 256 * 2**20
 
-#: Above this many one-hot columns in one pass, counting with np.bincount is cheaper than the one-hot products.
-_MAX_ONEHOT_COLUMNS = 512
+#: At most this many one-hot columns in one pass (the per-block plans cost Python work per column); labellings with
+#: more clusters are reduced by runs of labels instead (:func:`_silhouette_by_runs`).
+_MAX_ONEHOT_COLUMNS = 2048
 
 
 class _Operands:
@@ -80,24 +85,83 @@ def _one_hot(codes_list: list[np.ndarray], n_labels_list: list[int]) -> np.ndarr
     return M
 
 
-def _cluster_sums_onehot(ops: _Operands, M: np.ndarray, runner: ChunkRunner) -> np.ndarray:
-    """``S = D @ M`` over the upper-triangle blocks of the distance matrix ``D``; returns S of shape (n, K).
+def _block_plan(M_block: np.ndarray, n_labels_list: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How to reduce distances to one block of points (rows of ``M_block``) into per-cluster sums, cheaply.
+
+    Only the clusters present in the block ("active" columns) receive anything. For each labelling, the sums over its
+    clusters add up to the plain row sum of the distance block, which one cheap reduction gives for all labellings at
+    once; so a labelling met by a single cluster in this block needs no product at all, and for the others the
+    cluster with the most points is obtained as the row sum minus the rest.
+
+    Returns
+    -------
+    active : ndarray of shape (a,)
+        Columns of ``M`` present in the block.
+    onehot : ndarray of shape (rows, g)
+        The one-hot columns that do go through the product ``D @ onehot``.
+    expand : ndarray of shape (g + 1, a)
+        Maps ``[D @ onehot, D.sum(axis=1)]`` to the sums for the ``active`` columns.
+    """
+    counts = M_block.sum(axis=0)
+    active = np.flatnonzero(counts)
+    product_cols: list[int] = []
+    derived: list[tuple[int, list[int]]] = []  # (column, product columns of the same labelling)
+    offset = 0
+    for n_labels in n_labels_list:
+        present = [c for c in range(offset, offset + n_labels) if counts[c]]
+        largest = max(present, key=lambda c: counts[c])
+        others = [c for c in present if c != largest]
+        product_cols.extend(others)
+        derived.append((largest, others))
+        offset += n_labels
+    position = {c: p for p, c in enumerate(active)}
+    g = len(product_cols)
+    expand = np.zeros((g + 1, active.size))
+    for q, c in enumerate(product_cols):
+        expand[q, position[c]] = 1.0
+    product_position = {c: q for q, c in enumerate(product_cols)}
+    for c, others in derived:
+        expand[g, position[c]] = 1.0
+        for other in others:
+            expand[product_position[other], position[c]] = -1.0
+    return active, np.ascontiguousarray(M_block[:, product_cols]), expand
+
+
+def _cluster_sums_onehot(ops: _Operands, codes_list: list[np.ndarray], n_labels_list: list[int],
+                         runner: ChunkRunner) -> np.ndarray:
+    """Per-point, per-cluster sums of distances ``S = D @ M`` (M: side-by-side one-hot matrices of the labellings).
+
+    Only the upper-triangle blocks of the distance matrix ``D`` are computed. Each block is reduced with the plan of
+    :func:`_block_plan`: with the points sorted by label (see :func:`_silhouette_means`) a block meets one or two
+    clusters of each labelling, so the products involve a few columns instead of the total number of clusters.
 
     Each worker thread takes a fixed share of the block pairs and accumulates into its own S; the shares are added in
     worker order, so the result does not depend on thread timing.
     """
+    M = _one_hot(codes_list, n_labels_list)
+    K = M.shape[1]
     bounds = chunk_bounds(ops.n, _block_size())
+    plans = [_block_plan(M[j0:j1], n_labels_list) for j0, j1 in bounds]
+    del M
     pairs = [(I, J) for I in range(len(bounds)) for J in range(I, len(bounds))]
     n_workers = min(runner.n_threads, len(pairs))
 
+    def accumulate(S: np.ndarray, rows: tuple[int, int], plan, products: np.ndarray, row_sums: np.ndarray) -> None:
+        active, _, expand = plan
+        values = products @ expand[:-1]
+        values += np.multiply.outer(row_sums, expand[-1])
+        if active.size == K:
+            S[rows[0]:rows[1]] += values
+        else:
+            S[rows[0]:rows[1], active] += values
+
     def work(t: int) -> np.ndarray:
-        S = np.zeros_like(M)
+        S = np.zeros((ops.n, K))
         for I, J in pairs[t::n_workers]:
-            (i0, i1), (j0, j1) = bounds[I], bounds[J]
             D = ops.distances(bounds[I], bounds[J])
-            S[i0:i1] += D @ M[j0:j1]
+            accumulate(S, bounds[I], plans[J], D @ plans[J][1], D.sum(axis=1))
             if I != J:
-                S[j0:j1] += D.T @ M[i0:i1]
+                accumulate(S, bounds[J], plans[I], D.T @ plans[I][1], D.sum(axis=0))
         return S
 
     partial = runner.map(work, n_workers)
@@ -128,28 +192,30 @@ def _silhouette_values(S: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> 
     return s
 
 
-def _silhouette_counting(ops: _Operands, codes: np.ndarray, n_labels: int, runner: ChunkRunner) -> np.ndarray:
-    """Silhouette values of one labelling with per-row-block ``np.bincount`` sums: memory O(rows * n_labels).
+def _silhouette_by_runs(X: np.ndarray, codes: np.ndarray, n_labels: int, runner: ChunkRunner) -> np.ndarray:
+    """Silhouette values of one labelling with many clusters, in O(rows * n_labels) memory (order of the points lost).
 
-    For each row block the distances to all points are streamed in column blocks and reduced with one flattened
-    ``bincount`` (index ``row * n_labels + label``), so no (n, n_labels) array is ever formed.
+    The points are sorted by label, so within any block of columns the labels form runs; ``np.add.reduceat`` sums
+    each run of a distance block and the run sums go to their clusters' columns. Each row block streams the distances
+    to all points in column blocks, so no (n, n_labels) array is ever formed.
     """
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    ops = _Operands(X[order])
     n = ops.n
     counts = np.bincount(codes, minlength=n_labels)
-    row_bounds = chunk_bounds(n, rows_per_chunk(8 * n_labels, _SUMS_BYTES // (2 * runner.n_threads), n))
+    # per row and thread: the sums, the run sums and the finishing step's temporary, n_labels floats each at most
+    row_bounds = chunk_bounds(n, rows_per_chunk(3 * 8 * n_labels, _SUMS_BYTES // runner.n_threads, n))
     values = np.empty(n)
 
     def work(r: int) -> None:
         i0, i1 = row_bounds[r]
-        rows = i1 - i0
-        col_bounds = chunk_bounds(n, rows_per_chunk(8 * rows, _BLOCK_BYTES, n))
-        S = np.zeros(rows * n_labels)
-        base = (np.arange(rows) * n_labels)[:, None]
-        for cols in col_bounds:
-            D = ops.distances(row_bounds[r], cols)
-            index = base + codes[cols[0]:cols[1]][None, :]
-            S += np.bincount(index.ravel(), weights=D.ravel(), minlength=rows * n_labels)
-        values[i0:i1] = _silhouette_values(S.reshape(rows, n_labels), codes[i0:i1], counts)
+        S = np.zeros((i1 - i0, n_labels))
+        for j0, j1 in chunk_bounds(n, rows_per_chunk(8 * (i1 - i0), _BLOCK_BYTES, n)):
+            block_codes = codes[j0:j1]
+            starts = np.flatnonzero(np.r_[True, block_codes[1:] != block_codes[:-1]])
+            S[:, block_codes[starts]] += np.add.reduceat(ops.distances((i0, i1), (j0, j1)), starts, axis=1)
+        values[i0:i1] = _silhouette_values(S, codes[i0:i1], counts)
 
     runner.map(work, len(row_bounds))
     return values
@@ -158,17 +224,24 @@ def _silhouette_counting(ops: _Operands, codes: np.ndarray, n_labels: int, runne
 def _silhouette_means(X: np.ndarray, codes_list: list[np.ndarray], n_labels_list: list[int]) -> list[float]:
     """Mean silhouette of each labelling of the validated points ``X`` (codes ``0..n_labels-1``)."""
     n = X.shape[0]
+    # Sort the points by label, finest labelling first, so that each block of points meets few clusters (the score
+    # does not depend on the order of the points).
+    order = np.lexsort([codes_list[i] for i in np.argsort(n_labels_list, kind="stable")])
+    X = X[order]
+    codes_list = [codes[order] for codes in codes_list]
     ops = _Operands(X)
     scores: list[float | None] = [None] * len(codes_list)
     with ChunkRunner() as runner:
         # Group labellings whose one-hot columns fit the budget: one pass over the distances per group.
-        per_column = 8 * n * (runner.n_threads + 2)  # one-hot, per-thread sums, the finishing step's temporary
+        # per one-hot column: the one-hot matrix, its per-block compact copies, one sum array per thread, and the
+        # finishing step's temporary
+        per_column = 8 * n * (runner.n_threads + 3)
         max_columns = min(_MAX_ONEHOT_COLUMNS, _SUMS_BYTES // per_column)
         groups: list[list[int]] = []
         columns = 0
         for index, n_labels in enumerate(n_labels_list):
             if n_labels > max_columns:
-                scores[index] = float(np.mean(_silhouette_counting(ops, codes_list[index], n_labels, runner)))
+                scores[index] = float(np.mean(_silhouette_by_runs(X, codes_list[index], n_labels, runner)))
                 continue
             if not groups or columns + n_labels > max_columns:
                 groups.append([])
@@ -176,8 +249,7 @@ def _silhouette_means(X: np.ndarray, codes_list: list[np.ndarray], n_labels_list
             groups[-1].append(index)
             columns += n_labels
         for group in groups:
-            S = _cluster_sums_onehot(ops, _one_hot([codes_list[i] for i in group], [n_labels_list[i] for i in group]),
-                                     runner)
+            S = _cluster_sums_onehot(ops, [codes_list[i] for i in group], [n_labels_list[i] for i in group], runner)
             offset = 0
             for index in group:
                 codes, n_labels = codes_list[index], n_labels_list[index]
