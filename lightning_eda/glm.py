@@ -23,7 +23,6 @@ import netCDF4
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from lightning_eda.layout import parse_granule_name
@@ -84,7 +83,6 @@ _UTC_TEXT_RE = re.compile(
     r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.(?P<frac>[0-9]{1,9}))?"
     r"\s*(?:Z|UTC|\+00:?00)?"
 )
-_CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 _DIMS = {"flashes": "number_of_flashes", "groups": "number_of_groups", "events": "number_of_events"}
 _COUNT_SCALARS = {"flashes": "flash_count", "groups": "group_count", "events": "event_count"}
@@ -492,7 +490,8 @@ def _product_time(source: _Source) -> datetime | None:
 def granule_to_csvs(granule: Granule, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write the three tables as ``<stem>_flashes.csv``, ``<stem>_groups.csv``, ``<stem>_events.csv``.
 
-    Each file gets a leading ``source_file`` column and ISO 8601 timestamps (naive UTC, microseconds), and appears
+    Each file gets a leading ``source_file`` column and ISO 8601 timestamps (naive UTC, microseconds, a space
+    between date and time), and appears
     atomically: it is written under a temporary name in ``out_dir`` and renamed, so readers never see half a file.
 
     Returns
@@ -522,9 +521,9 @@ def _write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     for index, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type):
-            # ISO 8601 with microseconds ("%S" carries the fraction for a microsecond timestamp).
-            text = pc.strftime(table.column(index).cast(pa.timestamp("us"), safe=False), format=_CSV_TIME_FORMAT)
-            table = table.set_column(index, field.name, text)
+            # Arrow writes microsecond timestamps as "2018-07-02 04:33:39.690000" (ISO 8601 with a space, as
+            # RFC 3339 allows); DuckDB and pandas read it back exactly. Formatting a "T" would triple the cost.
+            table = table.set_column(index, field.name, table.column(index).cast(pa.timestamp("us"), safe=False))
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -382,7 +382,7 @@ def test_csvs_hold_the_tables_with_source_file_and_iso_times(tmp_path):
         assert list(back.columns) == ["source_file", *COLUMNS[table]]
         assert (back["source_file"] == granule.meta["source_file"]).all()
         for name in TIME_COLUMNS[table]:
-            assert back[name].str.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}").all()
+            assert back[name].str.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}").all()
             pd.testing.assert_series_equal(pd.to_datetime(back[name]).astype("datetime64[ns]"), frame[name])
         pd.testing.assert_series_equal(back[f"{LEVEL[table]}_id"], frame[f"{LEVEL[table]}_id"])
         np.testing.assert_allclose(back["energy"], frame["energy"], rtol=1e-15)
