@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,6 +107,42 @@ def transform_granule(path: Path, csv_dir: Path) -> GranuleRecord:
     )
 
 
+def default_workers() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8))
+
+
+def transform_granules(files: list[Path], csv_dir: Path, workers: Optional[int] = None) -> list[GranuleRecord]:
+    """Decode granules on every core (decoding and CSV writing hold the GIL, so processes, not threads).
+
+    A worker that dies (a crash inside HDF5 on a corrupt file, say) takes the pool with it: the granules not yet done
+    are then retried one per process, so only the culprit is recorded as failed.
+    """
+    workers = default_workers() if workers is None else workers
+    if workers < 2 or len(files) < 2 * workers:
+        return [transform_granule(path, csv_dir) for path in files]
+    spawn = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Dagster's do)
+    done: dict[Path, GranuleRecord] = {}
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+            futures = {pool.submit(transform_granule, path, csv_dir): path for path in files}
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+    except BrokenProcessPool:
+        for path in (p for p in files if p not in done):
+            done[path] = _transform_isolated(path, csv_dir, spawn)
+    return [done[path] for path in files]
+
+
+def _transform_isolated(path: Path, csv_dir: Path, context) -> GranuleRecord:
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            return pool.submit(transform_granule, path, csv_dir).result()
+    except BrokenProcessPool:
+        size = path.stat().st_size if path.exists() else 0
+        return GranuleRecord(path.name, size, "failed", error="the decoder crashed on this file")
+
+
 def transform_hour(
     raw_files: list[Path], paths: HourPaths, failed_downloads: Optional[dict[str, str]] = None
 ) -> list[GranuleRecord]:
@@ -112,7 +151,7 @@ def transform_hour(
     Granules that could not be downloaded are recorded as failed too, so ``glm_file`` names every gap of the hour.
     """
     paths.csv_dir.mkdir(parents=True, exist_ok=True)
-    records = [transform_granule(path, paths.csv_dir) for path in sorted(raw_files)]
+    records = transform_granules(sorted(raw_files), paths.csv_dir)
     known = {r.source_file for r in records}
     for name, error in sorted((failed_downloads or {}).items()):
         if name not in known:
@@ -145,8 +184,9 @@ def files_frame(records: list[GranuleRecord], *, bucket: str, product: str, hour
             "hour": pd.Timestamp(hour),
             "platform": [r.platform for r in records],
             "orbital_slot": [r.orbital_slot for r in records],
-            "time_start": pd.to_datetime([r.time_start for r in records]),
-            "time_end": pd.to_datetime([r.time_end for r in records]),
+            # ISO8601 per element: an hour mixes whole-second times with fractional ones (e.g. ``06:34:00.5``)
+            "time_start": pd.to_datetime([r.time_start for r in records], format="ISO8601"),
+            "time_end": pd.to_datetime([r.time_end for r in records], format="ISO8601"),
             "n_flashes": pd.array([r.n_flashes for r in records], dtype="int64"),
             "n_groups": pd.array([r.n_groups for r in records], dtype="int64"),
             "n_events": pd.array([r.n_events for r in records], dtype="int64"),

@@ -125,3 +125,31 @@ def test_times_are_utc_and_within_the_granule_span(hour_2018, tmp_path):
     earliest_ms, latest_ms = rows[0]
     assert -2500 <= earliest_ms < 0  # some flashes start just before their granule (GLM.md)
     assert latest_ms <= 500
+
+
+def test_parallel_transform_equals_the_sequential_one(tmp_path):
+    """Several worker processes decode the same records, in the same order, as one process; a bad file stays local."""
+    from datetime import timedelta
+
+    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+
+    from lightning_eda.ingest import transform_granules
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    files = []
+    for slot in range(7):
+        start = datetime(2024, 3, 5, 1, 5) + timedelta(seconds=20 * slot)
+        files.append(write_lcfa(raw / lcfa_name("G16", start), start=start, **sample_tables()))
+    files[3].write_bytes(b"<html><body>503 Service Unavailable</body></html>")
+    sequential = transform_granules(files, tmp_path / "one", workers=1)
+    parallel = transform_granules(files, tmp_path / "two", workers=2)
+
+    def comparable(records):
+        return [(r.source_file, r.status, r.n_flashes, r.n_groups, r.n_events, r.time_start) for r in records]
+
+    assert comparable(parallel) == comparable(sequential)
+    assert [r.status for r in parallel] == ["loaded"] * 3 + ["failed"] + ["loaded"] * 3
+    for one, two in zip(sequential, parallel):
+        for kind in one.csv:
+            assert Path(one.csv[kind]).read_bytes() == Path(two.csv[kind]).read_bytes()

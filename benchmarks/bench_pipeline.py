@@ -1,0 +1,149 @@
+"""Ingest and whole-pipeline benchmark on one hour of 180 granules served by a local S3 server.
+
+1. Ingest: `extract` → `transform` → `load` (download over HTTP from moto on 127.0.0.1, decode, CSVs, DuckDB) against
+   the time to merely open and decode the same 180 files with netCDF4 (every variable read with its default
+   mask-and-scale), repetitions interleaved; reports the ratio and granules per second.
+2. Pipeline: seconds per asset for the whole pipeline on that hour, default configuration.
+
+Run from the project root: ``python benchmarks/bench_pipeline.py [--reps 3] [--glm-dir ../shared/data/glm]``.
+Results are printed and written to ``benchmarks/results/pipeline.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "lightning_eda_tests"), str(ROOT / "benchmarks")]
+
+import netCDF4  # noqa: E402
+from dagster import DagsterEventType, materialize  # noqa: E402
+from dagster_duckdb import DuckDBResource  # noqa: E402
+
+from lightning_eda.definitions import clustering_assets, ingest_assets  # noqa: E402
+from lightning_eda.resources import GlmArchiveResource, LightningDataResource  # noqa: E402
+from s3_server import LocalS3  # noqa: E402
+from synthetic_hour import make_hour  # noqa: E402
+
+BUCKET = "noaa-goes16"
+HOUR = datetime(2019, 7, 1, 18)
+KEY = HOUR.strftime("%Y-%m-%d-%H:%M")
+
+
+def bare_decode(paths: list[Path]) -> float:
+    """What a user's own loop would cost: open each file and read every variable with netCDF4's defaults."""
+    start = time.perf_counter()
+    for path in paths:
+        with netCDF4.Dataset(path) as ds:
+            for variable in ds.variables.values():
+                variable[...]
+    return time.perf_counter() - start
+
+
+def step_seconds(result) -> dict[str, float]:
+    return {
+        event.step_key: event.event_specific_data.duration_ms / 1000
+        for event in result.all_events
+        if event.event_type == DagsterEventType.STEP_SUCCESS
+    }
+
+
+def resources(data_dir: Path) -> dict:
+    return {
+        "archive": GlmArchiveResource(bucket=BUCKET),
+        "data": LightningDataResource(data_dir=str(data_dir)),
+        "duckdb": DuckDBResource(database=str(data_dir / "glm.duckdb")),
+    }
+
+
+def ingest_once(work: Path, rep: int) -> tuple[float, dict[str, float], Path]:
+    data_dir = work / f"data{rep}"
+    start = time.perf_counter()
+    result = materialize(ingest_assets, partition_key=KEY, resources=resources(data_dir))
+    total = time.perf_counter() - start
+    assert result.success
+    return total, step_seconds(result), data_dir
+
+
+def environment() -> str:
+    import dagster
+    import duckdb
+    import numpy
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"cores available: {cpus}, load average {os.getloadavg()}\n"
+        f"python {platform.python_version()}, netCDF4 {netCDF4.__version__} (HDF5 {netCDF4.__hdf5libversion__}), "
+        f"numpy {numpy.__version__}, duckdb {duckdb.__version__}, dagster {dagster.__version__}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--glm-dir", type=Path, default=ROOT.parent / "shared" / "data" / "glm")
+    args = parser.parse_args()
+    real = sorted(args.glm_dir.glob("OR_GLM-L2-LCFA_*.nc"))
+    if not real:
+        print(f"no real granules in {args.glm_dir}", file=sys.stderr)
+        return 2
+    lines = [environment()]
+    with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
+        work = Path(tmp)
+        granules = make_hour(real, work / "hour", HOUR)
+        server = LocalS3().start()
+        os.environ["AWS_ENDPOINT_URL_S3"] = server.url
+        try:
+            for path in granules:
+                server.put_granule(BUCKET, path)
+            size_mb = sum(p.stat().st_size for p in granules) / 1e6
+            lines.append(f"hour: {len(granules)} granules, {size_mb:.1f} MB, {HOUR:%Y-%m-%d %H}:00 UTC")
+            bare, ours, steps = [], [], []
+            for rep in range(args.reps):  # interleaved: machine load drifts alike for both
+                bare.append(bare_decode(granules))
+                total, per_step, data_dir = ingest_once(work, rep)
+                ours.append(total)
+                steps.append(per_step)
+            b, o = statistics.median(bare), statistics.median(ours)
+            lines += [
+                "",
+                "1. ingest (median of %d, interleaved)" % args.reps,
+                f"   netCDF4 open + decode only : {b:7.2f} s  ({len(granules) / b:6.1f} granules/s)",
+                f"   extract → transform → load : {o:7.2f} s  ({len(granules) / o:6.1f} granules/s)",
+                f"   ratio ours / bare decode   : {o / b:7.2f}  (target ≤ 3)",
+            ]
+            for step in ("extract", "transform", "load"):
+                lines.append(f"     {step:<10} {statistics.median(s[step] for s in steps):7.2f} s")
+            result = materialize(
+                clustering_assets,
+                resources=resources(data_dir),
+                run_config={"ops": {"preprocessor": {"config": {"window_start": f"{HOUR:%Y-%m-%d %H:%M}"}}}},
+            )
+            assert result.success
+            per_asset = step_seconds(result)
+            flashes = result.asset_materializations_for_node("preprocessor")[0].metadata["flashes_kept"].value
+            lines += ["", f"2. whole pipeline on the hour ({flashes:,} flashes), seconds per asset, default config"]
+            for step in ("extract", "transform", "load"):
+                lines.append(f"   {step:<22} {statistics.median(s[step] for s in steps):7.2f}")
+            for step, secs in per_asset.items():
+                lines.append(f"   {step:<22} {secs:7.2f}")
+        finally:
+            server.stop()
+    report = "\n".join(lines)
+    print(report)
+    out = ROOT / "benchmarks" / "results" / "pipeline.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"# {datetime.now():%Y-%m-%d %H:%M} python benchmarks/bench_pipeline.py --reps {args.reps}\n{report}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
