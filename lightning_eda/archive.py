@@ -7,6 +7,7 @@ A file at its final name is therefore always complete, and a later run can trust
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import random
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 import boto3
+import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import (
@@ -28,6 +30,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
     EndpointConnectionError,
     NoCredentialsError,
+    ProfileNotFound,
 )
 
 from lightning_eda.layout import hour_prefix, is_granule_key, local_path_for_key
@@ -81,7 +84,33 @@ def make_s3_client(
         read_timeout=read_timeout,
         max_pool_connections=max_pool_connections,
     )
-    return boto3.session.Session().client("s3", region_name="us-east-1", endpoint_url=endpoint_url, config=config)
+    try:
+        session = boto3.session.Session()
+    except ProfileNotFound as exc:
+        # Reads are anonymous, so a profile can only carry settings; one that does not exist must not stop the run.
+        log.warning("%s: ignoring AWS_PROFILE (S3 is read anonymously)", exc)
+        no_profile = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+        session = boto3.session.Session(botocore_session=no_profile)
+    return session.client("s3", region_name="us-east-1", endpoint_url=endpoint_url, config=config)
+
+
+STALE_PART_AGE = 15 * 60.0
+"""Seconds after which a temporary ``*.part`` file is taken as left by a killed download (a live one writes to its
+file at least every read timeout)."""
+
+
+def _remove_stale_parts(dest: Path, older_than: float = STALE_PART_AGE) -> None:
+    """Delete the temporary files that killed downloads of ``dest`` left beside it; fresh ones may still be live."""
+    if not dest.parent.is_dir():
+        return
+    cutoff = time.time() - older_than
+    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+        try:
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+                log.info("removed %s, left by an interrupted download", part.name)
+        except FileNotFoundError:
+            pass
 
 
 def _atomic_write_from(dest: Path, expected_size: int, write: Callable[[object], None]) -> None:
@@ -224,6 +253,7 @@ def extract_hour(
     todo: list[tuple[RemoteGranule, Path]] = []
     for granule in granules:
         dest = local_path_for_key(raw_dir, granule.key)
+        _remove_stale_parts(dest)
         if dest.is_file() and dest.stat().st_size == granule.size:
             report.already_present.append(granule.name)
             report.files.append(dest)

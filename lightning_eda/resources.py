@@ -32,6 +32,9 @@ class GlmArchiveResource(ConfigurableResource):
     )
     max_attempts: int = Field(default=5, description="Attempts per S3 request (botocore standard retry mode).")
     max_workers: int = Field(default=8, description="Parallel downloads.")
+    read_timeout: float = Field(
+        default=30.0, description="Seconds to wait for S3 to send data before the request is retried."
+    )
 
     def validate_config(self) -> None:
         """Raise settings.ConfigError before any network access when a value is malformed."""
@@ -44,7 +47,9 @@ class GlmArchiveResource(ConfigurableResource):
         self.validate_config()
         if self.source_dir:
             return LocalArchive(Path(self.source_dir), self.bucket, self.product)
-        client = make_s3_client(endpoint_url=self.endpoint_url, max_attempts=self.max_attempts)
+        client = make_s3_client(
+            endpoint_url=self.endpoint_url, max_attempts=self.max_attempts, read_timeout=self.read_timeout
+        )
         return S3Archive(client, self.bucket, self.product)
 
 

@@ -7,6 +7,7 @@ All values reach SQL as bound parameters or registered frames, never as formatte
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Sequence
@@ -123,6 +124,11 @@ FILE_COLUMNS = [
 ]
 DATA_TABLES = ("glm_flash", "glm_group", "glm_event")
 
+# Two transactions replacing the same hour at once would each see the hour empty (snapshot isolation) and both insert
+# it, duplicating every row. Another process cannot open the file while we write (DuckDB locks it), so serialising the
+# replacements made inside this process is enough.
+_REPLACE_LOCK = threading.Lock()
+
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     path = Path(path)
@@ -153,6 +159,11 @@ def replace_hour(
     if missing:
         raise ValueError(f"files frame lacks columns {missing}")
     new_files = files[FILE_COLUMNS]
+    with _REPLACE_LOCK:
+        return _replace_hour_locked(con, bucket=bucket, hour=hour, new_files=new_files, csvs=csvs)
+
+
+def _replace_hour_locked(con, *, bucket: str, hour: datetime, new_files: pd.DataFrame, csvs) -> dict[str, int]:
     counts: dict[str, int] = {}
     con.execute("BEGIN TRANSACTION")
     try:

@@ -13,13 +13,23 @@ from lightning_eda.constants import DUCKDB_POOL, INGESTOR
 from lightning_eda.layout import is_granule_key, hour_prefix
 from lightning_eda.partitions import hourly_partitions, naive_utc
 from lightning_eda.resources import GlmArchiveResource, LightningDataResource
-from lightning_eda.settings import ConfigError
+from lightning_eda.settings import ConfigError, validate_bucket, validate_product
 
 EXTRACT_REPORT = "extract.json"
 
 
 def _hour(context: AssetExecutionContext):
     return naive_utc(context.partition_time_window.start)
+
+
+def _checked_hour_paths(archive: GlmArchiveResource, data: LightningDataResource, hour) -> ingest.HourPaths:
+    """The hour's folders, once bucket and product are known to be safe path segments (they name folders)."""
+    try:
+        validate_bucket(archive.bucket)
+        validate_product(archive.product)
+    except ConfigError as exc:
+        raise Failure(description=str(exc)) from None
+    return data.hour_paths(archive, hour)
 
 
 @asset(
@@ -69,10 +79,12 @@ def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: L
 )
 def transform(context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
     hour = _hour(context)
-    paths = data.hour_paths(archive, hour)
+    paths = _checked_hour_paths(archive, data, hour)
     raw_files = [
         p for p in sorted(paths.raw_dir.glob("*.nc")) if is_granule_key(hour_prefix(archive.product, hour) + p.name, archive.product)
     ]
+    if not raw_files:
+        raise Failure(description=f"no granules in {paths.raw_dir}: materialize `extract` for this hour first")
     records = ingest.transform_hour(raw_files, paths, _failed_downloads(paths.csv_dir / EXTRACT_REPORT))
     good = [r for r in records if r.status == "loaded"]
     bad = [r for r in records if r.status == "failed"]
@@ -120,7 +132,7 @@ def load(
     duckdb: DuckDBResource,
 ):
     hour = _hour(context)
-    paths = data.hour_paths(archive, hour)
+    paths = _checked_hour_paths(archive, data, hour)
     records = ingest.read_manifest(paths.manifest)
     data.root.mkdir(parents=True, exist_ok=True)
     with duckdb.get_connection() as con:
