@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import botocore.session
@@ -138,7 +139,7 @@ class S3Archive:
         self.client = client
         self.bucket = bucket
         self.product = product
-        self.description = f"s3://{bucket}/{product} at {client.meta.endpoint_url}"
+        self.description = f"s3://{bucket}/{product} at {_without_userinfo(client.meta.endpoint_url)}"
 
     def list_hour(self, hour: datetime) -> list[RemoteGranule]:
         prefix = hour_prefix(self.product, hour)
@@ -166,6 +167,14 @@ class S3Archive:
                 body.close()
 
         _atomic_write_from(dest, granule.size, write)
+
+
+def _without_userinfo(url: str) -> str:
+    """An endpoint as it may be shown and logged: any user:password@ part is dropped."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 class LocalArchive:

@@ -32,8 +32,9 @@ def _failure_message(result) -> str:
         error = data.error
         while error is not None and error.cause is not None:
             error = error.cause
+        # The first line names the exception and its message; later lines are often hints or context.
         text = (error.message if error is not None else "unknown error").strip().splitlines()
-        return f"{event.step_key}: {text[-1] if text else 'unknown error'}"
+        return f"{event.step_key}: {text[0] if text else 'unknown error'}"
     return "the run failed (see the Dagster logs)"
 
 

@@ -30,7 +30,9 @@ class GlmArchiveResource(ConfigurableResource):
         default=None,
         description="S3 endpoint; unset means boto3's own resolution (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS).",
     )
-    max_attempts: int = Field(default=5, description="Attempts per S3 request (botocore standard retry mode).")
+    max_attempts: int = Field(
+        default=5, description="Retries per S3 request after the first try (botocore's standard retry mode)."
+    )
     max_workers: int = Field(default=8, description="Parallel downloads.")
     read_timeout: float = Field(
         default=30.0, description="Seconds to wait for S3 to send data before the request is retried."

@@ -153,3 +153,31 @@ def test_parallel_transform_equals_the_sequential_one(tmp_path):
     for one, two in zip(sequential, parallel):
         for kind in one.csv:
             assert Path(one.csv[kind]).read_bytes() == Path(two.csv[kind]).read_bytes()
+
+
+def test_a_granule_withdrawn_from_the_archive_is_not_reloaded(s3, tmp_path):
+    """Transform decodes what the last extract listed, not every file an earlier run left in the raw folder."""
+    from datetime import timedelta
+
+    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+
+    bucket = "noaa-goes16"
+    made = tmp_path / "made"
+    made.mkdir()
+    keys = []
+    for slot in range(3):
+        start = datetime(2024, 3, 6, 7, 1) + timedelta(seconds=20 * slot)
+        keys.append(s3.put_granule(bucket, write_lcfa(made / lcfa_name("G16", start), start=start, **sample_tables())))
+    key = "2024-03-06-07:00"
+    assert run_hour(tmp_path / "data", key, bucket).success
+    s3.admin.delete_object(Bucket=bucket, Key=keys[1])
+    assert run_hour(tmp_path / "data", key, bucket).success
+    names = [r[0] for r in table_rows(tmp_path / "data" / "glm.duckdb", "SELECT source_file FROM glm_file ORDER BY 1")]
+    assert names == [keys[0].rsplit("/", 1)[1], keys[2].rsplit("/", 1)[1]]
+
+
+def test_endpoint_credentials_are_never_shown():
+    from lightning_eda.archive import _without_userinfo
+
+    assert _without_userinfo("https://user:secret@mirror.example:9000/") == "https://mirror.example:9000/"
+    assert _without_userinfo("http://127.0.0.1:9000") == "http://127.0.0.1:9000"

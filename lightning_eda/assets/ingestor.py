@@ -52,7 +52,8 @@ def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: L
             f"(the hour may not be published yet, or the bucket has no data for it)"
         )
     paths.csv_dir.mkdir(parents=True, exist_ok=True)
-    (paths.csv_dir / EXTRACT_REPORT).write_text(json.dumps({"failed": report.failed}))
+    listed = sorted([*report.downloaded, *report.already_present, *report.failed])
+    (paths.csv_dir / EXTRACT_REPORT).write_text(json.dumps({"listed": listed, "failed": report.failed}))
     for name, error in report.failed.items():
         context.log.warning(f"download failed: {error}")
     if not report.files:
@@ -80,12 +81,18 @@ def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: L
 def transform(context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
     hour = _hour(context)
     paths = _checked_hour_paths(archive, data, hour)
+    extracted = _extract_report(paths.csv_dir / EXTRACT_REPORT)
+    # Only what the last extract listed: a granule withdrawn from the archive since an earlier run is not reloaded.
+    listed = set(extracted.get("listed", [])) if "listed" in extracted else None
     raw_files = [
-        p for p in sorted(paths.raw_dir.glob("*.nc")) if is_granule_key(hour_prefix(archive.product, hour) + p.name, archive.product)
+        p
+        for p in sorted(paths.raw_dir.glob("*.nc"))
+        if is_granule_key(hour_prefix(archive.product, hour) + p.name, archive.product)
+        and (listed is None or p.name in listed)
     ]
     if not raw_files:
         raise Failure(description=f"no granules in {paths.raw_dir}: materialize `extract` for this hour first")
-    records = ingest.transform_hour(raw_files, paths, _failed_downloads(paths.csv_dir / EXTRACT_REPORT))
+    records = ingest.transform_hour(raw_files, paths, extracted.get("failed", {}))
     good = [r for r in records if r.status == "loaded"]
     bad = [r for r in records if r.status == "failed"]
     for record in bad:
@@ -105,10 +112,9 @@ def transform(context: AssetExecutionContext, archive: GlmArchiveResource, data:
     )
 
 
-def _failed_downloads(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text()).get("failed", {})
+def _extract_report(path: Path) -> dict:
+    """What the hour's last extract listed and failed to fetch (empty before any extract ran)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _failure_table(records) -> str:
