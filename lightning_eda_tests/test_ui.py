@@ -38,6 +38,7 @@ from ui_helpers import (
 BUCKET = "noaa-goes16"
 PARTITION = "2018-07-02-04:00"
 INGEST_JOB = "ingest_hour"
+CLUSTER_JOB = "cluster_window"
 GRANULES_2018 = (
     "OR_GLM-L2-LCFA_G16_s20181830433000_e20181830433200_c20181830433231.nc",
     "OR_GLM-L2-LCFA_G16_s20181830433200_e20181830433400_c20181830433424.nc",
@@ -76,6 +77,18 @@ REPOSITORY_QUERY = """
           assetChecksOrError { __typename ... on AssetChecks { checks { name } } }
         }
       }
+    }
+  }
+}
+"""
+
+LATEST_UNPARTITIONED = """
+query Latest {
+  assetNodes(loadMaterializations: true) {
+    assetKey { path }
+    assetMaterializations(limit: 1) {
+      runId
+      metadataEntries { label ... on MarkdownMetadataEntry { mdStr } }
     }
   }
 }
@@ -285,14 +298,22 @@ def ingest_run(ui, s3, real_granules, repository):  # noqa: F811
         pytest.skip(f"real GLM granules not available: {missing} missing from {real_granules[0].parent}")
     for name in GRANULES_2018:
         s3.put_granule(BUCKET, names[name])
+    tags = [{"key": "dagster/partition", "value": PARTITION}]
+    return _launch_and_wait(ui, repository, INGEST_JOB, tags=tags)
+
+
+def _launch_and_wait(ui, repository, job: str, *, tags=(), run_config=None) -> dict:
+    """Launch a job through GraphQL as the launchpad does and wait for the run to end."""
     params = {
         "selector": {
             "repositoryLocationName": repository["location"]["name"],
             "repositoryName": repository["name"],
-            "jobName": INGEST_JOB,
+            "jobName": job,
         },
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": PARTITION}]},
+        "executionMetadata": {"tags": list(tags)},
     }
+    if run_config is not None:
+        params["runConfigData"] = run_config
     started = time.monotonic()
     launched = ui.graphql(LAUNCH_RUN, {"executionParams": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
@@ -312,6 +333,21 @@ def ingest_run(ui, s3, real_granules, repository):  # noqa: F811
     return run
 
 
+@pytest.fixture(scope="module")
+def cluster_run(ui, repository, ingest_run):
+    """`cluster_window` on the ingested hour, launched through GraphQL with launchpad-style run config."""
+    assert ingest_run["status"] == "SUCCESS"
+    run_config = {
+        "ops": {
+            "preprocessor": {"config": {"window_start": "2018-07-02 04:00", "window_hours": 1}},
+            "elbow_evaluator": {"config": {"ks": [1, 2, 3, 4, 5, 6], "n_init": 3}},
+            "silhouette_evaluator": {"config": {"ks": [2, 3, 4, 5, 6], "n_init": 3}},
+            "kmeans_cluster": {"config": {"k": "auto", "n_init": 3}},
+        }
+    }
+    return _launch_and_wait(ui, repository, CLUSTER_JOB, run_config=run_config)
+
+
 def test_ingest_run_launched_through_the_api_succeeds(ui, ingest_run):
     assert ingest_run["status"] == "SUCCESS", f"run ended {ingest_run['status']}:\n{_run_errors(ui, ingest_run['runId'])}"
     assert {"key": "dagster/partition", "value": PARTITION} in ingest_run["tags"]
@@ -321,6 +357,22 @@ def test_ingest_run_launched_through_the_api_succeeds(ui, ingest_run):
         assert con.execute("SELECT count(*) FROM glm_flash").fetchone()[0] == FLASHES_2018
         files = con.execute("SELECT source_file, status FROM glm_file ORDER BY 1").fetchall()
     assert files == [(name, "loaded") for name in GRANULES_2018]
+
+
+def test_the_clustering_runs_from_the_ui_and_draws_its_plots(ui, cluster_run):
+    assert cluster_run["status"] == "SUCCESS", f"run ended {cluster_run['status']}:\n{_run_errors(ui, cluster_run['runId'])}"
+    data_dir = Path(ui.env["LIGHTNING_EDA_DATA_DIR"])
+    for name in ("cluster_map.png", "elbow.png", "silhouette.png"):
+        assert (data_dir / "plots" / name).read_bytes().startswith(b"\x89PNG"), name
+    with duckdb.connect(str(data_dir / "glm.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM flash_cluster").fetchone()[0] == FLASHES_2018
+    nodes = ui.graphql(LATEST_UNPARTITIONED)["assetNodes"]
+    latest = {"/".join(n["assetKey"]["path"]): n["assetMaterializations"] for n in nodes}
+    for key, plot in (("elbow_evaluator", "plot"), ("silhouette_evaluator", "plot"), ("cluster_map", "map")):
+        (event,) = latest[key]
+        assert event["runId"] == cluster_run["runId"], key
+        markdown = {e["label"]: e.get("mdStr") for e in event["metadataEntries"]}[plot]
+        assert markdown.startswith("![") and "data:image/png;base64," in markdown, key
 
 
 def test_ui_reports_the_materialized_partition(ui, ingest_run):
