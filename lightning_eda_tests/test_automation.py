@@ -1,0 +1,101 @@
+"""The hourly schedule and the sensor that re-clusters each scheduled hour, evaluated as the daemon evaluates them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from dagster import (
+    DagsterInstance,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    SkipReason,
+    build_run_status_sensor_context,
+    build_schedule_context,
+    materialize,
+)
+
+from lightning_eda import store
+from lightning_eda.definitions import clustering_assets, defs, ingest_assets
+from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
+from test_ingestor import BUCKET, FIRST_THREE, KEY_2018, resources_for
+
+
+@pytest.mark.parametrize(
+    "tick, partition",
+    [
+        (datetime(2024, 3, 5, 13, 20, tzinfo=timezone.utc), "2024-03-05-12:00"),
+        (datetime(2025, 1, 1, 0, 20, tzinfo=timezone.utc), "2024-12-31-23:00"),  # across a year boundary
+    ],
+)
+def test_the_schedule_ingests_the_hour_that_just_ended(tick, partition):
+    schedule = defs.resolve_schedule_def("hourly_ingest")
+    assert schedule.cron_schedule == "20 * * * *"
+    assert schedule.default_status == DefaultScheduleStatus.STOPPED  # it downloads every hour: opt in
+    (request,) = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=tick)).run_requests
+    assert request.partition_key == partition
+    assert schedule.job_name == "ingest_hour"
+
+
+def test_the_sensor_is_on_and_requests_the_clustering_job():
+    sensor = defs.resolve_sensor_def("cluster_after_ingest")
+    assert sensor.default_status == DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "cluster_window"
+
+
+@pytest.fixture(scope="module")
+def scheduled_hour(s3, real_granules, tmp_path_factory):
+    """The real 2018 hour ingested as a schedule tick would ingest it, in a persistent instance."""
+    for path in real_granules:
+        if path.name in FIRST_THREE:
+            s3.put_granule(BUCKET, path)
+    data_dir = tmp_path_factory.mktemp("data")
+    instance = DagsterInstance.ephemeral()
+    tags = {"dagster/schedule_name": "hourly_ingest"}
+    result = materialize(ingest_assets, partition_key=KEY_2018, resources=resources_for(data_dir), instance=instance,
+                         tags=tags)
+    assert result.success
+    yield data_dir, instance, result
+    instance.dispose()
+
+
+def _sensor_output(instance, result):
+    sensor = defs.resolve_sensor_def("cluster_after_ingest")
+    context = build_run_status_sensor_context(
+        sensor_name="cluster_after_ingest",
+        dagster_event=result.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+    )
+    return sensor(context)
+
+
+def test_a_scheduled_hour_is_clustered_with_the_config_the_sensor_requests(scheduled_hour):
+    data_dir, instance, result = scheduled_hour
+    request = _sensor_output(instance, result)
+    assert isinstance(request, RunRequest)
+    assert request.run_key == f"cluster-{KEY_2018}"  # one clustering per hour, however often the sensor looks
+    config = request.run_config["ops"]["preprocessor"]["config"]
+    assert config == {"window_start": "2018-07-02 04:00", "window_hours": 1}
+    fast = {
+        "elbow_evaluator": {"config": {"ks": [1, 2, 3, 4], "n_init": 2}},
+        "silhouette_evaluator": {"config": {"ks": [2, 3, 4], "n_init": 2}},
+        "kmeans_cluster": {"config": {"n_init": 2}},
+    }
+    run_config = {"ops": {**request.run_config["ops"], **fast}}
+    clustered = materialize(clustering_assets, resources=resources_for(data_dir), run_config=run_config)
+    assert clustered.success
+    with store.connect(data_dir / "glm.duckdb", read_only=True) as con:
+        window = con.execute("SELECT window_start, window_end, n_features FROM feature_window").fetchone()
+    assert window == (datetime(2018, 7, 2, 4), datetime(2018, 7, 2, 5), 853)
+
+
+def test_hours_loaded_by_hand_or_backfill_are_not_reclustered(s3, real_granules, tmp_path):
+    for path in real_granules:
+        if path.name in FIRST_THREE:
+            s3.put_granule(BUCKET, path)
+    instance = DagsterInstance.ephemeral()
+    result = materialize(ingest_assets, partition_key=KEY_2018, resources=resources_for(tmp_path), instance=instance)
+    assert result.success
+    assert isinstance(_sensor_output(instance, result), SkipReason)
