@@ -19,7 +19,7 @@ from dagster import (
 from lightning_eda import store
 from lightning_eda.definitions import clustering_assets, defs, ingest_assets
 from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
-from test_ingestor import BUCKET, FIRST_THREE, KEY_2018, resources_for
+from test_ingestor import KEY_2018, resources_for, serve_2018_minute
 
 
 @pytest.mark.parametrize(
@@ -47,9 +47,7 @@ def test_the_sensor_is_on_and_requests_the_clustering_job():
 @pytest.fixture(scope="module")
 def scheduled_hour(s3, real_granules, tmp_path_factory):
     """The real 2018 hour ingested as a schedule tick would ingest it, in a persistent instance."""
-    for path in real_granules:
-        if path.name in FIRST_THREE:
-            s3.put_granule(BUCKET, path)
+    serve_2018_minute(s3, real_granules)
     data_dir = tmp_path_factory.mktemp("data")
     instance = DagsterInstance.ephemeral()
     tags = {"dagster/schedule_name": "hourly_ingest"}
@@ -92,9 +90,7 @@ def test_a_scheduled_hour_is_clustered_with_the_config_the_sensor_requests(sched
 
 
 def test_hours_loaded_by_hand_or_backfill_are_not_reclustered(s3, real_granules, tmp_path):
-    for path in real_granules:
-        if path.name in FIRST_THREE:
-            s3.put_granule(BUCKET, path)
+    serve_2018_minute(s3, real_granules)
     instance = DagsterInstance.ephemeral()
     result = materialize(ingest_assets, partition_key=KEY_2018, resources=resources_for(tmp_path), instance=instance)
     assert result.success

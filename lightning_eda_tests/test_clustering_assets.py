@@ -21,7 +21,7 @@ from lightning_eda.assets.ingestor import extract, load, transform
 from lightning_eda.checks import all_checks
 from lightning_eda.ml import kmeans, silhouette_score
 from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
-from test_ingestor import BUCKET, FIRST_THREE, KEY_2018, resources_for
+from test_ingestor import KEY_2018, resources_for, serve_2018_minute
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLUSTER_ASSETS = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map]
@@ -30,9 +30,7 @@ CLUSTER_ASSETS = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cl
 @pytest.fixture(scope="module")
 def pipeline(s3, real_granules, tmp_path_factory):
     """One ingested hour and one clustering run over it, shared by the assertions below."""
-    for path in real_granules:
-        if path.name in FIRST_THREE:
-            s3.put_granule(BUCKET, path)
+    serve_2018_minute(s3, real_granules)
     data_dir = tmp_path_factory.mktemp("data")
     resources = resources_for(data_dir)
     ingest = materialize([extract, transform, load, *all_checks], partition_key=KEY_2018, resources=resources,

@@ -38,12 +38,17 @@ def run_hour(data_dir: Path, key: str = KEY_2018, bucket: str = BUCKET):
     return materialize([extract, transform, load], partition_key=key, resources=resources_for(data_dir, bucket))
 
 
-@pytest.fixture(scope="module")
-def hour_2018(s3, real_granules):
-    """The busy 2018 minute, served under its real key, beside a key that is not a granule."""
+def serve_2018_minute(s3, real_granules) -> None:
+    """Put the three consecutive real 2018 granules under their real keys (idempotent)."""
     for path in real_granules:
         if path.name in FIRST_THREE:
             s3.put_granule(BUCKET, path)
+
+
+@pytest.fixture(scope="module")
+def hour_2018(s3, real_granules):
+    """The busy 2018 minute, served under its real key, beside a key that is not a granule."""
+    serve_2018_minute(s3, real_granules)
     s3.put(BUCKET, "GLM-L2-LCFA/2018/183/04/index.html", b"<html>not a granule</html>")
     return s3
 

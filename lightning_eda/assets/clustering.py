@@ -81,6 +81,24 @@ def _features(con) -> tuple[pd.DataFrame, np.ndarray, dict]:
     return frame, frame[["f_x", "f_y"]].to_numpy(dtype=np.float64), window
 
 
+def _store_scores(con, column: str, scores: dict, n_points: int, window: dict, sample_size=None) -> None:
+    store.upsert_evaluation(
+        con,
+        column,
+        scores,
+        n_points=n_points,
+        window_start=window["window_start"],
+        window_end=window["window_end"],
+        sample_size=sample_size,
+    )
+
+
+def _save_plot(data: LightningDataResource, png: bytes, file_name: str, alt: str, key: str = "plot") -> dict:
+    """Save a plot under the data folder; the metadata shows it inline in the UI and names the file."""
+    path = plots.save_png(png, data.root / "plots" / file_name)
+    return {key: MetadataValue.md(plots.png_markdown(png, alt)), f"{key}_path": MetadataValue.path(str(path))}
+
+
 @asset(
     pool=DUCKDB_POOL,
     group_name=PREPROCESSOR,
@@ -148,20 +166,17 @@ def elbow_evaluator(
     with duckdb.get_connection() as con:
         _, X, window = _features(con)
         inertias, knee = clustering.evaluate_elbow(X, config.ks, n_init=config.n_init, seed=config.seed)
-        store.upsert_evaluation(
-            con, "inertia", inertias, n_points=len(X), window_start=window["window_start"], window_end=window["window_end"]
-        )
+        _store_scores(con, "inertia", inertias, len(X), window)
     title = f"Elbow method — {len(X):,} flashes, {_window_text(window['window_start'], window['window_end'])}"
     png = plots.elbow_plot(list(inertias), list(inertias.values()), knee=knee, title=title)
-    path = plots.save_png(png, data.root / "plots" / "elbow.png")
-    context.log.info(f"knee at k={knee}; plot at {path}")
+    plot_metadata = _save_plot(data, png, "elbow.png", "elbow curve")
+    context.log.info(f"knee at k={knee}; plot at {plot_metadata['plot_path'].value}")
     return MaterializeResult(
         metadata={
             "knee": knee if knee is not None else "none",
             "inertia_by_k": MetadataValue.json({str(k): v for k, v in inertias.items()}),
             "n_points": len(X),
-            "plot": MetadataValue.md(plots.png_markdown(png, "elbow curve")),
-            "plot_path": MetadataValue.path(str(path)),
+            **plot_metadata,
         }
     )
 
@@ -181,21 +196,13 @@ def silhouette_evaluator(
         sweep = clustering.evaluate_silhouette(
             X, config.ks, n_init=config.n_init, seed=config.seed, sample_size=config.sample_size
         )
-        store.upsert_evaluation(
-            con,
-            "silhouette",
-            sweep.scores,
-            n_points=len(X),
-            window_start=window["window_start"],
-            window_end=window["window_end"],
-            sample_size=sweep.sample_size,
-        )
+        _store_scores(con, "silhouette", sweep.scores, len(X), window, sample_size=sweep.sample_size)
     best_k = max(sweep.scores, key=sweep.scores.get) if sweep.scores else None
     basis = f"sample of {sweep.sample_size:,}" if sweep.sampled else "all"
     title = f"Silhouette — {basis} of {len(X):,} flashes, {_window_text(window['window_start'], window['window_end'])}"
     png = plots.silhouette_plot(list(sweep.scores), list(sweep.scores.values()), best_k=best_k, title=title)
-    path = plots.save_png(png, data.root / "plots" / "silhouette.png")
-    context.log.info(f"best silhouette at k={best_k} ({basis} points); plot at {path}")
+    plot_metadata = _save_plot(data, png, "silhouette.png", "silhouette by k")
+    context.log.info(f"best silhouette at k={best_k} ({basis} points); plot at {plot_metadata['plot_path'].value}")
     return MaterializeResult(
         metadata={
             "best_k": best_k if best_k is not None else "none",
@@ -204,8 +211,7 @@ def silhouette_evaluator(
             "sample_size": sweep.sample_size or len(X),
             "sample_seed": config.seed,
             "n_points": len(X),
-            "plot": MetadataValue.md(plots.png_markdown(png, "silhouette by k")),
-            "plot_path": MetadataValue.path(str(path)),
+            **plot_metadata,
         }
     )
 
@@ -282,12 +288,11 @@ def cluster_map(context: AssetExecutionContext, data: LightningDataResource, duc
         energy=points["energy"].to_numpy(),
         title=title,
     )
-    path = plots.save_png(png, data.root / "plots" / "cluster_map.png")
-    context.log.info(f"map saved at {path}")
+    plot_metadata = _save_plot(data, png, "cluster_map.png", "Lightning Events Map", key="map")
+    context.log.info(f"map saved at {plot_metadata['map_path'].value}")
     return MaterializeResult(
         metadata={
-            "map": MetadataValue.md(plots.png_markdown(png, "Lightning Events Map")),
-            "path": MetadataValue.path(str(path)),
+            **plot_metadata,
             "clusters": len(summary),
             "flashes": len(points),
         }
