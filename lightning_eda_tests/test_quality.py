@@ -1,0 +1,112 @@
+"""The data-quality queries behind the asset checks: each one must notice the fault it exists for."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lightning_eda import quality, store
+from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
+
+START = datetime(2024, 3, 5, 1, 0, 0)
+
+
+@pytest.fixture
+def con(tmp_path):
+    """A store holding one clean granule: 2 flashes, 2 groups, 2 events."""
+    connection = store.connect(tmp_path / "glm.duckdb")
+    store.ensure_schema(connection)
+    connection.execute(
+        "INSERT INTO glm_file VALUES ('g1.nc', 'noaa-goes16', 'GLM-L2-LCFA', ?, 'G16', 'GOES-East', ?, ?, 2, 2, 2, "
+        "1000, 'loaded', NULL, now()::TIMESTAMP)",
+        [START, START, START + timedelta(seconds=20)],
+    )
+    for flash_id, offset in ((1, -1.5), (2, 5.0)):
+        t = START + timedelta(seconds=offset)
+        connection.execute(
+            "INSERT INTO glm_flash VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-14, 1e8, false, 0)", [flash_id, t, t]
+        )
+        connection.execute(
+            "INSERT INTO glm_group VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-14, 1e8, false, 0)",
+            [flash_id * 10, flash_id, t],
+        )
+        connection.execute("INSERT INTO glm_event VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-15)", [flash_id * 100, flash_id * 10, t])
+    yield connection
+    connection.close()
+
+
+def test_a_clean_store_passes_every_query(con):
+    assert sum(quality.out_of_range_coordinates(con).values()) == 0
+    assert sum(quality.duplicate_keys(con).values()) == 0
+    assert quality.row_count_mismatches(con) == []
+    assert quality.flashes_outside_granule(con)[0] == 0  # 1.5 s early is allowed: flashes are written when they end
+    assert quality.orphan_children(con) == {"groups_without_flash": 0, "events_without_group": 0}
+    assert quality.failed_granules(con) == []
+
+
+def test_out_of_range_and_missing_coordinates_are_counted(con):
+    con.execute("UPDATE glm_event SET lon = 180.0 WHERE event_id = 100")
+    con.execute("UPDATE glm_flash SET lat = NULL WHERE flash_id = 2")
+    assert quality.out_of_range_coordinates(con) == {"glm_flash": 1, "glm_group": 0, "glm_event": 1}
+
+
+def test_duplicates_are_counted(con):
+    con.execute("INSERT INTO glm_flash SELECT * FROM glm_flash WHERE flash_id = 1")
+    con.execute("INSERT INTO glm_file SELECT * FROM glm_file")
+    counts = quality.duplicate_keys(con)
+    assert counts["glm_flash"] == 1 and counts["glm_file"] == 1
+
+
+def test_row_counts_that_disagree_with_glm_file_are_listed(con):
+    con.execute("DELETE FROM glm_event WHERE event_id = 200")
+    con.execute("INSERT INTO glm_flash VALUES ('ghost.nc', 7, NULL, NULL, 0, 0, NULL, NULL, false, 0)")
+    rows = quality.row_count_mismatches(con)
+    assert [(r[0], r[1]) for r in rows] == [("g1.nc", "loaded"), ("ghost.nc", "orphan")]
+    assert rows[0][6:] == (2, 1)  # events expected, found
+
+
+def test_rows_of_a_failed_granule_are_a_mismatch(con):
+    con.execute("UPDATE glm_file SET status = 'failed', error = 'truncated'")
+    assert [r[0] for r in quality.row_count_mismatches(con)] == ["g1.nc"]
+    assert quality.failed_granules(con) == [("g1.nc", "truncated")]
+
+
+def test_flashes_far_outside_their_granule_are_reported(con):
+    con.execute("UPDATE glm_flash SET time_start = time_start - INTERVAL 10 SECOND WHERE flash_id = 1")
+    con.execute("UPDATE glm_flash SET time_end = time_end + INTERVAL 30 SECOND WHERE flash_id = 2")
+    count, examples = quality.flashes_outside_granule(con)
+    assert count == 2 and {e[1] for e in examples} == {1, 2}
+
+
+def test_orphans_are_counted(con):
+    con.execute("DELETE FROM glm_flash WHERE flash_id = 2")
+    con.execute("UPDATE glm_event SET parent_group_id = 999 WHERE event_id = 100")
+    assert quality.orphan_children(con) == {"groups_without_flash": 1, "events_without_group": 1}
+
+
+def test_dagster_asset_materialize_runs_one_partition_from_the_shell(s3, tmp_path):
+    """The documented `dagster asset materialize --partition` command ingests exactly that hour."""
+    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+
+    made = tmp_path / "made"
+    made.mkdir()
+    for slot in range(2):
+        start = datetime(2024, 3, 7, 9, 2) + timedelta(seconds=20 * slot)
+        s3.put_granule("noaa-goes16", write_lcfa(made / lcfa_name("G16", start), start=start, **sample_tables()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOES_", "S3_", "LIGHTNING_EDA_"))}
+    env.pop("DAGSTER_HOME", None)
+    env |= {"S3_BUCKET": "noaa-goes16", "AWS_ENDPOINT_URL_S3": s3.url, "LIGHTNING_EDA_DATA_DIR": str(tmp_path / "data")}
+    dagster = Path(sys.executable).parent / "dagster"
+    result = subprocess.run(
+        [str(dagster), "asset", "materialize", "-m", "lightning_eda.definitions", "--select", "group:ingestor",
+         "--partition", "2024-03-07-09:00"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with store.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as db:
+        assert db.execute("SELECT hour, count(*) FROM glm_file GROUP BY 1").fetchall() == [(datetime(2024, 3, 7, 9), 2)]
