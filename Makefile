@@ -23,3 +23,8 @@ dev: install
 test: install
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+# The benchmark suite (not part of the tests; several minutes): prints the tables and writes benchmarks/results/*.txt.
+# The ingest and pipeline part needs the real granules in ../shared/data/glm/ beside the clone. See BENCHMARKS.md.
+bench: install
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
