@@ -491,8 +491,8 @@ def granule_to_csvs(granule: Granule, out_dir: str | os.PathLike) -> dict[str, P
     """Write the three tables as ``<stem>_flashes.csv``, ``<stem>_groups.csv``, ``<stem>_events.csv``.
 
     Each file gets a leading ``source_file`` column and ISO 8601 timestamps (naive UTC, microseconds, a space
-    between date and time), and appears
-    atomically: it is written under a temporary name in ``out_dir`` and renamed, so readers never see half a file.
+    between date and time), and appears atomically: it is written under a temporary name in ``out_dir`` and
+    renamed, so readers never see half a file.
 
     Returns
     -------
