@@ -5,7 +5,6 @@ Defaults come from the environment when the code location loads, so `dagster dev
 """
 
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -38,12 +37,15 @@ class GlmArchiveResource(ConfigurableResource):
         default=30.0, description="Seconds to wait for S3 to send data before the request is retried."
     )
 
-    def validate_config(self) -> None:
-        """Raise settings.ConfigError before any network access when a value is malformed."""
+    def validate_names(self) -> None:
+        """Raise settings.ConfigError unless bucket and product are well-formed (they also name local folders)."""
         settings.validate_bucket(self.bucket)
         settings.validate_product(self.product)
-        if self.source_dir and not Path(self.source_dir).is_dir():
-            raise settings.ConfigError(f"GOES_SOURCE_DIR={self.source_dir!r} is not a directory")
+
+    def validate_config(self) -> None:
+        """Raise settings.ConfigError before any network access when a value is malformed."""
+        self.validate_names()
+        settings.validate_source_dir(self.source_dir)
 
     def archive(self) -> GranuleArchive:
         self.validate_config()
@@ -69,6 +71,8 @@ class LightningDataResource(ConfigurableResource):
         return self.root / settings.DATABASE_FILE_NAME
 
     def hour_paths(self, archive: GlmArchiveResource, hour: datetime) -> HourPaths:
+        """The hour's folders; raises settings.ConfigError for a bucket or product that is no safe folder name."""
+        archive.validate_names()
         return HourPaths(self.root, archive.bucket, archive.product, hour)
 
 
@@ -76,15 +80,9 @@ def resources_from_env(env: Optional[dict] = None) -> dict:
     """Resource instances with defaults read from the environment (values are validated at run time)."""
     from dagster_duckdb import DuckDBResource
 
-    env = dict(os.environ if env is None else env)
-    data = LightningDataResource(
-        data_dir=env.get("LIGHTNING_EDA_DATA_DIR", "").strip() or settings.DEFAULT_DATA_DIR
-    )
-    archive = GlmArchiveResource(
-        bucket=env.get("S3_BUCKET", "").strip() or settings.DEFAULT_BUCKET,
-        product=env.get("PRODUCT", "").strip() or settings.DEFAULT_PRODUCT,
-        source_dir=env.get("GOES_SOURCE_DIR", "").strip() or None,
-    )
+    values = settings.env_values(env)
+    data = LightningDataResource(data_dir=values["data_dir"])
+    archive = GlmArchiveResource(bucket=values["bucket"], product=values["product"], source_dir=values["source_dir"])
     return {
         "archive": archive,
         "data": data,

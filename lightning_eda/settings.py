@@ -110,15 +110,32 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
-        env = os.environ if env is None else env
-        bucket = validate_bucket(env.get("S3_BUCKET", "").strip() or DEFAULT_BUCKET)
-        product = validate_product(env.get("PRODUCT", "").strip() or DEFAULT_PRODUCT)
-        data_dir = Path(env.get("LIGHTNING_EDA_DATA_DIR", "").strip() or DEFAULT_DATA_DIR)
-        source_raw = env.get("GOES_SOURCE_DIR", "").strip()
-        source_dir = Path(source_raw) if source_raw else None
-        if source_dir is not None and not source_dir.is_dir():
-            raise ConfigError(f"GOES_SOURCE_DIR={source_raw!r} is not a directory")
-        return cls(bucket=bucket, product=product, data_dir=data_dir, source_dir=source_dir)
+        values = env_values(env)
+        return cls(
+            bucket=validate_bucket(values["bucket"]),
+            product=validate_product(values["product"]),
+            data_dir=Path(values["data_dir"]),
+            source_dir=validate_source_dir(values["source_dir"]),
+        )
+
+
+def env_values(env: Optional[Mapping[str, str]] = None) -> dict[str, Optional[str]]:
+    """The raw settings with their defaults, not yet validated (the code location must load even when one is bad)."""
+    env = os.environ if env is None else env
+    return {
+        "bucket": env.get("S3_BUCKET", "").strip() or DEFAULT_BUCKET,
+        "product": env.get("PRODUCT", "").strip() or DEFAULT_PRODUCT,
+        "data_dir": env.get("LIGHTNING_EDA_DATA_DIR", "").strip() or DEFAULT_DATA_DIR,
+        "source_dir": env.get("GOES_SOURCE_DIR", "").strip() or None,
+    }
+
+
+def validate_source_dir(source_dir: Optional[str]) -> Optional[Path]:
+    if source_dir is None:
+        return None
+    if not Path(source_dir).is_dir():
+        raise ConfigError(f"GOES_SOURCE_DIR={source_dir!r} is not a directory")
+    return Path(source_dir)
 
 
 _WINDOW_FORMATS = ("%Y-%m-%d-%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H", "%Y-%m-%dT%H", "%Y-%m-%d")

@@ -13,7 +13,7 @@ from lightning_eda.constants import DUCKDB_POOL, INGESTOR
 from lightning_eda.layout import is_granule_key, hour_prefix
 from lightning_eda.partitions import hourly_partitions, naive_utc
 from lightning_eda.resources import GlmArchiveResource, LightningDataResource
-from lightning_eda.settings import ConfigError, validate_bucket, validate_product
+from lightning_eda.settings import ConfigError
 
 EXTRACT_REPORT = "extract.json"
 
@@ -23,13 +23,11 @@ def _hour(context: AssetExecutionContext):
 
 
 def _checked_hour_paths(archive: GlmArchiveResource, data: LightningDataResource, hour) -> ingest.HourPaths:
-    """The hour's folders, once bucket and product are known to be safe path segments (they name folders)."""
+    """The hour's folders, or a Failure naming the setting that makes them unsafe."""
     try:
-        validate_bucket(archive.bucket)
-        validate_product(archive.product)
+        return data.hour_paths(archive, hour)
     except ConfigError as exc:
         raise Failure(description=str(exc)) from None
-    return data.hour_paths(archive, hour)
 
 
 @asset(
