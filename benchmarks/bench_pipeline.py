@@ -31,21 +31,11 @@ from dagster_duckdb import DuckDBResource  # noqa: E402
 from lightning_eda.definitions import clustering_assets, ingest_assets  # noqa: E402
 from lightning_eda.resources import GlmArchiveResource, LightningDataResource  # noqa: E402
 from s3_server import LocalS3  # noqa: E402
-from synthetic_hour import make_hour  # noqa: E402
+from synthetic_hour import bare_decode, make_hour  # noqa: E402
 
 BUCKET = "noaa-goes16"
 HOUR = datetime(2019, 7, 1, 18)
 KEY = HOUR.strftime("%Y-%m-%d-%H:%M")
-
-
-def bare_decode(paths: list[Path]) -> float:
-    """What a user's own loop would cost: open each file and read every variable with netCDF4's defaults."""
-    start = time.perf_counter()
-    for path in paths:
-        with netCDF4.Dataset(path) as ds:
-            for variable in ds.variables.values():
-                variable[...]
-    return time.perf_counter() - start
 
 
 def step_seconds(result) -> dict[str, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -54,3 +55,14 @@ def make_hour(real_granules: list[Path], folder: Path, hour: datetime, count: in
     folder.mkdir(parents=True, exist_ok=True)
     busy = [p for p in real_granules if p.stat().st_size > 100_000]
     return [restamp(busy[i % len(busy)], folder, hour + i * SLOT) for i in range(count)]
+
+
+def bare_decode(paths: list[Path]) -> float:
+    """The baseline: what a user's own loop costs, opening each file and reading every variable with netCDF4's
+    default decoding. Returns seconds."""
+    start = time.perf_counter()
+    for path in paths:
+        with netCDF4.Dataset(path) as ds:
+            for variable in ds.variables.values():
+                variable[...]
+    return time.perf_counter() - start

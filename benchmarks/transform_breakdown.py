@@ -3,7 +3,7 @@
 A diagnostic beside ``bench_pipeline.py`` (not part of ``make bench``): on the same synthetic hour (180 re-stamped
 copies of the real granules), in one process, one granule after another (no worker processes), it times
 
-* netCDF4's bare open + decode of the file (as ``bench_pipeline.bare_decode``);
+* netCDF4's bare open + decode of the file (``synthetic_hour.bare_decode``);
 * ``lightning_eda.glm.read_granule`` (the project's decoder: every variable from its own attributes, into tables);
 * ``lightning_eda.glm.granule_to_csvs`` (the CSVs the ``load`` step reads), and the bytes written;
 * for comparison only, writing the same three tables as Parquet with pyarrow (what a Parquet hand-off would cost);
@@ -36,14 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks")]
 
 import duckdb  # noqa: E402
-import netCDF4  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from lightning_eda.glm import granule_to_csvs, read_granule  # noqa: E402
 from lightning_eda.ingest import default_workers, transform_granules  # noqa: E402
 from lightning_eda.store import CSV_COLUMNS  # noqa: E402
-from synthetic_hour import make_hour  # noqa: E402
+from synthetic_hour import bare_decode, make_hour  # noqa: E402
 
 HOUR = datetime(2019, 7, 1, 18)  # as bench_pipeline.py (not imported: it is heavy, see the module notes)
 TABLES = {"flashes": "glm_flash", "groups": "glm_group", "events": "glm_event"}
@@ -54,16 +53,6 @@ MAIN_MODULES = {
     "bench_pipeline.py (main of the pipeline benchmark)":
         "import sys; sys.path[:0] = [{benchmarks!r}]; import bench_pipeline",
 }
-
-
-def bare_decode(paths: list[Path]) -> float:
-    """As ``bench_pipeline.bare_decode``: open each file and read every variable with netCDF4's defaults."""
-    start = time.perf_counter()
-    for path in paths:
-        with netCDF4.Dataset(path) as ds:
-            for variable in ds.variables.values():
-                variable[...]
-    return time.perf_counter() - start
 
 
 def load_average() -> str:

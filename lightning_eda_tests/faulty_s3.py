@@ -86,23 +86,13 @@ class FaultyS3:
         Stop injecting after this many faults.
     """
 
-    def __init__(
-        self,
-        upstream: str,
-        *,
-        every: int = 0,
-        modes: Sequence[str] = ("slowdown",),
-        scope: str = "all",
-        match: Optional[str] = None,
-        delay: float = 2.0,
-        max_faults: Optional[int] = None,
-    ) -> None:
+    def __init__(self, upstream: str, **plan) -> None:
         self.upstream = urlsplit(upstream)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.seen: list[Seen] = []
         self.faults: Counter = Counter()
-        self.configure(every=every, modes=modes, scope=scope, match=match, delay=delay, max_faults=max_faults)
+        self.configure(**plan)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(

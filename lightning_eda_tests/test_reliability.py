@@ -466,20 +466,30 @@ def load_manifest(db: Path, manifest: Path, bucket: str) -> None:
         ingest.load_hour(con, ingest.read_manifest(manifest), bucket=bucket, product=PRODUCT, hour=HOUR_2019)
 
 
-CHILD_LOAD = """
-import sys, time
-from datetime import datetime
-from pathlib import Path
-from lightning_eda import ingest, store
+# Child-process code: install_hang() stops a load inside its transaction, after every delete and insert, just
+# before COMMIT, and says so on stdout.
+HANG_HOOK = """
+import time
+from lightning_eda import store
 
-mode, db, bucket, *manifests = sys.argv[1:]
-if mode == "hang":  # stop inside the transaction, after every delete and insert, just before COMMIT
+def install_hang():
     check = store._check_counts
     def hang(files, counts):
         check(files, counts)
         print("IN_TRANSACTION", flush=True)
         time.sleep(600)
     store._check_counts = hang
+"""
+
+CHILD_LOAD = HANG_HOOK + """
+import sys, time
+from datetime import datetime
+from pathlib import Path
+from lightning_eda import ingest, store
+
+mode, db, bucket, *manifests = sys.argv[1:]
+if mode == "hang":
+    install_hang()
 con = store.connect(db)
 con.execute("SET checkpoint_threshold = '1KB'")  # checkpoint at every commit: kills can land mid-checkpoint too
 i = 0
@@ -568,7 +578,7 @@ def test_kills_at_any_moment_of_repeated_loads_leave_one_whole_state(crash_granu
     assert snapshot(db) == states["B"]
 
 
-CHILD_RUN = """
+CHILD_RUN = HANG_HOOK + """
 import sys, time
 from dagster import materialize
 from dagster_duckdb import DuckDBResource
@@ -577,12 +587,7 @@ from lightning_eda.assets.ingestor import extract, load, transform
 from lightning_eda.resources import GlmArchiveResource, LightningDataResource
 
 bucket, data_dir, key = sys.argv[1:4]
-check = store._check_counts
-def hang(files, counts):
-    check(files, counts)
-    print("IN_TRANSACTION", flush=True)
-    time.sleep(600)
-store._check_counts = hang
+install_hang()
 materialize(
     [extract, transform, load],
     partition_key=key,
