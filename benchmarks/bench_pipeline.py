@@ -29,7 +29,7 @@ from dagster import DagsterEventType, materialize  # noqa: E402
 from dagster_duckdb import DuckDBResource  # noqa: E402
 
 from lightning_eda.definitions import clustering_assets, ingest_assets  # noqa: E402
-from lightning_eda.resources import GlmArchiveResource, LightningDataResource  # noqa: E402
+from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource  # noqa: E402
 from s3_server import LocalS3  # noqa: E402
 from synthetic_hour import bare_decode, make_hour  # noqa: E402
 

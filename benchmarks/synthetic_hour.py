@@ -15,7 +15,7 @@ from pathlib import Path
 
 import netCDF4
 
-from lightning_eda.layout import format_granule_name, parse_granule_name
+from lightning_eda.goes.layout import format_granule_name, parse_granule_name
 
 SLOT = timedelta(seconds=20)
 _EPOCH_RE = re.compile(r"(since )(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)")

@@ -4,8 +4,8 @@ A diagnostic beside ``bench_pipeline.py`` (not part of ``make bench``): on the s
 copies of the real granules), in one process, one granule after another (no worker processes), it times
 
 * netCDF4's bare open + decode of the file (``synthetic_hour.bare_decode``);
-* ``lightning_eda.glm.read_granule`` (the project's decoder: every variable from its own attributes, into tables);
-* ``lightning_eda.glm.granule_to_csvs`` (the CSVs the ``load`` step reads), and the bytes written;
+* ``lightning_eda.goes.granule.read_granule`` (the project's decoder: every variable from its own attributes, into tables);
+* ``lightning_eda.goes.granule.granule_to_csvs`` (the CSVs the ``load`` step reads), and the bytes written;
 * for comparison only, writing the same three tables as Parquet with pyarrow (what a Parquet hand-off would cost);
 
 then loads the hour's CSVs into a fresh DuckDB database with the statement ``store.replace_hour`` uses, and the
@@ -39,15 +39,15 @@ import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from lightning_eda.glm import granule_to_csvs, read_granule  # noqa: E402
-from lightning_eda.ingest import default_workers, transform_granules  # noqa: E402
-from lightning_eda.store import CSV_COLUMNS  # noqa: E402
+from lightning_eda.goes.granule import granule_to_csvs, read_granule  # noqa: E402
+from lightning_eda.ingest.hourly import default_workers, transform_granules  # noqa: E402
+from lightning_eda.store.database import CSV_COLUMNS  # noqa: E402
 from synthetic_hour import bare_decode, make_hour  # noqa: E402
 
 HOUR = datetime(2019, 7, 1, 18)  # as bench_pipeline.py (not imported: it is heavy, see the module notes)
 TABLES = {"flashes": "glm_flash", "groups": "glm_group", "events": "glm_event"}
 MAIN_MODULES = {
-    "lightning_eda.ingest (what a worker needs)": "import lightning_eda.ingest",
+    "lightning_eda.ingest.hourly (what a worker needs)": "import lightning_eda.ingest.hourly",
     "lightning_eda.cli (main of `lightning-eda run`)": "import lightning_eda.cli",
     "lightning_eda.definitions (Dagster code location)": "import lightning_eda.definitions",
     "bench_pipeline.py (main of the pipeline benchmark)":

@@ -1,6 +1,6 @@
 """lightning_eda: explore GOES GLM lightning with Dagster.
 
-``defs`` is imported lazily so that the plain modules (``lightning_eda.glm``, ``lightning_eda.ml``, ...) can be used
+``defs`` is imported lazily so that the plain modules (``lightning_eda.goes.granule``, ``lightning_eda.ml``, ...) can be used
 without loading Dagster.
 """
 

@@ -48,7 +48,7 @@ def _instance():
 def _materialize(assets, *, partition_key=None, run_config=None, verbose=False):
     from dagster import materialize
 
-    from lightning_eda.resources import resources_from_env
+    from lightning_eda.orchestration.resources import resources_from_env
 
     log_level = "INFO" if verbose else "CRITICAL"
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
@@ -65,7 +65,7 @@ def _materialize(assets, *, partition_key=None, run_config=None, verbose=False):
 
 def _ingest(hour: datetime, verbose: bool):
     from lightning_eda.definitions import ingest_assets
-    from lightning_eda.partitions import partition_key_for_hour
+    from lightning_eda.orchestration.partitions import partition_key_for_hour
 
     return _materialize(ingest_assets, partition_key=partition_key_for_hour(hour), verbose=verbose)
 
@@ -78,10 +78,10 @@ def _cluster(start: datetime, hours: int, verbose: bool):
 
 
 def _hour_summary(config: settings.Settings, hour: datetime) -> dict:
-    from lightning_eda import store
+    from lightning_eda.store import database
 
-    with store.connect(config.database_path, read_only=True) as con:
-        return store.hour_summary(con, bucket=config.bucket, hour=hour)
+    with database.connect(config.database_path, read_only=True) as con:
+        return database.hour_summary(con, bucket=config.bucket, hour=hour)
 
 
 def _print_cluster_summary(result, config: settings.Settings) -> None:
@@ -95,7 +95,7 @@ def _print_cluster_summary(result, config: settings.Settings) -> None:
 
 def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> int:
     """Ingest one hour, then cluster it and draw the plots."""
-    from lightning_eda.partitions import partition_key_for_hour
+    from lightning_eda.orchestration.partitions import partition_key_for_hour
 
     config = settings.Settings.from_env()
     print(f"lightning-eda: {config.bucket}/{config.product} hour {hour:%Y-%m-%d %H}:00 UTC "
@@ -121,7 +121,7 @@ def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> 
 
 def backfill(start: datetime, end: datetime, *, force: bool, cluster: bool, verbose: bool) -> int:
     """Ingest every hour in [start, end] once; hours already loaded are skipped unless ``force``."""
-    from lightning_eda import store
+    from lightning_eda.store import database
 
     config = settings.Settings.from_env()
     hours = settings.hour_range(start, end)
@@ -129,8 +129,8 @@ def backfill(start: datetime, end: datetime, *, force: bool, cluster: bool, verb
           f"{start:%Y-%m-%d %H}:00 .. {end:%Y-%m-%d %H}:00 UTC")
     done = set()
     if config.database_path.exists() and not force:
-        with store.connect(config.database_path, read_only=True) as con:
-            done = store.loaded_hours(con, config.bucket)
+        with database.connect(config.database_path, read_only=True) as con:
+            done = database.loaded_hours(con, config.bucket)
     failures = 0
     for index, hour in enumerate(hours, 1):
         prefix = f"[{index}/{len(hours)}] {hour:%Y-%m-%d %H}:00"

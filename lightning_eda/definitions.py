@@ -2,18 +2,18 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
-from lightning_eda.assets.clustering import (
+from lightning_eda.orchestration.assets.clustering import (
     cluster_map,
     elbow_evaluator,
     kmeans_cluster,
     preprocessor,
     silhouette_evaluator,
 )
-from lightning_eda.assets.ingestor import extract, load, transform
-from lightning_eda.checks import all_checks
-from lightning_eda.constants import CLUSTERING, EVALUATORS, INGESTOR, PREPROCESSOR
-from lightning_eda.resources import resources_from_env
-from lightning_eda.schedules import build_automation
+from lightning_eda.orchestration.assets.ingestor import extract, load, transform
+from lightning_eda.orchestration.checks import all_checks
+from lightning_eda.orchestration.constants import CLUSTERING, EVALUATORS, INGESTOR, PREPROCESSOR
+from lightning_eda.orchestration.resources import resources_from_env
+from lightning_eda.orchestration.schedules import build_automation
 
 ingest_assets = [extract, transform, load]
 clustering_assets = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map]

@@ -17,7 +17,7 @@ from typing import Any
 import netCDF4
 import numpy as np
 
-from lightning_eda.layout import format_granule_name
+from lightning_eda.goes.layout import format_granule_name
 
 ERAS = ("2018-ms", "2018-missing-unsigned", "2019+")
 AREA_UNITS = ("m2", "km2")

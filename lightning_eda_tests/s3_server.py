@@ -8,7 +8,7 @@ from typing import Union
 import boto3
 from moto.server import ThreadedMotoServer
 
-from lightning_eda.layout import hour_prefix, parse_granule_name
+from lightning_eda.goes.layout import hour_prefix, parse_granule_name
 
 
 class LocalS3:

@@ -16,7 +16,7 @@ from dagster import (
     materialize,
 )
 
-from lightning_eda import store
+from lightning_eda.store import database
 from lightning_eda.definitions import clustering_assets, defs, ingest_assets
 from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 from test_ingestor import KEY_2018, resources_for, serve_2018_minute
@@ -84,7 +84,7 @@ def test_a_scheduled_hour_is_clustered_with_the_config_the_sensor_requests(sched
     run_config = {"ops": {**request.run_config["ops"], **fast}}
     clustered = materialize(clustering_assets, resources=resources_for(data_dir), run_config=run_config)
     assert clustered.success
-    with store.connect(data_dir / "glm.duckdb", read_only=True) as con:
+    with database.connect(data_dir / "glm.duckdb", read_only=True) as con:
         window = con.execute("SELECT window_start, window_end, n_features FROM feature_window").fetchone()
     assert window == (datetime(2018, 7, 2, 4), datetime(2018, 7, 2, 5), 853)
 

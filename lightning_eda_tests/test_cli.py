@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_eda import store
+from lightning_eda.store import database
 from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 
 BUCKET = "noaa-goes16"
@@ -48,7 +48,7 @@ def test_run_loads_the_hour_and_a_second_run_changes_nothing(served_hour, tmp_pa
     assert str(db.resolve()) in first.stdout
 
     def contents():
-        with store.connect(db, read_only=True) as con:
+        with database.connect(db, read_only=True) as con:
             return {
                 t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
                 for t in ("glm_flash", "glm_group", "glm_event")
@@ -131,7 +131,7 @@ def test_backfill_loads_each_hour_once_and_resumes(s3, tmp_path):
     assert "[1/3] 2023-06-01 00:00 already loaded, skipped" in second.stdout
     assert "[2/3] 2023-06-01 01:00 2 granules" in second.stdout
     assert "[3/3] 2023-06-01 02:00 already loaded, skipped" in second.stdout
-    with store.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as con:
+    with database.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as con:
         per_hour = con.execute("SELECT hour, count(*) FROM glm_file GROUP BY 1 ORDER BY 1").fetchall()
         flashes = con.execute("SELECT count(*), count(DISTINCT (source_file, flash_id)) FROM glm_flash").fetchone()
     assert [n for _, n in per_hour] == [3, 2, 3]

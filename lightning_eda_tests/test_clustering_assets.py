@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from dagster import materialize
 
-from lightning_eda import store
-from lightning_eda.assets.clustering import (
+from lightning_eda.store import database
+from lightning_eda.orchestration.assets.clustering import (
     cluster_map,
     elbow_evaluator,
     kmeans_cluster,
     preprocessor,
     silhouette_evaluator,
 )
-from lightning_eda.assets.ingestor import extract, load, transform
-from lightning_eda.checks import all_checks
+from lightning_eda.orchestration.assets.ingestor import extract, load, transform
+from lightning_eda.orchestration.checks import all_checks
 from lightning_eda.ml import kmeans, silhouette_score
 from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 from test_ingestor import KEY_2018, resources_for, serve_2018_minute
@@ -50,7 +50,7 @@ def pipeline(s3, real_granules, tmp_path_factory):
 
 
 def rows(data_dir: Path, sql: str):
-    with store.connect(data_dir / "glm.duckdb", read_only=True) as con:
+    with database.connect(data_dir / "glm.duckdb", read_only=True) as con:
         return con.execute(sql).fetchall()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance
 
 from lcfa_factory import lcfa_name, sample_tables, write_lcfa
-from lightning_eda import store
+from lightning_eda.store import database
 from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ RUN_ONE_PARTITION = """
 import sys
 from dagster import DagsterInstance, materialize
 from lightning_eda.definitions import ingest_assets
-from lightning_eda.resources import resources_from_env
+from lightning_eda.orchestration.resources import resources_from_env
 with DagsterInstance.get() as instance:
     result = materialize(ingest_assets, partition_key=sys.argv[1], instance=instance, resources=resources_from_env(),
                          raise_on_error=False)
@@ -63,7 +63,7 @@ def test_partitions_launched_together_all_load_and_take_turns_on_duckdb(s3, tmp_
     outputs = [p.communicate(timeout=600)[0] for p in processes]
     assert [p.returncode for p in processes] == [0] * len(HOURS), "\n".join(o[-3000:] for o in outputs)
 
-    with store.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as con:
+    with database.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as con:
         per_hour = dict(con.execute("SELECT hour, count(*) FROM glm_file WHERE status = 'loaded' GROUP BY 1").fetchall())
         flashes = con.execute("SELECT count(*), count(DISTINCT (source_file, flash_id)) FROM glm_flash").fetchone()
     assert per_hour == {hour: 4 for hour in HOURS}

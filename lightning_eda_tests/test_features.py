@@ -1,4 +1,4 @@
-"""Tests for lightning_eda.features: cleaning, the equal-area projection and the feature transform."""
+"""Tests for lightning_eda.analysis.features: cleaning, the equal-area projection and the feature transform."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lightning_eda.features import (
+from lightning_eda.analysis.features import (
     DROP_REASONS,
     EARTH_RADIUS_KM,
     FeatureTransform,

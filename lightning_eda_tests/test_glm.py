@@ -24,8 +24,8 @@ from lcfa_factory import (
     write_empty_lcfa,
     write_lcfa,
 )
-from lightning_eda import glm
-from lightning_eda.glm import (
+from lightning_eda.goes import granule as glm
+from lightning_eda.goes.granule import (
     EVENT_COLUMNS,
     FLASH_COLUMNS,
     GROUP_COLUMNS,
@@ -34,7 +34,7 @@ from lightning_eda.glm import (
     granule_to_csvs,
     read_granule,
 )
-from lightning_eda.layout import parse_granule_name
+from lightning_eda.goes.layout import parse_granule_name
 
 START = datetime(2019, 6, 1, 12, 0, 0)
 COLUMNS = {"flashes": FLASH_COLUMNS, "groups": GROUP_COLUMNS, "events": EVENT_COLUMNS}

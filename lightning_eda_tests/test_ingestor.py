@@ -11,9 +11,9 @@ import pytest
 from dagster import materialize
 from dagster_duckdb import DuckDBResource
 
-from lightning_eda import store
-from lightning_eda.assets.ingestor import extract, load, transform
-from lightning_eda.resources import GlmArchiveResource, LightningDataResource
+from lightning_eda.store import database
+from lightning_eda.orchestration.assets.ingestor import extract, load, transform
+from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 
 BUCKET = "noaa-goes16"
@@ -54,7 +54,7 @@ def hour_2018(s3, real_granules):
 
 
 def table_rows(db: Path, sql: str, params=()):
-    with store.connect(db, read_only=True) as con:
+    with database.connect(db, read_only=True) as con:
         return con.execute(sql, list(params)).fetchall()
 
 
@@ -138,7 +138,7 @@ def test_parallel_transform_equals_the_sequential_one(tmp_path):
 
     from lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
-    from lightning_eda.ingest import transform_granules
+    from lightning_eda.ingest.hourly import transform_granules
 
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -182,7 +182,7 @@ def test_a_granule_withdrawn_from_the_archive_is_not_reloaded(s3, tmp_path):
 
 
 def test_endpoint_credentials_are_never_shown():
-    from lightning_eda.archive import _without_userinfo
+    from lightning_eda.ingest.archive import _without_userinfo
 
     assert _without_userinfo("https://user:secret@mirror.example:9000/") == "https://mirror.example:9000/"
     assert _without_userinfo("http://127.0.0.1:9000") == "http://127.0.0.1:9000"

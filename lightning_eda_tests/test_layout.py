@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_eda.layout import (
+from lightning_eda.goes.layout import (
     GRANULE_NAME_RE,
     LCFA_PRODUCT,
     GranuleName,

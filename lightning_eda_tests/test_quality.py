@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_eda import quality, store
+from lightning_eda.store import database, quality
 from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 
 START = datetime(2024, 3, 5, 1, 0, 0)
@@ -19,8 +19,8 @@ START = datetime(2024, 3, 5, 1, 0, 0)
 @pytest.fixture
 def con(tmp_path):
     """A store holding one clean granule: 2 flashes, 2 groups, 2 events."""
-    connection = store.connect(tmp_path / "glm.duckdb")
-    store.ensure_schema(connection)
+    connection = database.connect(tmp_path / "glm.duckdb")
+    database.ensure_schema(connection)
     connection.execute(
         "INSERT INTO glm_file VALUES ('g1.nc', 'noaa-goes16', 'GLM-L2-LCFA', ?, 'G16', 'GOES-East', ?, ?, 2, 2, 2, "
         "1000, 'loaded', NULL, now()::TIMESTAMP)",
@@ -108,5 +108,5 @@ def test_dagster_asset_materialize_runs_one_partition_from_the_shell(s3, tmp_pat
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    with store.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as db:
+    with database.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as db:
         assert db.execute("SELECT hour, count(*) FROM glm_file GROUP BY 1").fetchall() == [(datetime(2024, 3, 7, 9), 2)]

@@ -28,12 +28,13 @@ from dagster_duckdb import DuckDBResource
 
 import lcfa_factory
 from faulty_s3 import FaultyS3
-from lightning_eda import ingest, store
-from lightning_eda.archive import STALE_PART_AGE
-from lightning_eda.assets.ingestor import extract, load, transform
+from lightning_eda.ingest import hourly
+from lightning_eda.store import database
+from lightning_eda.ingest.archive import STALE_PART_AGE
+from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.cli import _failure_message
-from lightning_eda.layout import hour_prefix
-from lightning_eda.resources import GlmArchiveResource, LightningDataResource
+from lightning_eda.goes.layout import hour_prefix
+from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 
 PRODUCT = "GLM-L2-LCFA"
@@ -84,7 +85,7 @@ def run_messages(instance, result) -> list[str]:
 
 
 def rows(db: Path, sql: str, params=()) -> list[tuple]:
-    with store.connect(db, read_only=True) as con:
+    with database.connect(db, read_only=True) as con:
         return con.execute(sql, list(params)).fetchall()
 
 
@@ -96,7 +97,7 @@ def files_by_status(db: Path) -> dict[str, tuple]:
 def rows_per_file(db: Path) -> dict[str, tuple[int, int, int]]:
     """{source_file: (flash rows, group rows, event rows)} for every file with at least one row anywhere."""
     counts: dict[str, list[int]] = {}
-    for i, table in enumerate(store.DATA_TABLES):
+    for i, table in enumerate(database.DATA_TABLES):
         for name, n in rows(db, f"SELECT source_file, count(*) FROM {table} GROUP BY 1"):
             counts.setdefault(name, [0, 0, 0])[i] = n
     return {name: tuple(n) for name, n in counts.items()}
@@ -104,8 +105,8 @@ def rows_per_file(db: Path) -> dict[str, tuple[int, int, int]]:
 
 def snapshot(db: Path) -> dict:
     """The whole database content except load times (which differ between identical loads)."""
-    with store.connect(db) as con:  # read-write: opening must also work right after a crash
-        tables = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in store.DATA_TABLES}
+    with database.connect(db) as con:  # read-write: opening must also work right after a crash
+        tables = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in database.DATA_TABLES}
         tables["glm_file"] = con.execute("SELECT * EXCLUDE (loaded_at) FROM glm_file ORDER BY ALL").fetchall()
     return tables
 
@@ -340,9 +341,9 @@ def test_throttling_errors_cuts_and_timeouts_are_retried_and_every_granule_loads
 @pytest.fixture
 def no_jitter(monkeypatch):
     """Backoff at the low end of its jitter, so tests that exhaust every retry wait ~2 s instead of ~4."""
-    import lightning_eda.archive
+    import lightning_eda.ingest.archive
 
-    monkeypatch.setattr(lightning_eda.archive.random, "random", lambda: 0.0)
+    monkeypatch.setattr(lightning_eda.ingest.archive.random, "random", lambda: 0.0)
 
 
 def test_a_granule_that_outlives_every_retry_is_recorded_and_a_later_run_completes_the_hour(
@@ -390,7 +391,7 @@ CHILD_EXTRACT = """
 import sys
 from datetime import datetime
 from pathlib import Path
-from lightning_eda.archive import S3Archive, extract_hour, make_s3_client
+from lightning_eda.ingest.archive import S3Archive, extract_hour, make_s3_client
 
 endpoint, bucket, raw_root = sys.argv[1:4]
 archive = S3Archive(make_s3_client(endpoint_url=endpoint), bucket, "GLM-L2-LCFA")
@@ -449,53 +450,54 @@ def test_a_download_killed_midway_is_never_taken_as_complete(flaky_hour, proxy, 
 
 def transformed(tmp_path: Path, bucket: str, granules: dict[str, bytes], manifest: Path) -> list:
     """Transform ``granules`` of HOUR_2019 into the CSV folder and write their manifest at ``manifest``."""
-    paths = ingest.HourPaths(tmp_path / "data", bucket, PRODUCT, HOUR_2019)
+    paths = hourly.HourPaths(tmp_path / "data", bucket, PRODUCT, HOUR_2019)
     raw = tmp_path / "staging"
     raw.mkdir(exist_ok=True)
     files = []
     for name, body in granules.items():
         (raw / name).write_bytes(body)
         files.append(raw / name)
-    records = ingest.transform_hour(files, paths)
-    ingest.write_manifest(manifest, records)
+    records = hourly.transform_hour(files, paths)
+    hourly.write_manifest(manifest, records)
     return records
 
 
 def load_manifest(db: Path, manifest: Path, bucket: str) -> None:
-    with store.connect(db) as con:
-        ingest.load_hour(con, ingest.read_manifest(manifest), bucket=bucket, product=PRODUCT, hour=HOUR_2019)
+    with database.connect(db) as con:
+        hourly.load_hour(con, hourly.read_manifest(manifest), bucket=bucket, product=PRODUCT, hour=HOUR_2019)
 
 
 # Child-process code: install_hang() stops a load inside its transaction, after every delete and insert, just
 # before COMMIT, and says so on stdout.
 HANG_HOOK = """
 import time
-from lightning_eda import store
+from lightning_eda.store import database
 
 def install_hang():
-    check = store._check_counts
+    check = database._check_counts
     def hang(files, counts):
         check(files, counts)
         print("IN_TRANSACTION", flush=True)
         time.sleep(600)
-    store._check_counts = hang
+    database._check_counts = hang
 """
 
 CHILD_LOAD = HANG_HOOK + """
 import sys, time
 from datetime import datetime
 from pathlib import Path
-from lightning_eda import ingest, store
+from lightning_eda.ingest import hourly
+from lightning_eda.store import database
 
 mode, db, bucket, *manifests = sys.argv[1:]
 if mode == "hang":
     install_hang()
-con = store.connect(db)
+con = database.connect(db)
 con.execute("SET checkpoint_threshold = '1KB'")  # checkpoint at every commit: kills can land mid-checkpoint too
 i = 0
 while True:
-    records = ingest.read_manifest(Path(manifests[i % len(manifests)]))
-    ingest.load_hour(con, records, bucket=bucket, product="GLM-L2-LCFA", hour=datetime(2019, 6, 1, 12))
+    records = hourly.read_manifest(Path(manifests[i % len(manifests)]))
+    hourly.load_hour(con, records, bucket=bucket, product="GLM-L2-LCFA", hour=datetime(2019, 6, 1, 12))
     print("COMMITTED", i, flush=True)
     i += 1
 """
@@ -582,9 +584,9 @@ CHILD_RUN = HANG_HOOK + """
 import sys, time
 from dagster import materialize
 from dagster_duckdb import DuckDBResource
-from lightning_eda import store
-from lightning_eda.assets.ingestor import extract, load, transform
-from lightning_eda.resources import GlmArchiveResource, LightningDataResource
+from lightning_eda.store import database
+from lightning_eda.orchestration.assets.ingestor import extract, load, transform
+from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 
 bucket, data_dir, key = sys.argv[1:4]
 install_hang()
@@ -633,17 +635,17 @@ def test_overlapping_loads_of_one_hour_never_duplicate_rows(crash_granules, tmp_
     manifest = tmp_path / "B.json"
     transformed(tmp_path, bucket, crash_granules["B"], manifest)
     db = tmp_path / "glm.duckdb"
-    with store.connect(db) as con:
-        store.ensure_schema(con)
+    with database.connect(db) as con:
+        database.ensure_schema(con)
     if existing:
         load_manifest(db, manifest, bucket)
-    check = store._check_counts
+    check = database._check_counts
 
     def slow_check(files, counts):  # keep each transaction open long enough for the others to overlap it
         check(files, counts)
         time.sleep(0.2)
 
-    monkeypatch.setattr(store, "_check_counts", slow_check)
+    monkeypatch.setattr(database, "_check_counts", slow_check)
     errors: list[BaseException] = []
 
     def load_once():

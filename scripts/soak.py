@@ -46,13 +46,13 @@ from s3_server import LocalS3  # noqa: E402
 from dagster import materialize  # noqa: E402
 from dagster_duckdb import DuckDBResource  # noqa: E402
 
-from lightning_eda import store  # noqa: E402
-from lightning_eda.assets.ingestor import extract, load, transform  # noqa: E402
+from lightning_eda.store import database  # noqa: E402
+from lightning_eda.orchestration.assets.ingestor import extract, load, transform  # noqa: E402
 from lightning_eda.cli import _failure_message  # noqa: E402
-from lightning_eda.glm import read_granule  # noqa: E402
-from lightning_eda.layout import hour_prefix, parse_granule_name  # noqa: E402
-from lightning_eda.partitions import partition_key_for_hour  # noqa: E402
-from lightning_eda.resources import GlmArchiveResource, LightningDataResource  # noqa: E402
+from lightning_eda.goes.granule import read_granule  # noqa: E402
+from lightning_eda.goes.layout import hour_prefix, parse_granule_name  # noqa: E402
+from lightning_eda.orchestration.partitions import partition_key_for_hour  # noqa: E402
+from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource  # noqa: E402
 
 PRODUCT = "GLM-L2-LCFA"
 DEFAULT_REAL_DIR = PROJECT.parent / "shared" / "data" / "glm"
@@ -143,13 +143,13 @@ def run_hour(data_dir: Path, bucket: str, hour: datetime, read_timeout: float):
 def verify(data_dir: Path, bucket: str, expected: dict[str, dict]) -> dict:
     """Every granule exactly once in glm_file, loaded, with its rows and its bytes; no temporary files left."""
     db = data_dir / "glm.duckdb"
-    with store.connect(db, read_only=True) as con:
+    with database.connect(db, read_only=True) as con:
         files = con.execute(
             "SELECT source_file, count(*), any_value(status), any_value(n_flashes), any_value(n_groups), "
             "any_value(n_events), any_value(hour), any_value(time_start) FROM glm_file GROUP BY 1"
         ).fetchall()
         per_table = {}
-        for table in store.DATA_TABLES:
+        for table in database.DATA_TABLES:
             per_table[table] = dict(con.execute(f"SELECT source_file, count(*) FROM {table} GROUP BY 1").fetchall())
         duplicate_ids = sum(
             con.execute(f"SELECT count(*) - count(DISTINCT (source_file, {column})) FROM {table}").fetchone()[0]
@@ -163,7 +163,7 @@ def verify(data_dir: Path, bucket: str, expected: dict[str, dict]) -> dict:
             continue
         loaded_once += 1
         counts = tuple(row[3:6])
-        rows = tuple(per_table[t].get(name, 0) for t in store.DATA_TABLES)
+        rows = tuple(per_table[t].get(name, 0) for t in database.DATA_TABLES)
         if counts != facts["counts"] or rows != facts["counts"]:
             wrong_counts += 1
         hour, time_start = row[6], row[7]
@@ -208,7 +208,7 @@ def run_soak(
     workdir = Path(workdir)
     data_dir = workdir / "data"
     retry_counter = _RetryCounter()
-    archive_log = logging.getLogger("lightning_eda.archive")
+    archive_log = logging.getLogger("lightning_eda.ingest.archive")
     old_level, old_endpoint = archive_log.level, os.environ.get("AWS_ENDPOINT_URL_S3")
     proxy = FaultyS3(s3.url, every=0, modes=modes, scope="all", delay=max(4 * read_timeout, read_timeout + 3))
     try:
@@ -234,8 +234,8 @@ def run_soak(
                 if result.success:
                     extract_meta = result.asset_materializations_for_node("extract")[0].metadata
                     download_failures += extract_meta["download_failures"].value
-                    with store.connect(data_dir / "glm.duckdb", read_only=True) as con:
-                        summary = store.hour_summary(con, bucket=bucket, hour=hour)
+                    with database.connect(data_dir / "glm.duckdb", read_only=True) as con:
+                        summary = database.hour_summary(con, bucket=bucket, hour=hour)
                     note = f"{summary['loaded']} loaded, {summary['failed']} failed"
                     if summary["failed"]:
                         again.append(hour)

@@ -13,8 +13,8 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from lightning_eda import settings
-from lightning_eda.archive import GranuleArchive, LocalArchive, S3Archive, make_s3_client
-from lightning_eda.ingest import HourPaths
+from lightning_eda.ingest.archive import GranuleArchive, LocalArchive, S3Archive, make_s3_client
+from lightning_eda.ingest.hourly import HourPaths
 
 
 class GlmArchiveResource(ConfigurableResource):

@@ -1,12 +1,12 @@
-"""Asset checks: what a data engineer verifies before trusting the tables. Each is one query in lightning_eda.quality."""
+"""Asset checks: what a data engineer verifies before trusting the tables. Each is one query in lightning_eda.store.quality."""
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue, asset_check, multi_asset_check
 from dagster_duckdb import DuckDBResource
 
-from lightning_eda import quality
-from lightning_eda.constants import DUCKDB_POOL
-from lightning_eda.assets.clustering import kmeans_cluster, preprocessor
-from lightning_eda.assets.ingestor import load
+from lightning_eda.store import quality
+from lightning_eda.orchestration.constants import DUCKDB_POOL
+from lightning_eda.orchestration.assets.clustering import kmeans_cluster, preprocessor
+from lightning_eda.orchestration.assets.ingestor import load
 
 
 def _table(rows, header) -> MetadataValue:

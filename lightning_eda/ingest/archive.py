@@ -34,7 +34,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from lightning_eda.layout import hour_prefix, is_granule_key, local_path_for_key
+from lightning_eda.goes.layout import hour_prefix, is_granule_key, local_path_for_key
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from typing import Optional
 
 import pandas as pd
 
-from lightning_eda import store
-from lightning_eda.glm import granule_to_csvs, read_granule
-from lightning_eda.layout import hour_prefix
+from lightning_eda.store import database
+from lightning_eda.goes.granule import granule_to_csvs, read_granule
+from lightning_eda.goes.layout import hour_prefix
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def files_frame(records: list[GranuleRecord], *, bucket: str, product: str, hour
             "error": [r.error for r in records],
             "loaded_at": pd.Timestamp(loaded_at),
         },
-        columns=store.FILE_COLUMNS,
+        columns=database.FILE_COLUMNS,
     )
     return frame
 
@@ -208,4 +208,4 @@ def load_hour(con, records: list[GranuleRecord], *, bucket: str, product: str, h
             for kind, table in TABLE_OF_KIND.items():
                 csvs[table].append(Path(record.csv[kind]))
     frame = files_frame(records, bucket=bucket, product=product, hour=hour)
-    return store.replace_hour(con, bucket=bucket, hour=hour, files=frame, csvs=csvs)
+    return database.replace_hour(con, bucket=bucket, hour=hour, files=frame, csvs=csvs)

@@ -10,7 +10,7 @@ from dagster import (
     run_status_sensor,
 )
 
-from lightning_eda.partitions import hour_for_partition_key
+from lightning_eda.orchestration.partitions import hour_for_partition_key
 
 # Granules appear 2–3 s after they end; 20 minutes past the hour leaves room for NOAA's occasional delays.
 INGEST_MINUTE_OF_HOUR = 20

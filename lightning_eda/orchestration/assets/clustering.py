@@ -14,12 +14,16 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, M
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from lightning_eda import clustering, plots, store
-from lightning_eda.assets.ingestor import load
-from lightning_eda.constants import CLUSTERING, DUCKDB_POOL, EVALUATORS, PREPROCESSOR
-from lightning_eda.features import FeatureTransform, build_features, clean_flashes
+from lightning_eda import plots
+
+from lightning_eda.analysis import clustering
+
+from lightning_eda.store import database
+from lightning_eda.orchestration.assets.ingestor import load
+from lightning_eda.orchestration.constants import CLUSTERING, DUCKDB_POOL, EVALUATORS, PREPROCESSOR
+from lightning_eda.analysis.features import FeatureTransform, build_features, clean_flashes
 from lightning_eda.ml import kmeans
-from lightning_eda.resources import GlmArchiveResource, LightningDataResource
+from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.settings import ConfigError, parse_hour
 
 
@@ -61,7 +65,7 @@ def _window(con, config: PreprocessorConfig, bucket: str) -> tuple[datetime, dat
     if config.window_start.strip():
         start = parse_hour(config.window_start)
     else:
-        start = store.latest_loaded_hour(con, bucket)
+        start = database.latest_loaded_hour(con, bucket)
         if start is None:
             raise ConfigError(f"no hour of {bucket} is loaded yet: materialize the ingestor assets first")
     return start, start + timedelta(hours=config.window_hours)
@@ -82,7 +86,7 @@ def _features(con) -> tuple[pd.DataFrame, np.ndarray, dict]:
 
 
 def _store_scores(con, column: str, scores: dict, n_points: int, window: dict, sample_size=None) -> None:
-    store.upsert_evaluation(
+    database.upsert_evaluation(
         con,
         column,
         scores,
@@ -117,7 +121,7 @@ def preprocessor(
             start, end = _window(con, config, archive.bucket)
         except ConfigError as exc:
             raise Failure(description=str(exc)) from None
-        flashes = store.window_flashes(con, bucket=archive.bucket, start=start, end=end)
+        flashes = database.window_flashes(con, bucket=archive.bucket, start=start, end=end)
         clean, dropped = clean_flashes(flashes, quality_flags=config.quality_flags)
         if clean.empty:
             raise Failure(description=f"no usable flashes in {_window_text(start, end)} ({len(flashes)} loaded)")
@@ -138,8 +142,8 @@ def preprocessor(
                 }
             ]
         )
-        store.replace_table(con, "flash_features", features)
-        store.replace_table(con, "feature_window", window)
+        database.replace_table(con, "flash_features", features)
+        database.replace_table(con, "feature_window", window)
     context.log.info(f"{len(features)} of {len(flashes)} flashes kept for {_window_text(start, end)}; dropped {dropped}")
     return MaterializeResult(
         metadata={
@@ -226,15 +230,15 @@ def silhouette_evaluator(
 def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, duckdb: DuckDBResource) -> MaterializeResult:
     with duckdb.get_connection() as con:
         flashes, X, window = _features(con)
-        evaluation = store.read_evaluation(con)
+        evaluation = database.read_evaluation(con)
         k, reason = _chosen_k(config.k, evaluation, len(X))
         result = kmeans(X, k, n_init=config.n_init, seed=config.seed)
         transform = FeatureTransform.from_dict(json.loads(window["transform"]))
         lat, lon = transform.to_latlon(result.centroids)
         summary = clustering.summarize_clusters(flashes, result.labels, np.column_stack([lat, lon]))
         assignments = flashes[["source_file", "flash_id"]].assign(cluster=result.labels.astype(np.int32))
-        store.replace_table(con, "flash_cluster", assignments)
-        store.replace_table(con, "cluster_summary", summary)
+        database.replace_table(con, "flash_cluster", assignments)
+        database.replace_table(con, "cluster_summary", summary)
     silhouette = evaluation.set_index("k")["silhouette"].get(k) if not evaluation.empty else None
     context.log.info(f"k={k} ({reason}); inertia {result.inertia:.4g} after {result.n_iter} iterations")
     return MaterializeResult(

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from lightning_eda.layout import parse_granule_name
+from lightning_eda.goes.layout import parse_granule_name
 
 logger = logging.getLogger(__name__)
 

@@ -7,12 +7,14 @@ from pathlib import Path
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
-from lightning_eda import ingest, store
-from lightning_eda.archive import ArchiveUnreachable, extract_hour
-from lightning_eda.constants import DUCKDB_POOL, INGESTOR
-from lightning_eda.layout import is_granule_key, hour_prefix
-from lightning_eda.partitions import hourly_partitions, naive_utc
-from lightning_eda.resources import GlmArchiveResource, LightningDataResource
+from lightning_eda.ingest import hourly
+
+from lightning_eda.store import database
+from lightning_eda.ingest.archive import ArchiveUnreachable, extract_hour
+from lightning_eda.orchestration.constants import DUCKDB_POOL, INGESTOR
+from lightning_eda.goes.layout import is_granule_key, hour_prefix
+from lightning_eda.orchestration.partitions import hourly_partitions, naive_utc
+from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.settings import ConfigError
 
 EXTRACT_REPORT = "extract.json"
@@ -22,7 +24,7 @@ def _hour(context: AssetExecutionContext):
     return naive_utc(context.partition_time_window.start)
 
 
-def _checked_hour_paths(archive: GlmArchiveResource, data: LightningDataResource, hour) -> ingest.HourPaths:
+def _checked_hour_paths(archive: GlmArchiveResource, data: LightningDataResource, hour) -> hourly.HourPaths:
     """The hour's folders, or a Failure naming the setting that makes them unsafe."""
     try:
         return data.hour_paths(archive, hour)
@@ -90,7 +92,7 @@ def transform(context: AssetExecutionContext, archive: GlmArchiveResource, data:
     ]
     if not raw_files:
         raise Failure(description=f"no granules in {paths.raw_dir}: materialize `extract` for this hour first")
-    records = ingest.transform_hour(raw_files, paths, extracted.get("failed", {}))
+    records = hourly.transform_hour(raw_files, paths, extracted.get("failed", {}))
     good = [r for r in records if r.status == "loaded"]
     bad = [r for r in records if r.status == "failed"]
     for record in bad:
@@ -137,11 +139,11 @@ def load(
 ):
     hour = _hour(context)
     paths = _checked_hour_paths(archive, data, hour)
-    records = ingest.read_manifest(paths.manifest)
+    records = hourly.read_manifest(paths.manifest)
     data.root.mkdir(parents=True, exist_ok=True)
     with duckdb.get_connection() as con:
-        counts = ingest.load_hour(con, records, bucket=archive.bucket, product=archive.product, hour=hour)
-        summary = store.hour_summary(con, bucket=archive.bucket, hour=hour)
+        counts = hourly.load_hour(con, records, bucket=archive.bucket, product=archive.product, hour=hour)
+        summary = database.hour_summary(con, bucket=archive.bucket, hour=hour)
         preview = con.execute(
             "SELECT source_file, flash_id, time_start, lat, lon, energy, quality_flag FROM glm_flash "
             "WHERE source_file IN (SELECT source_file FROM glm_file WHERE bucket = ? AND hour = ?) "

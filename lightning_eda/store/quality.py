@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import duckdb
 
-from lightning_eda.store import ensure_schema
+from lightning_eda.store.database import ensure_schema
 
 # Flashes are written when they end, so a flash may start up to ~2 s before its granule (GLM.md); allow 3 s.
 EARLY_START_SECONDS = 3.0

@@ -1,0 +1,1 @@
+"""From loaded flashes to answers: features for clustering, choosing k, cluster summaries."""
