@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install dev test bench
+.PHONY: install dev test test-fast bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ dev: install
 test: install
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+# The quick loop: every test but the slow tier (the UI, soak, kill and subprocess tests).
+test-fast: install
+	@$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow" $(PYTEST_ARGS)'
 
 # The benchmark suite (not part of the tests; several minutes): prints the tables and writes benchmarks/results/*.txt.
 # The ingest and pipeline part needs the real granules in ../shared/data/glm/ beside the clone. See BENCHMARKS.md.

@@ -26,10 +26,9 @@ sys.path[:0] = [str(ROOT / "lightning_eda_tests"), str(ROOT / "benchmarks")]
 
 import netCDF4  # noqa: E402
 from dagster import DagsterEventType, materialize  # noqa: E402
-from dagster_duckdb import DuckDBResource  # noqa: E402
 
 from lightning_eda.definitions import clustering_assets, ingest_assets  # noqa: E402
-from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource  # noqa: E402
+from lightning_eda.orchestration.resources import build_resources  # noqa: E402
 from s3_server import LocalS3  # noqa: E402
 from synthetic_hour import bare_decode, make_hour  # noqa: E402
 
@@ -47,11 +46,7 @@ def step_seconds(result) -> dict[str, float]:
 
 
 def resources(data_dir: Path) -> dict:
-    return {
-        "archive": GlmArchiveResource(bucket=BUCKET),
-        "data": LightningDataResource(data_dir=str(data_dir)),
-        "duckdb": DuckDBResource(database=str(data_dir / "glm.duckdb")),
-    }
+    return build_resources(data_dir, bucket=BUCKET)
 
 
 def ingest_once(work: Path, rep: int) -> tuple[float, dict[str, float], Path]:

@@ -11,9 +11,12 @@ import os
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Optional, Sequence
 
 from lightning_eda import settings
+
+DEFAULT_DAGSTER_HOME = ".dagster_home"
 
 
 def _fail(message: str, code: int) -> int:
@@ -38,20 +41,30 @@ def _failure_message(result) -> str:
     return "the run failed (see the Dagster logs)"
 
 
+def instance_home(env: Optional[dict] = None) -> Path:
+    """The Dagster instance folder: ``$DAGSTER_HOME``, else ``.dagster_home`` in the current folder.
+
+    ``make dev`` uses the same default, so hours loaded from the terminal show as materialized in the UI.
+    """
+    env = os.environ if env is None else env
+    return Path(env.get("DAGSTER_HOME", "").strip() or DEFAULT_DAGSTER_HOME).resolve()
+
+
 def _instance():
-    """The persistent instance when DAGSTER_HOME is set, so CLI runs show in the UI; else a throwaway one."""
     from dagster import DagsterInstance
 
-    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    home = instance_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.from_config(str(home))
 
 
-def _materialize(assets, *, partition_key=None, run_config=None, verbose=False):
-    from dagster import materialize
+def _materialize(assets, *, partition_key=None, ops=None, verbose=False):
+    from dagster import RunConfig, materialize
 
     from lightning_eda.orchestration.resources import resources_from_env
 
     log_level = "INFO" if verbose else "CRITICAL"
-    config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
+    run_config = RunConfig(ops=ops or {}, loggers={"console": {"config": {"log_level": log_level}}})
     with _instance() as instance:
         return materialize(
             assets,
@@ -59,7 +72,7 @@ def _materialize(assets, *, partition_key=None, run_config=None, verbose=False):
             resources=resources_from_env(),
             instance=instance,
             raise_on_error=False,
-            run_config=config,
+            run_config=run_config,
         )
 
 
@@ -72,9 +85,9 @@ def _ingest(hour: datetime, verbose: bool):
 
 def _cluster(start: datetime, hours: int, verbose: bool):
     from lightning_eda.definitions import clustering_assets
+    from lightning_eda.orchestration.run_config import cluster_run_config
 
-    window = {"window_start": f"{start:%Y-%m-%d %H:%M}", "window_hours": hours}
-    return _materialize(clustering_assets, run_config={"ops": {"preprocessor": {"config": window}}}, verbose=verbose)
+    return _materialize(clustering_assets, ops=cluster_run_config(start, hours=hours).ops, verbose=verbose)
 
 
 def _hour_summary(config: settings.Settings, hour: datetime) -> dict:

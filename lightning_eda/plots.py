@@ -14,7 +14,6 @@ import base64
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,9 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+
+from lightning_eda.files import atomic_write
+from lightning_eda.geo import wrap_longitude
 
 logger = logging.getLogger(__name__)
 
@@ -86,20 +88,7 @@ def save_png(data: bytes, path: str | os.PathLike[str]) -> Path:
     """
     if not bytes(data[:8]) == PNG_SIGNATURE:
         raise ValueError(f"save_png: data does not start with the PNG signature (got {bytes(data[:8])!r})")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the image the usual permissions of a written file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
 def png_markdown(data: bytes, alt: str) -> str:
@@ -379,7 +368,7 @@ def _graticule(ax, m, lon_min: float, lon_max: float, lat_min: float, lat_max: f
     lats = _gridlines(lat_min, lat_max)
     xs, _ = _project(m, lons, np.full(lons.shape, (lat_min + lat_max) / 2))
     _, ys = _project(m, np.full(lats.shape, (lon_min + lon_max) / 2), lats)
-    wrapped = ((lons + 180.0) % 360.0) - 180.0
+    wrapped = wrap_longitude(lons)
     ax.set_xticks(xs, [_degrees_label(v, "E", "W") for v in wrapped])
     ax.set_yticks(ys, [_degrees_label(v, "N", "S") for v in lats])
     ax.tick_params(labelsize=9, length=3, color="#666666", labelcolor="#333333")
@@ -583,17 +572,13 @@ class _MapInput:
             logger.warning("cluster_map: skipping %d flashes with invalid coordinates", int((~ok).sum()))
         return cls(
             lat=lat_a[ok],
-            lon=_wrap(lon_a[ok]),
+            lon=wrap_longitude(lon_a[ok]),
             labels=lab[ok],
             energy=None if energy_a is None else energy_a[ok],
-            centroids=np.c_[cent[:, 0], _wrap(cent[:, 1])],
+            centroids=np.c_[cent[:, 0], wrap_longitude(cent[:, 1])],
             centroid_ok=np.all(np.isfinite(cent), axis=1) & (np.abs(cent[:, 0]) <= 90),
             k=max(cent.shape[0], int(lab.max()) + 1 if lab.size else 0),
         )
-
-
-def _wrap(lon: np.ndarray) -> np.ndarray:
-    return ((lon + 180.0) % 360.0) - 180.0
 
 
 def _map_extent(flashes: _MapInput, extent: Sequence[float] | None) -> tuple[float, float, float, float]:
@@ -607,7 +592,8 @@ def _map_extent(flashes: _MapInput, extent: Sequence[float] | None) -> tuple[flo
     all_lat = np.concatenate([flashes.lat, flashes.centroids[ok, 0]])
     start, width = _lon_arc(all_lon)
     if width > 300.0:  # data all round the globe: a plain world map reads better than an unwrapped one
-        start = -180.0
+        lat_min, lat_max = _auto_extent(all_lon, all_lat)[2:]
+        return -180.0, 180.0, lat_min, lat_max
     return _auto_extent(_unwrap(all_lon, start), all_lat)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Mapping, Optional
+
+from lightning_eda.utc import days_in_year, utc_now
 
 DEFAULT_BUCKET = "noaa-goes19"
 DEFAULT_PRODUCT = "GLM-L2-LCFA"
@@ -30,7 +32,7 @@ class ConfigError(ValueError):
 
 
 def validate_bucket(bucket: str, variable: str = "S3_BUCKET") -> str:
-    if not _BUCKET_RE.match(bucket or "") or ".." in bucket:
+    if not _BUCKET_RE.fullmatch(bucket or "") or ".." in bucket:
         raise ConfigError(
             f"{variable}={bucket!r} is not a valid S3 bucket name: use 3-63 lowercase letters, digits, '.' or '-' "
             f"(e.g. noaa-goes19, noaa-goes18, noaa-goes16)"
@@ -39,7 +41,7 @@ def validate_bucket(bucket: str, variable: str = "S3_BUCKET") -> str:
 
 
 def validate_product(product: str, variable: str = "PRODUCT") -> str:
-    if not _PRODUCT_RE.match(product or ""):
+    if not _PRODUCT_RE.fullmatch(product or ""):
         raise ConfigError(
             f"{variable}={product!r} is not a valid product name: use upper-case letters, digits and '-' "
             f"(e.g. GLM-L2-LCFA)"
@@ -49,7 +51,7 @@ def validate_product(product: str, variable: str = "PRODUCT") -> str:
 
 def _parse_int(variable: str, raw: str, low: int, high: int, allowed: str) -> int:
     text = raw.strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # str.isdigit() alone accepts '²' and other scripts' digits
         raise ConfigError(f"{variable}={raw!r} is not a whole number: allowed {allowed}")
     value = int(text)
     if not low <= value <= high:
@@ -57,13 +59,9 @@ def _parse_int(variable: str, raw: str, low: int, high: int, allowed: str) -> in
     return value
 
 
-def days_in_year(year: int) -> int:
-    return 366 if (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 else 365
-
-
 def hour_from_parts(year: str, doy: str, hour: str, *, now: Optional[datetime] = None) -> datetime:
     """The UTC hour named by GOES_YEAR, GOES_DOY (day of year) and GOES_HOUR, as a naive UTC datetime."""
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    now = now or utc_now()
     y = _parse_int("GOES_YEAR", year, FIRST_GLM_YEAR, now.year, f"{FIRST_GLM_YEAR}..{now.year}")
     n_days = days_in_year(y)
     d = _parse_int("GOES_DOY", doy, 1, n_days, f"001..{n_days:03d} for {y}")
@@ -78,7 +76,7 @@ def hour_from_parts(year: str, doy: str, hour: str, *, now: Optional[datetime] =
 
 def latest_complete_hour(now: Optional[datetime] = None, lag: timedelta = timedelta(minutes=0)) -> datetime:
     """The most recent UTC hour that has ended (``lag`` allows for NOAA's publication latency)."""
-    now = (now or datetime.now(timezone.utc).replace(tzinfo=None)) - lag
+    now = (now or utc_now()) - lag
     return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
@@ -154,12 +152,25 @@ def parse_hour(text: str, variable: str = "window_start") -> datetime:
     raise ConfigError(f"{variable}={text!r} is not an hour: use YYYY-MM-DD HH:MM (UTC) or a partition key")
 
 
+def window_bounds(window_start: str, window_hours: int, latest_loaded: Optional[datetime]) -> tuple[datetime, datetime]:
+    """The clustering window [start, end): from ``window_start`` (empty: the latest loaded hour), ``window_hours`` long."""
+    if window_hours < 1:
+        raise ConfigError(f"window_hours={window_hours} must be at least 1")
+    if window_start.strip():
+        start = parse_hour(window_start)
+    elif latest_loaded is None:
+        raise ConfigError("no hour is loaded yet: materialize the ingestor assets first")
+    else:
+        start = latest_loaded
+    return start, start + timedelta(hours=window_hours)
+
+
 MAX_BACKFILL_HOURS = 24 * 366
 
 
 def hour_range(start: datetime, end: datetime, *, now: Optional[datetime] = None) -> list[datetime]:
     """Every hour from start to end, both included; each must be a complete hour of the GLM era."""
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    now = now or utc_now()
     if start.year < FIRST_GLM_YEAR:
         raise ConfigError(f"--start {start:%Y-%m-%d %H}:00 is before GLM data exist ({FIRST_GLM_YEAR})")
     if end < start:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-# --- shared GLM data fixtures ---
+from s3_server import LocalS3
+
 # Real granules live outside the project, at ../shared/data/glm relative to its root. CI provides that folder;
 # a fresh clone does not, so tests that need it skip, and the rest of the suite uses files it writes itself.
 GLM_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glm"
@@ -29,4 +30,23 @@ def real_granules(glm_dir: Path) -> list[Path]:
     return granules
 
 
-# --- end shared GLM data fixtures ---
+# --- a local S3-compatible server ---
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One moto server per session on 127.0.0.1, spoken to over HTTP like NOAA's buckets."""
+    server = LocalS3().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server):
+    """The session's server, with boto3's standard endpoint variable pointing at it for this module's tests."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_ENDPOINT_URL_S3", s3_server.url)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        mp.delenv(name, raising=False)  # the pipeline reads anonymously; no credentials may be needed
+    yield s3_server
+    mp.undo()

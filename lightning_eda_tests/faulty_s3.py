@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import select
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,6 +94,7 @@ class FaultyS3:
         self._stopping = threading.Event()
         self.seen: list[Seen] = []
         self.faults: Counter = Counter()
+        self.hung_up_while_held = 0  # held connections the client closed before the hold ended (its read timeout)
         self.configure(**plan)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -162,6 +165,7 @@ class FaultyS3:
         with self._lock:
             self.seen.clear()
             self.faults.clear()
+            self.hung_up_while_held = 0
 
     # --- the plan --------------------------------------------------------------------------------------------------
 
@@ -218,7 +222,7 @@ class FaultyS3:
                         self._send_error_xml(*_ERRORS[fault])
                         return
                     if fault == "delay":
-                        proxy._stopping.wait(proxy.delay)
+                        self._hold()
                         self._drop()
                         return
                     status, reason, headers, payload = proxy._forward(self.command, self.path, self.headers, body)
@@ -227,7 +231,7 @@ class FaultyS3:
                         self.wfile.write(payload[: len(payload) // 2])
                         self.wfile.flush()
                         if fault == "stall":
-                            proxy._stopping.wait(proxy.delay)
+                            self._hold()
                         self._drop()
                         return
                     self._send_head(status, reason, headers, len(payload))
@@ -251,6 +255,16 @@ class FaultyS3:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _hold(self) -> None:
+                """Send nothing for ``delay`` seconds, noting whether the client hangs up first."""
+                deadline = time.monotonic() + proxy.delay
+                while not proxy._stopping.is_set() and time.monotonic() < deadline:
+                    readable, _, _ = select.select([self.connection], [], [], 0.05)
+                    if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        with proxy._lock:
+                            proxy.hung_up_while_held += 1
+                        return
 
             def _drop(self) -> None:
                 """Close the client's connection abruptly, as a dropped or timed-out connection looks."""

@@ -2,9 +2,9 @@
 
 The files copy the real product's layout: the same dimensions, variable names, storage types and packing
 (int16/int32 with ``_Unsigned``, ``scale_factor``, ``add_offset``, ``_FillValue``), the time ``units`` of the three
-encodings described in ``GLM.md``, the ``*_count`` and ``product_time`` scalars and the global attributes. Tables
-are given in physical units (seconds after the granule start, degrees, J, m²) and packed here; ``NaN`` energy or
-area and a quality flag of -1 are written as the fill value.
+encodings described in ``docs/glm_format.md``, the ``*_count`` and ``product_time`` scalars and the global
+attributes. Tables are given in physical units (seconds after the granule start, degrees, J, m²) and packed here;
+``NaN`` energy or area and a quality flag of -1 are written as the fill value.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def lcfa_name(platform: str = "G16", start: datetime = DEFAULT_START, seconds: f
 
 
 def time_encoding(era: str, start: datetime, *, stray_unsigned: bool = False) -> dict[str, Any]:
-    """Attributes of every ``*_time_offset`` variable in one era (GLM.md, "Time: the trap")."""
+    """Attributes of every ``*_time_offset`` variable in one era (docs/glm_format.md, "Time: the trap")."""
     epoch = f"{start:%Y-%m-%d %H:%M:%S}.{start.microsecond // 1000:03d}"
     if era == "2018-ms":
         attrs = {"scale_factor": _F(2.0), "add_offset": _F(0.0), "units": f"milliseconds since {epoch}"}

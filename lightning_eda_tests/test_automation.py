@@ -18,8 +18,7 @@ from dagster import (
 
 from lightning_eda.store import database
 from lightning_eda.definitions import clustering_assets, defs, ingest_assets
-from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
-from test_ingestor import KEY_2018, resources_for, serve_2018_minute
+from real_minute import KEY_2018, resources_for, serve_2018_minute
 
 
 @pytest.mark.parametrize(

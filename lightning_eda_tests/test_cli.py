@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from dagster import AssetKey, DagsterInstance
 
 from lightning_eda.store import database
-from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 
 BUCKET = "noaa-goes16"
 HOUR_ENV = {"GOES_YEAR": "2018", "GOES_DOY": "183", "GOES_HOUR": "04"}
@@ -38,6 +38,7 @@ def served_hour(s3, real_granules):
     return s3
 
 
+@pytest.mark.slow
 def test_run_loads_the_hour_and_a_second_run_changes_nothing(served_hour, tmp_path):
     env = {**HOUR_ENV, "S3_BUCKET": BUCKET, "AWS_ENDPOINT_URL_S3": served_hour.url, "LIGHTNING_EDA_DATA_DIR": "data"}
     first = lightning_eda(env, tmp_path)
@@ -46,6 +47,10 @@ def test_run_loads_the_hour_and_a_second_run_changes_nothing(served_hour, tmp_pa
     assert "files: 3 (3 loaded, 0 failed)" in first.stdout
     db = tmp_path / "data" / "glm.duckdb"
     assert str(db.resolve()) in first.stdout
+    # without DAGSTER_HOME the run is recorded in ./.dagster_home, the instance `make dev` opens: the UI shows it
+    with DagsterInstance.from_config(str(tmp_path / ".dagster_home")) as instance:
+        event = instance.get_latest_materialization_event(AssetKey("load"))
+        assert event is not None and event.dagster_event.partition == "2018-07-02-04:00"
 
     def contents():
         with database.connect(db, read_only=True) as con:
@@ -100,6 +105,7 @@ def _backfill(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_backfill_loads_each_hour_once_and_resumes(s3, tmp_path):
     """Three hours of factory-made granules (the suite's own files, no shared data needed); hour 2 starts empty."""
     from datetime import datetime, timedelta

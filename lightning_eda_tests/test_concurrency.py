@@ -13,11 +13,11 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from lcfa_factory import lcfa_name, sample_tables, write_lcfa
 from lightning_eda.store import database
-from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 
 PROJECT = Path(__file__).resolve().parents[1]
 BUCKET = "noaa-goes16"
@@ -35,6 +35,7 @@ sys.exit(0 if result.success else 1)
 """
 
 
+@pytest.mark.slow
 def test_partitions_launched_together_all_load_and_take_turns_on_duckdb(s3, tmp_path):
     made = tmp_path / "made"
     made.mkdir()

@@ -122,7 +122,7 @@ def test_km2_and_m2_files_decode_to_the_same_areas_in_m2(tmp_path):
     np.testing.assert_allclose(km2.flashes["area"], m2.flashes["area"], rtol=0, atol=tol)
 
 
-# --- the time trap (GLM.md) ---------------------------------------------------------------------------------------
+# --- the time trap (docs/glm_format.md) -------------------------------------------------------------------------------
 
 
 def default_decoding(path: Path, name: str) -> np.ndarray:

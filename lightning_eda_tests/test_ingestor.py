@@ -8,42 +8,9 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pytest
-from dagster import materialize
-from dagster_duckdb import DuckDBResource
 
 from lightning_eda.store import database
-from lightning_eda.orchestration.assets.ingestor import extract, load, transform
-from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
-from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
-
-BUCKET = "noaa-goes16"
-HOUR_2018 = datetime(2018, 7, 2, 4)
-KEY_2018 = "2018-07-02-04:00"
-FIRST_THREE = {  # the README's counts for the busy 2018 minute
-    "OR_GLM-L2-LCFA_G16_s20181830433000_e20181830433200_c20181830433231.nc": (302, 7182, 18361),
-    "OR_GLM-L2-LCFA_G16_s20181830433200_e20181830433400_c20181830433424.nc": (277, 6919, 19956),
-    "OR_GLM-L2-LCFA_G16_s20181830433400_e20181830434000_c20181830434029.nc": (274, 7478, 21480),
-}
-
-
-def resources_for(data_dir: Path, bucket: str = BUCKET) -> dict:
-    return {
-        "archive": GlmArchiveResource(bucket=bucket),
-        "data": LightningDataResource(data_dir=str(data_dir)),
-        "duckdb": DuckDBResource(database=str(data_dir / "glm.duckdb")),
-    }
-
-
-def run_hour(data_dir: Path, key: str = KEY_2018, bucket: str = BUCKET):
-    return materialize([extract, transform, load], partition_key=key, resources=resources_for(data_dir, bucket))
-
-
-def serve_2018_minute(s3, real_granules) -> None:
-    """Put the three consecutive real 2018 granules under their real keys (idempotent)."""
-    for path in real_granules:
-        if path.name in FIRST_THREE:
-            s3.put_granule(BUCKET, path)
-
+from real_minute import BUCKET, FIRST_THREE, run_hour, serve_2018_minute
 
 @pytest.fixture(scope="module")
 def hour_2018(s3, real_granules):
@@ -128,7 +95,7 @@ def test_times_are_utc_and_within_the_granule_span(hour_2018, tmp_path):
            FROM glm_flash fl JOIN glm_file f USING (source_file)""",
     )
     earliest_ms, latest_ms = rows[0]
-    assert -2500 <= earliest_ms < 0  # some flashes start just before their granule (GLM.md)
+    assert -2500 <= earliest_ms < 0  # some flashes start just before their granule (docs/glm_format.md)
     assert latest_ms <= 500
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from lightning_eda.store import database, quality
-from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 
 START = datetime(2024, 3, 5, 1, 0, 0)
 
@@ -89,6 +88,7 @@ def test_orphans_are_counted(con):
     assert quality.orphan_children(con) == {"groups_without_flash": 1, "events_without_group": 1}
 
 
+@pytest.mark.slow
 def test_dagster_asset_materialize_runs_one_partition_from_the_shell(s3, tmp_path):
     """The documented `dagster asset materialize --partition` command ingests exactly that hour."""
     from lcfa_factory import lcfa_name, sample_tables, write_lcfa
@@ -110,3 +110,65 @@ def test_dagster_asset_materialize_runs_one_partition_from_the_shell(s3, tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     with database.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as db:
         assert db.execute("SELECT hour, count(*) FROM glm_file GROUP BY 1").fetchall() == [(datetime(2024, 3, 7, 9), 2)]
+
+
+# --- the checks on the clustering tables -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clustered(con):
+    """Four z-scored features (mean 0, std 1 in both columns), each in one cluster, and a summary that adds up."""
+    con.execute(
+        "CREATE TABLE flash_features AS SELECT * FROM (VALUES ('g1.nc', 1, -1.0::DOUBLE, 1.0::DOUBLE), ('g1.nc', 2, 1.0, -1.0), "
+        "('g1.nc', 3, -1.0, -1.0), ('g1.nc', 4, 1.0, 1.0)) t(source_file, flash_id, f_x, f_y)"
+    )
+    con.execute("CREATE TABLE flash_cluster AS SELECT source_file, flash_id, flash_id % 2 AS cluster FROM flash_features")
+    con.execute("CREATE TABLE cluster_summary AS SELECT * FROM (VALUES (0, 2), (1, 2)) t(cluster, n_flashes)")
+    return con
+
+
+def test_clean_clustering_tables_pass_both_checks(clustered):
+    assert quality.feature_standardization(clustered)[0]
+    assert quality.clustering_coverage(clustered)[0]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "UPDATE flash_features SET f_x = f_x + 0.5",  # not centred
+        "UPDATE flash_features SET f_y = f_y * 3",  # not unit spread
+        "UPDATE flash_features SET f_x = 'NaN'::DOUBLE WHERE flash_id = 1",  # not finite
+        "DELETE FROM flash_features",  # nothing preprocessed
+    ],
+)
+def test_features_that_are_not_z_scored_fail(clustered, fault):
+    clustered.execute(fault)
+    passed, facts = quality.feature_standardization(clustered)
+    assert not passed, facts
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "DELETE FROM flash_cluster WHERE flash_id = 4",  # a flash without a cluster
+        "INSERT INTO flash_cluster VALUES ('g1.nc', 4, 0)",  # a flash in two clusters
+        "UPDATE cluster_summary SET n_flashes = 3 WHERE cluster = 0",  # the summary does not add up
+    ],
+)
+def test_flashes_not_clustered_exactly_once_fail(clustered, fault):
+    clustered.execute(fault)
+    passed, facts = quality.clustering_coverage(clustered)
+    assert not passed, facts
+
+
+def test_the_dagster_checks_report_the_planted_faults(clustered, tmp_path):
+    """The asset checks themselves, invoked as Dagster invokes them, fail on the same faults."""
+    from lightning_eda.orchestration.checks import every_flash_clustered, features_standardized
+    from lightning_eda.orchestration.resources import LightningDataResource
+
+    clustered.execute("UPDATE flash_features SET f_x = f_x + 0.5")
+    clustered.execute("DELETE FROM flash_cluster WHERE flash_id = 4")
+    clustered.close()
+    data = LightningDataResource(data_dir=str(tmp_path))
+    assert not features_standardized(data=data).passed
+    assert not every_flash_clustered(data=data).passed

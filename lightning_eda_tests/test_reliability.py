@@ -24,7 +24,6 @@ import duckdb
 import numpy as np
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster_duckdb import DuckDBResource
 
 import lcfa_factory
 from faulty_s3 import FaultyS3
@@ -34,8 +33,7 @@ from lightning_eda.ingest.archive import STALE_PART_AGE
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.cli import _failure_message
 from lightning_eda.goes.layout import hour_prefix
-from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
-from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
+from lightning_eda.orchestration.resources import build_resources
 
 PRODUCT = "GLM-L2-LCFA"
 TESTS_DIR = Path(__file__).resolve().parent
@@ -59,11 +57,7 @@ DUMMY_TOKEN = "reliability-dummy-session-token-Vb3k"
 
 
 def resources_for(data_dir: Path, bucket: str, **archive) -> dict:
-    return {
-        "archive": GlmArchiveResource(bucket=bucket, **archive),
-        "data": LightningDataResource(data_dir=str(data_dir)),
-        "duckdb": DuckDBResource(database=str(data_dir / "glm.duckdb")),
-    }
+    return build_resources(data_dir, bucket=bucket, **archive)
 
 
 def run(data_dir: Path, bucket: str, key: str, *, assets=(extract, transform, load), instance=None, **archive):
@@ -269,7 +263,8 @@ def test_an_hour_where_every_granule_fails_to_decode_is_a_failed_run(s3, tmp_pat
 
 
 def test_an_hour_mixing_whole_and_fractional_second_times_loads(s3, tmp_path):
-    # real granules end on a tenth of a second when they are short (GLM.md; e.g. ..._e20210820634005_...)
+    # real granules end on a tenth of a second when they are short (docs/glm_format.md;
+    # e.g. ..._e20210820634005_...)
     bucket = "rel-fractional"
     staging = tmp_path / "staging"
     staging.mkdir()
@@ -328,11 +323,11 @@ def test_throttling_errors_cuts_and_timeouts_are_retried_and_every_granule_loads
     bucket, granules, counts = flaky_hour["bucket"], flaky_hour["granules"], flaky_hour["counts"]
     # the proxy holds delayed and stalled connections for 20 s: only the client's own 1 s read timeout ends them early
     proxy.configure(every=3, modes=("slowdown", "error500", "cut", "delay", "stall"), scope="all", delay=20.0)
-    started = time.monotonic()
     result = run(tmp_path, bucket, KEY_2019, read_timeout=1.0, max_attempts=3)
     assert result.success, _failure_message(result)
-    assert time.monotonic() - started < 20, "read_timeout was not applied"
     assert set(proxy.faults) == {"slowdown", "error500", "cut", "delay", "stall"}, proxy.faults
+    held = proxy.faults["delay"] + proxy.faults["stall"]
+    assert proxy.hung_up_while_held == held, "the client's read_timeout did not end every held connection"
     assert meta(result, "extract")["download_failures"] == 0
     assert_hour_loaded_exactly_once(tmp_path / "glm.duckdb", tmp_path, bucket, counts, granules)
     assert len(proxy.object_gets()) > len(granules), "faulted downloads were fetched again"
@@ -399,6 +394,7 @@ extract_hour(archive, datetime(2019, 6, 1, 12), Path(raw_root), max_workers=2)
 """
 
 
+@pytest.mark.slow
 def test_a_download_killed_midway_is_never_taken_as_complete(flaky_hour, proxy, tmp_path):
     bucket, granules, counts = flaky_hour["bucket"], flaky_hour["granules"], flaky_hour["counts"]
     big = sorted(granules)[0]  # ~200 KB: the half sent before the stall spans a whole 64 KiB read
@@ -537,6 +533,7 @@ def crash_granules(tmp_path_factory):
     return {"A": a, "B": {**a, big[0]: big[1]}}
 
 
+@pytest.mark.slow
 def test_a_first_load_killed_inside_its_transaction_leaves_the_hour_absent(crash_granules, tmp_path):
     bucket = "rel-crash"
     manifest = tmp_path / "B.json"
@@ -556,6 +553,7 @@ def test_a_first_load_killed_inside_its_transaction_leaves_the_hour_absent(crash
     assert sorted(rows_per_file(db).values()) == sorted([SAMPLE_COUNTS, SAMPLE_COUNTS, (3000, 9000, 36000)])
 
 
+@pytest.mark.slow
 def test_kills_at_any_moment_of_repeated_loads_leave_one_whole_state(crash_granules, tmp_path):
     bucket = "rel-crash"
     db = tmp_path / "glm.duckdb"
@@ -583,25 +581,17 @@ def test_kills_at_any_moment_of_repeated_loads_leave_one_whole_state(crash_granu
 CHILD_RUN = HANG_HOOK + """
 import sys, time
 from dagster import materialize
-from dagster_duckdb import DuckDBResource
 from lightning_eda.store import database
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
-from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
+from lightning_eda.orchestration.resources import build_resources
 
 bucket, data_dir, key = sys.argv[1:4]
 install_hang()
-materialize(
-    [extract, transform, load],
-    partition_key=key,
-    resources={
-        "archive": GlmArchiveResource(bucket=bucket),
-        "data": LightningDataResource(data_dir=data_dir),
-        "duckdb": DuckDBResource(database=data_dir + "/glm.duckdb"),
-    },
-)
+materialize([extract, transform, load], partition_key=key, resources=build_resources(data_dir, bucket=bucket))
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_during_load_leaves_the_old_hour_and_the_next_run_completes_it(crash_granules, s3, tmp_path):
     bucket = "rel-crash-run"
     for name, body in crash_granules["A"].items():
@@ -813,7 +803,6 @@ def test_soak_two_hours_through_faults_loads_every_granule_once(s3, tmp_path, gl
     soak = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "soak", soak)  # its worker processes look its functions up by module name
     spec.loader.exec_module(soak)
-    started = time.monotonic()
     figures = soak.run_soak(
         s3, workdir=tmp_path, hours=2, fault_every=20, read_timeout=1.0, real_dir=glm_dir, real_every=60
     )
@@ -822,4 +811,3 @@ def test_soak_two_hours_through_faults_loads_every_granule_once(s3, tmp_path, gl
                     "part_files"):
         assert figures[problem] == 0, (problem, figures)
     assert figures["faults"] > 0 and figures["failed_runs"] == 0
-    assert time.monotonic() - started < 120

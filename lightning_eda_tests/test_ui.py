@@ -21,7 +21,6 @@ import duckdb
 import pytest
 import yaml
 
-from s3_fixtures import s3, s3_server  # noqa: F401  (pytest fixtures)
 from ui_helpers import (
     CHROMEDRIVER,
     CHROMIUM,
@@ -33,7 +32,10 @@ from ui_helpers import (
     show_whole_graph,
     wait_for,
     wait_for_texts,
+    wait_until_still,
 )
+
+pytestmark = pytest.mark.slow  # starts dagster dev and Chromium: about two minutes
 
 BUCKET = "noaa-goes16"
 PARTITION = "2018-07-02-04:00"
@@ -435,7 +437,7 @@ def test_asset_graph_page_shows_every_group_and_asset(ui, browser, expected, tmp
         ActionChains(browser).key_down(Keys.ALT).send_keys("e").key_up(Keys.ALT).perform()
         wait_for_texts(browser, expected["assets"], timeout=20)
     show_whole_graph(browser)
-    time.sleep(1.5)  # the graph's fit-to-screen animation
+    wait_until_still(browser)  # the graph's fit-to-screen animation
     wait_for_texts(browser, [*groups, *expected["assets"]], timeout=10)
     _save_screenshot(browser, tmp_path, "asset_graph.png", COMMITTED_SCREENSHOT)
 
@@ -444,5 +446,5 @@ def test_materialized_asset_page(ui, browser, ingest_run, tmp_path):
     assert ingest_run["status"] == "SUCCESS"
     browser.get(f"{ui.url}/assets/load?partition={PARTITION}")
     wait_for_texts(browser, ["load", PARTITION, str(FLASHES_2018)], timeout=60)
-    time.sleep(1.0)
+    wait_until_still(browser)
     _save_screenshot(browser, tmp_path, "load_asset.png")

@@ -215,11 +215,24 @@ def show_whole_graph(driver) -> None:
         buttons = driver.find_elements("xpath", xpath)
         if buttons:
             buttons[0].click()
-            time.sleep(0.3)
+            wait_until_still(driver)
     # a double click on the graph's background re-fits the graph to its (now wider) viewport
     body = driver.find_element("tag name", "body")
     height = driver.execute_script("return window.innerHeight")
     ActionChains(driver).move_to_element_with_offset(body, 0, -(height // 2) + 130).double_click().perform()
+
+
+def wait_until_still(driver, timeout: float = 15.0, interval: float = 0.25) -> None:
+    """Poll screenshots until two in a row are identical: animations (the graph's fit-to-screen) have finished."""
+    deadline = time.monotonic() + timeout
+    previous = driver.get_screenshot_as_png()
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        current = driver.get_screenshot_as_png()
+        if current == previous:
+            return
+        previous = current
+    raise AssertionError(f"the page was still changing after {timeout:.0f} s")
 
 
 def png_size(data: bytes) -> tuple[int, int]:

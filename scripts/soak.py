@@ -44,7 +44,6 @@ from faulty_s3 import MODES, FaultyS3  # noqa: E402
 from s3_server import LocalS3  # noqa: E402
 
 from dagster import materialize  # noqa: E402
-from dagster_duckdb import DuckDBResource  # noqa: E402
 
 from lightning_eda.store import database  # noqa: E402
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform  # noqa: E402
@@ -52,7 +51,7 @@ from lightning_eda.cli import _failure_message  # noqa: E402
 from lightning_eda.goes.granule import read_granule  # noqa: E402
 from lightning_eda.goes.layout import hour_prefix, parse_granule_name  # noqa: E402
 from lightning_eda.orchestration.partitions import partition_key_for_hour  # noqa: E402
-from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource  # noqa: E402
+from lightning_eda.orchestration.resources import build_resources  # noqa: E402
 
 PRODUCT = "GLM-L2-LCFA"
 DEFAULT_REAL_DIR = PROJECT.parent / "shared" / "data" / "glm"
@@ -130,11 +129,7 @@ def run_hour(data_dir: Path, bucket: str, hour: datetime, read_timeout: float):
     return materialize(
         [extract, transform, load],
         partition_key=partition_key_for_hour(hour),
-        resources={
-            "archive": GlmArchiveResource(bucket=bucket, read_timeout=read_timeout),
-            "data": LightningDataResource(data_dir=str(data_dir)),
-            "duckdb": DuckDBResource(database=str(data_dir / "glm.duckdb")),
-        },
+        resources=build_resources(data_dir, bucket=bucket, read_timeout=read_timeout),
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -25,12 +25,31 @@ class SilhouetteSweep:
         return self.sample_size is not None
 
 
+AUTO_K = "auto"
+
+
+def parse_k(value: Union[int, str]) -> Union[int, Literal["auto"]]:
+    """The ``k`` setting: a whole number of clusters (``3`` or ``"3"``), or ``"auto"``."""
+    if isinstance(value, str) and value.strip().lower() == AUTO_K:
+        return AUTO_K
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())):
+        raise ValueError(f"k={value!r} must be 'auto' or a whole number >= 1")
+    k = int(value)
+    if k < 1:
+        raise ValueError(f"k={value!r} must be 'auto' or a whole number >= 1")
+    return k
+
+
+def elbow_knee(inertias: dict[int, float]) -> Optional[int]:
+    """The knee of the inertia curve (None when it has none or fewer than three points)."""
+    return find_knee(list(inertias), list(inertias.values())) if len(inertias) >= 3 else None
+
+
 def evaluate_elbow(X: np.ndarray, ks: Sequence[int], *, n_init: int, seed: int) -> tuple[dict[int, float], Optional[int]]:
     """Inertia for each feasible k, and the knee of the curve (None when it has none)."""
     feasible = [k for k in sorted(set(ks)) if 1 <= k <= _distinct_rows(X)]
     inertias = elbow_sweep(X, feasible, n_init=n_init, seed=seed) if feasible else {}
-    knee = find_knee(list(inertias), list(inertias.values())) if len(inertias) >= 3 else None
-    return inertias, knee
+    return inertias, elbow_knee(inertias)
 
 
 def evaluate_silhouette(
@@ -67,6 +86,22 @@ def choose_k(silhouettes: dict[int, float], knee: Optional[int]) -> tuple[int, s
     if knee in tied:
         return knee, f"silhouettes of k={tied} within {SILHOUETTE_TIE}; knee at k={knee} breaks the tie"
     return tied[0], f"silhouettes of k={tied} within {SILHOUETTE_TIE}; smallest k taken (knee: {knee})"
+
+
+def choose_k_from_evaluation(setting: Union[int, str], evaluation: pd.DataFrame) -> tuple[int, str]:
+    """The final k: the configured number, or for ``"auto"`` :func:`choose_k` over the stored evaluation.
+
+    ``evaluation`` has the columns of ``cluster_evaluation`` (``k``, ``inertia``, ``silhouette``); missing scores
+    are NaN. Raises ``ValueError`` when auto has nothing to choose from.
+    """
+    k = parse_k(setting)
+    if k != AUTO_K:
+        return k, "set in config"
+    scored = evaluation.dropna(subset=["silhouette"])
+    silhouettes = {int(k): float(v) for k, v in zip(scored["k"], scored["silhouette"])}
+    with_inertia = evaluation.dropna(subset=["inertia"]).sort_values("k")
+    inertias = {int(k): float(v) for k, v in zip(with_inertia["k"], with_inertia["inertia"])}
+    return choose_k(silhouettes, elbow_knee(inertias))
 
 
 def summarize_clusters(flashes: pd.DataFrame, labels: np.ndarray, centroids_latlon: np.ndarray) -> pd.DataFrame:

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lightning_eda.geo import wrap_longitude
+
 logger = logging.getLogger(__name__)
 
 #: Mean Earth radius (IUGG R1) in km; the projection uses a spherical Earth.
@@ -188,12 +190,6 @@ def laea_inverse(
     return lat, lon
 
 
-def wrap_longitude(lon: np.ndarray) -> np.ndarray:
-    """Wrap longitudes (degrees) into [-180, 180)."""
-    wrapped = np.mod(np.asarray(lon, dtype=np.float64) + 180.0, 360.0) - 180.0
-    # np.mod can round a tiny negative up to exactly 360, which would give +180.
-    return np.where(wrapped >= 180.0, wrapped - 360.0, wrapped)
-
 
 def projection_centre(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
     """Centre for the projection: arithmetic mean latitude and circular mean longitude (degrees).
@@ -340,3 +336,30 @@ def build_features(clean_df: pd.DataFrame) -> tuple[np.ndarray, FeatureTransform
         )
     transform = FeatureTransform.fit(lat, lon)
     return transform.to_features(lat, lon), transform
+
+
+FEATURE_COLUMNS = ["source_file", "flash_id", "time_start", "time_end", "lat", "lon", "energy", "quality_flag"]
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """The preprocessor's output: one row per kept flash (``flash_features``) and the drop counts per reason."""
+
+    features: pd.DataFrame
+    dropped: dict[str, int]
+    transform: FeatureTransform
+
+
+def preprocess(flashes: pd.DataFrame, *, quality_flags: Collection[Any] | None = None) -> Preprocessed:
+    """Clean the flashes, fit the equal-area transform and z-score them.
+
+    ``features`` keeps :data:`FEATURE_COLUMNS` and adds ``row_id`` (the feature row), ``x_km``, ``y_km`` (equal-area
+    coordinates) and ``f_x``, ``f_y`` (the z-scored features k-means sees). Empty when nothing survives cleaning.
+    """
+    clean, dropped = clean_flashes(flashes, quality_flags=quality_flags)
+    X, transform = build_features(clean)
+    x_km, y_km = transform.to_xy(clean["lat"].to_numpy(), clean["lon"].to_numpy())
+    features = clean[FEATURE_COLUMNS].assign(
+        row_id=np.arange(len(clean)), x_km=x_km, y_km=y_km, f_x=X[:, 0], f_y=X[:, 1]
+    )
+    return Preprocessed(features=features, dropped=dropped, transform=transform)

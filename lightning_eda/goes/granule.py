@@ -2,7 +2,7 @@
 
 Every packed variable is decoded from its own attributes (``_Unsigned``, ``scale_factor``, ``add_offset``,
 ``_FillValue``, ``units``) by the small functions below instead of netCDF4's automatic decoding, because the
-archive holds three time encodings and default decoding gets two of them wrong (see ``/work/shared/GLM.md`` and
+archive holds three time encodings and default decoding gets two of them wrong (see ``docs/glm_format.md`` and
 glmtools ``_check_and_fix_missing_unsigned_time``). Units that are not understood raise instead of being guessed.
 
 All timestamps are naive UTC: ``datetime`` in :attr:`Granule.meta`, ``datetime64[ns]`` in the tables.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from lightning_eda.files import atomic_write
+from lightning_eda.geo import wrap_longitude
 from lightning_eda.goes.layout import parse_granule_name
 
 logger = logging.getLogger(__name__)
@@ -160,12 +161,6 @@ def decode_quality_flag(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     return flags.astype(np.int16)
 
 
-def wrap_longitude(lon: np.ndarray) -> np.ndarray:
-    """Wrap longitudes into [-180, 180); GOES-West event longitudes decode below -180."""
-    wrapped = np.mod(lon + 180.0, 360.0) - 180.0
-    wrapped[wrapped >= 180.0] = -180.0
-    return wrapped
-
 
 def parse_utc_text(text: str) -> datetime:
     """Parse ``2018-07-02T04:33:00.0Z`` or ``2018-07-02 04:33:00.000`` to a naive UTC datetime.
@@ -197,8 +192,9 @@ def parse_time_units(units: Any) -> tuple[float, datetime]:
 def time_offset_seconds(raw: np.ndarray, attrs: dict[str, Any]) -> tuple[datetime, np.ndarray, str | None]:
     """Decode a packed time offset to seconds after its epoch, for all three encodings in the archive.
 
-    Rule (GLM.md): ``milliseconds`` units mean a signed integer, whatever ``_Unsigned`` says (some mid-2018 files
-    carry a stray one); ``seconds`` units mean an unsigned integer, even when ``_Unsigned`` is missing (late 2018).
+    Rule (``docs/glm_format.md``, "Time: the trap"): ``milliseconds`` units mean a signed integer, whatever
+    ``_Unsigned`` says (some mid-2018 files carry a stray one); ``seconds`` units mean an unsigned integer, even when
+    ``_Unsigned`` is missing (late 2018).
 
     Returns
     -------
@@ -524,13 +520,10 @@ def _write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
             # Arrow writes microsecond timestamps as "2018-07-02 04:33:39.690000" (ISO 8601 with a space, as
             # RFC 3339 allows); DuckDB and pandas read it back exactly. Formatting a "T" would triple the cost.
             table = table.set_column(index, field.name, table.column(index).cast(pa.timestamp("us"), safe=False))
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # Arrow always quotes header names; our column names are plain identifiers, so write the header ourselves.
-            handle.write((",".join(table.column_names) + "\n").encode())
-            pacsv.write_csv(table, handle, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+
+    def write(handle) -> None:
+        # Arrow always quotes header names; our column names are plain identifiers, so write the header ourselves.
+        handle.write((",".join(table.column_names) + "\n").encode())
+        pacsv.write_csv(table, handle, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+
+    atomic_write(path, write)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
+
+from lightning_eda.utc import days_in_year, naive_utc
 
 LCFA_PRODUCT = "GLM-L2-LCFA"
 
@@ -77,9 +79,9 @@ def parse_stamp(stamp: str) -> datetime:
         raise ValueError(f"time stamp {stamp!r} is not 14 digits YYYYDDDHHMMSSt")
     year, doy = int(stamp[0:4]), int(stamp[4:7])
     hour, minute, second, tenth = int(stamp[7:9]), int(stamp[9:11]), int(stamp[11:13]), int(stamp[13])
-    days_in_year = (datetime(year + 1, 1, 1) - datetime(year, 1, 1)).days
-    if not 1 <= doy <= days_in_year:
-        raise ValueError(f"time stamp {stamp!r}: day of year {doy} is outside 001-{days_in_year:03d} for {year}")
+    n_days = days_in_year(year)
+    if not 1 <= doy <= n_days:
+        raise ValueError(f"time stamp {stamp!r}: day of year {doy} is outside 001-{n_days:03d} for {year}")
     if hour > 23 or minute > 59 or second > 59:
         raise ValueError(f"time stamp {stamp!r}: time of day {hour:02d}:{minute:02d}:{second:02d} is invalid")
     return datetime(year, 1, 1) + timedelta(
@@ -89,7 +91,7 @@ def parse_stamp(stamp: str) -> datetime:
 
 def format_stamp(moment: datetime) -> str:
     """Encode a datetime as ``YYYYDDDHHMMSSt``, truncating below a tenth of a second."""
-    moment = _as_naive_utc(moment)
+    moment = naive_utc(moment)
     return f"{moment:%Y%j%H%M%S}{moment.microsecond // 100_000}"
 
 
@@ -132,7 +134,7 @@ def hour_prefix(product: str, hour: datetime) -> str:
     Minutes and seconds of ``hour`` are ignored: the prefix is the one of the hour containing it.
     """
     _check_product(product)
-    hour = _as_naive_utc(hour)
+    hour = naive_utc(hour)
     return f"{product}/{hour:%Y}/{hour:%j}/{hour:%H}/"
 
 
@@ -184,9 +186,3 @@ def _check_product(product: str) -> None:
     if not isinstance(product, str) or not PRODUCT_RE.fullmatch(product):
         raise ValueError(f"product {product!r} is not a GLM L2 product name like {LCFA_PRODUCT!r}")
 
-
-def _as_naive_utc(moment: datetime) -> datetime:
-    """Convert an aware datetime to naive UTC; a naive one is taken to be UTC already."""
-    if moment.tzinfo is not None:
-        return moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment

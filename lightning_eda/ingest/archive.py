@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import glob
 import logging
-import os
 import random
 import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
+from lightning_eda.files import atomic_write
 from lightning_eda.goes.layout import hour_prefix, is_granule_key, local_path_for_key
 
 log = logging.getLogger(__name__)
@@ -115,21 +114,14 @@ def _remove_stale_parts(dest: Path, older_than: float = STALE_PART_AGE) -> None:
 
 
 def _atomic_write_from(dest: Path, expected_size: int, write: Callable[[object], None]) -> None:
-    """Run ``write(fileobj)`` into a temporary file beside ``dest``; rename it into place only if the size matches."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        size = os.path.getsize(tmp_name)
-        if size != expected_size:
-            raise FetchError(f"{dest.name}: got {size} bytes, the listing says {expected_size}")
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Write into ``.<name>.*.part`` beside ``dest``; rename it into place only if the size matches the listing."""
+    atomic_write(
+        dest,
+        write,
+        expected_size=expected_size,
+        size_error=lambda size: FetchError(f"{dest.name}: got {size} bytes, the listing says {expected_size}"),
+        suffix=".part",
+    )
 
 
 class S3Archive:

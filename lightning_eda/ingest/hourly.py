@@ -12,23 +12,26 @@ import json
 import logging
 import multiprocessing
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
-from lightning_eda.store import database
+from lightning_eda.files import atomic_write
 from lightning_eda.goes.granule import granule_to_csvs, read_granule
-from lightning_eda.goes.layout import hour_prefix
+from lightning_eda.goes.layout import hour_prefix, is_granule_key
+from lightning_eda.ingest.archive import ExtractReport
+from lightning_eda.store import database
+from lightning_eda.utc import utc_now
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+EXTRACT_REPORT_NAME = "extract.json"
 TABLE_OF_KIND = {"flashes": "glm_flash", "groups": "glm_group", "events": "glm_event"}
 
 
@@ -56,6 +59,10 @@ class HourPaths:
     @property
     def manifest(self) -> Path:
         return self.csv_dir / MANIFEST_NAME
+
+    @property
+    def extract_report(self) -> Path:
+        return self.csv_dir / EXTRACT_REPORT_NAME
 
 
 @dataclass
@@ -143,6 +150,33 @@ def _transform_isolated(path: Path, csv_dir: Path, context) -> GranuleRecord:
         return GranuleRecord(path.name, size, "failed", error="the decoder crashed on this file")
 
 
+def write_extract_report(paths: HourPaths, report: ExtractReport) -> None:
+    """Record what the hour's extract listed and failed to fetch, for the transform that follows."""
+    listed = sorted([*report.downloaded, *report.already_present, *report.failed])
+    text = json.dumps({"listed": listed, "failed": report.failed})
+    atomic_write(paths.extract_report, lambda handle: handle.write(text.encode()))
+
+
+def read_extract_report(paths: HourPaths) -> dict:
+    """What the hour's last extract listed and failed to fetch (empty before any extract ran)."""
+    return json.loads(paths.extract_report.read_text()) if paths.extract_report.is_file() else {}
+
+
+def granules_to_transform(paths: HourPaths, extracted: dict) -> list[Path]:
+    """The hour's raw granules that the last extract listed (all granule files when no extract was recorded).
+
+    A granule withdrawn from the archive since an earlier run is not reloaded; files that are not granules of
+    this hour and product are never decoded.
+    """
+    listed = set(extracted["listed"]) if "listed" in extracted else None
+    prefix = hour_prefix(paths.product, paths.hour)
+    return [
+        path
+        for path in sorted(paths.raw_dir.glob("*.nc"))
+        if is_granule_key(prefix + path.name, paths.product) and (listed is None or path.name in listed)
+    ]
+
+
 def transform_hour(
     raw_files: list[Path], paths: HourPaths, failed_downloads: Optional[dict[str, str]] = None
 ) -> list[GranuleRecord]:
@@ -161,11 +195,8 @@ def transform_hour(
 
 
 def write_manifest(path: Path, records: list[GranuleRecord]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump([asdict(r) for r in records], handle, indent=1)
-    os.replace(tmp, path)
+    text = json.dumps([asdict(r) for r in records], indent=1)
+    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def read_manifest(path: Path) -> list[GranuleRecord]:
@@ -175,7 +206,7 @@ def read_manifest(path: Path) -> list[GranuleRecord]:
 
 
 def files_frame(records: list[GranuleRecord], *, bucket: str, product: str, hour: datetime) -> pd.DataFrame:
-    loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    loaded_at = utc_now()
     frame = pd.DataFrame(
         {
             "source_file": [r.source_file for r in records],

@@ -1,18 +1,13 @@
 """Asset checks: what a data engineer verifies before trusting the tables. Each is one query in lightning_eda.store.quality."""
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue, asset_check, multi_asset_check
-from dagster_duckdb import DuckDBResource
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, asset_check, multi_asset_check
 
-from lightning_eda.store import quality
-from lightning_eda.orchestration.constants import DUCKDB_POOL
 from lightning_eda.orchestration.assets.clustering import kmeans_cluster, preprocessor
 from lightning_eda.orchestration.assets.ingestor import load
-
-
-def _table(rows, header) -> MetadataValue:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    return MetadataValue.md("\n".join(lines))
+from lightning_eda.orchestration.constants import DUCKDB_POOL
+from lightning_eda.orchestration.metadata import markdown_table
+from lightning_eda.orchestration.resources import LightningDataResource
+from lightning_eda.store import quality
 
 
 def coordinates_in_range(con) -> AssetCheckResult:
@@ -39,7 +34,7 @@ def row_counts_match_glm_file(con) -> AssetCheckResult:
     return AssetCheckResult(
         check_name="row_counts_match_glm_file",
         passed=not mismatches,
-        metadata={"mismatched_granules": len(mismatches), "examples": _table(mismatches[:10], header)},
+        metadata={"mismatched_granules": len(mismatches), "examples": markdown_table(mismatches[:10], header)},
     )
 
 
@@ -50,7 +45,7 @@ def flash_times_within_granule(con) -> AssetCheckResult:
         passed=count == 0,
         metadata={
             "flashes_outside": count,
-            "examples": _table(examples, ["source_file", "flash_id", "flash start", "granule start"]),
+            "examples": markdown_table(examples, ["source_file", "flash_id", "flash start", "granule start"]),
         },
     )
 
@@ -72,7 +67,7 @@ def no_failed_granules(con) -> AssetCheckResult:
         check_name="no_failed_granules",
         passed=not failed,
         severity=AssetCheckSeverity.WARN,
-        metadata={"failed_granules": len(failed), "failures": _table(failed[:20], ["source_file", "error"])},
+        metadata={"failed_granules": len(failed), "failures": markdown_table(failed[:20], ["source_file", "error"])},
     )
 
 
@@ -98,43 +93,28 @@ LOAD_CHECKS = {
     specs=[AssetCheckSpec(fn.__name__, asset=load, description=text) for fn, text in LOAD_CHECKS.items()],
     pool=DUCKDB_POOL,
 )
-def load_checks(duckdb: DuckDBResource):
-    with duckdb.get_connection() as con:
+def load_checks(data: LightningDataResource):
+    with data.get_connection() as con:
         for check in LOAD_CHECKS:
             yield check(con)
 
 
 @asset_check(pool=DUCKDB_POOL, asset=preprocessor, description="Features are finite and z-scored (mean 0, standard deviation 1).")
-def features_standardized(duckdb: DuckDBResource) -> AssetCheckResult:
-    with duckdb.get_connection() as con:
-        n, bad, mx, my, sx, sy = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE NOT (isfinite(f_x) AND isfinite(f_y))), "
-            "avg(f_x), avg(f_y), stddev_pop(f_x), stddev_pop(f_y) FROM flash_features"
-        ).fetchone()
-    spread_ok = n < 2 or all(abs(s - 1) < 1e-6 or s == 0 for s in (sx, sy))
-    passed = bad == 0 and n > 0 and abs(mx) < 1e-6 and abs(my) < 1e-6 and spread_ok
-    return AssetCheckResult(
-        passed=bool(passed),
-        metadata={"rows": n, "non_finite": bad, "mean_x": mx, "mean_y": my, "std_x": sx, "std_y": sy},
-    )
+def features_standardized(data: LightningDataResource) -> AssetCheckResult:
+    with data.get_connection() as con:
+        passed, facts = quality.feature_standardization(con)
+    return AssetCheckResult(passed=passed, metadata=facts)
 
 
-@asset_check(pool=DUCKDB_POOL, asset=kmeans_cluster,
+@asset_check(
+    pool=DUCKDB_POOL,
+    asset=kmeans_cluster,
     description="Every preprocessed flash has exactly one cluster, and cluster_summary's counts add up.",
 )
-def every_flash_clustered(duckdb: DuckDBResource) -> AssetCheckResult:
-    with duckdb.get_connection() as con:
-        features, assigned, distinct, summed = con.execute(
-            """SELECT (SELECT count(*) FROM flash_features),
-                      (SELECT count(*) FROM flash_cluster),
-                      (SELECT count(*) FROM (SELECT DISTINCT source_file, flash_id FROM flash_cluster)),
-                      (SELECT sum(n_flashes) FROM cluster_summary)"""
-        ).fetchone()
-    passed = features == assigned == distinct == summed
-    return AssetCheckResult(
-        passed=bool(passed),
-        metadata={"features": features, "assigned": assigned, "distinct_assigned": distinct, "summary_total": summed},
-    )
+def every_flash_clustered(data: LightningDataResource) -> AssetCheckResult:
+    with data.get_connection() as con:
+        passed, facts = quality.clustering_coverage(con)
+    return AssetCheckResult(passed=passed, metadata=facts)
 
 
 all_checks = [load_checks, features_standardized, every_flash_clustered]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from dagster import HourlyPartitionsDefinition
 
@@ -19,9 +19,3 @@ def partition_key_for_hour(hour: datetime) -> str:
 def hour_for_partition_key(key: str) -> datetime:
     return datetime.strptime(key, PARTITION_FORMAT)
 
-
-def naive_utc(moment: datetime) -> datetime:
-    """Dagster hands out tz-aware times; the store and the key layout use naive UTC."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)

@@ -1,15 +1,19 @@
-"""Resources: the granule archive (S3 or a local folder) and the data directory.
+"""Resources: the granule archive (S3 or a local folder) and the data folder (which owns the database path).
 
 Defaults come from the environment when the code location loads, so `dagster dev`, the daemon and
 `lightning-eda run` all read the same variables; every value can also be overridden in the launchpad.
 """
 
 
+import os
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Mapping, Optional
 
+import duckdb
 from dagster import ConfigurableResource
+from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from lightning_eda import settings
@@ -58,7 +62,7 @@ class GlmArchiveResource(ConfigurableResource):
 
 
 class LightningDataResource(ConfigurableResource):
-    """The data directory: raw granules, CSVs, plots and the DuckDB file."""
+    """The data folder: raw granules, CSVs, plots and the DuckDB file, whose path it alone decides."""
 
     data_dir: str = Field(default=settings.DEFAULT_DATA_DIR, description="Data folder (LIGHTNING_EDA_DATA_DIR).")
 
@@ -70,21 +74,42 @@ class LightningDataResource(ConfigurableResource):
     def database_path(self) -> Path:
         return self.root / settings.DATABASE_FILE_NAME
 
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the data folder's ``glm.duckdb`` (created with its folder when missing)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with DuckDBResource(database=str(self.database_path)).get_connection() as con:
+            yield con
+
     def hour_paths(self, archive: GlmArchiveResource, hour: datetime) -> HourPaths:
         """The hour's folders; raises settings.ConfigError for a bucket or product that is no safe folder name."""
         archive.validate_names()
         return HourPaths(self.root, archive.bucket, archive.product, hour)
 
 
-def resources_from_env(env: Optional[dict] = None) -> dict:
-    """Resource instances with defaults read from the environment (values are validated at run time)."""
-    from dagster_duckdb import DuckDBResource
+def build_resources(
+    data_dir: str | os.PathLike,
+    *,
+    bucket: str = settings.DEFAULT_BUCKET,
+    product: str = settings.DEFAULT_PRODUCT,
+    source_dir: Optional[str | os.PathLike] = None,
+    **archive_options,
+) -> dict:
+    """The resources every run needs, by key; the environment loader, the tests, soak and benchmarks all use it.
 
-    values = settings.env_values(env)
-    data = LightningDataResource(data_dir=values["data_dir"])
-    archive = GlmArchiveResource(bucket=values["bucket"], product=values["product"], source_dir=values["source_dir"])
+    ``archive_options`` are further :class:`GlmArchiveResource` fields (``endpoint_url``, ``max_attempts``, ...).
+    """
     return {
-        "archive": archive,
-        "data": data,
-        "duckdb": DuckDBResource(database=str(data.database_path)),
+        "archive": GlmArchiveResource(
+            bucket=bucket, product=product, source_dir=None if source_dir is None else str(source_dir), **archive_options
+        ),
+        "data": LightningDataResource(data_dir=str(data_dir)),
     }
+
+
+def resources_from_env(env: Optional[Mapping[str, str]] = None) -> dict:
+    """Resources with defaults read from the environment (values are validated at run time)."""
+    values = settings.env_values(env)
+    return build_resources(
+        values["data_dir"], bucket=values["bucket"], product=values["product"], source_dir=values["source_dir"]
+    )

@@ -11,6 +11,7 @@ from dagster import (
 )
 
 from lightning_eda.orchestration.partitions import hour_for_partition_key
+from lightning_eda.orchestration.run_config import cluster_run_config
 
 # Granules appear 2–3 s after they end; 20 minutes past the hour leaves room for NOAA's occasional delays.
 INGEST_MINUTE_OF_HOUR = 20
@@ -42,7 +43,7 @@ def build_automation(ingest_job, cluster_job):
         hour = hour_for_partition_key(key)
         return RunRequest(
             run_key=f"cluster-{key}",
-            run_config={"ops": {"preprocessor": {"config": {"window_start": f"{hour:%Y-%m-%d %H:%M}", "window_hours": 1}}}},
+            run_config=cluster_run_config(hour, hours=1),
             tags={"lightning_eda/window": key},
         )
 

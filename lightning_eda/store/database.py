@@ -240,6 +240,16 @@ def hour_summary(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime)
     return dict(zip(keys, row))
 
 
+def flash_preview(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime, limit: int = 10) -> pd.DataFrame:
+    """The hour's first flashes, for a look at what was loaded."""
+    return con.execute(
+        "SELECT source_file, flash_id, time_start, lat, lon, energy, quality_flag FROM glm_flash "
+        "WHERE source_file IN (SELECT source_file FROM glm_file WHERE bucket = ? AND hour = ?) "
+        "ORDER BY time_start LIMIT ?",
+        [bucket, hour, limit],
+    ).df()
+
+
 # --- tables written by the clustering assets --------------------------------------------------------------------
 
 ANALYSIS_TABLES = ("flash_features", "feature_window", "flash_cluster", "cluster_summary")
@@ -331,3 +341,27 @@ def upsert_evaluation(
 def read_evaluation(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     con.execute(EVALUATION_SQL)
     return con.execute("SELECT * FROM cluster_evaluation ORDER BY k").df()
+
+
+def read_features(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, dict]:
+    """The preprocessed flashes (row order = feature order) and the window they came from.
+
+    Raises ``LookupError`` when the preprocessor has not written them yet.
+    """
+    try:
+        frame = con.execute("SELECT * FROM flash_features ORDER BY row_id").df()
+        window = con.execute("SELECT * FROM feature_window").df().iloc[0].to_dict()
+    except (duckdb.CatalogException, IndexError) as exc:
+        raise LookupError(f"no preprocessed flashes ({exc})") from None
+    return frame, window
+
+
+def read_clustered_flashes(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Flash positions with their cluster, the cluster summary and the window, for the map."""
+    points = con.execute(
+        "SELECT f.lat, f.lon, f.energy, c.cluster FROM flash_features f "
+        "JOIN flash_cluster c USING (source_file, flash_id) ORDER BY f.row_id"
+    ).df()
+    summary = con.execute("SELECT * FROM cluster_summary ORDER BY cluster").df()
+    window = con.execute("SELECT * FROM feature_window").df().iloc[0].to_dict()
+    return points, summary, window

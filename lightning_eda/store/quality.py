@@ -9,7 +9,8 @@ import duckdb
 
 from lightning_eda.store.database import ensure_schema
 
-# Flashes are written when they end, so a flash may start up to ~2 s before its granule (GLM.md); allow 3 s.
+# Flashes are written when they end, so a flash may start up to ~2 s before its granule (docs/glm_format.md);
+# allow 3 s.
 EARLY_START_SECONDS = 3.0
 LATE_END_SECONDS = 1.0
 
@@ -105,3 +106,28 @@ def failed_granules(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     return con.execute(
         "SELECT source_file, error FROM glm_file WHERE status = 'failed' ORDER BY source_file"
     ).fetchall()
+
+
+def feature_standardization(con: duckdb.DuckDBPyConnection, tolerance: float = 1e-6) -> tuple[bool, dict]:
+    """Whether ``flash_features`` is finite and z-scored (mean 0, standard deviation 1 or 0), with the moments."""
+    n, bad, mx, my, sx, sy = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT (isfinite(f_x) AND isfinite(f_y))), "
+        "avg(f_x), avg(f_y), stddev_pop(f_x), stddev_pop(f_y) FROM flash_features"
+    ).fetchone()
+    facts = {"rows": n, "non_finite": bad, "mean_x": mx, "mean_y": my, "std_x": sx, "std_y": sy}
+    if n == 0 or bad:
+        return False, facts
+    spread_ok = n < 2 or all(abs(s - 1) < tolerance or s == 0 for s in (sx, sy))
+    return bool(abs(mx) < tolerance and abs(my) < tolerance and spread_ok), facts
+
+
+def clustering_coverage(con: duckdb.DuckDBPyConnection) -> tuple[bool, dict]:
+    """Whether every preprocessed flash has exactly one cluster and ``cluster_summary``'s counts add up."""
+    features, assigned, distinct, summed = con.execute(
+        """SELECT (SELECT count(*) FROM flash_features),
+                  (SELECT count(*) FROM flash_cluster),
+                  (SELECT count(*) FROM (SELECT DISTINCT source_file, flash_id FROM flash_cluster)),
+                  (SELECT sum(n_flashes) FROM cluster_summary)"""
+    ).fetchone()
+    facts = {"features": features, "assigned": assigned, "distinct_assigned": distinct, "summary_total": summed}
+    return bool(features == assigned == distinct == summed), facts

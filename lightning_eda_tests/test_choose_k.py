@@ -1,0 +1,158 @@
+"""Unit tests for choosing k: lightning_eda.analysis.clustering.choose_k, and evaluate_elbow on a planted elbow.
+
+Plain Python, no Dagster. Every test pins the exact k (and the decisive word of the reason) it expects.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lightning_eda.analysis.clustering import SILHOUETTE_TIE, choose_k, evaluate_elbow
+
+
+def test_tie_threshold_is_one_hundredth():
+    # The tests below place scores relative to this value; if it changes they must be revisited.
+    assert SILHOUETTE_TIE == 0.01
+
+
+# --- a unique best silhouette ---------------------------------------------------------------------------------
+
+
+def test_unique_best_silhouette_wins_over_a_different_knee():
+    # k=4 beats every other k by far more than 0.01, so the knee at 2 is irrelevant.
+    k, reason = choose_k({2: 0.40, 3: 0.45, 4: 0.70, 5: 0.50}, knee=2)
+    assert k == 4
+    assert "best silhouette" in reason
+    assert "k=4" in reason
+    assert "0.7000" in reason  # the winning score, four decimals
+    assert "knee" not in reason
+
+
+def test_unique_best_silhouette_without_knee():
+    k, reason = choose_k({2: 0.30, 3: 0.55, 4: 0.20}, knee=None)
+    assert k == 3
+    assert "best silhouette 0.5500 at k=3" == reason
+
+
+def test_single_silhouette_score_is_taken():
+    assert choose_k({6: -0.2}, knee=3)[0] == 6  # the only scored k, even with a negative score
+
+
+# --- ties within SILHOUETTE_TIE: the knee decides when it is among them ------------------------------------------
+
+
+def test_knee_picks_a_larger_k_than_the_smallest_tied_one():
+    # 3, 4 and 5 are within 0.01 of the best (0.600); the knee at 4 is one of them, so 4 beats the smallest, 3.
+    k, reason = choose_k({2: 0.30, 3: 0.595, 4: 0.600, 5: 0.592, 6: 0.40}, knee=4)
+    assert k == 4
+    assert "knee at k=4" in reason
+    assert "[3, 4, 5]" in reason  # the tied set, sorted
+
+
+def test_knee_picks_the_smallest_tied_k_even_though_a_larger_one_scores_higher():
+    # 3 and 4 tie (0.605 - 0.600 = 0.005 <= 0.01); 4 scores slightly higher but the knee at 3 breaks the tie.
+    k, reason = choose_k({2: 0.20, 3: 0.600, 4: 0.605, 5: 0.50}, knee=3)
+    assert k == 3
+    assert "knee at k=3" in reason
+
+
+def test_knee_outside_the_tie_takes_the_smallest_tied_k():
+    # 4 and 5 tie; the knee at 2 scores far lower, so it cannot break the tie: the smallest tied k (4) wins.
+    k, reason = choose_k({2: 0.30, 4: 0.606, 5: 0.600}, knee=2)
+    assert k == 4
+    assert "smallest k" in reason
+    assert "[4, 5]" in reason
+
+
+def test_knee_not_among_the_scored_ks_takes_the_smallest_tied_k():
+    # The knee (7) has no silhouette at all, so it is not in the tie.
+    k, reason = choose_k({3: 0.5, 4: 0.5}, knee=7)
+    assert k == 3
+    assert "smallest k" in reason
+
+
+def test_tie_without_knee_takes_the_smallest_tied_k():
+    k, reason = choose_k({5: 0.5, 3: 0.5, 4: 0.1}, knee=None)
+    assert k == 3  # dict order does not matter: the tie set is sorted
+    assert "smallest k" in reason
+    assert "knee: None" in reason
+
+
+def test_difference_of_exactly_the_threshold_counts_as_a_tie():
+    # 0.02 - 0.01 is exactly 0.01 in binary floating point (unlike, say, 0.5 - 0.49, which is
+    # 0.010000000000000009); the precondition below guards that, so the test really sits on the boundary.
+    best, other = 0.02, 0.01
+    assert best - other == SILHOUETTE_TIE
+    k, reason = choose_k({2: other, 3: best}, knee=2)
+    assert k == 2  # tied with 3, and the knee is 2
+    assert "knee at k=2" in reason
+
+
+def test_difference_just_above_the_threshold_is_not_a_tie():
+    # One ulp below 0.01 makes the difference 0.010000000000000002 > 0.01: 3 is the unique best, knee ignored.
+    best, other = 0.02, math.nextafter(0.01, 0.0)
+    assert best - other > SILHOUETTE_TIE
+    k, reason = choose_k({2: other, 3: best}, knee=2)
+    assert k == 3
+    assert "knee" not in reason
+
+
+def test_ties_are_measured_from_the_best_not_chained():
+    # 3 is within 0.01 of 4 (the best) and 2 is within 0.01 of 3, but 2 is 0.016 below the best: not tied.
+    # So the knee at 2 is outside the tie {3, 4}, and the smallest tied k, 3, is taken.
+    k, reason = choose_k({2: 0.584, 3: 0.592, 4: 0.600}, knee=2)
+    assert k == 3
+    assert "[3, 4]" in reason
+    assert "smallest k" in reason
+
+
+# --- no silhouettes -------------------------------------------------------------------------------------------
+
+
+def test_no_silhouettes_but_a_knee_takes_the_knee():
+    k, reason = choose_k({}, knee=5)
+    assert k == 5
+    assert "knee" in reason
+    assert "no silhouette" in reason
+
+
+def test_neither_silhouettes_nor_knee_raises():
+    with pytest.raises(ValueError, match="no silhouette scores and no knee"):
+        choose_k({}, knee=None)
+
+
+# --- evaluate_elbow on a planted elbow ------------------------------------------------------------------------
+
+
+def _three_blobs() -> np.ndarray:
+    # Three tight, far-apart blobs (sd 0.3, 10 apart): inertia collapses at k=3 and barely moves after it.
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    return np.concatenate([c + rng.normal(0.0, 0.3, size=(50, 2)) for c in centres])
+
+
+def test_evaluate_elbow_finds_the_planted_knee():
+    inertias, knee = evaluate_elbow(_three_blobs(), range(1, 9), n_init=3, seed=0)
+    assert sorted(inertias) == list(range(1, 9))
+    assert knee == 3
+    # The curve has the planted shape: a big drop up to 3, then a nearly flat tail.
+    assert inertias[3] < 0.02 * inertias[1]
+    assert inertias[3] - inertias[8] < 0.01 * inertias[1]
+
+
+def test_evaluate_elbow_drops_ks_above_the_distinct_points_and_needs_three_for_a_knee():
+    # Two distinct rows: only k=1 and k=2 are feasible, and two points make no curve to find a knee on.
+    X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    inertias, knee = evaluate_elbow(X, [1, 2, 3, 4], n_init=2, seed=0)
+    assert sorted(inertias) == [1, 2]
+    assert inertias[2] == pytest.approx(0.0)
+    assert knee is None
+
+
+def test_evaluate_elbow_knee_then_feeds_choose_k():
+    # End to end in plain Python: with no silhouettes the elbow's knee is the answer.
+    _, knee = evaluate_elbow(_three_blobs(), range(1, 9), n_init=3, seed=0)
+    assert choose_k({}, knee) == (3, "knee of the elbow curve (k=3); no silhouette scores")

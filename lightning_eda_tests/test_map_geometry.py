@@ -1,0 +1,256 @@
+"""Geometry of the cluster map: which box of longitude/latitude the map shows, not whether a PNG comes out.
+
+``cluster_map`` returns only PNG bytes, so these tests exercise the helpers where the box is decided:
+``_MapInput.from_args`` (validation and wrapping), ``_map_extent`` (fitted box), ``_lon_arc``/``_unwrap``
+(antimeridian) and ``_clamp_extent`` (a caller's box). No figure is drawn, so basemap is never imported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lightning_eda.plots import _clamp_extent, _lon_arc, _map_extent, _MapInput, _unwrap
+
+# Same filter as test_plots.py, in case anything here pulls in basemap's compiled module.
+pytestmark = pytest.mark.filterwarnings("ignore:numpy.ndarray size changed:RuntimeWarning")
+
+MERCATOR_MAX_LAT = 80.0  # plots._MERCATOR_MAX_LAT: beyond it the map switches to plate carrée
+
+
+def fitted_extent(lat, lon, centroids=None) -> tuple[float, float, float, float]:
+    flashes = _MapInput.from_args(lat, lon, np.zeros(len(lat), dtype=int), centroids, None)
+    return tuple(float(v) for v in _map_extent(flashes, None))
+
+
+def unwrapped_for_map(lon, extent) -> np.ndarray:
+    """Longitudes as cluster_map draws them: unwrapped into the 360° window centred on the map."""
+    lon_min, lon_max = extent[:2]
+    return _unwrap(np.asarray(lon, dtype=float), (lon_min + lon_max) / 2 - 180.0)
+
+
+def assert_contains(extent, lat, lon) -> None:
+    lon_min, lon_max, lat_min, lat_max = extent
+    lon_u = unwrapped_for_map(lon, extent)
+    assert np.all((lon_min <= lon_u) & (lon_u <= lon_max)), (extent, lon_u.min(), lon_u.max())
+    lat = np.asarray(lat, dtype=float)
+    assert np.all((lat_min <= lat) & (lat <= lat_max)), (extent, lat.min(), lat.max())
+
+
+def assert_drawable(extent) -> None:
+    """Finite, positive size, at most one turn of longitude, latitude within what the projection can draw."""
+    lon_min, lon_max, lat_min, lat_max = extent
+    assert np.all(np.isfinite(extent))
+    assert 0 < lon_max - lon_min <= 360.0
+    assert lat_min < lat_max
+    mercator = -MERCATOR_MAX_LAT <= lat_min and lat_max <= MERCATOR_MAX_LAT
+    # Mercator is used only inside ±80°; otherwise plate carrée, which can draw up to the poles but no further.
+    assert -90.0 <= lat_min and lat_max <= 90.0
+    if not mercator:
+        assert lat_min < -MERCATOR_MAX_LAT or lat_max > MERCATOR_MAX_LAT
+
+
+# --- antimeridian ----------------------------------------------------------------------------------------------
+
+
+ANTIMERIDIAN_LON = np.r_[np.linspace(170.0, 179.9, 20), np.linspace(-180.0, -170.1, 20)]
+ANTIMERIDIAN_LAT = np.linspace(10.0, 20.0, 40)
+
+
+def test_flashes_straddling_the_antimeridian_give_a_narrow_box_centred_on_180():
+    extent = fitted_extent(ANTIMERIDIAN_LAT, ANTIMERIDIAN_LON)
+    lon_min, lon_max, _, _ = extent
+    # Data span 19.9° (170°E to 170.1°W); padded by 8 % on each side → 23.08°, not a ~360° world map.
+    assert 20.0 <= lon_max - lon_min <= 40.0
+    assert lon_max - lon_min == pytest.approx(19.9 * 1.16)
+    # Centred on the data's midpoint, 179.95°E (whichever turn of the globe the box is written in).
+    assert ((lon_min + lon_max) / 2) % 360.0 == pytest.approx(179.95)
+    assert_contains(extent, ANTIMERIDIAN_LAT, ANTIMERIDIAN_LON)
+    assert_drawable(extent)
+
+
+def test_antimeridian_box_is_the_same_whichever_way_the_longitudes_are_written():
+    # 190°, 200° are 170°W, 160°W; from_args wraps them into [-180, 180) before the box is fitted.
+    a = fitted_extent([0.0, 5.0, 10.0], [175.0, -170.0, -160.0])
+    b = fitted_extent([0.0, 5.0, 10.0], [175.0, 190.0, 200.0])
+    assert a == pytest.approx(b)
+    assert a[0] < 175.0 and a[1] > 200.0  # one continuous box from 175°E to 160°W (= 200°)
+
+
+def test_lon_arc_across_the_antimeridian():
+    # The complement of the widest gap: 175°E to 175°W is a 10° arc starting at 175, not 350° from -175.
+    assert _lon_arc(np.array([175.0, -175.0])) == (175.0, 10.0)
+    assert _lon_arc(np.array([-175.0, 179.0, 175.0])) == (175.0, 10.0)
+
+
+def test_unwrap_puts_longitudes_into_one_turn_from_start():
+    out = _unwrap(np.array([175.0, -175.0, -180.0, 170.0]), 170.0)
+    np.testing.assert_allclose(out, [175.0, 185.0, 180.0, 170.0])
+    assert np.all((170.0 <= out) & (out < 530.0))
+
+
+# --- around Greenwich ------------------------------------------------------------------------------------------
+
+
+def test_flashes_around_zero_give_a_box_around_zero():
+    lat, lon = np.linspace(-5.0, 5.0, 40), np.linspace(-10.0, 10.0, 40)
+    extent = fitted_extent(lat, lon)
+    lon_min, lon_max, lat_min, lat_max = extent
+    # 20° of longitude padded by 8 % each side; symmetric data give a symmetric box.
+    assert (lon_min, lon_max) == pytest.approx((-11.6, 11.6))
+    assert lat_min == pytest.approx(-lat_max)
+    assert_contains(extent, lat, lon)
+    assert_drawable(extent)
+
+
+def test_lon_arc_around_zero():
+    assert _lon_arc(np.array([-10.0, 10.0, 0.0])) == (-10.0, 20.0)
+
+
+# --- degenerate input ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon"),
+    [
+        ([30.0], [-95.0]),  # one flash
+        ([30.0] * 50, [-95.0] * 50),  # many flashes on one spot
+        ([0.0], [180.0]),  # one flash on the antimeridian
+        ([-45.0, -45.0], [-180.0, 180.0]),  # the same meridian written both ways
+    ],
+)
+def test_single_spot_gives_a_finite_box_of_positive_size(lat, lon):
+    extent = fitted_extent(lat, lon)
+    lon_min, lon_max, lat_min, lat_max = extent
+    assert_drawable(extent)
+    # A degenerate box grows to 3° (then widens to the map's shape), centred on the spot.
+    assert lat_max - lat_min == pytest.approx(3.0)
+    assert 3.0 <= lon_max - lon_min <= 10.0
+    assert (lat_min + lat_max) / 2 == pytest.approx(lat[0])
+    centre = ((lon_min + lon_max) / 2 + 180.0) % 360.0 - 180.0
+    assert centre == pytest.approx(((lon[0] + 180.0) % 360.0) - 180.0)
+    assert_contains(extent, lat, lon)
+
+
+def test_lon_arc_of_a_single_longitude_has_zero_width():
+    assert _lon_arc(np.array([5.0, 5.0])) == (5.0, 0.0)
+
+
+def test_no_flashes_give_the_whole_world():
+    assert fitted_extent([], []) == (-180.0, 180.0, -90.0, 90.0)
+
+
+# --- poles -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_flashes_near_a_pole_are_clamped_to_it(sign):
+    lat, lon = sign * np.linspace(89.5, 89.99, 10), np.linspace(-20.0, 20.0, 10)
+    extent = fitted_extent(lat, lon)
+    _, _, lat_min, lat_max = extent
+    # Padding would go past the pole; the box stops at ±90 (plate carrée, since Mercator cannot reach it).
+    assert (lat_max if sign > 0 else lat_min) == sign * 90.0
+    assert_drawable(extent)
+    assert_contains(extent, lat, lon)
+
+
+def test_flashes_on_the_pole():
+    extent = fitted_extent([90.0, 90.0], [0.0, 10.0])
+    assert extent[3] == 90.0
+    assert_drawable(extent)
+
+
+def test_widening_in_latitude_stops_at_the_mercator_limit():
+    # Wide (120°) and high (75-79°N): the box is widened in latitude to the map's shape, which in Mercator
+    # would run past 80°N; it is cut at 80° so the Mercator projection is still valid.
+    lat, lon = np.linspace(75.0, 79.0, 10), np.linspace(-60.0, 60.0, 10)
+    extent = fitted_extent(lat, lon)
+    assert extent[3] == MERCATOR_MAX_LAT
+    assert extent[2] < 75.0
+    assert_drawable(extent)
+    assert_contains(extent, lat, lon)
+
+
+def test_invalid_latitudes_are_skipped_not_used_for_the_box():
+    # 95° and NaN cannot be drawn: the box is fitted to the two valid flashes only.
+    good = fitted_extent([10.0, 12.0], [20.0, 22.0])
+    assert fitted_extent([10.0, 95.0, 12.0, np.nan], [20.0, 0.0, 22.0, 5.0]) == good
+
+
+# --- containment, centroids, wide data --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_box_always_contains_every_flash(seed):
+    # Random storms anywhere, some across the antimeridian, some near the poles, some spread widely.
+    rng = np.random.default_rng(seed)
+    n = 200
+    centre_lon, centre_lat = rng.uniform(-180, 180), rng.uniform(-85, 85)
+    spread_lon, spread_lat = rng.choice([0.1, 5.0, 40.0, 150.0]), rng.choice([0.1, 5.0, 20.0])
+    lon = centre_lon + rng.uniform(-spread_lon, spread_lon, n)
+    lat = np.clip(centre_lat + rng.uniform(-spread_lat, spread_lat, n), -90, 90)
+    extent = fitted_extent(lat, lon)
+    assert_drawable(extent)
+    assert_contains(extent, lat, lon)
+
+
+def test_box_contains_the_centroids_too():
+    # A centroid far from its flashes (e.g. from another window) still fits on the map...
+    extent = fitted_extent([10.0, 11.0], [20.0, 21.0], centroids=[[30.0, 40.0]])
+    assert_contains(extent, [10.0, 11.0, 30.0], [20.0, 21.0, 40.0])
+    # ...but one with an impossible latitude is ignored.
+    assert fitted_extent([10.0, 11.0], [20.0, 21.0], centroids=[[95.0, 40.0]]) == fitted_extent(
+        [10.0, 11.0], [20.0, 21.0]
+    )
+
+
+def test_data_all_round_the_globe_symmetric_gives_a_plain_world_map():
+    # 340° of longitude (gap only around 180°): more than 300°, so a -180..180 world map.
+    lon = np.linspace(-170.0, 170.0, 40)
+    lat = np.linspace(-10.0, 10.0, 40)
+    extent = fitted_extent(lat, lon)
+    assert extent[:2] == (-180.0, 180.0)
+    assert_contains(extent, lat, lon)
+
+
+def test_data_all_round_the_globe_asymmetric_gives_a_plain_world_map():
+    lon = np.linspace(-150.0, 170.0, 40)  # 320° arc, gap 170°E..150°W
+    lat = np.linspace(-10.0, 10.0, 40)
+    extent = fitted_extent(lat, lon)
+    assert extent[:2] == (-180.0, 180.0)
+
+
+# --- a caller's extent -----------------------------------------------------------------------------------------
+
+
+def test_caller_extent_lon_max_below_lon_min_crosses_the_antimeridian():
+    assert _clamp_extent((170.0, -170.0, 10.0, 20.0)) == (170.0, 190.0, 10.0, 20.0)
+
+
+def test_caller_extent_is_shifted_into_one_turn_and_latitudes_sorted_and_clamped():
+    assert _clamp_extent((190.0, 200.0, 20.0, 10.0)) == (-170.0, -160.0, 10.0, 20.0)
+    assert _clamp_extent((-180.0, 180.0, -95.0, 95.0)) == (-180.0, 180.0, -90.0, 90.0)
+
+
+def test_caller_extent_wider_than_a_turn_is_cut_to_one():
+    lon_min, lon_max, _, _ = _clamp_extent((-100.0, 400.0, 0.0, 10.0))
+    assert (lon_min, lon_max) == (-100.0, 260.0)
+
+
+@pytest.mark.parametrize(
+    ("extent", "message"),
+    [
+        ((0.0, 10.0, 5.0), "extent must be"),
+        ((0.0, np.nan, 0.0, 10.0), "finite"),
+        ((0.0, 10.0, 95.0, 100.0), "no latitude span"),  # both clamp to 90
+        ((0.0, 10.0, 5.0, 5.0), "no latitude span"),
+    ],
+)
+def test_caller_extent_rejected(extent, message):
+    with pytest.raises(ValueError, match=message):
+        _clamp_extent(extent)
+
+
+def test_caller_extent_is_used_as_given_by_map_extent():
+    flashes = _MapInput.from_args([10.0], [20.0], [0], None, None)
+    assert _map_extent(flashes, (170.0, -170.0, 10.0, 20.0)) == (170.0, 190.0, 10.0, 20.0)

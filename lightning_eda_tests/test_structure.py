@@ -1,0 +1,74 @@
+"""The two layers: plain modules import no Dagster, and one resource decides where the database lives."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import materialize
+
+from lightning_eda.orchestration.resources import resources_from_env
+from real_minute import BUCKET, KEY_2018, serve_2018_minute
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lightning_eda"
+# The wiring subpackage, the module that assembles the Definitions and the CLI (which runs them) may import Dagster.
+WIRING = {"orchestration", "definitions.py", "cli.py"}
+
+
+def plain_modules() -> list[str]:
+    modules = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] in WIRING:
+            continue
+        parts = ("lightning_eda", *relative.with_suffix("").parts)
+        modules.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return modules
+
+
+def test_plain_modules_have_no_dagster_import_statement():
+    offenders = []
+    for module in plain_modules():
+        path = PACKAGE.parent.joinpath(*module.split(".")).with_suffix(".py")
+        if not path.exists():
+            path = path.with_suffix("") / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{module}: {n}" for n in names if n.split(".")[0].startswith("dagster")]
+    assert len(plain_modules()) >= 15
+    assert offenders == []
+
+
+def test_importing_every_plain_module_loads_no_dagster():
+    """Transitively too: a fresh interpreter imports them all, then no dagster* module may be loaded."""
+    code = (
+        "import importlib, sys\n"
+        f"for name in {plain_modules()!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0].startswith('dagster')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_overriding_the_data_folder_in_run_config_moves_the_database_too(s3, real_granules, tmp_path):
+    """The launchpad's ``data.data_dir`` decides where glm.duckdb goes, not only granules, CSVs and plots."""
+    serve_2018_minute(s3, real_granules)
+    from_env, chosen = tmp_path / "from_env", tmp_path / "chosen"
+    from lightning_eda.definitions import ingest_assets
+
+    result = materialize(
+        ingest_assets,
+        partition_key=KEY_2018,
+        resources=resources_from_env({"LIGHTNING_EDA_DATA_DIR": str(from_env), "S3_BUCKET": BUCKET}),
+        run_config={"resources": {"data": {"config": {"data_dir": str(chosen)}}}},
+    )
+    assert result.success
+    assert (chosen / "glm.duckdb").is_file()
+    assert not from_env.exists()
+    reported = result.asset_materializations_for_node("load")[0].metadata["database"].value
+    assert Path(reported) == chosen / "glm.duckdb"
