@@ -76,11 +76,13 @@ def _materialize(assets, *, partition_key=None, ops=None, verbose=False):
         )
 
 
-def _ingest(hour: datetime, verbose: bool):
+def _ingest(hour: datetime, verbose: bool, force: bool = False):
     from lightning_eda.definitions import ingest_assets
     from lightning_eda.orchestration.partitions import partition_key_for_hour
+    from lightning_eda.orchestration.run_config import ingest_run_config
 
-    return _materialize(ingest_assets, partition_key=partition_key_for_hour(hour), verbose=verbose)
+    ops = ingest_run_config(redecode=force).ops
+    return _materialize(ingest_assets, partition_key=partition_key_for_hour(hour), ops=ops, verbose=verbose)
 
 
 def _cluster(start: datetime, hours: int, verbose: bool):
@@ -91,10 +93,18 @@ def _cluster(start: datetime, hours: int, verbose: bool):
 
 
 def _hour_summary(config: settings.Settings, hour: datetime) -> dict:
-    from lightning_eda.store import database
+    """Read from the store directly: glm.duckdb may be held open by a user."""
+    from lightning_eda.store import catalog, database
 
-    with database.connect(config.database_path, read_only=True) as con:
+    with catalog.connect_store(config.data_dir) as con:
         return database.hour_summary(con, bucket=config.bucket, hour=hour)
+
+
+def _incomplete_note(summary: dict) -> str:
+    if not summary["missing"]:
+        return ""
+    return (f"; INCOMPLETE: {summary['missing']} granules missing ({summary['why_missing']}), "
+            "the next run of this hour fetches them")
 
 
 def _print_cluster_summary(result, config: settings.Settings) -> None:
@@ -118,7 +128,8 @@ def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> 
         return _fail(_failure_message(result), 1)
     summary = _hour_summary(config, hour)
     print(
-        f"files: {summary['files']} ({summary['loaded']} loaded, {summary['failed']} failed)\n"
+        f"files: {summary['files']} ({summary['loaded']} loaded, {summary['failed']} failed"
+        f"{', ' + str(summary['missing']) + ' missing' if summary['missing'] else ''}){_incomplete_note(summary)}\n"
         f"flashes: {summary['flashes']}\ngroups: {summary['groups']}\nevents: {summary['events']}\n"
         f"time span: {summary['time_start']} .. {summary['time_end']} UTC\n"
         f"database: {config.database_path.resolve()}"
@@ -133,32 +144,33 @@ def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> 
 
 
 def backfill(start: datetime, end: datetime, *, force: bool, cluster: bool, verbose: bool) -> int:
-    """Ingest every hour in [start, end] once; hours already loaded are skipped unless ``force``."""
-    from lightning_eda.store import database
+    """Ingest every hour in [start, end]; complete hours are skipped unless ``force``, incomplete ones completed."""
+    from lightning_eda.store import catalog, database
 
     config = settings.Settings.from_env()
     hours = settings.hour_range(start, end)
     print(f"lightning-eda: backfill {config.bucket}/{config.product}, {len(hours)} hours "
           f"{start:%Y-%m-%d %H}:00 .. {end:%Y-%m-%d %H}:00 UTC")
     done = set()
-    if config.database_path.exists() and not force:
-        with database.connect(config.database_path, read_only=True) as con:
-            done = database.loaded_hours(con, config.bucket)
-    failures = 0
+    if not force:
+        with catalog.connect_store(config.data_dir) as con:
+            done = database.complete_hours(con, config.bucket, config.product)
+    failures = incomplete = 0
     for index, hour in enumerate(hours, 1):
         prefix = f"[{index}/{len(hours)}] {hour:%Y-%m-%d %H}:00"
         if hour in done:
             print(f"{prefix} already loaded, skipped")
             continue
         began = time.monotonic()
-        result = _ingest(hour, verbose)
+        result = _ingest(hour, verbose, force=force)
         if not result.success:
             failures += 1
             print(f"{prefix} FAILED: {_failure_message(result)}")
             continue
         summary = _hour_summary(config, hour)
+        incomplete += bool(summary["missing"])
         print(f"{prefix} {summary['loaded']} granules ({summary['failed']} failed), {summary['flashes']} flashes "
-              f"in {time.monotonic() - began:.1f} s")
+              f"in {time.monotonic() - began:.1f} s{_incomplete_note(summary)}")
     if cluster and failures < len(hours):
         result = _cluster(start, len(hours), verbose)
         if not result.success:
@@ -166,7 +178,24 @@ def backfill(start: datetime, end: datetime, *, force: bool, cluster: bool, verb
         _print_cluster_summary(result, config)
     if failures:
         return _fail(f"{failures} of {len(hours)} hours failed; run the same command again to retry them", 1)
+    if incomplete:
+        print(f"{incomplete} hours are incomplete; run the same command again to fetch their missing granules")
     print(f"database: {config.database_path.resolve()}")
+    return 0
+
+
+def rebuild_database() -> int:
+    """Make glm.duckdb hold the store's views again (after deleting it, moving the data folder, or upgrading)."""
+    from lightning_eda.store import catalog
+
+    config = settings.Settings.from_env()
+    try:
+        status = catalog.refresh_database(config.data_dir)
+    except catalog.CatalogBusy as exc:
+        return _fail(str(exc), 1)
+    if status.state == "busy":
+        return _fail(f"{config.database_path} is open in another process; close it and run this again", 1)
+    print(f"database: {config.database_path.resolve()} {status}")
     return 0
 
 
@@ -180,17 +209,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="first hour, e.g. 2018-07-02T04 or '2018-07-02 04:00' (env BACKFILL_START)")
     fill.add_argument("--end", default=os.environ.get("BACKFILL_END", ""),
                       help="last hour, included (env BACKFILL_END)")
-    fill.add_argument("--force", action="store_true", help="reload hours that are already loaded")
+    fill.add_argument("--force", action="store_true", help="decode and reload hours that are already complete")
     fill.add_argument("--no-cluster", action="store_true", help="skip clustering the range afterwards")
     for command in (run, fill):
         command.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
+    sub.add_parser("rebuild-db", help="recreate glm.duckdb's views over the Parquet store (or migrate an old one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings.Settings.from_env()
         if args.command == "run":
             hour = settings.hour_from_env(os.environ)
-        else:
+        elif args.command == "backfill":
             start = settings.parse_hour(args.start, "--start/BACKFILL_START")
             end = settings.parse_hour(args.end, "--end/BACKFILL_END")
             settings.hour_range(start, end)
@@ -198,6 +228,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(str(exc), 2)
     if args.command == "run":
         return run_hour(hour, verbose=args.verbose, cluster=not args.no_cluster)
+    if args.command == "rebuild-db":
+        return rebuild_database()
     return backfill(start, end, force=args.force, cluster=not args.no_cluster, verbose=args.verbose)
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Mapping, Optional
 
+from lightning_eda.store.catalog import DATABASE_FILE_NAME
 from lightning_eda.utc import days_in_year, utc_now
 
 DEFAULT_BUCKET = "noaa-goes19"
 DEFAULT_PRODUCT = "GLM-L2-LCFA"
 DEFAULT_DATA_DIR = "data"
-DATABASE_FILE_NAME = "glm.duckdb"
 FIRST_GLM_YEAR = 2017  # GOES-16's GLM began producing data in 2017.
 
 # S3 bucket naming rules (virtual-host compatible): 3-63 chars of lowercase letters, digits, dots and hyphens,
@@ -101,6 +101,8 @@ class Settings:
     product: str
     data_dir: Path
     source_dir: Optional[Path]
+    write_csv: bool = False
+    keep_raw: bool = True
 
     @property
     def database_path(self) -> Path:
@@ -114,6 +116,8 @@ class Settings:
             product=validate_product(values["product"]),
             data_dir=Path(values["data_dir"]),
             source_dir=validate_source_dir(values["source_dir"]),
+            write_csv=parse_flag("LIGHTNING_EDA_CSV", values["write_csv"]),
+            keep_raw=parse_flag("LIGHTNING_EDA_KEEP_RAW", values["keep_raw"]),
         )
 
 
@@ -125,7 +129,20 @@ def env_values(env: Optional[Mapping[str, str]] = None) -> dict[str, Optional[st
         "product": env.get("PRODUCT", "").strip() or DEFAULT_PRODUCT,
         "data_dir": env.get("LIGHTNING_EDA_DATA_DIR", "").strip() or DEFAULT_DATA_DIR,
         "source_dir": env.get("GOES_SOURCE_DIR", "").strip() or None,
+        "write_csv": env.get("LIGHTNING_EDA_CSV", "").strip() or "0",
+        "keep_raw": env.get("LIGHTNING_EDA_KEEP_RAW", "").strip() or "1",
     }
+
+
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def parse_flag(variable: str, raw: str) -> bool:
+    """A yes/no setting: 1/0, true/false, yes/no or on/off."""
+    value = _FLAGS.get(str(raw).strip().lower())
+    if value is None:
+        raise ConfigError(f"{variable}={raw!r} is not a yes/no value: use 1 or 0 (also true/false, yes/no, on/off)")
+    return value
 
 
 def validate_source_dir(source_dir: Optional[str]) -> Optional[Path]:

@@ -83,7 +83,7 @@ def test_second_run_changes_nothing(hour_2018, tmp_path):
     assert second_result.success
     assert snapshot(tmp_path / "glm.duckdb") == first
     extract_meta = second_result.asset_materializations_for_node("extract")[0].metadata
-    assert extract_meta["downloaded"].value == 0 and extract_meta["already_present"].value == 3
+    assert extract_meta["downloaded"].value == 0 and extract_meta["already_loaded"].value == 3
 
 
 def test_times_are_utc_and_within_the_granule_span(hour_2018, tmp_path):
@@ -117,13 +117,16 @@ def test_parallel_transform_equals_the_sequential_one(tmp_path):
     sequential = transform_granules(files, tmp_path / "one", workers=1)
     parallel = transform_granules(files, tmp_path / "two", workers=2)
 
-    def comparable(records):
-        return [(r.source_file, r.status, r.n_flashes, r.n_groups, r.n_events, r.time_start) for r in records]
+    def comparable(decoded):
+        return [(r.source_file, r.status, r.n_flashes, r.n_groups, r.n_events, r.time_start) for r, _ in decoded]
 
     assert comparable(parallel) == comparable(sequential)
-    assert [r.status for r in parallel] == ["loaded"] * 3 + ["failed"] + ["loaded"] * 3
-    for one, two in zip(sequential, parallel):
-        for kind in one.csv:
+    assert [r.status for r, _ in parallel] == ["loaded"] * 3 + ["failed"] + ["loaded"] * 3
+    for (one, one_tables), (two, two_tables) in zip(sequential, parallel):
+        assert (one_tables is None) == (two_tables is None)
+        for table in one_tables or {}:
+            assert one_tables[table].equals(two_tables[table])
+        for kind in one.csv:  # the CSVs asked for (LIGHTNING_EDA_CSV=1) are the same bytes too
             assert Path(one.csv[kind]).read_bytes() == Path(two.csv[kind]).read_bytes()
 
 

@@ -10,16 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from lightning_eda.store import database, quality
+import duckdb
+
+from lightning_eda.store import catalog, database, quality
 
 START = datetime(2024, 3, 5, 1, 0, 0)
 
 
 @pytest.fixture
 def con(tmp_path):
-    """A store holding one clean granule: 2 flashes, 2 groups, 2 events."""
-    connection = database.connect(tmp_path / "glm.duckdb")
-    database.ensure_schema(connection)
+    """Tables shaped like the store's views, holding one clean granule: 2 flashes, 2 groups, 2 events.
+
+    Real tables (not views over Parquet) so that each test can plant its fault with one UPDATE or DELETE.
+    """
+    connection = duckdb.connect(str(tmp_path / "quality.duckdb"))
+    with catalog.connect_store(tmp_path / "empty_store") as views:
+        for table in ("glm_file", "glm_flash", "glm_group", "glm_event"):
+            empty = views.sql(f"SELECT * FROM {table}").to_arrow_table()  # noqa: F841 - read by DuckDB below
+            connection.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
     connection.execute(
         "INSERT INTO glm_file VALUES ('g1.nc', 'noaa-goes16', 'GLM-L2-LCFA', ?, 'G16', 'GOES-East', ?, ?, 2, 2, 2, "
         "1000, 'loaded', NULL, now()::TIMESTAMP)",
@@ -161,14 +169,30 @@ def test_flashes_not_clustered_exactly_once_fail(clustered, fault):
     assert not passed, facts
 
 
-def test_the_dagster_checks_report_the_planted_faults(clustered, tmp_path):
-    """The asset checks themselves, invoked as Dagster invokes them, fail on the same faults."""
+def test_the_dagster_checks_report_the_planted_faults(tmp_path):
+    """The asset checks themselves, invoked as Dagster invokes them, pass on clean tables and fail on planted faults."""
+    import pandas as pd
+
     from lightning_eda.orchestration.checks import every_flash_clustered, features_standardized
     from lightning_eda.orchestration.resources import LightningDataResource
+    from lightning_eda.store.parquet_store import ParquetStore
 
-    clustered.execute("UPDATE flash_features SET f_x = f_x + 0.5")
-    clustered.execute("DELETE FROM flash_cluster WHERE flash_id = 4")
-    clustered.close()
+    store = ParquetStore(tmp_path)
+    features = pd.DataFrame(
+        {"source_file": "g1.nc", "flash_id": [1, 2, 3, 4], "time_start": pd.Timestamp(START),
+         "time_end": pd.Timestamp(START), "lat": 30.0, "lon": -90.0, "energy": 1e-15, "quality_flag": 0,
+         "row_id": [0, 1, 2, 3], "x_km": 0.0, "y_km": 0.0, "f_x": [-1.0, 1.0, -1.0, 1.0], "f_y": [1.0, -1.0, -1.0, 1.0]}
+    )
+    clusters = features[["source_file", "flash_id"]].assign(cluster=features["flash_id"] % 2)
+    summary = pd.DataFrame({"cluster": [0, 1], "lat": 30.0, "lon": -90.0, "n_flashes": [2, 2], "total_energy": 0.0,
+                            "time_start": pd.Timestamp(START), "time_end": pd.Timestamp(START)})
+    store.write_analysis("flash_features", features)
+    store.write_analysis("flash_cluster", clusters)
+    store.write_analysis("cluster_summary", summary)
     data = LightningDataResource(data_dir=str(tmp_path))
+    assert features_standardized(data=data).passed and every_flash_clustered(data=data).passed
+
+    store.write_analysis("flash_features", features.assign(f_x=features["f_x"] + 0.5))
+    store.write_analysis("flash_cluster", clusters[clusters["flash_id"] != 4])
     assert not features_standardized(data=data).passed
     assert not every_flash_clustered(data=data).passed

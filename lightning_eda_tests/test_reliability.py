@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,6 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 from dagster import DagsterInstance, materialize
@@ -28,7 +28,9 @@ from dagster import DagsterInstance, materialize
 import lcfa_factory
 from faulty_s3 import FaultyS3
 from lightning_eda.ingest import hourly
-from lightning_eda.store import database
+from lightning_eda.ingest.archive import ExtractReport
+from lightning_eda.store import catalog
+from lightning_eda.store.parquet_store import DATA_TABLES, ParquetStore
 from lightning_eda.ingest.archive import STALE_PART_AGE
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.cli import _failure_message
@@ -79,7 +81,8 @@ def run_messages(instance, result) -> list[str]:
 
 
 def rows(db: Path, sql: str, params=()) -> list[tuple]:
-    with database.connect(db, read_only=True) as con:
+    """Query the store beside ``db`` through the same views glm.duckdb holds (whether or not the file exists)."""
+    with catalog.connect_store(db.parent) as con:
         return con.execute(sql, list(params)).fetchall()
 
 
@@ -91,16 +94,16 @@ def files_by_status(db: Path) -> dict[str, tuple]:
 def rows_per_file(db: Path) -> dict[str, tuple[int, int, int]]:
     """{source_file: (flash rows, group rows, event rows)} for every file with at least one row anywhere."""
     counts: dict[str, list[int]] = {}
-    for i, table in enumerate(database.DATA_TABLES):
+    for i, table in enumerate(("glm_flash", "glm_group", "glm_event")):
         for name, n in rows(db, f"SELECT source_file, count(*) FROM {table} GROUP BY 1"):
             counts.setdefault(name, [0, 0, 0])[i] = n
     return {name: tuple(n) for name, n in counts.items()}
 
 
 def snapshot(db: Path) -> dict:
-    """The whole database content except load times (which differ between identical loads)."""
-    with database.connect(db) as con:  # read-write: opening must also work right after a crash
-        tables = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in database.DATA_TABLES}
+    """The whole store's content except load times (which differ between identical loads), read as users see it."""
+    with catalog.connect_store(db.parent) as con:
+        tables = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in DATA_TABLES}
         tables["glm_file"] = con.execute("SELECT * EXCLUDE (loaded_at) FROM glm_file ORDER BY ALL").fetchall()
     return tables
 
@@ -351,7 +354,9 @@ def test_a_granule_that_outlives_every_retry_is_recorded_and_a_later_run_complet
     assert result.success, _failure_message(result)
     db = tmp_path / "glm.duckdb"
     state, error = files_by_status(db)[victim]
-    assert state == "failed" and "download failed" in error and "after 4 attempts" in error, error
+    # transient: recorded as missing (not as a corrupt file), so the hour is incomplete and the next run retries it
+    assert state == "missing" and "download failed" in error and "after 4 attempts" in error, error
+    assert rows(db, "SELECT complete, missing FROM glm_hour") == [(False, 1)]
     assert victim not in rows_per_file(db)
     assert meta(result, "extract")["download_failures"] == 1 and victim in meta(result, "transform")["failures"]
     assert part_files(tmp_path) == [] and not list(tmp_path.rglob(victim))
@@ -361,7 +366,9 @@ def test_a_granule_that_outlives_every_retry_is_recorded_and_a_later_run_complet
     again = run(tmp_path, bucket, KEY_2019)
     assert again.success
     assert meta(again, "extract")["downloaded"] == 1  # only the missing one
+    assert meta(again, "transform")["granules"] == 1  # and only it is decoded; the others come from the store
     assert_hour_loaded_exactly_once(db, tmp_path, bucket, counts, granules)
+    assert rows(db, "SELECT complete, missing FROM glm_hour") == [(True, 0)]
 
 
 def test_an_hour_whose_every_download_fails_is_a_failed_run(flaky_hour, proxy, tmp_path, no_jitter):
@@ -444,56 +451,54 @@ def test_a_download_killed_midway_is_never_taken_as_complete(flaky_hour, proxy, 
 # --- crashes and overlapping loads -------------------------------------------------------------------------------
 
 
-def transformed(tmp_path: Path, bucket: str, granules: dict[str, bytes], manifest: Path) -> list:
-    """Transform ``granules`` of HOUR_2019 into the CSV folder and write their manifest at ``manifest``."""
-    paths = hourly.HourPaths(tmp_path / "data", bucket, PRODUCT, HOUR_2019)
-    raw = tmp_path / "staging"
-    raw.mkdir(exist_ok=True)
-    files = []
+def stage(data_dir: Path, bucket: str, granules: dict[str, bytes], hour: datetime = HOUR_2019) -> hourly.HourPaths:
+    """Put ``granules`` in the hour's raw folder (and only them) and stage the hour's next version from them."""
+    paths = hourly.HourPaths(data_dir, bucket, PRODUCT, hour)
+    shutil.rmtree(paths.raw_dir, ignore_errors=True)
+    paths.raw_dir.mkdir(parents=True)
     for name, body in granules.items():
-        (raw / name).write_bytes(body)
-        files.append(raw / name)
-    records = hourly.transform_hour(files, paths)
-    hourly.write_manifest(manifest, records)
-    return records
+        (paths.raw_dir / name).write_bytes(body)
+    hourly.write_extract_report(paths, ExtractReport(hour, listed_names=sorted(granules)))
+    hourly.transform_hour(paths, ParquetStore(data_dir), redecode=True)
+    return paths
 
 
-def load_manifest(db: Path, manifest: Path, bucket: str) -> None:
-    with database.connect(db) as con:
-        hourly.load_hour(con, hourly.read_manifest(manifest), bucket=bucket, product=PRODUCT, hour=HOUR_2019)
+def stage_and_load(data_dir: Path, bucket: str, granules: dict[str, bytes], hour: datetime = HOUR_2019) -> None:
+    hourly.load_hour(stage(data_dir, bucket, granules, hour), ParquetStore(data_dir))
 
 
-# Child-process code: install_hang() stops a load inside its transaction, after every delete and insert, just
-# before COMMIT, and says so on stdout.
-HANG_HOOK = """
-import time
-from lightning_eda.store import database
+# Child-process code: a loader that stages an hour then commits it, forever, alternating between two states of the
+# hour; with "hang-before" it stops just before the commit's rename, with "hang-after" just after it (before the
+# fsync, pruning and clean-up), and says so on stdout.
+CHILD_LOAD = """
+import sys, time
+from pathlib import Path
+from lightning_eda.store import parquet_store
+from lightning_eda.store.parquet_store import ParquetStore
 
-def install_hang():
-    check = database._check_counts
-    def hang(files, counts):
-        check(files, counts)
-        print("IN_TRANSACTION", flush=True)
-        time.sleep(600)
-    database._check_counts = hang
+def install_hang(mode):
+    if mode == "hang-before":
+        commit = ParquetStore.commit
+        def hang(self, key, staged):
+            print("BEFORE_RENAME", flush=True)
+            time.sleep(600)
+        ParquetStore.commit = hang
+    elif mode == "hang-after":
+        def hang(folder):
+            print("AFTER_RENAME", flush=True)
+            time.sleep(600)
+        parquet_store._fsync_dir = hang
 """
 
-CHILD_LOAD = HANG_HOOK + """
-import sys, time
-from datetime import datetime
-from pathlib import Path
-from lightning_eda.ingest import hourly
-from lightning_eda.store import database
-
-mode, db, bucket, *manifests = sys.argv[1:]
-if mode == "hang":
-    install_hang()
-con = database.connect(db)
-con.execute("SET checkpoint_threshold = '1KB'")  # checkpoint at every commit: kills can land mid-checkpoint too
+CHILD_LOOP = CHILD_LOAD + """
+sys.path.insert(0, "lightning_eda_tests")
+from test_reliability import stage_and_load, crash_states
+mode, data_dir, bucket, folder = sys.argv[1:]
+install_hang(mode)
+states = crash_states(Path(folder))
 i = 0
 while True:
-    records = hourly.read_manifest(Path(manifests[i % len(manifests)]))
-    hourly.load_hour(con, records, bucket=bucket, product="GLM-L2-LCFA", hour=datetime(2019, 6, 1, 12))
+    stage_and_load(Path(data_dir), bucket, states["AB"[i % 2]])
     print("COMMITTED", i, flush=True)
     i += 1
 """
@@ -523,70 +528,82 @@ def wait_for_line(child: subprocess.Popen, prefix: str, timeout: float = 60) -> 
         raise AssertionError(f"child never printed {prefix!r}: {child.stderr.read()}")
 
 
-@pytest.fixture(scope="module")
-def crash_granules(tmp_path_factory):
-    """Two small granules (state A) and the same plus a large one (state B) of hour 2019-06-01 12."""
-    folder = tmp_path_factory.mktemp("crash")
+def crash_states(folder: Path) -> dict[str, dict[str, bytes]]:
+    """Two small granules (state A) and the same plus a large one (state B) of hour 2019-06-01 12 (deterministic)."""
     rng = np.random.default_rng(11)
     a = dict(synthetic(folder, HOUR_2019 + timedelta(seconds=20 * i)) for i in range(2))
     big = synthetic(folder, HOUR_2019 + timedelta(seconds=40), **random_tables(rng, 3000))
     return {"A": a, "B": {**a, big[0]: big[1]}}
 
 
+@pytest.fixture(scope="module")
+def crash_granules(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("crash")
+    return {"folder": folder, **crash_states(folder)}
+
+
+B_COUNTS = [SAMPLE_COUNTS, SAMPLE_COUNTS, (3000, 9000, 36000)]
+
+
 @pytest.mark.slow
-def test_a_first_load_killed_inside_its_transaction_leaves_the_hour_absent(crash_granules, tmp_path):
+@pytest.mark.parametrize("mode", ["hang-before", "hang-after"])
+def test_a_first_load_killed_at_its_commit_leaves_the_hour_absent_or_whole(crash_granules, tmp_path, mode):
     bucket = "rel-crash"
-    manifest = tmp_path / "B.json"
-    transformed(tmp_path, bucket, crash_granules["B"], manifest)
-    db = tmp_path / "glm.duckdb"
-    child = start_child(CHILD_LOAD, "hang", str(db), bucket, str(manifest))
+    child = start_child(CHILD_LOOP, mode, str(tmp_path), bucket, str(crash_granules["folder"]))
     try:
-        wait_for_line(child, "IN_TRANSACTION")
-        # meanwhile no other process can write the file: a second loader cannot even open it
-        with pytest.raises(duckdb.IOException):
-            duckdb.connect(str(db))
+        wait_for_line(child, "BEFORE_RENAME" if mode == "hang-before" else "AFTER_RENAME")
+        # meanwhile the next hour loads beside it: partitions never wait for each other
+        later = HOUR_2019 + timedelta(hours=1)
+        stage_and_load(tmp_path, bucket, dict([synthetic(tmp_path / "later", later)]), later)
+        assert rows(tmp_path / "glm.duckdb", "SELECT hour, loaded FROM glm_hour WHERE hour = ?", [later]) == [(later, 1)]
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
-    assert snapshot(db) == {"glm_file": [], "glm_flash": [], "glm_group": [], "glm_event": []}
-    load_manifest(db, manifest, bucket)
-    assert sorted(rows_per_file(db).values()) == sorted([SAMPLE_COUNTS, SAMPLE_COUNTS, (3000, 9000, 36000)])
+    db = tmp_path / "glm.duckdb"
+    hour = rows(db, "SELECT count(*) FROM glm_file WHERE hour = ?", [HOUR_2019])
+    if mode == "hang-before":
+        assert hour == [(0,)], "the hour was never committed: it is absent"
+        assert sorted(rows_per_file(db).values()) == [SAMPLE_COUNTS]  # only the later hour's granule
+    else:  # renamed before the kill: the hour is whole state A (the loop's first state)
+        assert hour == [(2,)]
+        assert sorted(rows_per_file(db).values()) == [SAMPLE_COUNTS] * 3
+    stage_and_load(tmp_path, bucket, crash_granules["B"])
+    assert sorted(rows_per_file(db).values()) == sorted([*B_COUNTS, SAMPLE_COUNTS])
+    ParquetStore(tmp_path).sweep(grace=0, stale=0)
+    assert not any((tmp_path / "store" / ".staging").iterdir()), "the killed writer's staging folder is swept"
+    assert len(ParquetStore(tmp_path).versions(hourly.HourPaths(tmp_path, bucket, PRODUCT, HOUR_2019).key)) == 1
 
 
 @pytest.mark.slow
 def test_kills_at_any_moment_of_repeated_loads_leave_one_whole_state(crash_granules, tmp_path):
     bucket = "rel-crash"
     db = tmp_path / "glm.duckdb"
-    manifests = {state: tmp_path / f"{state}.json" for state in ("A", "B")}
     states = {}
-    for state, manifest in manifests.items():
-        transformed(tmp_path, bucket, crash_granules[state], manifest)
-        load_manifest(db, manifest, bucket)
+    for state in ("A", "B"):
+        stage_and_load(tmp_path, bucket, crash_granules[state])
         states[state] = snapshot(db)
     rng = np.random.default_rng(3)
-    for attempt in range(3):
-        child = start_child(CHILD_LOAD, "loop", str(db), bucket, str(manifests["A"]), str(manifests["B"]))
+    for attempt in range(4):
+        child = start_child(CHILD_LOOP, "loop", str(tmp_path), bucket, str(crash_granules["folder"]))
         try:
             wait_for_line(child, "COMMITTED")
-            time.sleep(float(rng.uniform(0.0, 0.4)))  # lands in a delete, an insert, a commit or a checkpoint
+            time.sleep(float(rng.uniform(0.0, 0.4)))  # lands in a decode, a staging write, a rename or a prune
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=10)
         after = snapshot(db)
         assert after in (states["A"], states["B"]), f"kill {attempt}: the hour is neither whole state A nor B"
-    load_manifest(db, manifests["B"], bucket)
+    stage_and_load(tmp_path, bucket, crash_granules["B"])
     assert snapshot(db) == states["B"]
 
 
-CHILD_RUN = HANG_HOOK + """
-import sys, time
+CHILD_RUN = CHILD_LOAD + """
 from dagster import materialize
-from lightning_eda.store import database
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.resources import build_resources
 
 bucket, data_dir, key = sys.argv[1:4]
-install_hang()
+install_hang("hang-before")
 materialize([extract, transform, load], partition_key=key, resources=build_resources(data_dir, bucket=bucket))
 """
 
@@ -605,7 +622,7 @@ def test_a_run_killed_during_load_leaves_the_old_hour_and_the_next_run_completes
 
     child = start_child(CHILD_RUN, bucket, str(tmp_path), KEY_2019)
     try:
-        wait_for_line(child, "IN_TRANSACTION", timeout=120)
+        wait_for_line(child, "BEFORE_RENAME", timeout=120)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
@@ -620,27 +637,18 @@ def test_a_run_killed_during_load_leaves_the_old_hour_and_the_next_run_completes
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["first load", "reload"])
-def test_overlapping_loads_of_one_hour_never_duplicate_rows(crash_granules, tmp_path, monkeypatch, existing):
+def test_overlapping_loads_of_one_hour_never_duplicate_rows(crash_granules, tmp_path, existing):
+    """Three writers of one hour at once (no lock, no pool): each commits a whole version, the newest wins."""
     bucket = "rel-overlap"
-    manifest = tmp_path / "B.json"
-    transformed(tmp_path, bucket, crash_granules["B"], manifest)
-    db = tmp_path / "glm.duckdb"
-    with database.connect(db) as con:
-        database.ensure_schema(con)
     if existing:
-        load_manifest(db, manifest, bucket)
-    check = database._check_counts
-
-    def slow_check(files, counts):  # keep each transaction open long enough for the others to overlap it
-        check(files, counts)
-        time.sleep(0.2)
-
-    monkeypatch.setattr(database, "_check_counts", slow_check)
+        stage_and_load(tmp_path / "first", bucket, crash_granules["A"])
     errors: list[BaseException] = []
+    tables = _decoded_state(crash_granules["B"], tmp_path / "decoded")  # netCDF4 decodes in one thread at a time
 
     def load_once():
         try:
-            load_manifest(db, manifest, bucket)
+            store = ParquetStore(tmp_path / "first")
+            store.commit(hourly.HourPaths(store.data_dir, bucket, PRODUCT, HOUR_2019).key, store.stage(tables))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -650,11 +658,19 @@ def test_overlapping_loads_of_one_hour_never_duplicate_rows(crash_granules, tmp_
     for thread in threads:
         thread.join(60)
     assert errors == []
+    db = tmp_path / "first" / "glm.duckdb"
     assert rows(db, "SELECT count(*), count(DISTINCT source_file) FROM glm_file") == [(3, 3)]
-    assert sorted(rows_per_file(db).values()) == sorted([SAMPLE_COUNTS, SAMPLE_COUNTS, (3000, 9000, 36000)])
+    assert sorted(rows_per_file(db).values()) == sorted(B_COUNTS)
 
 
-# --- hostile or odd listings -------------------------------------------------------------------------------------
+def _decoded_state(granules: dict[str, bytes], folder: Path) -> dict:
+    """The four tables of an hour holding ``granules``, decoded in this process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    decoded = []
+    for name, body in sorted(granules.items()):
+        (folder / name).write_bytes(body)
+        decoded.append(hourly.transform_granule(folder / name))
+    return hourly._next_version(None, [], [record for record, _ in decoded], decoded)
 
 
 def test_only_granule_keys_are_fetched_and_nothing_is_written_outside_the_data_folder(s3, proxy, tmp_path):

@@ -211,6 +211,8 @@ _RETRYABLE = (BotoCoreError, ClientError, FetchError, OSError)
 class ExtractReport:
     hour: datetime
     listed: int = 0
+    listed_names: list[str] = field(default_factory=list)
+    already_loaded: list[str] = field(default_factory=list)  # settled in the store: not fetched again
     downloaded: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -246,13 +248,23 @@ def extract_hour(
     *,
     max_workers: int = 8,
     attempts: int = 4,
+    skip: Optional[dict[str, int]] = None,
 ) -> ExtractReport:
-    """Mirror one hour of granules into ``raw_dir`` (same key layout), skipping complete files already there."""
+    """Mirror one hour of granules into ``raw_dir`` (same key layout), skipping complete files already there.
+
+    Granules in ``skip`` (name → size: settled in the store) are listed but not fetched, unless the archive now
+    lists them with another size (a republished granule).
+    """
+    skip = skip or {}
     report = ExtractReport(hour=hour)
     granules = archive.list_hour(hour)
     report.listed = len(granules)
+    report.listed_names = [g.name for g in granules]
     todo: list[tuple[RemoteGranule, Path]] = []
     for granule in granules:
+        if skip.get(granule.name) == granule.size:
+            report.already_loaded.append(granule.name)
+            continue
         dest = local_path_for_key(raw_dir, granule.key)
         _remove_stale_parts(dest)
         if dest.is_file() and dest.stat().st_size == granule.size:

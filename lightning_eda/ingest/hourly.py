@@ -1,9 +1,16 @@
-"""The hour-level steps behind the ``ingestor`` assets: where an hour's files live, transform and load.
+"""The hour-level steps behind the ``ingestor`` assets: which granules an hour still needs, decode, stage, commit.
+
+An hour is **complete** when every granule the archive listed for it is in the store as ``loaded`` or ``failed``
+(a corrupt file: permanent). A granule that could not be fetched (retries exhausted, a full disk, a killed worker)
+is recorded as ``missing``: transient, so the next run of the hour fetches and decodes it, and only it; the
+granules already settled are carried over from the hour's current version without being downloaded or decoded
+again. Granules the archive no longer lists are dropped from the hour.
 
 Folders under the data directory (``$LIGHTNING_EDA_DATA_DIR``):
 - ``raw/<bucket>/<product>/YYYY/DDD/HH/*.nc``: granules as published (same layout as the bucket),
-- ``csv/<bucket>/<product>/YYYY/DDD/HH/``: per-granule flash, group and event CSVs and ``manifest.json``,
-- ``glm.duckdb``: the database.
+- ``store/``: the Parquet store (see :mod:`lightning_eda.store.parquet_store`),
+- ``work/<bucket>/<product>/YYYY/DDD/HH/``: what extract and transform hand to the next step (removed by load),
+- ``csv/<bucket>/<product>/YYYY/DDD/HH/``: per-granule CSVs, only when asked for (``LIGHTNING_EDA_CSV=1``).
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -20,19 +29,22 @@ from pathlib import Path
 from typing import Optional
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lightning_eda.files import atomic_write
 from lightning_eda.goes.granule import granule_to_csvs, read_granule
 from lightning_eda.goes.layout import hour_prefix, is_granule_key
 from lightning_eda.ingest.archive import ExtractReport
-from lightning_eda.store import database
+from lightning_eda.store.parquet_store import COUNT_COLUMN, DATA_TABLES, GLM_SCHEMAS, HourKey, ParquetStore, conform
 from lightning_eda.utc import utc_now
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
 EXTRACT_REPORT_NAME = "extract.json"
+TRANSFORM_REPORT_NAME = "transform.json"
 TABLE_OF_KIND = {"flashes": "glm_flash", "groups": "glm_group", "events": "glm_event"}
+SETTLED = ("loaded", "failed")  # statuses that end a granule's story; "missing" is retried
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,10 @@ class HourPaths:
     bucket: str
     product: str
     hour: datetime
+
+    @property
+    def key(self) -> HourKey:
+        return HourKey(self.bucket, self.product, self.hour)
 
     @property
     def raw_root(self) -> Path:
@@ -57,21 +73,25 @@ class HourPaths:
         return self.data_dir / "csv" / self.bucket / hour_prefix(self.product, self.hour)
 
     @property
-    def manifest(self) -> Path:
-        return self.csv_dir / MANIFEST_NAME
+    def work_dir(self) -> Path:
+        return self.data_dir / "work" / self.bucket / hour_prefix(self.product, self.hour)
 
     @property
     def extract_report(self) -> Path:
-        return self.csv_dir / EXTRACT_REPORT_NAME
+        return self.work_dir / EXTRACT_REPORT_NAME
+
+    @property
+    def transform_report(self) -> Path:
+        return self.work_dir / TRANSFORM_REPORT_NAME
 
 
 @dataclass
 class GranuleRecord:
-    """What the transform learned about one granule: its facts, or why it failed."""
+    """What the transform learned about one granule: its facts, or why it is not (yet) in the store."""
 
     source_file: str
     size_bytes: int
-    status: str  # "loaded" once transformed; "failed" when it could not be decoded
+    status: str  # "loaded", "failed" (cannot be decoded: permanent) or "missing" (not fetched yet: retried)
     error: Optional[str] = None
     platform: Optional[str] = None
     orbital_slot: Optional[str] = None
@@ -89,17 +109,27 @@ def _iso(value) -> Optional[str]:
     return pd.Timestamp(value).isoformat()
 
 
-def transform_granule(path: Path, csv_dir: Path) -> GranuleRecord:
-    """Decode one granule into CSVs; any failure is recorded, never raised, so one bad file cannot stop an hour."""
+# --- decoding granules -------------------------------------------------------------------------------------------
+
+
+def transform_granule(path: Path, csv_dir: Optional[Path] = None) -> tuple[GranuleRecord, Optional[dict[str, pa.Table]]]:
+    """Decode one granule into typed Arrow tables (and CSVs when ``csv_dir`` is given).
+
+    Any failure is recorded, never raised, so one bad file cannot stop an hour.
+    """
     size = path.stat().st_size if path.exists() else 0
     try:
         granule = read_granule(path)
-        written = granule_to_csvs(granule, csv_dir)
+        written = granule_to_csvs(granule, csv_dir) if csv_dir is not None else {}
+        tables = {
+            TABLE_OF_KIND[kind]: conform(frame.assign(source_file=path.name), GLM_SCHEMAS[TABLE_OF_KIND[kind]])
+            for kind, frame in (("flashes", granule.flashes), ("groups", granule.groups), ("events", granule.events))
+        }
     except Exception as exc:  # noqa: BLE001 - a corrupt file can fail in netCDF4, HDF5 or numpy; all mean "skip it"
         log.warning("granule %s failed: %s", path.name, exc)
-        return GranuleRecord(path.name, size, "failed", error=f"{type(exc).__name__}: {exc}")
+        return GranuleRecord(path.name, size, "failed", error=f"{type(exc).__name__}: {exc}"), None
     meta = granule.meta
-    return GranuleRecord(
+    record = GranuleRecord(
         source_file=path.name,
         size_bytes=size,
         status="loaded",
@@ -112,6 +142,7 @@ def transform_granule(path: Path, csv_dir: Path) -> GranuleRecord:
         n_events=int(meta["n_events"]),
         csv={kind: str(p) for kind, p in written.items()},
     )
+    return record, tables
 
 
 def default_workers() -> int:
@@ -119,8 +150,35 @@ def default_workers() -> int:
     return max(1, min(cores, 8))
 
 
-def transform_granules(files: list[Path], csv_dir: Path, workers: Optional[int] = None) -> list[GranuleRecord]:
-    """Decode granules on every core (decoding and CSV writing hold the GIL, so processes, not threads).
+_SPAWN = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Dagster's do)
+_pool_lock = threading.Lock()
+_pool: Optional[ProcessPoolExecutor] = None
+_pool_workers = 0
+
+
+def _shared_pool(workers: int) -> ProcessPoolExecutor:
+    """One pool of decoder processes per process, kept between hours: a backfill pays the spawn cost once."""
+    global _pool, _pool_workers
+    with _pool_lock:
+        if _pool is None or _pool_workers != workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False, cancel_futures=True)
+            _pool, _pool_workers = ProcessPoolExecutor(max_workers=workers, mp_context=_SPAWN), workers
+        return _pool
+
+
+def _discard_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+def transform_granules(
+    files: list[Path], csv_dir: Optional[Path] = None, workers: Optional[int] = None
+) -> list[tuple[GranuleRecord, Optional[dict[str, pa.Table]]]]:
+    """Decode granules on every core (decoding holds the GIL, so processes, not threads), in ``files`` order.
 
     A worker that dies (a crash inside HDF5 on a corrupt file, say) takes the pool with it: the granules not yet done
     are then retried one per process, so only the culprit is recorded as failed.
@@ -128,32 +186,34 @@ def transform_granules(files: list[Path], csv_dir: Path, workers: Optional[int] 
     workers = default_workers() if workers is None else workers
     if workers < 2 or len(files) < 2 * workers:
         return [transform_granule(path, csv_dir) for path in files]
-    spawn = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Dagster's do)
-    done: dict[Path, GranuleRecord] = {}
+    done: dict[Path, tuple] = {}
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-            futures = {pool.submit(transform_granule, path, csv_dir): path for path in files}
-            for future in as_completed(futures):
-                done[futures[future]] = future.result()
+        pool = _shared_pool(workers)
+        futures = {pool.submit(transform_granule, path, csv_dir): path for path in files}
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
     except BrokenProcessPool:
+        _discard_pool()
         for path in (p for p in files if p not in done):
-            done[path] = _transform_isolated(path, csv_dir, spawn)
+            done[path] = _transform_isolated(path, csv_dir)
     return [done[path] for path in files]
 
 
-def _transform_isolated(path: Path, csv_dir: Path, context) -> GranuleRecord:
+def _transform_isolated(path: Path, csv_dir: Optional[Path]):
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=_SPAWN) as pool:
             return pool.submit(transform_granule, path, csv_dir).result()
     except BrokenProcessPool:
         size = path.stat().st_size if path.exists() else 0
-        return GranuleRecord(path.name, size, "failed", error="the decoder crashed on this file")
+        return GranuleRecord(path.name, size, "failed", error="the decoder crashed on this file"), None
+
+
+# --- what extract hands to transform -----------------------------------------------------------------------------
 
 
 def write_extract_report(paths: HourPaths, report: ExtractReport) -> None:
     """Record what the hour's extract listed and failed to fetch, for the transform that follows."""
-    listed = sorted([*report.downloaded, *report.already_present, *report.failed])
-    text = json.dumps({"listed": listed, "failed": report.failed})
+    text = json.dumps({"listed": sorted(report.listed_names), "failed": report.failed})
     atomic_write(paths.extract_report, lambda handle: handle.write(text.encode()))
 
 
@@ -162,81 +222,206 @@ def read_extract_report(paths: HourPaths) -> dict:
     return json.loads(paths.extract_report.read_text()) if paths.extract_report.is_file() else {}
 
 
-def granules_to_transform(paths: HourPaths, extracted: dict) -> list[Path]:
-    """The hour's raw granules that the last extract listed (all granule files when no extract was recorded).
+def settled_granules(store: ParquetStore, key: HourKey) -> dict[str, int]:
+    """Granules of the hour's current version that need no more work (loaded, or failed for good), with their size.
 
-    A granule withdrawn from the archive since an earlier run is not reloaded; files that are not granules of
-    this hour and product are never decoded.
+    A granule the archive republishes with another size is not settled any more: it is fetched and decoded again.
     """
-    listed = set(extracted["listed"]) if "listed" in extracted else None
+    files = store.read(key, "glm_file").to_pydict()
+    return {
+        name: size
+        for name, status, size in zip(files["source_file"], files["status"], files["size_bytes"])
+        if status in SETTLED
+    }
+
+
+def raw_granules(paths: HourPaths) -> list[Path]:
+    """Files in the hour's raw folder that are granules of this hour and product (nothing else is ever decoded)."""
     prefix = hour_prefix(paths.product, paths.hour)
-    return [
-        path
-        for path in sorted(paths.raw_dir.glob("*.nc"))
-        if is_granule_key(prefix + path.name, paths.product) and (listed is None or path.name in listed)
-    ]
+    return [p for p in sorted(paths.raw_dir.glob("*.nc")) if is_granule_key(prefix + p.name, paths.product)]
 
 
-def transform_hour(
-    raw_files: list[Path], paths: HourPaths, failed_downloads: Optional[dict[str, str]] = None
-) -> list[GranuleRecord]:
-    """Transform every granule of the hour and write the manifest that ``load`` reads.
+# --- transform: decode what is new and stage the hour's next version --------------------------------------------
 
-    Granules that could not be downloaded are recorded as failed too, so ``glm_file`` names every gap of the hour.
+
+@dataclass
+class HourPlan:
+    """What one transform does to an hour."""
+
+    decode: list[Path]  # listed granules to decode now
+    keep: list[str]  # settled granules carried over from the current version
+    missing: dict[str, str]  # listed granules with no file yet, and why
+    current: set[str]  # granules of the hour's current version
+
+    @property
+    def unchanged(self) -> bool:
+        """Nothing to decode, nothing missing, nothing withdrawn: the current version is already right."""
+        return not self.decode and not self.missing and set(self.keep) == self.current
+
+
+def plan_hour(paths: HourPaths, store: ParquetStore, extracted: dict, *, redecode: bool = False) -> HourPlan:
+    """Decide which of the hour's granules to decode, keep and record as missing.
+
+    Without an extract report (``transform`` run on its own), the granules in the raw folder are the listing.
     """
-    paths.csv_dir.mkdir(parents=True, exist_ok=True)
-    records = transform_granules(sorted(raw_files), paths.csv_dir)
-    known = {r.source_file for r in records}
-    for name, error in sorted((failed_downloads or {}).items()):
-        if name not in known:
-            records.append(GranuleRecord(name, 0, "failed", error=f"download failed: {error}"))
-    write_manifest(paths.manifest, records)
-    return records
+    raw = {p.name: p for p in raw_granules(paths)}
+    listed = sorted(extracted["listed"]) if "listed" in extracted else sorted(raw)
+    settled = {} if redecode else settled_granules(store, paths.key)
+    # a settled granule whose file on disk has another size was republished (and fetched again by extract)
+    settled = {n: size for n, size in settled.items() if n not in raw or raw[n].stat().st_size == size}
+    failed_downloads = extracted.get("failed", {})
+    return HourPlan(
+        decode=[raw[n] for n in listed if n not in settled and n in raw],
+        keep=[n for n in listed if n in settled],
+        missing={
+            n: f"download failed: {failed_downloads[n]}" if n in failed_downloads else "not downloaded"
+            for n in listed
+            if n not in settled and n not in raw
+        },
+        current=set(store.read(paths.key, "glm_file").column("source_file").to_pylist()),
+    )
 
 
-def write_manifest(path: Path, records: list[GranuleRecord]) -> None:
-    text = json.dumps([asdict(r) for r in records], indent=1)
-    atomic_write(path, lambda handle: handle.write(text.encode()))
-
-
-def read_manifest(path: Path) -> list[GranuleRecord]:
-    if not path.is_file():
-        raise FileNotFoundError(f"no transform output at {path}: materialize `transform` for this hour first")
-    return [GranuleRecord(**item) for item in json.loads(path.read_text())]
-
-
-def files_frame(records: list[GranuleRecord], *, bucket: str, product: str, hour: datetime) -> pd.DataFrame:
-    loaded_at = utc_now()
+def files_table(records: list[GranuleRecord]) -> pa.Table:
+    """``glm_file`` rows (without the partition keys bucket, product and hour) for these records."""
     frame = pd.DataFrame(
         {
             "source_file": [r.source_file for r in records],
-            "bucket": bucket,
-            "product": product,
-            "hour": pd.Timestamp(hour),
-            "platform": [r.platform for r in records],
-            "orbital_slot": [r.orbital_slot for r in records],
+            "platform": pd.array([r.platform for r in records], dtype="object"),
+            "orbital_slot": pd.array([r.orbital_slot for r in records], dtype="object"),
             # ISO8601 per element: an hour mixes whole-second times with fractional ones (e.g. ``06:34:00.5``)
             "time_start": pd.to_datetime([r.time_start for r in records], format="ISO8601"),
             "time_end": pd.to_datetime([r.time_end for r in records], format="ISO8601"),
-            "n_flashes": pd.array([r.n_flashes for r in records], dtype="int64"),
-            "n_groups": pd.array([r.n_groups for r in records], dtype="int64"),
-            "n_events": pd.array([r.n_events for r in records], dtype="int64"),
-            "size_bytes": pd.array([r.size_bytes for r in records], dtype="int64"),
+            "n_flashes": [r.n_flashes for r in records],
+            "n_groups": [r.n_groups for r in records],
+            "n_events": [r.n_events for r in records],
+            "size_bytes": [r.size_bytes for r in records],
             "status": [r.status for r in records],
-            "error": [r.error for r in records],
-            "loaded_at": pd.Timestamp(loaded_at),
-        },
-        columns=database.FILE_COLUMNS,
+            "error": pd.array([r.error for r in records], dtype="object"),
+            "loaded_at": pd.Timestamp(utc_now()),
+        }
     )
-    return frame
+    return conform(frame, GLM_SCHEMAS["glm_file"])
 
 
-def load_hour(con, records: list[GranuleRecord], *, bucket: str, product: str, hour: datetime) -> dict[str, int]:
-    """Replace the hour in DuckDB with the transformed granules (failed ones are recorded, their rows not loaded)."""
-    csvs: dict[str, list[Path]] = {table: [] for table in TABLE_OF_KIND.values()}
-    for record in records:
-        if record.status == "loaded":
-            for kind, table in TABLE_OF_KIND.items():
-                csvs[table].append(Path(record.csv[kind]))
-    frame = files_frame(records, bucket=bucket, product=product, hour=hour)
-    return database.replace_hour(con, bucket=bucket, hour=hour, files=frame, csvs=csvs)
+@dataclass
+class TransformResult:
+    records: list[GranuleRecord]  # what this transform decoded or recorded as missing
+    kept: int  # granules carried over unchanged
+    staged: Optional[Path]  # None when the hour is already as it should be
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.records)
+
+
+def transform_hour(
+    paths: HourPaths, store: ParquetStore, *, redecode: bool = False, write_csv: bool = False
+) -> TransformResult:
+    """Decode the granules the hour still needs and stage its next version; write the report ``load`` reads."""
+    plan = plan_hour(paths, store, read_extract_report(paths), redecode=redecode)
+    if plan.unchanged:
+        result = TransformResult(records=[], kept=len(plan.keep), staged=None)
+        _write_transform_report(paths, result)
+        return result
+    decoded = transform_granules(plan.decode, paths.csv_dir if write_csv else None)
+    records = [record for record, _ in decoded]
+    records += [GranuleRecord(name, 0, "missing", error=error) for name, error in sorted(plan.missing.items())]
+    tables = _next_version(store.read_all(paths.key) if plan.keep else None, plan.keep, records, decoded)
+    result = TransformResult(records=records, kept=len(plan.keep), staged=store.stage(tables))
+    _write_transform_report(paths, result)
+    return result
+
+
+def _next_version(current: Optional[dict[str, pa.Table]], keep: list[str], records, decoded) -> dict[str, pa.Table]:
+    """The hour's four tables: the kept granules' rows from the current version, then the newly decoded ones."""
+    tables: dict[str, list[pa.Table]] = {table: [] for table in GLM_SCHEMAS}
+    if current is not None:
+        kept = pa.array(keep, type=pa.string())
+        for table, data in current.items():
+            tables[table].append(data.filter(pc.is_in(data.column("source_file"), value_set=kept)))
+    tables["glm_file"].append(files_table(records))
+    for _, granule_tables in decoded:
+        for table, data in (granule_tables or {}).items():
+            tables[table].append(data)
+    return {
+        table: pa.concat_tables(parts) if parts else GLM_SCHEMAS[table].empty_table() for table, parts in tables.items()
+    }
+
+
+def _write_transform_report(paths: HourPaths, result: TransformResult) -> None:
+    payload = {"staged": str(result.staged) if result.staged else None, "records": [asdict(r) for r in result.records]}
+    text = json.dumps(payload, indent=1)
+    atomic_write(paths.transform_report, lambda handle: handle.write(text.encode()))
+
+
+def read_transform_report(paths: HourPaths) -> dict:
+    if not paths.transform_report.is_file():
+        raise FileNotFoundError(f"no transform output at {paths.transform_report}: materialize `transform` first")
+    report = json.loads(paths.transform_report.read_text())
+    report["records"] = [GranuleRecord(**item) for item in report["records"]]
+    return report
+
+
+# --- load: commit the staged version --------------------------------------------------------------------------
+
+
+def check_staged_counts(staged: Path) -> dict[str, int]:
+    """Rows per table of a staged version; refuses one whose rows disagree with its granules' own counts."""
+    import pyarrow.parquet as pq
+
+    files = pq.read_table(staged / "glm_file.parquet")
+    loaded = files.filter(pc.equal(files.column("status"), "loaded"))
+    counts = {"glm_file": files.num_rows}
+    for table in DATA_TABLES:
+        rows = pq.ParquetFile(staged / f"{table}.parquet").metadata.num_rows
+        expected = int(pc.sum(loaded.column(COUNT_COLUMN[table])).as_py() or 0)
+        if rows != expected:
+            raise ValueError(f"{table}: the staged hour holds {rows} rows, its granules {expected}; not committed")
+        counts[table] = rows
+    return counts
+
+
+def load_hour(paths: HourPaths, store: ParquetStore, *, keep_raw: bool = True) -> dict[str, int]:
+    """Make the staged version the hour's (one rename), then tidy: work files, superseded versions, raw granules.
+
+    Returns rows per table of what was committed (all zero when transform found nothing to change).
+    """
+    report = read_transform_report(paths)
+    counts = {"glm_file": 0, **{table: 0 for table in DATA_TABLES}}
+    staged = Path(report["staged"]) if report["staged"] else None
+    if staged is not None and staged.is_dir():
+        counts = check_staged_counts(staged)
+        store.commit(paths.key, staged)
+    elif staged is not None:
+        log.info("%s was committed by an earlier load of this hour", staged.name)
+    _remove_work_dir(paths)
+    if not keep_raw:
+        drop_raw_granules(paths, set(settled_granules(store, paths.key)))
+    return counts
+
+
+def _remove_work_dir(paths: HourPaths) -> None:
+    """Remove the hour's hand-off files, and the folders above them that are left empty."""
+    shutil.rmtree(paths.work_dir, ignore_errors=True)
+    top = paths.data_dir / "work"
+    folder = paths.work_dir.parent
+    while folder != top and folder.is_relative_to(top):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another hour's work is in progress
+            break
+        folder = folder.parent
+    try:
+        top.rmdir()
+    except OSError:
+        pass
+
+
+def drop_raw_granules(paths: HourPaths, names: set[str]) -> int:
+    """Delete the raw files of granules the store has settled (the setting LIGHTNING_EDA_KEEP_RAW=0)."""
+    removed = 0
+    for path in raw_granules(paths):
+        if path.name in names:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -4,7 +4,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, asset_
 
 from lightning_eda.orchestration.assets.clustering import kmeans_cluster, preprocessor
 from lightning_eda.orchestration.assets.ingestor import load
-from lightning_eda.orchestration.constants import DUCKDB_POOL
+from lightning_eda.orchestration.constants import ANALYSIS_POOL
 from lightning_eda.orchestration.metadata import markdown_table
 from lightning_eda.orchestration.resources import LightningDataResource
 from lightning_eda.store import quality
@@ -91,7 +91,6 @@ LOAD_CHECKS = {
 @multi_asset_check(
     name="load_checks",
     specs=[AssetCheckSpec(fn.__name__, asset=load, description=text) for fn, text in LOAD_CHECKS.items()],
-    pool=DUCKDB_POOL,
 )
 def load_checks(data: LightningDataResource):
     with data.get_connection() as con:
@@ -99,7 +98,7 @@ def load_checks(data: LightningDataResource):
             yield check(con)
 
 
-@asset_check(pool=DUCKDB_POOL, asset=preprocessor, description="Features are finite and z-scored (mean 0, standard deviation 1).")
+@asset_check(pool=ANALYSIS_POOL, asset=preprocessor, description="Features are finite and z-scored (mean 0, standard deviation 1).")
 def features_standardized(data: LightningDataResource) -> AssetCheckResult:
     with data.get_connection() as con:
         passed, facts = quality.feature_standardization(con)
@@ -107,7 +106,7 @@ def features_standardized(data: LightningDataResource) -> AssetCheckResult:
 
 
 @asset_check(
-    pool=DUCKDB_POOL,
+    pool=ANALYSIS_POOL,
     asset=kmeans_cluster,
     description="Every preprocessed flash has exactly one cluster, and cluster_summary's counts add up.",
 )

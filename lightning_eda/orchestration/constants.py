@@ -5,6 +5,6 @@ PREPROCESSOR = "preprocessor"
 CLUSTERING = "kmeans_cluster"
 EVALUATORS = "evaluators"
 
-# DuckDB allows one writing process per file: every step that opens the database runs in this pool, whose limit
-# (1, set in dagster.yaml) makes concurrent runs, such as a backfill's partitions, take turns instead of failing.
-DUCKDB_POOL = "duckdb"
+# The clustering assets share one set of files (store/analysis/): their steps run in this pool, whose limit (1, set in
+# dagster.yaml) makes two clustering runs take turns. Hour partitions need no pool: each writes its own folder.
+ANALYSIS_POOL = "analysis"

@@ -5,6 +5,7 @@ Defaults come from the environment when the code location loads, so `dagster dev
 """
 
 
+import logging
 import os
 from contextlib import contextmanager
 from datetime import datetime
@@ -17,8 +18,12 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from lightning_eda import settings
+from lightning_eda.store import catalog
+from lightning_eda.store.parquet_store import ParquetStore
 from lightning_eda.ingest.archive import GranuleArchive, LocalArchive, S3Archive, make_s3_client
 from lightning_eda.ingest.hourly import HourPaths
+
+log = logging.getLogger(__name__)
 
 
 class GlmArchiveResource(ConfigurableResource):
@@ -62,9 +67,15 @@ class GlmArchiveResource(ConfigurableResource):
 
 
 class LightningDataResource(ConfigurableResource):
-    """The data folder: raw granules, CSVs, plots and the DuckDB file, whose path it alone decides."""
+    """The data folder: raw granules, the Parquet store, plots and ``glm.duckdb``, whose paths it alone decides."""
 
     data_dir: str = Field(default=settings.DEFAULT_DATA_DIR, description="Data folder (LIGHTNING_EDA_DATA_DIR).")
+    write_csv: bool = Field(
+        default=False, description="Also write each granule's flash, group and event CSVs under csv/ (LIGHTNING_EDA_CSV)."
+    )
+    keep_raw: bool = Field(
+        default=True, description="Keep the granules under raw/ once their hour is loaded (LIGHTNING_EDA_KEEP_RAW)."
+    )
 
     @property
     def root(self) -> Path:
@@ -74,12 +85,19 @@ class LightningDataResource(ConfigurableResource):
     def database_path(self) -> Path:
         return self.root / settings.DATABASE_FILE_NAME
 
+    @property
+    def store(self) -> ParquetStore:
+        return ParquetStore(self.root)
+
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the data folder's ``glm.duckdb`` (created with its folder when missing)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with DuckDBResource(database=str(self.database_path)).get_connection() as con:
-            yield con
+        """An in-memory DuckDB over the store's views: the pipeline never takes ``glm.duckdb``'s lock."""
+        with DuckDBResource(database=":memory:").get_connection() as con:
+            yield catalog.attach_views(con, self.store)
+
+    def refresh_database(self) -> catalog.CatalogStatus:
+        """Keep ``glm.duckdb``'s views in step with the store (never waits for a user holding the file)."""
+        return catalog.refresh_database(self.root)
 
     def hour_paths(self, archive: GlmArchiveResource, hour: datetime) -> HourPaths:
         """The hour's folders; raises settings.ConfigError for a bucket or product that is no safe folder name."""
@@ -93,23 +111,36 @@ def build_resources(
     bucket: str = settings.DEFAULT_BUCKET,
     product: str = settings.DEFAULT_PRODUCT,
     source_dir: Optional[str | os.PathLike] = None,
+    data_options: Optional[dict] = None,
     **archive_options,
 ) -> dict:
     """The resources every run needs, by key; the environment loader, the tests, soak and benchmarks all use it.
 
-    ``archive_options`` are further :class:`GlmArchiveResource` fields (``endpoint_url``, ``max_attempts``, ...).
+    ``data_options`` are further :class:`LightningDataResource` fields (``write_csv``, ``keep_raw``);
+    ``archive_options`` further :class:`GlmArchiveResource` fields (``endpoint_url``, ``max_attempts``, ...).
     """
+    data_options = data_options or {}
     return {
         "archive": GlmArchiveResource(
             bucket=bucket, product=product, source_dir=None if source_dir is None else str(source_dir), **archive_options
         ),
-        "data": LightningDataResource(data_dir=str(data_dir)),
+        "data": LightningDataResource(data_dir=str(data_dir), **data_options),
     }
 
 
 def resources_from_env(env: Optional[Mapping[str, str]] = None) -> dict:
     """Resources with defaults read from the environment (values are validated at run time)."""
     values = settings.env_values(env)
+    flags = {}
+    for field, variable in (("write_csv", "LIGHTNING_EDA_CSV"), ("keep_raw", "LIGHTNING_EDA_KEEP_RAW")):
+        try:
+            flags[field] = settings.parse_flag(variable, values[field])
+        except settings.ConfigError as exc:  # the code location must load; the CLI refuses the value before any run
+            log.warning("%s; using the default", exc)
     return build_resources(
-        values["data_dir"], bucket=values["bucket"], product=values["product"], source_dir=values["source_dir"]
+        values["data_dir"],
+        bucket=values["bucket"],
+        product=values["product"],
+        source_dir=values["source_dir"],
+        data_options=flags,
     )

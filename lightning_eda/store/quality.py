@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import duckdb
 
-from lightning_eda.store.database import ensure_schema
 
 # Flashes are written when they end, so a flash may start up to ~2 s before its granule (docs/glm_format.md);
 # allow 3 s.
@@ -22,7 +21,6 @@ def _examples(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[tu
 
 
 def out_of_range_coordinates(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    ensure_schema(con)
     counts = {}
     for table in _ID_COLUMN:
         counts[table] = con.execute(
@@ -34,7 +32,6 @@ def out_of_range_coordinates(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def duplicate_keys(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Rows beyond the first for each key: (source_file, id) in the data tables, source_file in glm_file."""
-    ensure_schema(con)
     counts = {}
     for table, id_column in _ID_COLUMN.items():
         counts[table] = con.execute(
@@ -49,7 +46,6 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def row_count_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     """Granules whose rows in the data tables differ from glm_file's counts (failed granules must have none)."""
-    ensure_schema(con)
     return con.execute(
         """
         WITH fl AS (SELECT source_file, count(*) AS n FROM glm_flash GROUP BY 1),
@@ -74,7 +70,6 @@ def row_count_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple]:
 
 def flashes_outside_granule(con: duckdb.DuckDBPyConnection) -> tuple[int, list[tuple]]:
     """Flashes starting more than EARLY_START_SECONDS before, or ending LATE_END_SECONDS after, their granule."""
-    ensure_schema(con)
     where = """
         FROM glm_flash fl JOIN glm_file f USING (source_file)
         WHERE fl.time_start < f.time_start - to_microseconds(CAST(? * 1e6 AS BIGINT))
@@ -89,7 +84,6 @@ def flashes_outside_granule(con: duckdb.DuckDBPyConnection) -> tuple[int, list[t
 
 def orphan_children(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Groups whose parent flash, and events whose parent group, is not in the same granule."""
-    ensure_schema(con)
     groups = con.execute(
         "SELECT count(*) FROM glm_group g ANTI JOIN glm_flash f "
         "ON g.source_file = f.source_file AND g.parent_flash_id = f.flash_id"
@@ -102,7 +96,6 @@ def orphan_children(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def failed_granules(con: duckdb.DuckDBPyConnection) -> list[tuple]:
-    ensure_schema(con)
     return con.execute(
         "SELECT source_file, error FROM glm_file WHERE status = 'failed' ORDER BY source_file"
     ).fetchall()

@@ -18,7 +18,7 @@ from lightning_eda.analysis import clustering
 from lightning_eda.analysis.features import FeatureTransform, preprocess
 from lightning_eda.ml import kmeans
 from lightning_eda.orchestration.assets.ingestor import load
-from lightning_eda.orchestration.constants import CLUSTERING, DUCKDB_POOL, EVALUATORS, PREPROCESSOR
+from lightning_eda.orchestration.constants import CLUSTERING, ANALYSIS_POOL, EVALUATORS, PREPROCESSOR
 from lightning_eda.orchestration.metadata import saved_plot
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.settings import ConfigError, window_bounds
@@ -81,7 +81,7 @@ def _features(con) -> tuple[pd.DataFrame, np.ndarray, dict]:
 
 
 @asset(
-    pool=DUCKDB_POOL,
+    pool=ANALYSIS_POOL,
     group_name=PREPROCESSOR,
     deps=[load],
     kinds={"duckdb", "numpy"},
@@ -109,8 +109,8 @@ def preprocessor(
             "dropped": json.dumps(result.dropped),
             "transform": json.dumps(result.transform.to_dict()),
         }
-        database.replace_table(con, "flash_features", result.features)
-        database.replace_table(con, "feature_window", pd.DataFrame([window]))
+        database.replace_table(data.store, "flash_features", result.features)
+        database.replace_table(data.store, "feature_window", pd.DataFrame([window]))
     context.log.info(
         f"{len(result.features)} of {len(flashes)} flashes kept for {_window_text(start, end)}; dropped {result.dropped}"
     )
@@ -126,9 +126,9 @@ def preprocessor(
     )
 
 
-def _store_scores(con, column: str, scores: dict, n_points: int, window: dict, sample_size=None) -> None:
+def _store_scores(data: LightningDataResource, column: str, scores: dict, n_points: int, window: dict, sample_size=None):
     database.upsert_evaluation(
-        con,
+        data.store,
         column,
         scores,
         n_points=n_points,
@@ -139,7 +139,7 @@ def _store_scores(con, column: str, scores: dict, n_points: int, window: dict, s
 
 
 @asset(
-    pool=DUCKDB_POOL,
+    pool=ANALYSIS_POOL,
     group_name=EVALUATORS,
     deps=[preprocessor],
     kinds={"numpy", "duckdb"},
@@ -149,7 +149,7 @@ def elbow_evaluator(context: AssetExecutionContext, config: ElbowConfig, data: L
     with data.get_connection() as con:
         _, X, window = _features(con)
         inertias, knee = clustering.evaluate_elbow(X, config.ks, n_init=config.n_init, seed=config.seed)
-        _store_scores(con, "inertia", inertias, len(X), window)
+    _store_scores(data, "inertia", inertias, len(X), window)
     title = f"Elbow method — {len(X):,} flashes, {_window_text(window['window_start'], window['window_end'])}"
     png = plots.elbow_plot(list(inertias), list(inertias.values()), knee=knee, title=title)
     plot_metadata = saved_plot(data, png, "elbow.png", "elbow curve")
@@ -165,7 +165,7 @@ def elbow_evaluator(context: AssetExecutionContext, config: ElbowConfig, data: L
 
 
 @asset(
-    pool=DUCKDB_POOL,
+    pool=ANALYSIS_POOL,
     group_name=EVALUATORS,
     deps=[preprocessor],
     kinds={"numpy", "duckdb"},
@@ -179,7 +179,7 @@ def silhouette_evaluator(
         sweep = clustering.evaluate_silhouette(
             X, config.ks, n_init=config.n_init, seed=config.seed, sample_size=config.sample_size
         )
-        _store_scores(con, "silhouette", sweep.scores, len(X), window, sample_size=sweep.sample_size)
+    _store_scores(data, "silhouette", sweep.scores, len(X), window, sample_size=sweep.sample_size)
     best_k = max(sweep.scores, key=sweep.scores.get) if sweep.scores else None
     basis = f"sample of {sweep.sample_size:,}" if sweep.sampled else "all"
     title = f"Silhouette — {basis} of {len(X):,} flashes, {_window_text(window['window_start'], window['window_end'])}"
@@ -200,7 +200,7 @@ def silhouette_evaluator(
 
 
 @asset(
-    pool=DUCKDB_POOL,
+    pool=ANALYSIS_POOL,
     group_name=CLUSTERING,
     deps=[preprocessor, elbow_evaluator, silhouette_evaluator],
     kinds={"numpy", "duckdb"},
@@ -209,7 +209,7 @@ def silhouette_evaluator(
 def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, data: LightningDataResource) -> MaterializeResult:
     with data.get_connection() as con:
         flashes, X, window = _features(con)
-        evaluation = database.read_evaluation(con)
+        evaluation = database.read_evaluation(con, window)
         try:
             k, reason = clustering.choose_k_from_evaluation(config.k, evaluation)
         except ValueError as exc:
@@ -219,8 +219,8 @@ def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, data: L
         lat, lon = transform.to_latlon(result.centroids)
         summary = clustering.summarize_clusters(flashes, result.labels, np.column_stack([lat, lon]))
         assignments = flashes[["source_file", "flash_id"]].assign(cluster=result.labels.astype(np.int32))
-        database.replace_table(con, "flash_cluster", assignments)
-        database.replace_table(con, "cluster_summary", summary)
+    database.replace_table(data.store, "flash_cluster", assignments)
+    database.replace_table(data.store, "cluster_summary", summary)
     silhouette = evaluation.set_index("k")["silhouette"].get(k) if not evaluation.empty else None
     context.log.info(f"k={k} ({reason}); inertia {result.inertia:.4g} after {result.n_iter} iterations")
     return MaterializeResult(
@@ -237,7 +237,7 @@ def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, data: L
 
 
 @asset(
-    pool=DUCKDB_POOL,
+    pool=ANALYSIS_POOL,
     group_name=CLUSTERING,
     deps=[kmeans_cluster],
     kinds={"matplotlib"},

@@ -1,16 +1,17 @@
 """The ``ingestor`` group: extract → transform → load, one UTC hour per partition."""
 
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from pydantic import Field
 
 from lightning_eda.goes.layout import hour_prefix
 from lightning_eda.ingest import hourly
 from lightning_eda.ingest.archive import ArchiveUnreachable, extract_hour
-from lightning_eda.orchestration.constants import DUCKDB_POOL, INGESTOR
+from lightning_eda.orchestration.constants import INGESTOR
 from lightning_eda.orchestration.metadata import markdown_table
 from lightning_eda.orchestration.partitions import hourly_partitions
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.settings import ConfigError
-from lightning_eda.store import database
+from lightning_eda.store import catalog, database
 from lightning_eda.utc import naive_utc
 
 
@@ -26,13 +27,14 @@ def _hour_paths(context: AssetExecutionContext, archive: GlmArchiveResource, dat
     group_name=INGESTOR,
     partitions_def=hourly_partitions,
     kinds={"s3", "python"},
-    description="Download the hour's GLM LCFA granules (180 × 20 s) from S3 into the data folder.",
+    description="Download the hour's GLM LCFA granules (180 × 20 s) from S3 that the store does not hold yet.",
 )
 def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
     paths = _hour_paths(context, archive, data)
     try:
         source = archive.archive()
-        report = extract_hour(source, paths.hour, paths.raw_root, max_workers=archive.max_workers)
+        settled = hourly.settled_granules(data.store, paths.key)
+        report = extract_hour(source, paths.hour, paths.raw_root, max_workers=archive.max_workers, skip=settled)
     except (ConfigError, ArchiveUnreachable) as exc:
         raise Failure(description=str(exc)) from None
     if report.listed == 0:
@@ -42,13 +44,14 @@ def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: L
         )
     hourly.write_extract_report(paths, report)
     for error in report.failed.values():
-        context.log.warning(f"download failed: {error}")
-    if not report.files:
+        context.log.warning(f"download failed (the granule stays missing; the next run retries it): {error}")
+    if report.failed and not report.files and not report.already_loaded:
         raise Failure(description=f"every one of the {report.listed} granules failed to download from {source.description}")
     return MaterializeResult(
         metadata={
             "source": source.description,
             "granules_listed": report.listed,
+            "already_loaded": len(report.already_loaded),
             "downloaded": len(report.downloaded),
             "already_present": len(report.already_present),
             "download_failures": len(report.failed),
@@ -58,35 +61,47 @@ def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: L
     )
 
 
+class TransformConfig(Config):
+    redecode: bool = Field(
+        default=False, description="Decode every granule of the hour again, also those already loaded (--force)."
+    )
+
+
 @asset(
     group_name=INGESTOR,
     partitions_def=hourly_partitions,
     deps=[extract],
-    kinds={"netcdf", "csv"},
-    description="Decode each granule into flash, group and event time/geo series CSVs; bad granules are recorded.",
+    kinds={"netcdf", "parquet"},
+    description="Decode the granules the hour still needs into typed Arrow tables and stage the hour's next version.",
 )
-def transform(context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
+def transform(
+    context: AssetExecutionContext, config: TransformConfig, archive: GlmArchiveResource, data: LightningDataResource
+):
     paths = _hour_paths(context, archive, data)
-    extracted = hourly.read_extract_report(paths)
-    raw_files = hourly.granules_to_transform(paths, extracted)
-    if not raw_files:
+    if not paths.extract_report.is_file() and not hourly.raw_granules(paths) and not data.store.current(paths.key):
         raise Failure(description=f"no granules in {paths.raw_dir}: materialize `extract` for this hour first")
-    records = hourly.transform_hour(raw_files, paths, extracted.get("failed", {}))
-    good = [r for r in records if r.status == "loaded"]
-    bad = [r for r in records if r.status == "failed"]
+    result = hourly.transform_hour(paths, data.store, redecode=config.redecode, write_csv=data.write_csv)
+    bad = [r for r in result.records if r.status == "failed"]
+    missing = [r for r in result.records if r.status == "missing"]
     for record in bad:
         context.log.warning(f"granule {record.source_file} failed: {record.error}")
-    if not good:
-        raise Failure(description=f"all {len(records)} granules of {paths.hour:%Y-%m-%d %H}:00 UTC failed to decode")
+    decoded = result.count("loaded") + len(bad)
+    if decoded and not result.count("loaded") and not result.kept:
+        raise Failure(description=f"all {decoded} granules of {paths.hour:%Y-%m-%d %H}:00 UTC failed to decode")
+    loaded = [r for r in result.records if r.status == "loaded"]
     return MaterializeResult(
         metadata={
-            "granules": len(good),
+            "granules": len(loaded),
+            "kept_from_store": result.kept,
             "failed_granules": len(bad),
-            "failures": markdown_table([(r.source_file, r.error) for r in bad], ["granule", "error"]) if bad else "none",
-            "flashes": sum(r.n_flashes for r in good),
-            "groups": sum(r.n_groups for r in good),
-            "events": sum(r.n_events for r in good),
-            "csv_dir": MetadataValue.path(str(paths.csv_dir)),
+            "missing_granules": len(missing),
+            "failures": markdown_table([(r.source_file, r.error) for r in bad + missing], ["granule", "error"])
+            if bad or missing
+            else "none",
+            "flashes": sum(r.n_flashes for r in loaded),
+            "groups": sum(r.n_groups for r in loaded),
+            "events": sum(r.n_events for r in loaded),
+            "staged": MetadataValue.path(str(result.staged)) if result.staged else "nothing changed",
         }
     )
 
@@ -95,26 +110,39 @@ def transform(context: AssetExecutionContext, archive: GlmArchiveResource, data:
     group_name=INGESTOR,
     partitions_def=hourly_partitions,
     deps=[transform],
-    kinds={"duckdb"},
-    pool=DUCKDB_POOL,
-    description="Replace the hour's rows in glm_file, glm_flash, glm_group and glm_event (one transaction).",
+    kinds={"parquet", "duckdb"},
+    description="Commit the hour's staged version to the Parquet store in one rename (glm_file, glm_flash, glm_group, "
+    "glm_event), then refresh glm.duckdb's views.",
 )
 def load(context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
     paths = _hour_paths(context, archive, data)
-    records = hourly.read_manifest(paths.manifest)
+    try:
+        counts = hourly.load_hour(paths, data.store, keep_raw=data.keep_raw)
+        status = data.refresh_database()
+    except (FileNotFoundError, catalog.CatalogBusy) as exc:
+        raise Failure(description=str(exc)) from None
     with data.get_connection() as con:
-        counts = hourly.load_hour(con, records, bucket=archive.bucket, product=archive.product, hour=paths.hour)
         summary = database.hour_summary(con, bucket=archive.bucket, hour=paths.hour)
         preview = database.flash_preview(con, bucket=archive.bucket, hour=paths.hour)
-    context.log.info(f"loaded {counts} for {paths.hour:%Y-%m-%d %H}:00 UTC into {data.database_path}")
+    complete = summary["missing"] == 0
+    if not complete:
+        context.log.warning(
+            f"{paths.hour:%Y-%m-%d %H}:00 UTC is incomplete: {summary['missing']} granules missing "
+            f"({summary['why_missing']}); the next run of this hour fetches them"
+        )
+    context.log.info(f"committed {counts} for {paths.hour:%Y-%m-%d %H}:00 UTC; glm.duckdb {status}")
     return MaterializeResult(
         metadata={
+            "store": MetadataValue.path(str(data.store.hour_dir(paths.key))),
             "database": MetadataValue.path(str(data.database_path)),
+            "database_status": str(status),
+            "complete": complete,
             "granules_loaded": int(summary["loaded"]),
             "granules_failed": int(summary["failed"]),
-            "flashes": counts["glm_flash"],
-            "groups": counts["glm_group"],
-            "events": counts["glm_event"],
+            "granules_missing": int(summary["missing"]),
+            "flashes": int(summary["flashes"]),
+            "groups": int(summary["groups"]),
+            "events": int(summary["events"]),
             "time_start": str(summary["time_start"]),
             "time_end": str(summary["time_end"]),
             "preview": MetadataValue.md(preview.to_markdown(index=False)),

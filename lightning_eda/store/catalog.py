@@ -1,0 +1,242 @@
+"""SQL views over the Parquet store: in ``glm.duckdb`` for users, in memory for the pipeline's own reads.
+
+``glm.duckdb`` holds nothing but views (and a one-row ``lightning_eda_catalog`` table saying which store they read),
+so it can be deleted at any time: the next run, or ``lightning-eda rebuild-db``, makes it again. Its views read
+the Parquet files at query time, so a connection opened before a load sees the new hour on its next query, and the
+pipeline never needs the file: a user may hold it open (read-write or read-only) for as long as they like.
+
+A ``glm.duckdb`` written by the previous version (real tables, no views) is migrated on first use: every hour is
+written into the store, the counts are compared, and only then are the tables replaced by views.
+No Dagster here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from lightning_eda.store.parquet_store import (
+    ANALYSIS_SCHEMAS,
+    DATA_TABLES,
+    FORMAT_VERSION,
+    GLM_SCHEMAS,
+    HourKey,
+    ParquetStore,
+)
+
+log = logging.getLogger(__name__)
+
+DATABASE_FILE_NAME = "glm.duckdb"
+CATALOG_TABLE = "lightning_eda_catalog"
+
+_HIVE = "hive_partitioning = true, hive_types = {'bucket': VARCHAR, 'product': VARCHAR, 'hour': VARCHAR, 'v': BIGINT}"
+_FILE_COLUMNS = [
+    "source_file",
+    "bucket",
+    "product",
+    "strptime(hour, '%Y-%m-%dT%H') AS hour",
+    "platform",
+    "orbital_slot",
+    "time_start",
+    "time_end",
+    "n_flashes",
+    "n_groups",
+    "n_events",
+    "size_bytes",
+    "status",
+    "error",
+    "loaded_at",
+]
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def view_statements(store: ParquetStore) -> list[str]:
+    """``CREATE OR REPLACE VIEW`` for every table users query, reading ``store`` by absolute path."""
+    def scan(table: str) -> str:
+        return f"read_parquet({_quote(store.glob(table))}, {_HIVE})"
+
+    statements = [
+        # The current version of each hour: the newest committed one (older ones linger only while being pruned).
+        f"""CREATE OR REPLACE VIEW glm_store_version AS
+            SELECT bucket, product, hour, max(v) AS v FROM {scan('glm_file')} GROUP BY ALL""",
+        f"""CREATE OR REPLACE VIEW glm_file AS
+            SELECT {', '.join(_FILE_COLUMNS)} FROM {scan('glm_file')} SEMI JOIN glm_store_version
+            USING (bucket, product, hour, v)""",
+    ]
+    for table in DATA_TABLES:
+        statements.append(
+            f"""CREATE OR REPLACE VIEW {table} AS
+                SELECT * EXCLUDE (bucket, product, hour, v) FROM {scan(table)} SEMI JOIN glm_store_version
+                USING (bucket, product, hour, v)"""
+        )
+    statements.append(
+        """CREATE OR REPLACE VIEW glm_hour AS
+           SELECT bucket, product, hour, count(*) AS granules,
+                  count(*) FILTER (WHERE status = 'loaded') AS loaded,
+                  count(*) FILTER (WHERE status = 'failed') AS failed,
+                  count(*) FILTER (WHERE status = 'missing') AS missing,
+                  count(*) FILTER (WHERE status = 'missing') = 0 AS complete,
+                  max(loaded_at) AS loaded_at
+           FROM glm_file GROUP BY ALL"""
+    )
+    for table in ANALYSIS_SCHEMAS:
+        path = store.analysis_file(table).resolve()
+        statements.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({_quote(str(path))})")
+    statements.append(
+        """CREATE OR REPLACE VIEW cluster_evaluation AS
+           SELECT coalesce(e.k, s.k) AS k, e.inertia, s.silhouette, s.silhouette_sample_size,
+                  coalesce(e.n_points, s.n_points) AS n_points, coalesce(e.window_start, s.window_start) AS window_start,
+                  coalesce(e.window_end, s.window_end) AS window_end,
+                  greatest(e.evaluated_at, s.evaluated_at) AS evaluated_at
+           FROM elbow_scores e FULL JOIN silhouette_scores s
+             ON e.k = s.k AND e.n_points = s.n_points AND e.window_start = s.window_start AND e.window_end = s.window_end"""
+    )
+    return statements
+
+
+def attach_views(con: duckdb.DuckDBPyConnection, store: ParquetStore) -> duckdb.DuckDBPyConnection:
+    store.ensure()
+    for statement in view_statements(store):
+        con.execute(statement)
+    return con
+
+
+def connect_store(data_dir: str | Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the store's views: the pipeline's reads never touch ``glm.duckdb`` or its lock."""
+    return attach_views(duckdb.connect(":memory:"), ParquetStore(data_dir))
+
+
+@dataclass(frozen=True)
+class CatalogStatus:
+    state: str  # "up to date", "created", "refreshed", "migrated" or "busy"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.state}{': ' + self.detail if self.detail else ''}"
+
+
+class CatalogBusy(RuntimeError):
+    """glm.duckdb is held by another process, and it holds tables that must be migrated before use."""
+
+
+def refresh_database(data_dir: str | Path) -> CatalogStatus:
+    """Make ``<data_dir>/glm.duckdb`` hold the views of the store, without ever waiting for it.
+
+    Opens the file only when its views are missing or out of date. When another process holds it, nothing is done
+    (its views already read every new hour), unless it still holds the previous version's tables: then
+    :class:`CatalogBusy` says how to migrate.
+    """
+    store = ParquetStore(data_dir)
+    store.ensure()
+    path = Path(data_dir) / DATABASE_FILE_NAME
+    wanted = (FORMAT_VERSION, str(store.root.resolve()))
+    existed = path.exists()
+    if existed:
+        try:
+            with duckdb.connect(str(path), read_only=True) as con:
+                recorded = _recorded(con)
+                legacy = _legacy_tables(con)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if _is_lock_error(exc):
+                return CatalogStatus("busy", "glm.duckdb is open in another process; its views read new hours as is")
+            raise
+        if recorded == wanted and not legacy:
+            return CatalogStatus("up to date")
+    try:
+        with duckdb.connect(str(path)) as con:
+            legacy = _legacy_tables(con)
+            detail = migrate_tables(con, store) if legacy else ""
+            for table in legacy:
+                con.execute(f"DROP TABLE {table}")
+            attach_views(con, store)
+            con.execute(f"CREATE OR REPLACE TABLE {CATALOG_TABLE} (format_version INTEGER, store VARCHAR)")
+            con.execute(f"INSERT INTO {CATALOG_TABLE} VALUES (?, ?)", list(wanted))
+            con.execute("CHECKPOINT")
+    except (duckdb.IOException, duckdb.ConnectionException) as exc:
+        if not _is_lock_error(exc):
+            raise
+        if path.exists() and _holds_legacy_tables(path):
+            raise CatalogBusy(
+                f"{path} holds tables of an earlier lightning_eda and is open in another process: close it, then "
+                "run `lightning-eda rebuild-db` (or any run) to migrate them into the Parquet store"
+            ) from None
+        return CatalogStatus("busy", "glm.duckdb is open in another process; its views read new hours as is")
+    if legacy:
+        return CatalogStatus("migrated", detail)
+    return CatalogStatus("refreshed" if existed else "created")
+
+
+def _recorded(con) -> tuple | None:
+    try:
+        row = con.execute(f"SELECT format_version, store FROM {CATALOG_TABLE}").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return tuple(row) if row else None
+
+
+def _legacy_tables(con) -> list[str]:
+    """Tables of the previous version (base tables, not views), the data tables first."""
+    names = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    order = [*GLM_SCHEMAS, "cluster_evaluation", *ANALYSIS_SCHEMAS]
+    return [t for t in order if t in names]
+
+
+def _holds_legacy_tables(path: Path) -> bool:
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            return bool(_legacy_tables(con))
+    except (duckdb.IOException, duckdb.ConnectionException):
+        return True  # cannot tell while it is locked: say how to migrate rather than guess
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    """DuckDB's words for "another process (or connection of this one) holds the file"."""
+    text = str(exc).lower()
+    return "lock" in text or "conflicting" in text or "different configuration" in text
+
+
+def migrate_tables(con: duckdb.DuckDBPyConnection, store: ParquetStore) -> str:
+    """Copy every hour of the previous version's tables into the store, checking row counts before anything is dropped."""
+    tables = set(_legacy_tables(con))
+    hours = []
+    if "glm_file" in tables:
+        hours = con.execute("SELECT DISTINCT bucket, product, hour FROM glm_file ORDER BY ALL").fetchall()
+    copied = {table: 0 for table in GLM_SCHEMAS}
+    for bucket, product, hour in hours:
+        key = HourKey(bucket, product, hour)
+        params = [bucket, product, hour]
+        files_sql = "SELECT * FROM glm_file WHERE bucket = ? AND product = ? AND hour = ?"
+        staged = {"glm_file": con.sql(files_sql, params=params).to_arrow_table()}
+        for table in DATA_TABLES:
+            if table in tables:
+                sql = f"SELECT t.* FROM {table} t SEMI JOIN ({files_sql}) f USING (source_file)"
+                staged[table] = con.sql(sql, params=params).to_arrow_table()
+            else:
+                staged[table] = GLM_SCHEMAS[table].empty_table()
+        for table, data in staged.items():
+            copied[table] += data.num_rows
+        store.commit(key, store.stage(staged))
+    for table in GLM_SCHEMAS:
+        if table in tables:
+            expected = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            if table != "glm_file":  # rows of granules missing from glm_file had no hour to go to
+                expected = con.execute(
+                    f"SELECT count(*) FROM {table} SEMI JOIN glm_file USING (source_file)"
+                ).fetchone()[0]
+            if copied[table] != expected:
+                raise RuntimeError(f"migration of {table}: copied {copied[table]} rows of {expected}; nothing dropped")
+    for table in ANALYSIS_SCHEMAS:
+        if table in tables:
+            store.write_analysis(table, con.sql(f"SELECT * FROM {table}").to_arrow_table())
+    if "cluster_evaluation" in tables:
+        for table, column in (("elbow_scores", "inertia"), ("silhouette_scores", "silhouette")):
+            rows = con.sql(f"SELECT * FROM cluster_evaluation WHERE {column} IS NOT NULL").to_arrow_table()
+            store.write_analysis(table, rows)
+    log.info("migrated %d hours of glm.duckdb into %s", len(hours), store.root)
+    return f"{len(hours)} hours ({copied['glm_event']} events) moved from glm.duckdb's tables into {store.root}"

@@ -1,0 +1,414 @@
+"""The store of record: typed Parquet (zstd), one folder per hour partition, replaced by renaming a new version in.
+
+Layout under the data folder (``$LIGHTNING_EDA_DATA_DIR``)::
+
+    store/glm/bucket=<bucket>/product=<product>/hour=YYYY-MM-DDTHH/v=<version>/
+        glm_file.parquet  glm_flash.parquet  glm_group.parquet  glm_event.parquet
+    store/analysis/<table>.parquet        the clustering tables, one file each
+    store/.staging/                        versions being written (never read)
+
+Why this shape:
+
+- **Readers never wait.** Nothing here takes a lock. DuckDB (``glm.duckdb``'s views, or any ``read_parquet``) reads
+  the files while they are replaced, because nothing is ever modified in place: a new version of an hour is written
+  complete under ``.staging/``, then renamed into the hour's folder in one ``rename(2)``.
+- **An hour is old or new, never mixed.** Its four tables live in one version folder, so they change together. The
+  current version is the largest ``v`` (the commit time in ns); a superseded one is deleted once it has been
+  superseded for :data:`SUPERSEDED_GRACE_SECONDS`, so a query that began on it can finish. A process killed at any
+  point leaves a staging folder (ignored, cleaned later) or a complete version.
+- **Partitions are independent.** Writers of different hours touch different folders; two writers of one hour each
+  commit a whole version and the later one wins. No pool, no lock, no single writer: any number of processes or
+  machines sharing the folder can load hours at once.
+
+``bucket``, ``product`` and ``hour`` of ``glm_file`` are the folder's partition keys, not columns of its file.
+No Dagster here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lightning_eda.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+STORE_DIR = "store"
+FORMAT_VERSION = 1
+"""Bumped when the layout or a schema changes incompatibly; ``glm.duckdb`` records the one its views were made for."""
+
+SUPERSEDED_GRACE_SECONDS = 600.0
+"""How long a replaced version of an hour stays on disk, so that queries already reading it can finish."""
+
+STALE_STAGING_SECONDS = 6 * 3600.0
+"""A staging folder this old was left by a killed writer (a live one finishes an hour in seconds to minutes)."""
+
+_TS = pa.timestamp("us")
+_HOUR_FORMAT = "%Y-%m-%dT%H"
+
+GLM_SCHEMAS: dict[str, pa.Schema] = {
+    "glm_file": pa.schema(
+        [
+            ("source_file", pa.string()),
+            ("platform", pa.string()),
+            ("orbital_slot", pa.string()),
+            ("time_start", _TS),
+            ("time_end", _TS),
+            ("n_flashes", pa.int32()),
+            ("n_groups", pa.int32()),
+            ("n_events", pa.int32()),
+            ("size_bytes", pa.int64()),
+            ("status", pa.string()),
+            ("error", pa.string()),
+            ("loaded_at", _TS),
+        ]
+    ),
+    "glm_flash": pa.schema(
+        [
+            ("source_file", pa.string()),
+            ("flash_id", pa.int32()),
+            ("time_start", _TS),
+            ("time_end", _TS),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("energy", pa.float64()),
+            ("area", pa.float64()),
+            ("area_saturated", pa.bool_()),
+            ("quality_flag", pa.int16()),
+        ]
+    ),
+    "glm_group": pa.schema(
+        [
+            ("source_file", pa.string()),
+            ("group_id", pa.int64()),
+            ("parent_flash_id", pa.int32()),
+            ("time", _TS),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("energy", pa.float64()),
+            ("area", pa.float64()),
+            ("area_saturated", pa.bool_()),
+            ("quality_flag", pa.int16()),
+        ]
+    ),
+    "glm_event": pa.schema(
+        [
+            ("source_file", pa.string()),
+            ("event_id", pa.int64()),
+            ("parent_group_id", pa.int64()),
+            ("time", _TS),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("energy", pa.float64()),
+        ]
+    ),
+}
+GLM_TABLES = tuple(GLM_SCHEMAS)
+DATA_TABLES = ("glm_flash", "glm_group", "glm_event")
+COUNT_COLUMN = {"glm_flash": "n_flashes", "glm_group": "n_groups", "glm_event": "n_events"}
+
+ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
+    "flash_features": pa.schema(
+        [
+            *[GLM_SCHEMAS["glm_flash"].field(name) for name in ("source_file", "flash_id", "time_start", "time_end")],
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("energy", pa.float64()),
+            ("quality_flag", pa.int16()),
+            ("row_id", pa.int64()),
+            ("x_km", pa.float64()),
+            ("y_km", pa.float64()),
+            ("f_x", pa.float64()),
+            ("f_y", pa.float64()),
+        ]
+    ),
+    "feature_window": pa.schema(
+        [
+            ("bucket", pa.string()),
+            ("window_start", _TS),
+            ("window_end", _TS),
+            ("n_input", pa.int64()),
+            ("n_features", pa.int64()),
+            ("dropped", pa.string()),
+            ("transform", pa.string()),
+        ]
+    ),
+    # Each evaluator writes its own file (they run at the same time); the view cluster_evaluation joins them.
+    "elbow_scores": pa.schema(
+        [
+            ("k", pa.int32()),
+            ("inertia", pa.float64()),
+            ("n_points", pa.int32()),
+            ("window_start", _TS),
+            ("window_end", _TS),
+            ("evaluated_at", _TS),
+        ]
+    ),
+    "silhouette_scores": pa.schema(
+        [
+            ("k", pa.int32()),
+            ("silhouette", pa.float64()),
+            ("silhouette_sample_size", pa.int32()),
+            ("n_points", pa.int32()),
+            ("window_start", _TS),
+            ("window_end", _TS),
+            ("evaluated_at", _TS),
+        ]
+    ),
+    "flash_cluster": pa.schema([("source_file", pa.string()), ("flash_id", pa.int32()), ("cluster", pa.int32())]),
+    "cluster_summary": pa.schema(
+        [
+            ("cluster", pa.int64()),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("n_flashes", pa.int64()),
+            ("total_energy", pa.float64()),
+            ("time_start", _TS),
+            ("time_end", _TS),
+        ]
+    ),
+}
+
+_WRITE_OPTIONS = {"compression": "zstd", "compression_level": 3}
+_SENTINEL = {"bucket": "_", "product": "_", "hour": "_"}  # an always-present empty partition: globs never match nothing
+
+
+@dataclass(frozen=True)
+class HourKey:
+    """One hour partition of one product of one bucket."""
+
+    bucket: str
+    product: str
+    hour: datetime
+
+    @property
+    def parts(self) -> tuple[str, str, str]:
+        return f"bucket={self.bucket}", f"product={self.product}", f"hour={self.hour:{_HOUR_FORMAT}}"
+
+
+@dataclass(frozen=True)
+class HourVersion:
+    key: HourKey
+    version: int
+    path: Path
+
+    def file(self, table: str) -> Path:
+        return self.path / f"{table}.parquet"
+
+
+def empty_table(table: str) -> pa.Table:
+    schema = GLM_SCHEMAS.get(table) or ANALYSIS_SCHEMAS[table]
+    return schema.empty_table()
+
+
+def conform(data: pa.Table | pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """``data`` with exactly ``schema``'s columns, in order and type (ns timestamps become us, ints narrow)."""
+    if isinstance(data, pd.DataFrame):
+        data = pa.Table.from_pandas(data, preserve_index=False)
+    missing = [name for name in schema.names if name not in data.column_names]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}; has {data.column_names}")
+    columns = [data.column(name).cast(field.type, safe=False) for name, field in zip(schema.names, schema)]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write one Parquet file atomically (readers see the old file or the new one)."""
+    atomic_write(path, lambda handle: pq.write_table(table, handle, **_WRITE_OPTIONS), suffix=".parquet.tmp")
+
+
+class ParquetStore:
+    """The Parquet store under ``<data_dir>/store``."""
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir / STORE_DIR
+        self.glm_root = self.root / "glm"
+        self.analysis_root = self.root / "analysis"
+        self.staging_root = self.root / ".staging"
+
+    # --- layout ---------------------------------------------------------------------------------------------------
+
+    def hour_dir(self, key: HourKey) -> Path:
+        return self.glm_root.joinpath(*key.parts)
+
+    def glob(self, table: str) -> str:
+        """The pattern matching every version of ``table`` (for DuckDB's ``read_parquet`` with hive partitioning)."""
+        return str(self.glm_root.resolve() / "bucket=*" / "product=*" / "hour=*" / "v=*" / f"{table}.parquet")
+
+    def analysis_file(self, table: str) -> Path:
+        if table not in ANALYSIS_SCHEMAS:
+            raise ValueError(f"not an analysis table: {table!r}")
+        return self.analysis_root / f"{table}.parquet"
+
+    def ensure(self) -> None:
+        """Create the folders and the empty files every glob and view needs before the first hour is loaded."""
+        sentinel = self.glm_root.joinpath(*(f"{k}={v}" for k, v in _SENTINEL.items()), "v=0")
+        for table in GLM_TABLES:
+            if not (sentinel / f"{table}.parquet").exists():
+                write_parquet(empty_table(table), sentinel / f"{table}.parquet")
+        for table in ANALYSIS_SCHEMAS:
+            if not self.analysis_file(table).exists():
+                write_parquet(empty_table(table), self.analysis_file(table))
+
+    # --- reading --------------------------------------------------------------------------------------------------
+
+    def versions(self, key: HourKey) -> list[HourVersion]:
+        """The hour's committed versions, oldest first."""
+        folder = self.hour_dir(key)
+        if not folder.is_dir():
+            return []
+        found = []
+        for child in folder.iterdir():
+            name = child.name
+            if name.startswith("v=") and name[2:].isdigit() and child.is_dir():
+                found.append(HourVersion(key, int(name[2:]), child))
+        return sorted(found, key=lambda v: v.version)
+
+    def current(self, key: HourKey) -> Optional[HourVersion]:
+        versions = self.versions(key)
+        return versions[-1] if versions else None
+
+    def read(self, key: HourKey, table: str) -> pa.Table:
+        """One table of the hour's current version (empty, with the schema, before the hour is loaded)."""
+        current = self.current(key)
+        if current is None:
+            return empty_table(table)
+        return pq.read_table(current.file(table), schema=GLM_SCHEMAS[table])
+
+    def read_all(self, key: HourKey) -> dict[str, pa.Table]:
+        """The four tables of the hour's current version, read from one version folder (consistent with each other)."""
+        current = self.current(key)
+        if current is None:
+            return {table: empty_table(table) for table in GLM_TABLES}
+        return {table: pq.read_table(current.file(table), schema=GLM_SCHEMAS[table]) for table in GLM_TABLES}
+
+    def hours(self, bucket: str, product: str) -> list[datetime]:
+        """Hours of (bucket, product) with a committed version, in order."""
+        folder = self.glm_root / f"bucket={bucket}" / f"product={product}"
+        if not folder.is_dir():
+            return []
+        hours = []
+        for child in folder.iterdir():
+            if child.name.startswith("hour="):
+                try:
+                    hour = datetime.strptime(child.name[5:], _HOUR_FORMAT)
+                except ValueError:
+                    continue
+                if self.versions(HourKey(bucket, product, hour)):
+                    hours.append(hour)
+        return sorted(hours)
+
+    def current_files(self, bucket: str, product: str, table: str, start: datetime, end: datetime) -> list[Path]:
+        """The current version's file of ``table`` for every loaded hour in [start, end)."""
+        files = []
+        for hour in self.hours(bucket, product):
+            if start <= hour < end:
+                current = self.current(HourKey(bucket, product, hour))
+                if current is not None:
+                    files.append(current.file(table))
+        return files
+
+    # --- writing --------------------------------------------------------------------------------------------------
+
+    def stage(self, tables: dict[str, pa.Table]) -> Path:
+        """Write a complete version (all four tables) under ``.staging/``; :meth:`commit` makes it the hour's."""
+        folder = self.staging_root / f"{time.time_ns()}-{uuid.uuid4().hex}"
+        folder.mkdir(parents=True)
+        try:
+            for table in GLM_TABLES:
+                pq.write_table(conform(tables[table], GLM_SCHEMAS[table]), folder / f"{table}.parquet", **_WRITE_OPTIONS)
+                with open(folder / f"{table}.parquet", "rb") as handle:
+                    os.fsync(handle.fileno())
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return folder
+
+    def commit(self, key: HourKey, staged: Path) -> HourVersion:
+        """Rename a staged version into the hour's folder: from now on it is the hour. Old versions are pruned."""
+        folder = self.hour_dir(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        version = max([time.time_ns(), *(v.version + 1 for v in self.versions(key))])
+        final = folder / f"v={version}"
+        os.rename(staged, final)
+        _fsync_dir(folder)
+        self.prune(key)
+        return HourVersion(key, version, final)
+
+    def prune(self, key: HourKey, grace: float = SUPERSEDED_GRACE_SECONDS) -> int:
+        """Delete versions of the hour superseded more than ``grace`` seconds ago; returns how many."""
+        versions = self.versions(key)
+        now = time.time_ns()
+        removed = 0
+        for older, newer in zip(versions, versions[1:]):
+            if now - newer.version >= grace * 1e9:
+                shutil.rmtree(older.path, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def sweep(self, grace: float = SUPERSEDED_GRACE_SECONDS, stale: float = STALE_STAGING_SECONDS) -> int:
+        """Prune superseded versions of every hour and staging folders left by killed writers."""
+        removed = 0
+        for key in self._all_hour_keys():
+            removed += self.prune(key, grace)
+        if self.staging_root.is_dir():
+            cutoff = time.time() - stale
+            for child in self.staging_root.iterdir():
+                try:
+                    if child.stat().st_mtime < cutoff:
+                        shutil.rmtree(child, ignore_errors=True)
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    def _all_hour_keys(self) -> Iterator[HourKey]:
+        for bucket_dir in _children(self.glm_root, "bucket="):
+            for product_dir in _children(bucket_dir, "product="):
+                for hour_dir in _children(product_dir, "hour="):
+                    try:
+                        hour = datetime.strptime(hour_dir.name[5:], _HOUR_FORMAT)
+                    except ValueError:
+                        continue
+                    yield HourKey(bucket_dir.name[7:], product_dir.name[8:], hour)
+
+    # --- the clustering tables ------------------------------------------------------------------------------------
+
+    def write_analysis(self, table: str, data: pa.Table | pd.DataFrame) -> None:
+        write_parquet(conform(data, ANALYSIS_SCHEMAS[table]), self.analysis_file(table))
+
+    def read_analysis(self, table: str) -> pd.DataFrame:
+        path = self.analysis_file(table)
+        frame = pq.read_table(path).to_pandas() if path.exists() else empty_table(table).to_pandas()
+        return frame
+
+    def size_bytes(self) -> int:
+        """Bytes the store keeps on disk (every file under ``store/``)."""
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+
+def _children(folder: Path, prefix: str) -> Iterable[Path]:
+    if not folder.is_dir():
+        return []
+    return [c for c in folder.iterdir() if c.is_dir() and c.name.startswith(prefix) and not c.name.endswith("=_")]
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a crash after commit must not bring the old version back)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
