@@ -190,11 +190,9 @@ def rebuild_database() -> int:
 
     config = settings.Settings.from_env()
     try:
-        status = catalog.refresh_database(config.data_dir)
+        status = catalog.refresh_database(config.data_dir, force=True)
     except catalog.CatalogBusy as exc:
         return _fail(str(exc), 1)
-    if status.state == "busy":
-        return _fail(f"{config.database_path} is open in another process; close it and run this again", 1)
     print(f"database: {config.database_path.resolve()} {status}")
     return 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from dagster import (
@@ -18,6 +18,7 @@ from dagster import (
 
 from lightning_eda.store import database
 from lightning_eda.definitions import clustering_assets, defs, ingest_assets
+from lightning_eda.orchestration.schedules import REVISIT_TAG
 from real_minute import KEY_2018, resources_for, serve_2018_minute
 
 
@@ -28,12 +29,17 @@ from real_minute import KEY_2018, resources_for, serve_2018_minute
         (datetime(2025, 1, 1, 0, 20, tzinfo=timezone.utc), "2024-12-31-23:00"),  # across a year boundary
     ],
 )
-def test_the_schedule_ingests_the_hour_that_just_ended(tick, partition):
+def test_the_schedule_ingests_the_hour_that_just_ended_and_revisits_the_one_before(tick, partition):
     schedule = defs.resolve_schedule_def("hourly_ingest")
     assert schedule.cron_schedule == "20 * * * *"
     assert schedule.default_status == DefaultScheduleStatus.STOPPED  # it downloads every hour: opt in
-    (request,) = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=tick)).run_requests
-    assert request.partition_key == partition
+    new, revisit = schedule.evaluate_tick(
+        build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
+    ).run_requests
+    assert new.partition_key == partition and new.run_key == partition and REVISIT_TAG not in new.tags
+    before = (datetime.strptime(partition, "%Y-%m-%d-%H:%M") - timedelta(hours=1)).strftime("%Y-%m-%d-%H:%M")
+    assert revisit.partition_key == before and revisit.tags[REVISIT_TAG] == "true"
+    assert revisit.run_key != before  # the daemon runs a run key once: the revisit must not collide with the first run
     assert schedule.job_name == "ingest_hour"
 
 
@@ -92,5 +98,16 @@ def test_hours_loaded_by_hand_or_backfill_are_not_reclustered(s3, real_granules,
     serve_2018_minute(s3, real_granules)
     instance = DagsterInstance.ephemeral()
     result = materialize(ingest_assets, partition_key=KEY_2018, resources=resources_for(tmp_path), instance=instance)
+    assert result.success
+    assert isinstance(_sensor_output(instance, result), SkipReason)
+
+
+def test_a_revisited_hour_is_not_reclustered(s3, real_granules, tmp_path):
+    """The plots follow the newest hour: the schedule's revisit of the hour before does not redraw them."""
+    serve_2018_minute(s3, real_granules)
+    instance = DagsterInstance.ephemeral()
+    tags = {"dagster/schedule_name": "hourly_ingest", REVISIT_TAG: "true"}
+    result = materialize(ingest_assets, partition_key=KEY_2018, resources=resources_for(tmp_path), instance=instance,
+                         tags=tags)
     assert result.success
     assert isinstance(_sensor_output(instance, result), SkipReason)

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import shutil
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -163,8 +164,22 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
         if _pool is None or _pool_workers != workers:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
-            _pool, _pool_workers = ProcessPoolExecutor(max_workers=workers, mp_context=_SPAWN), workers
+            _pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=_SPAWN, initializer=_exit_with_parent, initargs=(os.getpid(),)
+            )
+            _pool_workers = workers
         return _pool
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a decoder process: exit when the process that started it is gone (SIGKILLed runs leave no orphans)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _discard_pool() -> None:
@@ -382,7 +397,7 @@ def check_staged_counts(staged: Path) -> dict[str, int]:
 
 
 def load_hour(paths: HourPaths, store: ParquetStore, *, keep_raw: bool = True) -> dict[str, int]:
-    """Make the staged version the hour's (one rename), then tidy: work files, superseded versions, raw granules.
+    """Swap the staged version in as the hour's (one exchange), then tidy: superseded versions, work files, raw granules.
 
     Returns rows per table of what was committed (all zero when transform found nothing to change).
     """
@@ -394,6 +409,7 @@ def load_hour(paths: HourPaths, store: ParquetStore, *, keep_raw: bool = True) -
         store.commit(paths.key, staged)
     elif staged is not None:
         log.info("%s was committed by an earlier load of this hour", staged.name)
+    store.sweep()  # versions superseded long enough ago, in any hour, and staging left by killed writers
     _remove_work_dir(paths)
     if not keep_raw:
         drop_raw_granules(paths, set(settled_granules(store, paths.key)))

@@ -12,12 +12,17 @@ No Dagster here.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 
+from lightning_eda.files import atomic_write
 from lightning_eda.store.parquet_store import (
     ANALYSIS_SCHEMAS,
     DATA_TABLES,
@@ -32,12 +37,12 @@ log = logging.getLogger(__name__)
 DATABASE_FILE_NAME = "glm.duckdb"
 CATALOG_TABLE = "lightning_eda_catalog"
 
-_HIVE = "hive_partitioning = true, hive_types = {'bucket': VARCHAR, 'product': VARCHAR, 'hour': VARCHAR, 'v': BIGINT}"
+_HIVE = "hive_partitioning = true, hive_types = {'bucket': VARCHAR, 'product': VARCHAR, 'hour': VARCHAR}"
 _FILE_COLUMNS = [
     "source_file",
     "bucket",
     "product",
-    "strptime(hour, '%Y-%m-%dT%H') AS hour",
+    "try_strptime(hour, '%Y-%m-%dT%H') AS hour",  # try_: the empty sentinel folder's hour is '_'
     "platform",
     "orbital_slot",
     "time_start",
@@ -61,19 +66,13 @@ def view_statements(store: ParquetStore) -> list[str]:
     def scan(table: str) -> str:
         return f"read_parquet({_quote(store.glob(table))}, {_HIVE})"
 
+    # Each hour folder holds exactly one version at every instant (it is swapped in whole), so a plain scan is right.
     statements = [
-        # The current version of each hour: the newest committed one (older ones linger only while being pruned).
-        f"""CREATE OR REPLACE VIEW glm_store_version AS
-            SELECT bucket, product, hour, max(v) AS v FROM {scan('glm_file')} GROUP BY ALL""",
-        f"""CREATE OR REPLACE VIEW glm_file AS
-            SELECT {', '.join(_FILE_COLUMNS)} FROM {scan('glm_file')} SEMI JOIN glm_store_version
-            USING (bucket, product, hour, v)""",
+        f"CREATE OR REPLACE VIEW glm_file AS SELECT {', '.join(_FILE_COLUMNS)} FROM {scan('glm_file')}",
     ]
     for table in DATA_TABLES:
         statements.append(
-            f"""CREATE OR REPLACE VIEW {table} AS
-                SELECT * EXCLUDE (bucket, product, hour, v) FROM {scan(table)} SEMI JOIN glm_store_version
-                USING (bucket, product, hour, v)"""
+            f"CREATE OR REPLACE VIEW {table} AS SELECT * EXCLUDE (bucket, product, hour) FROM {scan(table)}"
         )
     statements.append(
         """CREATE OR REPLACE VIEW glm_hour AS
@@ -114,7 +113,7 @@ def connect_store(data_dir: str | Path) -> duckdb.DuckDBPyConnection:
 
 @dataclass(frozen=True)
 class CatalogStatus:
-    state: str  # "up to date", "created", "refreshed", "migrated" or "busy"
+    state: str  # "up to date", "created", "refreshed", "migrated" or "stale"
     detail: str = ""
 
     def __str__(self) -> str:
@@ -122,32 +121,58 @@ class CatalogStatus:
 
 
 class CatalogBusy(RuntimeError):
-    """glm.duckdb is held by another process, and it holds tables that must be migrated before use."""
+    """glm.duckdb must be migrated or its views remade, and another process holds it: the message says what to do."""
 
 
-def refresh_database(data_dir: str | Path) -> CatalogStatus:
+MARKER_NAME = "glm_duckdb.json"
+
+
+def _marker(store: ParquetStore) -> Path:
+    """Beside the store, what the views in glm.duckdb were last made for: readable while the file is locked."""
+    return store.root / MARKER_NAME
+
+
+def _views_made_for(store: ParquetStore, path: Path) -> bool:
+    try:
+        made = json.loads(_marker(store).read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    return made == {"format_version": FORMAT_VERSION, "store": str(store.root.resolve()), "database": str(path.resolve())}
+
+
+def refresh_database(data_dir: str | Path, *, force: bool = False) -> CatalogStatus:
     """Make ``<data_dir>/glm.duckdb`` hold the views of the store, without ever waiting for it.
 
-    Opens the file only when its views are missing or out of date. When another process holds it, nothing is done
-    (its views already read every new hour), unless it still holds the previous version's tables: then
-    :class:`CatalogBusy` says how to migrate.
+    The file is opened only when its views are missing, out of date, or when it still holds the previous version's
+    tables (which are then migrated). When another process holds a file whose views are current, nothing needs
+    doing: they read every new hour as it is committed. When one that needs work is held, :class:`CatalogBusy`
+    says how to finish. ``force`` remakes the views even when they look current.
     """
     store = ParquetStore(data_dir)
     store.ensure()
     path = Path(data_dir) / DATABASE_FILE_NAME
-    wanted = (FORMAT_VERSION, str(store.root.resolve()))
-    existed = path.exists()
-    if existed:
+    with _among_loaders(store):
+        return _refresh_locked(store, path, force)
+
+
+@contextmanager
+def _among_loaders(store: ParquetStore) -> Iterator[None]:
+    """Loads of several partitions finishing together take turns at making glm.duckdb (for milliseconds).
+
+    Only this project's processes take this lock; a user holding glm.duckdb never does.
+    """
+    with open(store.root / "glm_duckdb.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            with duckdb.connect(str(path), read_only=True) as con:
-                recorded = _recorded(con)
-                legacy = _legacy_tables(con)
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
-            if _is_lock_error(exc):
-                return CatalogStatus("busy", "glm.duckdb is open in another process; its views read new hours as is")
-            raise
-        if recorded == wanted and not legacy:
-            return CatalogStatus("up to date")
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _refresh_locked(store: ParquetStore, path: Path, force: bool) -> CatalogStatus:
+    existed = path.exists()
+    if existed and not force and _views_made_for(store, path):
+        return CatalogStatus("up to date")
     try:
         with duckdb.connect(str(path)) as con:
             legacy = _legacy_tables(con)
@@ -156,28 +181,23 @@ def refresh_database(data_dir: str | Path) -> CatalogStatus:
                 con.execute(f"DROP TABLE {table}")
             attach_views(con, store)
             con.execute(f"CREATE OR REPLACE TABLE {CATALOG_TABLE} (format_version INTEGER, store VARCHAR)")
-            con.execute(f"INSERT INTO {CATALOG_TABLE} VALUES (?, ?)", list(wanted))
+            con.execute(f"INSERT INTO {CATALOG_TABLE} VALUES (?, ?)", [FORMAT_VERSION, str(store.root.resolve())])
             con.execute("CHECKPOINT")
     except (duckdb.IOException, duckdb.ConnectionException) as exc:
         if not _is_lock_error(exc):
             raise
-        if path.exists() and _holds_legacy_tables(path):
-            raise CatalogBusy(
-                f"{path} holds tables of an earlier lightning_eda and is open in another process: close it, then "
-                "run `lightning-eda rebuild-db` (or any run) to migrate them into the Parquet store"
-            ) from None
-        return CatalogStatus("busy", "glm.duckdb is open in another process; its views read new hours as is")
+        if _marker(store).exists() and not force:  # views made by an earlier run: they still read every new hour
+            log.warning("%s is held open; its views were made for another store or version", path)
+            return CatalogStatus("stale", "held open by another process; run `lightning-eda rebuild-db` once it is closed")
+        raise CatalogBusy(
+            f"{path} needs its views made or its tables of an earlier lightning_eda migrated, and another process "
+            "holds it open: close it, then run `lightning-eda rebuild-db` (or any run); nothing was changed"
+        ) from None
+    made = {"format_version": FORMAT_VERSION, "store": str(store.root.resolve()), "database": str(path.resolve())}
+    atomic_write(_marker(store), lambda handle: handle.write(json.dumps(made).encode()))
     if legacy:
         return CatalogStatus("migrated", detail)
     return CatalogStatus("refreshed" if existed else "created")
-
-
-def _recorded(con) -> tuple | None:
-    try:
-        row = con.execute(f"SELECT format_version, store FROM {CATALOG_TABLE}").fetchone()
-    except duckdb.CatalogException:
-        return None
-    return tuple(row) if row else None
 
 
 def _legacy_tables(con) -> list[str]:
@@ -185,14 +205,6 @@ def _legacy_tables(con) -> list[str]:
     names = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
     order = [*GLM_SCHEMAS, "cluster_evaluation", *ANALYSIS_SCHEMAS]
     return [t for t in order if t in names]
-
-
-def _holds_legacy_tables(path: Path) -> bool:
-    try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            return bool(_legacy_tables(con))
-    except (duckdb.IOException, duckdb.ConnectionException):
-        return True  # cannot tell while it is locked: say how to migrate rather than guess
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -224,11 +236,11 @@ def migrate_tables(con: duckdb.DuckDBPyConnection, store: ParquetStore) -> str:
         store.commit(key, store.stage(staged))
     for table in GLM_SCHEMAS:
         if table in tables:
-            expected = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            expected = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             if table != "glm_file":  # rows of granules missing from glm_file had no hour to go to
                 expected = con.execute(
                     f"SELECT count(*) FROM {table} SEMI JOIN glm_file USING (source_file)"
-                ).fetchone()[0]
+                ).fetchall()[0][0]
             if copied[table] != expected:
                 raise RuntimeError(f"migration of {table}: copied {copied[table]} rows of {expected}; nothing dropped")
     for table in ANALYSIS_SCHEMAS:

@@ -1,23 +1,23 @@
-"""The store of record: typed Parquet (zstd), one folder per hour partition, replaced by renaming a new version in.
+"""The store of record: typed Parquet (zstd), one folder per hour partition, swapped in whole.
 
 Layout under the data folder (``$LIGHTNING_EDA_DATA_DIR``)::
 
-    store/glm/bucket=<bucket>/product=<product>/hour=YYYY-MM-DDTHH/v=<version>/
+    store/glm/bucket=<bucket>/product=<product>/hour=YYYY-MM-DDTHH/
         glm_file.parquet  glm_flash.parquet  glm_group.parquet  glm_event.parquet
     store/analysis/<table>.parquet        the clustering tables, one file each
-    store/.staging/                        versions being written (never read)
+    store/.staging/                        hours being written, and replaced ones until they are deleted
 
 Why this shape:
 
 - **Readers never wait.** Nothing here takes a lock. DuckDB (``glm.duckdb``'s views, or any ``read_parquet``) reads
-  the files while they are replaced, because nothing is ever modified in place: a new version of an hour is written
-  complete under ``.staging/``, then renamed into the hour's folder in one ``rename(2)``.
-- **An hour is old or new, never mixed.** Its four tables live in one version folder, so they change together. The
-  current version is the largest ``v`` (the commit time in ns); a superseded one is deleted once it has been
-  superseded for :data:`SUPERSEDED_GRACE_SECONDS`, so a query that began on it can finish. A process killed at any
-  point leaves a staging folder (ignored, cleaned later) or a complete version.
+  the files while they are replaced, because nothing is modified in place: an hour's next version is written
+  complete under ``.staging/``, then exchanged with the hour's folder in one ``renameat2(RENAME_EXCHANGE)``, so the
+  folder's path names the old four files or the new four at every instant, never none and never both. (Where the
+  kernel or file system lacks the exchange, two renames are used and the hour is absent for that moment.)
+- **An hour is old or new, never mixed**, and a process killed at any point leaves either. The replaced version is
+  kept under ``.staging/`` for :data:`SUPERSEDED_GRACE_SECONDS`, so a query that opened its files can finish.
 - **Partitions are independent.** Writers of different hours touch different folders; two writers of one hour each
-  commit a whole version and the later one wins. No pool, no lock, no single writer: any number of processes or
+  swap in a whole version and the later one wins. No pool, no lock, no single writer: any number of processes or
   machines sharing the folder can load hours at once.
 
 ``bucket``, ``product`` and ``hour`` of ``glm_file`` are the folder's partition keys, not columns of its file.
@@ -26,15 +26,18 @@ No Dagster here.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Optional
 
 import pandas as pd
 import pyarrow as pa
@@ -199,6 +202,8 @@ class HourKey:
 
 @dataclass(frozen=True)
 class HourVersion:
+    """The hour's current folder and the id its writer gave it (the staging time in ns)."""
+
     key: HourKey
     version: int
     path: Path
@@ -244,8 +249,8 @@ class ParquetStore:
         return self.glm_root.joinpath(*key.parts)
 
     def glob(self, table: str) -> str:
-        """The pattern matching every version of ``table`` (for DuckDB's ``read_parquet`` with hive partitioning)."""
-        return str(self.glm_root.resolve() / "bucket=*" / "product=*" / "hour=*" / "v=*" / f"{table}.parquet")
+        """The pattern matching ``table`` in every hour (for DuckDB's ``read_parquet`` with hive partitioning)."""
+        return str(self.glm_root.resolve() / "bucket=*" / "product=*" / "hour=*" / f"{table}.parquet")
 
     def analysis_file(self, table: str) -> Path:
         if table not in ANALYSIS_SCHEMAS:
@@ -254,7 +259,7 @@ class ParquetStore:
 
     def ensure(self) -> None:
         """Create the folders and the empty files every glob and view needs before the first hour is loaded."""
-        sentinel = self.glm_root.joinpath(*(f"{k}={v}" for k, v in _SENTINEL.items()), "v=0")
+        sentinel = self.glm_root.joinpath(*(f"{k}={v}" for k, v in _SENTINEL.items()))
         for table in GLM_TABLES:
             if not (sentinel / f"{table}.parquet").exists():
                 write_parquet(empty_table(table), sentinel / f"{table}.parquet")
@@ -264,21 +269,14 @@ class ParquetStore:
 
     # --- reading --------------------------------------------------------------------------------------------------
 
-    def versions(self, key: HourKey) -> list[HourVersion]:
-        """The hour's committed versions, oldest first."""
-        folder = self.hour_dir(key)
-        if not folder.is_dir():
-            return []
-        found = []
-        for child in folder.iterdir():
-            name = child.name
-            if name.startswith("v=") and name[2:].isdigit() and child.is_dir():
-                found.append(HourVersion(key, int(name[2:]), child))
-        return sorted(found, key=lambda v: v.version)
-
     def current(self, key: HourKey) -> Optional[HourVersion]:
-        versions = self.versions(key)
-        return versions[-1] if versions else None
+        """The hour's folder, or None before it is first loaded."""
+        folder = self.hour_dir(key)
+        try:
+            version = int((folder / _VERSION_FILE).read_text())
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
+        return HourVersion(key, version, folder)
 
     def read(self, key: HourKey, table: str) -> pa.Table:
         """One table of the hour's current version (empty, with the schema, before the hour is loaded)."""
@@ -306,7 +304,7 @@ class ParquetStore:
                     hour = datetime.strptime(child.name[5:], _HOUR_FORMAT)
                 except ValueError:
                     continue
-                if self.versions(HourKey(bucket, product, hour)):
+                if self.current(HourKey(bucket, product, hour)) is not None:
                     hours.append(hour)
         return sorted(hours)
 
@@ -324,65 +322,64 @@ class ParquetStore:
 
     def stage(self, tables: dict[str, pa.Table]) -> Path:
         """Write a complete version (all four tables) under ``.staging/``; :meth:`commit` makes it the hour's."""
-        folder = self.staging_root / f"{time.time_ns()}-{uuid.uuid4().hex}"
+        version = time.time_ns()
+        folder = self.staging_root / f"{version}-{uuid.uuid4().hex}"
         folder.mkdir(parents=True)
         try:
             for table in GLM_TABLES:
-                pq.write_table(conform(tables[table], GLM_SCHEMAS[table]), folder / f"{table}.parquet", **_WRITE_OPTIONS)
-                with open(folder / f"{table}.parquet", "rb") as handle:
-                    os.fsync(handle.fileno())
+                path = folder / f"{table}.parquet"
+                pq.write_table(conform(tables[table], GLM_SCHEMAS[table]), path, **_WRITE_OPTIONS)
+                _fsync_file(path)
+            (folder / _VERSION_FILE).write_text(str(version))
+            _fsync_file(folder / _VERSION_FILE)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return folder
 
     def commit(self, key: HourKey, staged: Path) -> HourVersion:
-        """Rename a staged version into the hour's folder: from now on it is the hour. Old versions are pruned."""
-        folder = self.hour_dir(key)
-        folder.mkdir(parents=True, exist_ok=True)
-        version = max([time.time_ns(), *(v.version + 1 for v in self.versions(key))])
-        final = folder / f"v={version}"
-        os.rename(staged, final)
-        _fsync_dir(folder)
-        self.prune(key)
-        return HourVersion(key, version, final)
+        """Swap a staged version in as the hour's folder: from this instant on it is the hour.
 
-    def prune(self, key: HourKey, grace: float = SUPERSEDED_GRACE_SECONDS) -> int:
-        """Delete versions of the hour superseded more than ``grace`` seconds ago; returns how many."""
-        versions = self.versions(key)
-        now = time.time_ns()
-        removed = 0
-        for older, newer in zip(versions, versions[1:]):
-            if now - newer.version >= grace * 1e9:
-                shutil.rmtree(older.path, ignore_errors=True)
-                removed += 1
-        return removed
+        The replaced version ends up at ``staged``'s path, renamed to mark it superseded; :meth:`sweep` deletes it
+        after the grace period.
+        """
+        folder = self.hour_dir(key)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            if folder.exists():
+                if exchange(staged, folder):
+                    _fsync_dir(folder.parent)
+                    os.rename(staged, self.staging_root / f"superseded-{time.time_ns()}-{uuid.uuid4().hex}")
+                    break
+                # no atomic exchange here: move the old version aside, then the new one in (absent for a moment)
+                try:
+                    os.rename(folder, self.staging_root / f"superseded-{time.time_ns()}-{uuid.uuid4().hex}")
+                except FileNotFoundError:
+                    continue
+            try:
+                os.rename(staged, folder)
+                _fsync_dir(folder.parent)
+                break
+            except OSError as exc:  # another writer put the hour in first: exchange with theirs
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        return self.current(key)
 
     def sweep(self, grace: float = SUPERSEDED_GRACE_SECONDS, stale: float = STALE_STAGING_SECONDS) -> int:
-        """Prune superseded versions of every hour and staging folders left by killed writers."""
+        """Delete versions superseded more than ``grace`` seconds ago, and staging left by killed writers."""
+        if not self.staging_root.is_dir():
+            return 0
         removed = 0
-        for key in self._all_hour_keys():
-            removed += self.prune(key, grace)
-        if self.staging_root.is_dir():
-            cutoff = time.time() - stale
-            for child in self.staging_root.iterdir():
-                try:
-                    if child.stat().st_mtime < cutoff:
-                        shutil.rmtree(child, ignore_errors=True)
-                        removed += 1
-                except FileNotFoundError:
-                    pass
+        now = time.time_ns()
+        for child in self.staging_root.iterdir():
+            superseded = child.name.startswith("superseded-")
+            stamp = child.name.removeprefix("superseded-").split("-", 1)[0]  # ns when superseded, or when staged
+            if not stamp.isdigit():
+                continue
+            if now - int(stamp) >= (grace if superseded else stale) * 1e9:
+                shutil.rmtree(child, ignore_errors=True)
+                removed += 1
         return removed
-
-    def _all_hour_keys(self) -> Iterator[HourKey]:
-        for bucket_dir in _children(self.glm_root, "bucket="):
-            for product_dir in _children(bucket_dir, "product="):
-                for hour_dir in _children(product_dir, "hour="):
-                    try:
-                        hour = datetime.strptime(hour_dir.name[5:], _HOUR_FORMAT)
-                    except ValueError:
-                        continue
-                    yield HourKey(bucket_dir.name[7:], product_dir.name[8:], hour)
 
     # --- the clustering tables ------------------------------------------------------------------------------------
 
@@ -399,10 +396,28 @@ class ParquetStore:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
 
-def _children(folder: Path, prefix: str) -> Iterable[Path]:
-    if not folder.is_dir():
-        return []
-    return [c for c in folder.iterdir() if c.is_dir() and c.name.startswith(prefix) and not c.name.endswith("=_")]
+_VERSION_FILE = ".version"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_renameat2 = getattr(_libc, "renameat2", None)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where that is not available."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def _fsync_dir(folder: Path) -> None:
