@@ -1,6 +1,7 @@
 """Ingest and whole-pipeline benchmark on one hour of 180 granules served by a local S3 server.
 
-1. Ingest: `extract` → `transform` → `load` (download over HTTP from moto on 127.0.0.1, decode, CSVs, DuckDB) against
+1. Ingest: `extract` → `transform` → `load` (download over HTTP from moto on 127.0.0.1, decode to typed Arrow, stage
+   the hour's Parquet version, commit it, refresh glm.duckdb's views; no CSVs, the default) against
    the time to merely open and decode the same 180 files with netCDF4 (every variable read with its default
    mask-and-scale), repetitions interleaved; reports the ratio and granules per second.
 2. Pipeline: seconds per asset for the whole pipeline on that hour, default configuration.

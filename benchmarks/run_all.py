@@ -1,12 +1,13 @@
-"""Run the whole benchmark suite: bench_ml.py, bench_pipeline.py and transform_breakdown.py, one process each.
+"""Run the whole benchmark suite: bench_ml.py, bench_pipeline.py, transform_breakdown.py and bench_store.py, one
+process each.
 
 Each script prints its report and writes its results file (``benchmarks/results/ml.txt``, ``pipeline.txt``,
-``transform_breakdown.txt``); each stays runnable alone. This is what ``make bench`` runs; it is not part of the test
-suite and takes about ten minutes. The benchmarks' standard error (Dagster's run log, the local S3 server's request
+``transform_breakdown.txt``, ``store.txt``); each stays runnable alone. This is what ``make bench`` runs; it is not part
+of the test suite and takes about fifteen minutes. The benchmarks' standard error (Dagster's run log, the local S3 server's request
 log) is kept out of the way and shown only when a benchmark fails (``--verbose`` shows it as it comes).
 
 Run from the project root:
-``python benchmarks/run_all.py [--only ml|pipeline|transform_breakdown] [--glm-dir ../shared/data/glm]``.
+``python benchmarks/run_all.py [--only ml|pipeline|transform_breakdown|store] [--glm-dir ../shared/data/glm]``.
 Exits non-zero if any benchmark failed (the others still run).
 """
 
@@ -25,6 +26,7 @@ BENCHMARKS = {
     "ml": ROOT / "benchmarks" / "bench_ml.py",
     "pipeline": ROOT / "benchmarks" / "bench_pipeline.py",
     "transform_breakdown": ROOT / "benchmarks" / "transform_breakdown.py",
+    "store": ROOT / "benchmarks" / "bench_store.py",
 }
 
 

@@ -1,18 +1,24 @@
-"""Where the ingest's time goes: per-granule costs of the transform, and what the load reads back.
+"""Where the ingest's time goes: per-granule costs of the transform, and what the store writes.
 
-A diagnostic beside ``bench_pipeline.py`` (not part of ``make bench``): on the same synthetic hour (180 re-stamped
+A diagnostic beside ``bench_pipeline.py`` and ``bench_store.py``: on the same synthetic hour (180 re-stamped
 copies of the real granules), in one process, one granule after another (no worker processes), it times
 
 * netCDF4's bare open + decode of the file (``synthetic_hour.bare_decode``);
 * ``lightning_eda.goes.granule.read_granule`` (the project's decoder: every variable from its own attributes, into tables);
-* ``lightning_eda.goes.granule.granule_to_csvs`` (the CSVs the ``load`` step reads), and the bytes written;
-* for comparison only, writing the same three tables as Parquet with pyarrow (what a Parquet hand-off would cost);
+* ``lightning_eda.ingest.hourly.transform_granule`` (what a transform worker does per granule: read_granule, then
+  the three tables conformed to the store's typed Arrow schemas, each row tagged with its ``source_file``);
+* ``lightning_eda.goes.granule.granule_to_csvs`` (the CSVs written only with ``LIGHTNING_EDA_CSV=1``; before the
+  Parquet store they were the hand-off the ``load`` step read), and the bytes written;
+* for comparison, writing the same three tables as per-granule Parquet files with pyarrow's defaults;
 
-then loads the hour's CSVs into a fresh DuckDB database with the statement ``store.replace_hour`` uses, and the
-Parquet files with ``read_parquet``. Repetitions are interleaved per granule; the best of them is kept per granule.
+then ``ParquetStore.stage`` of the hour's four tables (one zstd Parquet file each, as ``transform_hour`` writes them),
+and loads the hour's CSVs and the per-granule Parquet files into a fresh DuckDB database (the CSV statement the
+previous design's ``load`` used). Repetitions are interleaved per granule; the best of them is kept per granule.
 
-Last, the whole hour through ``lightning_eda.ingest.transform_granules`` on one process and on its default worker
-processes (wall time, interleaved), and what a worker pays before its first granule: a ``spawn`` worker re-imports
+Last, the whole hour through ``lightning_eda.ingest.hourly.transform_granules`` (no CSVs, as the ingest runs by
+default) on one process and on its default worker processes (wall time, interleaved; the pool is the process's
+shared one, so only the first call pays its start-up), and what a worker pays before its first granule: a ``spawn``
+worker re-imports
 the parent's main module, so the time to import a few possible main modules in a fresh interpreter is shown. This
 script keeps its own top-level imports light for that reason.
 
@@ -40,12 +46,16 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from lightning_eda.goes.granule import granule_to_csvs, read_granule  # noqa: E402
-from lightning_eda.ingest.hourly import default_workers, transform_granules  # noqa: E402
-from lightning_eda.store.database import CSV_COLUMNS  # noqa: E402
+from lightning_eda.ingest.hourly import _next_version, default_workers, transform_granule, transform_granules  # noqa: E402,E501
+from lightning_eda.store.parquet_store import GLM_SCHEMAS, ParquetStore  # noqa: E402
 from synthetic_hour import bare_decode, make_hour  # noqa: E402
 
 HOUR = datetime(2019, 7, 1, 18)  # as bench_pipeline.py (not imported: it is heavy, see the module notes)
 TABLES = {"flashes": "glm_flash", "groups": "glm_group", "events": "glm_event"}
+_DUCKDB_TYPES = {"string": "VARCHAR", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "double": "DOUBLE",
+                 "bool": "BOOLEAN", "timestamp[us]": "TIMESTAMP"}
+# The CSVs' columns in file order (source_file first), as the previous design's load declared them.
+CSV_COLUMNS = {table: {f.name: _DUCKDB_TYPES[str(f.type)] for f in GLM_SCHEMAS[table]} for table in TABLES.values()}
 MAIN_MODULES = {
     "lightning_eda.ingest.hourly (what a worker needs)": "import lightning_eda.ingest.hourly",
     "lightning_eda.cli (main of `lightning-eda run`)": "import lightning_eda.cli",
@@ -94,7 +104,7 @@ def main() -> int:
         csv_dir, parquet_dir = work / "csv", work / "parquet"
         csv_dir.mkdir()
         parquet_dir.mkdir()
-        best = {"bare": [], "read": [], "csv": [], "parquet": []}
+        best = {"bare": [], "read": [], "granule": [], "csv": [], "parquet": []}
         csvs: dict[str, list[Path]] = {table: [] for table in TABLES}
         parquets: dict[str, list[Path]] = {table: [] for table in TABLES}
         rows = 0
@@ -104,6 +114,7 @@ def main() -> int:
                 times["bare"].append(timed(lambda: bare_decode([path]))[0])
                 t, granule = timed(lambda: read_granule(path))
                 times["read"].append(t)
+                times["granule"].append(timed(lambda: transform_granule(path))[0])
                 t, written = timed(lambda: granule_to_csvs(granule, csv_dir))
                 times["csv"].append(t)
                 t, pq_written = timed(lambda: write_parquet(granule, parquet_dir))
@@ -123,15 +134,28 @@ def main() -> int:
             f"hour: {n} granules, {nc_bytes / 1e6:.1f} MB of NetCDF, {rows:,} rows (flashes + groups + events)",
             "",
             "per granule (mean of the per-granule bests) and summed over the hour, one core:",
-            f"   netCDF4 open + decode only     {1e3 * total['bare'] / n:6.1f} ms  {total['bare']:6.2f} s",
-            f"   read_granule                   {1e3 * total['read'] / n:6.1f} ms  {total['read']:6.2f} s  "
+            f"   {'netCDF4 open + decode only':<46} {1e3 * total['bare'] / n:6.1f} ms  {total['bare']:6.2f} s",
+            f"   {'read_granule':<46} {1e3 * total['read'] / n:6.1f} ms  {total['read']:6.2f} s  "
             f"({total['read'] / total['bare']:.2f}x bare)",
-            f"   granule_to_csvs                {1e3 * total['csv'] / n:6.1f} ms  {total['csv']:6.2f} s  "
-            f"-> {csv_bytes / 1e6:.0f} MB of CSV ({csv_bytes / nc_bytes:.1f}x the NetCDF)",
-            f"   read + CSV (transform's work)  {1e3 * (total['read'] + total['csv']) / n:6.1f} ms  "
-            f"{total['read'] + total['csv']:6.2f} s  ({(total['read'] + total['csv']) / total['bare']:.2f}x bare)",
-            f"   (Parquet instead of CSV)       {1e3 * total['parquet'] / n:6.1f} ms  {total['parquet']:6.2f} s  "
-            f"-> {pq_bytes / 1e6:.0f} MB of Parquet",
+            f"   {'transform_granule (read + typed Arrow)':<46} {1e3 * total['granule'] / n:6.1f} ms  "
+            f"{total['granule']:6.2f} s  ({total['granule'] / total['bare']:.2f}x bare)",
+            f"   {'granule_to_csvs (LIGHTNING_EDA_CSV=1 only)':<46} {1e3 * total['csv'] / n:6.1f} ms  "
+            f"{total['csv']:6.2f} s  -> {csv_bytes / 1e6:.0f} MB of CSV ({csv_bytes / nc_bytes:.1f}x the NetCDF)",
+            f"   {'(per-granule Parquet, pyarrow defaults)':<46} {1e3 * total['parquet'] / n:6.1f} ms  "
+            f"{total['parquet']:6.2f} s  -> {pq_bytes / 1e6:.0f} MB of Parquet",
+        ]
+        decoded = [transform_granule(path) for path in granules]
+        tables = _next_version(None, [], [record for record, _ in decoded], decoded)
+        store = ParquetStore(work / "store_data")
+        stage_times, staged = [], None
+        for _ in range(args.reps):
+            t, staged = timed(lambda: store.stage(tables))
+            stage_times.append(t)
+        staged_bytes = sum(p.stat().st_size for p in staged.iterdir())
+        lines += [
+            "",
+            f"ParquetStore.stage of the hour's four tables (zstd, fsync), best of {args.reps}: {min(stage_times):.2f} s "
+            f"-> {staged_bytes / 1e6:.0f} MB ({staged_bytes / nc_bytes:.2f}x the NetCDF)",
             "",
             "load into a fresh DuckDB database (the hour's three tables, one statement each):",
         ]
@@ -155,7 +179,7 @@ def main() -> int:
         walls: dict[int, list[float]] = {1: [], workers: []}
         for rep in range(args.reps):
             for count in walls:
-                walls[count].append(timed(lambda: transform_granules(granules, work / f"t{rep}_{count}", count))[0])
+                walls[count].append(timed(lambda: transform_granules(granules, workers=count))[0])
         for count, values in walls.items():
             label = "one process" if count == 1 else f"{count} worker processes (spawn)"
             lines.append(f"   {label:<30} {statistics.median(values):6.2f} s  "
