@@ -106,6 +106,7 @@ def test_parallel_transform_equals_the_sequential_one(tmp_path):
     from lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
     from lightning_eda.ingest.hourly import transform_granules
+    from lightning_eda.store.parquet_store import read_files, table_files
 
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -114,18 +115,23 @@ def test_parallel_transform_equals_the_sequential_one(tmp_path):
         start = datetime(2024, 3, 5, 1, 5) + timedelta(seconds=20 * slot)
         files.append(write_lcfa(raw / lcfa_name("G16", start), start=start, **sample_tables()))
     files[3].write_bytes(b"<html><body>503 Service Unavailable</body></html>")
-    sequential = transform_granules(files, tmp_path / "one", workers=1)
-    parallel = transform_granules(files, tmp_path / "two", workers=2)
+    folders = {workers: tmp_path / f"parts{workers}" for workers in (1, 2)}
+    for folder in folders.values():
+        folder.mkdir()
+    sequential = transform_granules(files, folders[1], tmp_path / "csv1", workers=1)
+    parallel = transform_granules(files, folders[2], tmp_path / "csv2", workers=2)
 
-    def comparable(decoded):
-        return [(r.source_file, r.status, r.n_flashes, r.n_groups, r.n_events, r.time_start) for r, _ in decoded]
+    def comparable(records):
+        return [(r.source_file, r.status, r.n_flashes, r.n_groups, r.n_events, r.time_start) for r in records]
 
     assert comparable(parallel) == comparable(sequential)
-    assert [r.status for r, _ in parallel] == ["loaded"] * 3 + ["failed"] + ["loaded"] * 3
-    for (one, one_tables), (two, two_tables) in zip(sequential, parallel):
-        assert (one_tables is None) == (two_tables is None)
-        for table in one_tables or {}:
-            assert one_tables[table].equals(two_tables[table])
+    assert [r.status for r in parallel] == ["loaded"] * 3 + ["failed"] + ["loaded"] * 3
+    assert len(list(folders[2].glob("glm_event-*.parquet"))) > 1  # each decoder process wrote its own part
+    for table in ("glm_flash", "glm_group", "glm_event"):
+        one, two = (read_files(table_files(folders[w], table), table) for w in (1, 2))
+        assert one.num_rows == 6 * {"glm_flash": 2, "glm_group": 3, "glm_event": 5}[table]
+        assert one.to_pylist() == two.to_pylist(), table
+    for one, two in zip(sequential, parallel):
         for kind in one.csv:  # the CSVs asked for (LIGHTNING_EDA_CSV=1) are the same bytes too
             assert Path(one.csv[kind]).read_bytes() == Path(two.csv[kind]).read_bytes()
 

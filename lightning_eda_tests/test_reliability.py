@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from dagster import DagsterInstance, materialize
 
@@ -735,7 +736,8 @@ def _decoded_state(granules: dict[str, bytes], folder: Path) -> dict:
     for name, body in sorted(granules.items()):
         (folder / name).write_bytes(body)
         decoded.append(hourly.transform_granule(folder / name))
-    return hourly._next_version(None, [], [record for record, _ in decoded], decoded)
+    tables = {table: pa.concat_tables([data[table] for _, data in decoded]) for table in DATA_TABLES}
+    return {"glm_file": hourly.files_table([record for record, _ in decoded]), **tables}
 
 
 def test_only_granule_keys_are_fetched_and_nothing_is_written_outside_the_data_folder(s3, proxy, tmp_path):

@@ -404,9 +404,20 @@ def _read_flashes(source: _Source, groups: pd.DataFrame) -> pd.DataFrame:
     return _frame(columns, FLASH_COLUMNS)
 
 
+def _parent_slots(ids: np.ndarray, parent_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each child, the slot of its parent among the distinct ``ids`` (and whether it has one); ``inverse`` maps
+    each id back to its slot. NumPy rather than a pandas groupby: this runs for every granule of every hour."""
+    distinct, inverse = np.unique(ids, return_inverse=True)
+    slot = np.searchsorted(distinct, parent_ids)
+    found = slot < len(distinct)
+    found[found] = distinct[slot[found]] == parent_ids[found]
+    return slot, found, inverse.reshape(-1)
+
+
 def _group_area_wrapped(group_id: np.ndarray, area: np.ndarray, events: pd.DataFrame) -> np.ndarray:
     """Groups smaller than their lit pixels could cover: the packed area overflowed and wrapped around."""
-    n_events = pd.Series(group_id).map(events["parent_group_id"].value_counts()).fillna(0).to_numpy()
+    slot, found, inverse = _parent_slots(group_id, events["parent_group_id"].to_numpy())
+    n_events = np.bincount(slot[found], minlength=len(np.unique(group_id)))[inverse] if len(group_id) else 0
     return area < n_events * MIN_PIXEL_AREA_M2
 
 
@@ -415,14 +426,17 @@ def _flash_area_wrapped(flash_id: np.ndarray, area: np.ndarray, groups: pd.DataF
 
     Why: a flash's footprint is the union of its groups' footprints, so it can never be smaller than any of them.
     """
-    children = groups.groupby("parent_flash_id").agg(
-        max_area=("area", "max"), any_saturated=("area_saturated", "any")
-    )
-    ids = pd.Series(flash_id)
-    max_child = ids.map(children["max_area"]).to_numpy(dtype=np.float64)
-    child_saturated = ids.map(children["any_saturated"]).fillna(False).to_numpy(dtype=bool)
-    smaller = area < max_child * (1.0 - 1e-6)
-    return smaller | child_saturated
+    if not len(flash_id):
+        return np.zeros(0, dtype=bool)
+    slot, found, inverse = _parent_slots(flash_id, groups["parent_flash_id"].to_numpy())
+    n_distinct = int(inverse.max()) + 1
+    max_child = np.full(n_distinct, np.nan)
+    np.fmax.at(max_child, slot[found], groups["area"].to_numpy(dtype=np.float64)[found])  # fmax skips NaN areas
+    child_saturated = np.zeros(n_distinct, dtype=bool)
+    np.logical_or.at(child_saturated, slot[found], groups["area_saturated"].to_numpy(dtype=bool)[found])
+    with np.errstate(invalid="ignore"):
+        smaller = area < max_child[inverse] * (1.0 - 1e-6)
+    return smaller | child_saturated[inverse]
 
 
 def _frame(columns: dict[str, np.ndarray], dtypes: dict[str, str]) -> pd.DataFrame:

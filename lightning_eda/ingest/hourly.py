@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,7 +38,16 @@ from lightning_eda.files import atomic_write
 from lightning_eda.goes.granule import granule_to_csvs, read_granule
 from lightning_eda.goes.layout import hour_prefix, is_granule_key
 from lightning_eda.ingest.archive import ExtractReport
-from lightning_eda.store.parquet_store import COUNT_COLUMN, DATA_TABLES, GLM_SCHEMAS, HourKey, ParquetStore, conform
+from lightning_eda.store.parquet_store import (
+    COUNT_COLUMN,
+    DATA_TABLES,
+    GLM_SCHEMAS,
+    HourKey,
+    ParquetStore,
+    conform,
+    table_files,
+    write_part,
+)
 from lightning_eda.utc import utc_now
 
 log = logging.getLogger(__name__)
@@ -123,7 +133,7 @@ def transform_granule(path: Path, csv_dir: Optional[Path] = None) -> tuple[Granu
         granule = read_granule(path)
         written = granule_to_csvs(granule, csv_dir) if csv_dir is not None else {}
         tables = {
-            TABLE_OF_KIND[kind]: conform(frame.assign(source_file=path.name), GLM_SCHEMAS[TABLE_OF_KIND[kind]])
+            TABLE_OF_KIND[kind]: _typed(frame, path.name, TABLE_OF_KIND[kind])
             for kind, frame in (("flashes", granule.flashes), ("groups", granule.groups), ("events", granule.events))
         }
     except Exception as exc:  # noqa: BLE001 - a corrupt file can fail in netCDF4, HDF5 or numpy; all mean "skip it"
@@ -144,6 +154,14 @@ def transform_granule(path: Path, csv_dir: Optional[Path] = None) -> tuple[Granu
         csv={kind: str(p) for kind, p in written.items()},
     )
     return record, tables
+
+
+def _typed(frame: pd.DataFrame, source_file: str, table: str) -> pa.Table:
+    """A decoded table as the store types it, with ``source_file`` as a one-entry dictionary (no per-row copies)."""
+    data = pa.Table.from_pandas(frame, preserve_index=False)
+    indices = pa.array(np.zeros(data.num_rows, dtype=np.int32))
+    source = pa.DictionaryArray.from_arrays(indices, pa.array([source_file], type=pa.string()))
+    return conform(data.append_column("source_file", source), GLM_SCHEMAS[table])
 
 
 def default_workers() -> int:
@@ -190,37 +208,61 @@ def _discard_pool() -> None:
         _pool = None
 
 
-def transform_granules(
-    files: list[Path], csv_dir: Optional[Path] = None, workers: Optional[int] = None
-) -> list[tuple[GranuleRecord, Optional[dict[str, pa.Table]]]]:
-    """Decode granules on every core (decoding holds the GIL, so processes, not threads), in ``files`` order.
+def decode_chunk(files: list[Path], folder: Path, part: str, csv_dir: Optional[Path] = None) -> list[GranuleRecord]:
+    """Decode granules and write their rows as ``<table>-<part>.parquet`` in ``folder`` (in a decoder process).
 
-    A worker that dies (a crash inside HDF5 on a corrupt file, say) takes the pool with it: the granules not yet done
-    are then retried one per process, so only the culprit is recorded as failed.
+    Rows go straight to disk from the process that decoded them: nothing but the small records crosses a pipe.
+    """
+    records = []
+    parts: dict[str, list[pa.Table]] = {table: [] for table in DATA_TABLES}
+    for path in files:
+        record, tables = transform_granule(path, csv_dir)
+        records.append(record)
+        for table, data in (tables or {}).items():
+            parts[table].append(data)
+    for table, data in parts.items():
+        write_part(folder, table, data, part)
+    return records
+
+
+def transform_granules(
+    files: list[Path], folder: Path, csv_dir: Optional[Path] = None, workers: Optional[int] = None
+) -> list[GranuleRecord]:
+    """Decode granules on every core into part files of ``folder``; records in ``files`` order.
+
+    Decoding holds the GIL, so processes, not threads. A worker that dies (a crash inside HDF5 on a corrupt file, say)
+    takes the pool with it: the unfinished chunks' files are removed and their granules decoded one per process, so
+    only the culprit is recorded as failed.
     """
     workers = default_workers() if workers is None else workers
     if workers < 2 or len(files) < 2 * workers:
-        return [transform_granule(path, csv_dir) for path in files]
-    done: dict[Path, tuple] = {}
+        return decode_chunk(files, folder, "000", csv_dir)
+    size = -(-len(files) // (2 * workers))  # two chunks per worker: one slow chunk does not hold the others up
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
+    done: dict[int, list[GranuleRecord]] = {}
     try:
         pool = _shared_pool(workers)
-        futures = {pool.submit(transform_granule, path, csv_dir): path for path in files}
+        futures = {pool.submit(decode_chunk, chunk, folder, f"{i:03d}", csv_dir): i for i, chunk in enumerate(chunks)}
         for future in as_completed(futures):
             done[futures[future]] = future.result()
     except BrokenProcessPool:
         _discard_pool()
-        for path in (p for p in files if p not in done):
-            done[path] = _transform_isolated(path, csv_dir)
-    return [done[path] for path in files]
+        for i, chunk in enumerate(chunks):
+            if i in done:
+                continue
+            for table in DATA_TABLES:
+                (folder / f"{table}-{i:03d}.parquet").unlink(missing_ok=True)
+            done[i] = [_transform_isolated(path, folder, f"{i:03d}x{j:03d}", csv_dir) for j, path in enumerate(chunk)]
+    return [record for i in range(len(chunks)) for record in done[i]]
 
 
-def _transform_isolated(path: Path, csv_dir: Optional[Path]):
+def _transform_isolated(path: Path, folder: Path, part: str, csv_dir: Optional[Path]) -> GranuleRecord:
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=_SPAWN) as pool:
-            return pool.submit(transform_granule, path, csv_dir).result()
+            return pool.submit(decode_chunk, [path], folder, part, csv_dir).result()[0]
     except BrokenProcessPool:
         size = path.stat().st_size if path.exists() else 0
-        return GranuleRecord(path.name, size, "failed", error="the decoder crashed on this file"), None
+        return GranuleRecord(path.name, size, "failed", error="the decoder crashed on this file")
 
 
 # --- what extract hands to transform -----------------------------------------------------------------------------
@@ -338,29 +380,26 @@ def transform_hour(
         result = TransformResult(records=[], kept=len(plan.keep), staged=None)
         _write_transform_report(paths, result)
         return result
-    decoded = transform_granules(plan.decode, paths.csv_dir if write_csv else None)
-    records = [record for record, _ in decoded]
-    records += [GranuleRecord(name, 0, "missing", error=error) for name, error in sorted(plan.missing.items())]
-    tables = _next_version(store.read_all(paths.key) if plan.keep else None, plan.keep, records, decoded)
-    result = TransformResult(records=records, kept=len(plan.keep), staged=store.stage(tables))
+    folder = store.new_staging()
+    try:
+        records = transform_granules(plan.decode, folder, paths.csv_dir if write_csv else None)
+        records += [GranuleRecord(name, 0, "missing", error=error) for name, error in sorted(plan.missing.items())]
+        files = [files_table(records)]
+        if plan.keep:  # the settled granules' rows, carried over from the current version
+            kept = pa.array(plan.keep, type=pa.string())
+            for table, data in store.read_all(paths.key).items():
+                rows = data.filter(pc.is_in(data.column("source_file").cast(pa.string()), value_set=kept))
+                if table == "glm_file":
+                    files.insert(0, rows)
+                else:
+                    write_part(folder, table, [rows], "kept")
+        store.finish_staging(folder, {"glm_file": pa.concat_tables(files)})
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    result = TransformResult(records=records, kept=len(plan.keep), staged=folder)
     _write_transform_report(paths, result)
     return result
-
-
-def _next_version(current: Optional[dict[str, pa.Table]], keep: list[str], records, decoded) -> dict[str, pa.Table]:
-    """The hour's four tables: the kept granules' rows from the current version, then the newly decoded ones."""
-    tables: dict[str, list[pa.Table]] = {table: [] for table in GLM_SCHEMAS}
-    if current is not None:
-        kept = pa.array(keep, type=pa.string())
-        for table, data in current.items():
-            tables[table].append(data.filter(pc.is_in(data.column("source_file"), value_set=kept)))
-    tables["glm_file"].append(files_table(records))
-    for _, granule_tables in decoded:
-        for table, data in (granule_tables or {}).items():
-            tables[table].append(data)
-    return {
-        table: pa.concat_tables(parts) if parts else GLM_SCHEMAS[table].empty_table() for table, parts in tables.items()
-    }
 
 
 def _write_transform_report(paths: HourPaths, result: TransformResult) -> None:
@@ -388,7 +427,7 @@ def check_staged_counts(staged: Path) -> dict[str, int]:
     loaded = files.filter(pc.equal(files.column("status"), "loaded"))
     counts = {"glm_file": files.num_rows}
     for table in DATA_TABLES:
-        rows = pq.ParquetFile(staged / f"{table}.parquet").metadata.num_rows
+        rows = sum(pq.ParquetFile(path).metadata.num_rows for path in table_files(staged, table))
         expected = int(pc.sum(loaded.column(COUNT_COLUMN[table])).as_py() or 0)
         if rows != expected:
             raise ValueError(f"{table}: the staged hour holds {rows} rows, its granules {expected}; not committed")

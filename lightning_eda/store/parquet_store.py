@@ -58,6 +58,8 @@ STALE_STAGING_SECONDS = 6 * 3600.0
 """A staging folder this old was left by a killed writer (a live one finishes an hour in seconds to minutes)."""
 
 _TS = pa.timestamp("us")
+_SOURCE = pa.dictionary(pa.int32(), pa.string())
+"""``source_file`` of the data tables: one name for every row of a granule, so dictionary-encoded in memory too."""
 _HOUR_FORMAT = "%Y-%m-%dT%H"
 
 GLM_SCHEMAS: dict[str, pa.Schema] = {
@@ -79,7 +81,7 @@ GLM_SCHEMAS: dict[str, pa.Schema] = {
     ),
     "glm_flash": pa.schema(
         [
-            ("source_file", pa.string()),
+            ("source_file", _SOURCE),
             ("flash_id", pa.int32()),
             ("time_start", _TS),
             ("time_end", _TS),
@@ -93,7 +95,7 @@ GLM_SCHEMAS: dict[str, pa.Schema] = {
     ),
     "glm_group": pa.schema(
         [
-            ("source_file", pa.string()),
+            ("source_file", _SOURCE),
             ("group_id", pa.int64()),
             ("parent_flash_id", pa.int32()),
             ("time", _TS),
@@ -107,7 +109,7 @@ GLM_SCHEMAS: dict[str, pa.Schema] = {
     ),
     "glm_event": pa.schema(
         [
-            ("source_file", pa.string()),
+            ("source_file", _SOURCE),
             ("event_id", pa.int64()),
             ("parent_group_id", pa.int64()),
             ("time", _TS),
@@ -208,8 +210,30 @@ class HourVersion:
     version: int
     path: Path
 
-    def file(self, table: str) -> Path:
-        return self.path / f"{table}.parquet"
+    def files(self, table: str) -> list[Path]:
+        return table_files(self.path, table)
+
+
+def table_files(folder: Path, table: str) -> list[Path]:
+    """A table's files in a version folder: ``<table>.parquet`` and the decoder processes' ``<table>-<part>.parquet``."""
+    return sorted(folder.glob(f"{table}.parquet")) + sorted(folder.glob(f"{table}-*.parquet"))
+
+
+def read_files(files: list[Path], table: str) -> pa.Table:
+    schema = GLM_SCHEMAS[table]
+    parts = [pq.read_table(path, schema=schema) for path in files]
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+def write_part(folder: Path, table: str, parts: list[pa.Table], name: str) -> Optional[Path]:
+    """Write (and fsync) one file of ``table`` into a version folder being staged; None when there are no rows."""
+    parts = [part for part in parts if part.num_rows]
+    if not parts:
+        return None
+    path = folder / (f"{table}-{name}.parquet" if name else f"{table}.parquet")
+    data = pa.concat_tables([conform(part, GLM_SCHEMAS[table]) for part in parts])
+    # atomically: a process killed mid-write must not leave a half file under a name the hour would take
+    return atomic_write(path, lambda handle: pq.write_table(data, handle, **_WRITE_OPTIONS), suffix=".tmp")
 
 
 def empty_table(table: str) -> pa.Table:
@@ -249,8 +273,11 @@ class ParquetStore:
         return self.glm_root.joinpath(*key.parts)
 
     def glob(self, table: str) -> str:
-        """The pattern matching ``table`` in every hour (for DuckDB's ``read_parquet`` with hive partitioning)."""
-        return str(self.glm_root.resolve() / "bucket=*" / "product=*" / "hour=*" / f"{table}.parquet")
+        """The pattern matching ``table``'s files in every hour (for DuckDB's ``read_parquet`` with hive partitioning).
+
+        No table's name begins another's, so ``<table>*.parquet`` finds exactly its own files.
+        """
+        return str(self.glm_root.resolve() / "bucket=*" / "product=*" / "hour=*" / f"{table}*.parquet")
 
     def analysis_file(self, table: str) -> Path:
         if table not in ANALYSIS_SCHEMAS:
@@ -281,16 +308,12 @@ class ParquetStore:
     def read(self, key: HourKey, table: str) -> pa.Table:
         """One table of the hour's current version (empty, with the schema, before the hour is loaded)."""
         current = self.current(key)
-        if current is None:
-            return empty_table(table)
-        return pq.read_table(current.file(table), schema=GLM_SCHEMAS[table])
+        return read_files(current.files(table) if current else [], table)
 
     def read_all(self, key: HourKey) -> dict[str, pa.Table]:
         """The four tables of the hour's current version, read from one version folder (consistent with each other)."""
         current = self.current(key)
-        if current is None:
-            return {table: empty_table(table) for table in GLM_TABLES}
-        return {table: pq.read_table(current.file(table), schema=GLM_SCHEMAS[table]) for table in GLM_TABLES}
+        return {table: read_files(current.files(table) if current else [], table) for table in GLM_TABLES}
 
     def hours(self, bucket: str, product: str) -> list[datetime]:
         """Hours of (bucket, product) with a committed version, in order."""
@@ -315,27 +338,41 @@ class ParquetStore:
             if start <= hour < end:
                 current = self.current(HourKey(bucket, product, hour))
                 if current is not None:
-                    files.append(current.file(table))
+                    files.extend(current.files(table))
         return files
 
     # --- writing --------------------------------------------------------------------------------------------------
 
+    def new_staging(self) -> Path:
+        """An empty folder under ``.staging/`` for the next version of an hour (nothing reads it)."""
+        folder = self.staging_root / f"{time.time_ns()}-{uuid.uuid4().hex}"
+        folder.mkdir(parents=True)
+        return folder
+
+    def finish_staging(self, folder: Path, tables: dict[str, pa.Table]) -> Path:
+        """Add ``tables`` (``glm_file`` at least) to a staging folder and mark it complete; :meth:`commit` swaps it in.
+
+        Every table gets a file even when empty, so an hour's folder always holds all four.
+        """
+        for table in GLM_TABLES:
+            data = tables.get(table)
+            if (data is not None and data.num_rows) or not table_files(folder, table):
+                path = folder / f"{table}.parquet"
+                pq.write_table(conform(data if data is not None else empty_table(table), GLM_SCHEMAS[table]), path,
+                               **_WRITE_OPTIONS)
+                _fsync_file(path)
+        (folder / _VERSION_FILE).write_text(folder.name.split("-", 1)[0])
+        _fsync_file(folder / _VERSION_FILE)
+        return folder
+
     def stage(self, tables: dict[str, pa.Table]) -> Path:
         """Write a complete version (all four tables) under ``.staging/``; :meth:`commit` makes it the hour's."""
-        version = time.time_ns()
-        folder = self.staging_root / f"{version}-{uuid.uuid4().hex}"
-        folder.mkdir(parents=True)
+        folder = self.new_staging()
         try:
-            for table in GLM_TABLES:
-                path = folder / f"{table}.parquet"
-                pq.write_table(conform(tables[table], GLM_SCHEMAS[table]), path, **_WRITE_OPTIONS)
-                _fsync_file(path)
-            (folder / _VERSION_FILE).write_text(str(version))
-            _fsync_file(folder / _VERSION_FILE)
+            return self.finish_staging(folder, tables)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return folder
 
     def commit(self, key: HourKey, staged: Path) -> HourVersion:
         """Swap a staged version in as the hour's folder: from this instant on it is the hour.
