@@ -29,7 +29,9 @@ Prints its report and writes it to ``benchmarks/results/transform_breakdown.txt`
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,7 +48,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from lightning_eda.goes.granule import granule_to_csvs, read_granule  # noqa: E402
-from lightning_eda.ingest.hourly import _next_version, default_workers, transform_granule, transform_granules  # noqa: E402,E501
+from lightning_eda.ingest.hourly import default_workers, files_table, transform_granule, transform_granules  # noqa: E402
 from lightning_eda.store.parquet_store import GLM_SCHEMAS, ParquetStore  # noqa: E402
 from synthetic_hour import bare_decode, make_hour  # noqa: E402
 
@@ -85,6 +87,25 @@ def write_parquet(granule, out_dir: Path) -> dict[str, Path]:
         pq.write_table(arrow, path)
         paths[table] = path
     return paths
+
+
+def hour_tables(decoded: list) -> dict[str, pa.Table]:
+    """The hour's four tables from ``transform_granule``'s results, as the transform stages them."""
+    tables = {"glm_file": files_table([record for record, _ in decoded])}
+    for table in TABLES.values():
+        tables[table] = pa.concat_tables([granule_tables[table] for _, granule_tables in decoded if granule_tables])
+    return tables
+
+
+def transform_hour_granules(granules: list[Path], work: Path, workers: int) -> None:
+    """``transform_granules`` as the ingest calls it (no CSVs). It hands the rows back in memory, or, in the version
+    that takes a ``folder``, its decoder processes write them there as Parquet parts."""
+    if "folder" in inspect.signature(transform_granules).parameters:
+        folder = Path(tempfile.mkdtemp(dir=work))
+        transform_granules(granules, folder, workers=workers)
+        shutil.rmtree(folder)
+    else:
+        transform_granules(granules, workers=workers)
 
 
 def main() -> int:
@@ -144,8 +165,7 @@ def main() -> int:
             f"   {'(per-granule Parquet, pyarrow defaults)':<46} {1e3 * total['parquet'] / n:6.1f} ms  "
             f"{total['parquet']:6.2f} s  -> {pq_bytes / 1e6:.0f} MB of Parquet",
         ]
-        decoded = [transform_granule(path) for path in granules]
-        tables = _next_version(None, [], [record for record, _ in decoded], decoded)
+        tables = hour_tables([transform_granule(path) for path in granules])
         store = ParquetStore(work / "store_data")
         stage_times, staged = [], None
         for _ in range(args.reps):
@@ -179,7 +199,7 @@ def main() -> int:
         walls: dict[int, list[float]] = {1: [], workers: []}
         for rep in range(args.reps):
             for count in walls:
-                walls[count].append(timed(lambda: transform_granules(granules, workers=count))[0])
+                walls[count].append(timed(lambda: transform_hour_granules(granules, work, count))[0])
         for count, values in walls.items():
             label = "one process" if count == 1 else f"{count} worker processes (spawn)"
             lines.append(f"   {label:<30} {statistics.median(values):6.2f} s  "
