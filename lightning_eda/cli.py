@@ -113,7 +113,8 @@ def _print_cluster_summary(result, config: settings.Settings) -> None:
     silhouette_text = f"{silhouette:.3f}" if isinstance(silhouette, float) else str(silhouette)
     print(f"clusters: k={meta['k'].value} ({meta['k_reason'].value}), silhouette {silhouette_text}")
     plots_dir = (config.data_dir / "plots").resolve()
-    print("plots: " + ", ".join(str(plots_dir / name) for name in ("cluster_map.png", "elbow.png", "silhouette.png")))
+    names = ("cluster_map.png", "elbow.png", "silhouette.png", "fed_map.png")
+    print("plots: " + ", ".join(str(plots_dir / name) for name in names))
 
 
 def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> int:

@@ -5,18 +5,19 @@ from dagster import AssetSelection, Definitions, define_asset_job
 from lightning_eda.orchestration.assets.clustering import (
     cluster_map,
     elbow_evaluator,
+    flash_extent_density,
     kmeans_cluster,
     preprocessor,
     silhouette_evaluator,
 )
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.checks import all_checks
-from lightning_eda.orchestration.constants import CLUSTERING, EVALUATORS, INGESTOR, PREPROCESSOR
+from lightning_eda.orchestration.constants import CLUSTERING, DENSITY, EVALUATORS, INGESTOR, PREPROCESSOR
 from lightning_eda.orchestration.resources import resources_from_env
 from lightning_eda.orchestration.schedules import build_automation
 
 ingest_assets = [extract, transform, load]
-clustering_assets = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map]
+clustering_assets = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map, flash_extent_density]
 
 ingest_job = define_asset_job(
     "ingest_hour",
@@ -25,8 +26,8 @@ ingest_job = define_asset_job(
 )
 cluster_job = define_asset_job(
     "cluster_window",
-    selection=AssetSelection.groups(PREPROCESSOR, EVALUATORS, CLUSTERING),
-    description="Preprocess the window's flashes, evaluate k, cluster and map them.",
+    selection=AssetSelection.groups(PREPROCESSOR, EVALUATORS, CLUSTERING, DENSITY),
+    description="Preprocess the window's flashes, evaluate k, cluster and map them, and map their flash extent density.",
 )
 
 hourly_ingest, cluster_after_ingest = build_automation(ingest_job, cluster_job)

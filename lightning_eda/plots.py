@@ -695,3 +695,87 @@ def _draw_legend(fig: Figure, pos, flashes: _MapInput, colors: list[str]) -> Non
         alignment="left",
         handletextpad=0.4,
     )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Flash extent density
+# --------------------------------------------------------------------------------------------------------------
+
+FED_TITLE = "Flash Extent Density"
+
+
+def fed_map(
+    lat: Sequence[float] | np.ndarray,
+    lon: Sequence[float] | np.ndarray,
+    flash_count: Sequence[int] | np.ndarray,
+    *,
+    cell_km: float,
+    title: str | None = None,
+    extent: Sequence[float] | None = None,
+) -> bytes:
+    """Flashes per equal-area cell on a logarithmic colour scale, over coastlines and borders.
+
+    Parameters
+    ----------
+    lat, lon, flash_count : sequences of length n
+        Cell centres (degrees) and the number of flashes that touched each cell (table ``flash_extent_density``).
+    cell_km : float
+        The cells' side; each cell is drawn as a square of that size on the ground.
+    title, extent :
+        As for :func:`cluster_map`.
+
+    Returns
+    -------
+    bytes
+        PNG of ``MAP_FIGSIZE`` at ``DPI``.
+    """
+    from matplotlib.colors import LogNorm
+    from mpl_toolkits.basemap import Basemap
+
+    lat_a = np.asarray(lat, dtype=np.float64).reshape(-1)
+    lon_a = np.asarray(lon, dtype=np.float64).reshape(-1)
+    counts = np.asarray(flash_count, dtype=np.float64).reshape(-1)
+    valid = np.isfinite(lat_a) & np.isfinite(lon_a) & (np.abs(lat_a) <= 90) & np.isfinite(counts) & (counts > 0)
+    counts = counts[valid]
+    cells = _MapInput.from_args(lat_a[valid], lon_a[valid], np.zeros(counts.size, dtype=np.int64), None, None)
+    lon_min, lon_max, lat_min, lat_max = _map_extent(cells, extent)
+    mercator = -_MERCATOR_MAX_LAT <= lat_min and lat_max <= _MERCATOR_MAX_LAT
+    unwrap_start = (lon_min + lon_max) / 2 - 180.0
+    fig = Figure(figsize=MAP_FIGSIZE, dpi=DPI, facecolor="white")
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes(_MAP_BOX)
+    m = Basemap(
+        projection="merc" if mercator else "cyl",
+        llcrnrlon=lon_min,
+        urcrnrlon=lon_max,
+        llcrnrlat=lat_min,
+        urcrnrlat=lat_max,
+        lat_ts=0.0,
+        resolution=_resolution(lon_max - lon_min, lat_max - lat_min),
+        ax=ax,
+    )
+    _draw_background(ax, m, lon_min, lon_max, lat_min, lat_max)
+    ax.apply_aspect()
+    if cells.n:
+        x, y = _project(m, _unwrap(cells.lon, unwrap_start), cells.lat)
+        # a cell's side in points: km per degree of latitude at the cell, through the map's own scale
+        _, y_up = _project(m, _unwrap(cells.lon, unwrap_start), np.clip(cells.lat + cell_km / 111.195, -89.9, 89.9))
+        points_per_unit = ax.get_window_extent().height * 72.0 / fig.dpi / np.diff(ax.get_ylim())[0]
+        side = np.clip(np.abs(y_up - y) * points_per_unit, 2.5, 40.0)  # at least visible on a continental map
+        order = np.argsort(counts)  # the densest cells on top
+        drawn = ax.scatter(
+            x[order], y[order], s=side[order] ** 2, c=counts[order], marker="s", linewidths=0,
+            cmap="plasma", norm=LogNorm(vmin=1.0, vmax=max(float(counts.max()), 2.0)), rasterized=True, zorder=2,
+        )
+        bar = fig.colorbar(drawn, ax=ax, fraction=0.035, pad=0.02)
+        bar.set_label(f"flashes per {cell_km:g} × {cell_km:g} km cell", fontsize=9)
+    else:
+        ax.text(0.5, 0.5, "No flashes in this window", transform=ax.transAxes, ha="center", va="center", fontsize=16,
+                color="#333333", zorder=6,
+                bbox={"boxstyle": "round,pad=0.6", "facecolor": "white", "edgecolor": "#999999", "alpha": 0.95})
+    total = int(counts.max()) if counts.size else 0
+    summary = f"{cells.n:,} cells touched, up to {total:,} flashes in one" if cells.n else "no flashes"
+    ax.set_title(f"{title}   ·   {summary}" if title else summary, fontsize=10.5, color="#333333", pad=8)
+    ax.annotate(FED_TITLE, xy=(0.5, 1.0), xycoords="axes fraction", xytext=(0, 27), textcoords="offset points",
+                ha="center", va="bottom", fontsize=15, fontweight="bold")
+    return _to_png(fig)

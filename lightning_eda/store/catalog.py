@@ -13,6 +13,7 @@ No Dagster here.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 from contextlib import contextmanager
@@ -132,12 +133,19 @@ def _marker(store: ParquetStore) -> Path:
     return store.root / MARKER_NAME
 
 
+def _made_for(store: ParquetStore, path: Path) -> dict:
+    """What glm.duckdb's views depend on: the layout's version, where the store and the file are, the views' SQL."""
+    digest = hashlib.sha256("\n".join(view_statements(store)).encode()).hexdigest()
+    return {"format_version": FORMAT_VERSION, "store": str(store.root.resolve()), "database": str(path.resolve()),
+            "views": digest}
+
+
 def _views_made_for(store: ParquetStore, path: Path) -> bool:
     try:
         made = json.loads(_marker(store).read_text())
     except (FileNotFoundError, ValueError):
         return False
-    return made == {"format_version": FORMAT_VERSION, "store": str(store.root.resolve()), "database": str(path.resolve())}
+    return made == _made_for(store, path)
 
 
 def refresh_database(data_dir: str | Path, *, force: bool = False) -> CatalogStatus:
@@ -193,8 +201,7 @@ def _refresh_locked(store: ParquetStore, path: Path, force: bool) -> CatalogStat
             f"{path} needs its views made or its tables of an earlier lightning_eda migrated, and another process "
             "holds it open: close it, then run `lightning-eda rebuild-db` (or any run); nothing was changed"
         ) from None
-    made = {"format_version": FORMAT_VERSION, "store": str(store.root.resolve()), "database": str(path.resolve())}
-    atomic_write(_marker(store), lambda handle: handle.write(json.dumps(made).encode()))
+    atomic_write(_marker(store), lambda handle: handle.write(json.dumps(_made_for(store, path)).encode()))
     if legacy:
         return CatalogStatus("migrated", detail)
     return CatalogStatus("refreshed" if existed else "created")

@@ -172,6 +172,16 @@ ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     "flash_cluster": pa.schema([("source_file", pa.string()), ("flash_id", pa.int32()), ("cluster", pa.int32())]),
+    "flash_extent_density": pa.schema(
+        [
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("flash_count", pa.int64()),
+            ("x_km", pa.float64()),
+            ("y_km", pa.float64()),
+            ("cell_km", pa.float64()),
+        ]
+    ),
     "cluster_summary": pa.schema(
         [
             ("cluster", pa.int64()),

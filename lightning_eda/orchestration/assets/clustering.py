@@ -15,14 +15,16 @@ from pydantic import Field, field_validator
 
 from lightning_eda import plots
 from lightning_eda.analysis import clustering
+from lightning_eda.analysis.fed import DEFAULT_CELL_KM, FlashExtentDensity
 from lightning_eda.analysis.features import FeatureTransform, preprocess
 from lightning_eda.ml import kmeans
 from lightning_eda.orchestration.assets.ingestor import load
-from lightning_eda.orchestration.constants import CLUSTERING, ANALYSIS_POOL, EVALUATORS, PREPROCESSOR
+from lightning_eda.orchestration.constants import ANALYSIS_POOL, CLUSTERING, DENSITY, EVALUATORS, PREPROCESSOR
 from lightning_eda.orchestration.metadata import saved_plot
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.settings import ConfigError, window_bounds
 from lightning_eda.store import database
+from lightning_eda.store.parquet_store import HourKey
 
 
 class PreprocessorConfig(Config):
@@ -257,3 +259,61 @@ def cluster_map(context: AssetExecutionContext, data: LightningDataResource) -> 
     plot_metadata = saved_plot(data, png, "cluster_map.png", "Lightning Events Map", key="map")
     context.log.info(f"map saved at {plot_metadata['map_path'].value}")
     return MaterializeResult(metadata={**plot_metadata, "clusters": len(summary), "flashes": len(points)})
+
+
+class DensityConfig(Config):
+    cell_km: float = Field(
+        default=DEFAULT_CELL_KM, description="Side of the equal-area grid's square cells, in km (10 km: 100 km² cells)."
+    )
+
+
+@asset(
+    pool=ANALYSIS_POOL,
+    group_name=DENSITY,
+    deps=[preprocessor],
+    kinds={"parquet", "matplotlib"},
+    description="Flash extent density over the preprocessor's window: flashes touching each equal-area cell "
+    "(table flash_extent_density, fed_map.png).",
+)
+def flash_extent_density(
+    context: AssetExecutionContext, config: DensityConfig, archive: GlmArchiveResource, data: LightningDataResource
+) -> MaterializeResult:
+    with data.get_connection() as con:
+        _, _, window = _features(con)
+    if config.cell_km <= 0:
+        raise Failure(description=f"cell_km={config.cell_km} must be > 0")
+    fed = FlashExtentDensity(FeatureTransform.from_dict(json.loads(window["transform"])), config.cell_km)
+    start, end = pd.Timestamp(window["window_start"]).to_pydatetime(), pd.Timestamp(window["window_end"]).to_pydatetime()
+    for hour in data.store.hours(window["bucket"], archive.product):
+        if start <= hour < end:  # an hour at a time: a flash never spans two granules, so counts simply add
+            key = HourKey(window["bucket"], archive.product, hour)
+            loaded = _loaded_names(data.store.read(key, "glm_file"))
+            fed.add(_of(data.store.read(key, "glm_event"), loaded), _of(data.store.read(key, "glm_group"), loaded))
+    table = fed.table()
+    database.replace_table(data.store, "flash_extent_density", table)
+    png = plots.fed_map(
+        table["lat"].to_numpy(), table["lon"].to_numpy(), table["flash_count"].to_numpy(), cell_km=config.cell_km,
+        title=f"{_window_text(start, end)} · {window['bucket']}",
+    )
+    plot_metadata = saved_plot(data, png, "fed_map.png", "Flash extent density", key="map")
+    context.log.info(f"{len(table)} cells touched; map saved at {plot_metadata['map_path'].value}")
+    return MaterializeResult(
+        metadata={
+            **plot_metadata,
+            "cells": len(table),
+            "max_flashes_per_cell": int(table["flash_count"].max()) if len(table) else 0,
+            "cell_km": config.cell_km,
+            "densest": MetadataValue.md(table.head(10).to_markdown(index=False)),
+        }
+    )
+
+
+def _loaded_names(files) -> set[str]:
+    frame = files.to_pandas()
+    return set(frame.loc[frame["status"] == "loaded", "source_file"])
+
+
+def _of(table, names: set[str]) -> pd.DataFrame:
+    frame = table.to_pandas()
+    frame["source_file"] = frame["source_file"].astype(str)
+    return frame[frame["source_file"].isin(names)]
