@@ -9,6 +9,7 @@ from lightning_eda.orchestration.assets.clustering import (
     kmeans_cluster,
     preprocessor,
     silhouette_evaluator,
+    storm_flash_rate,
 )
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.checks import all_checks
@@ -17,7 +18,15 @@ from lightning_eda.orchestration.resources import resources_from_env
 from lightning_eda.orchestration.schedules import build_automation
 
 ingest_assets = [extract, transform, load]
-clustering_assets = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map, flash_extent_density]
+clustering_assets = [
+    preprocessor,
+    elbow_evaluator,
+    silhouette_evaluator,
+    kmeans_cluster,
+    cluster_map,
+    storm_flash_rate,
+    flash_extent_density,
+]
 
 ingest_job = define_asset_job(
     "ingest_hour",

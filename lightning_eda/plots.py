@@ -779,3 +779,46 @@ def fed_map(
     ax.annotate(FED_TITLE, xy=(0.5, 1.0), xycoords="axes fraction", xytext=(0, 27), textcoords="offset points",
                 ha="center", va="bottom", fontsize=15, fontweight="bold")
     return _to_png(fig)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Storm flash rates
+# --------------------------------------------------------------------------------------------------------------
+
+
+def storm_flash_rate(per_minute, jumps, storms, *, title: str | None = None) -> bytes:
+    """Flashes per minute of the given storms (one line each, in their map colours), jumps marked with triangles.
+
+    ``per_minute``: ``cluster, minute, flashes``; ``jumps``: ``cluster, time, flash_rate`` of the flagged periods;
+    ``storms``: ``cluster, lat, lon, n_flashes`` of the storms to draw (the largest first).
+    """
+    fig = _new_figure((10.0, 5.0))
+    ax = fig.add_subplot()
+    chosen = list(storms["cluster"])
+    if not chosen:
+        _no_data(ax, "No storms in this window")
+    colors = cluster_colors(max(int(per_minute["cluster"].max()) + 1 if len(per_minute) else 1, max(chosen, default=0) + 1))
+    for cluster in chosen:
+        row = storms[storms["cluster"] == cluster].iloc[0]
+        rate = per_minute[per_minute["cluster"] == cluster]
+        where = f"{abs(row['lat']):.1f}°{'N' if row['lat'] >= 0 else 'S'} {abs(row['lon']):.1f}°{'E' if row['lon'] >= 0 else 'W'}"
+        ax.plot(rate["minute"], rate["flashes"], color=colors[cluster], linewidth=1.6, drawstyle="steps-post",
+                marker="o" if len(rate) < 40 else None, markersize=4,
+                label=f"{cluster}: {where}, {int(row['n_flashes']):,} flashes")
+        flagged = jumps[jumps["cluster"] == cluster]
+        if len(flagged):
+            ax.scatter(flagged["time"], flagged["flash_rate"], marker="^", s=90, color=colors[cluster],
+                       edgecolors="black", linewidths=0.8, zorder=4)
+    if len(jumps):
+        ax.scatter([], [], marker="^", s=90, color="white", edgecolors="black", label="lightning jump (2σ)")
+    ax.set_title("Flash rate of the largest storms" + (f"\n{title}" if title else ""), fontsize=12, pad=8)
+    ax.set_xlabel("time (UTC)", fontsize=10)
+    ax.set_ylabel("flashes per minute", fontsize=10)
+    ax.grid(True, color="#dddddd", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if chosen:
+        ax.legend(fontsize=8, loc="upper left", frameon=True)
+    fig.autofmt_xdate()
+    return _to_png(fig)

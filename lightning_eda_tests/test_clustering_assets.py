@@ -16,6 +16,7 @@ from lightning_eda.orchestration.assets.clustering import (
     kmeans_cluster,
     preprocessor,
     silhouette_evaluator,
+    storm_flash_rate,
 )
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.checks import all_checks
@@ -23,7 +24,7 @@ from lightning_eda.ml import kmeans, silhouette_score
 from real_minute import KEY_2018, resources_for, serve_2018_minute
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CLUSTER_ASSETS = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map]
+CLUSTER_ASSETS = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map, storm_flash_rate]
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +102,7 @@ def test_plots_are_pngs_on_disk_and_in_the_ui_metadata(pipeline):
         ("elbow.png", "elbow_evaluator", "plot"),
         ("silhouette.png", "silhouette_evaluator", "plot"),
         ("cluster_map.png", "cluster_map", "map"),
+        ("storm_flash_rate.png", "storm_flash_rate", "plot"),
     ):
         path = data_dir / "plots" / name
         data = path.read_bytes()
@@ -108,6 +110,21 @@ def test_plots_are_pngs_on_disk_and_in_the_ui_metadata(pipeline):
         assert matplotlib.image.imread(path).shape[0] > 300
         markdown = result.asset_materializations_for_node(node)[0].metadata[key].value
         assert markdown.startswith("![") and "data:image/png;base64," in markdown
+
+
+def test_the_summary_describes_each_storm(pipeline):
+    data_dir, result, _ = pipeline
+    stats = rows(data_dir, "SELECT cluster, n_flashes, time_start, time_end, flash_rate, mean_energy, median_energy, "
+                           "mean_area, median_area, extent_km, duration_min, n_jumps FROM cluster_summary")
+    for cluster, n, start, end, rate, mean_e, median_e, mean_a, median_a, extent, duration, jumps in stats:
+        assert duration == pytest.approx((end - start).total_seconds() / 60)
+        assert rate == pytest.approx(n / max(duration, 1.0))
+        assert mean_e > 0 and median_e > 0 and mean_a > 0 and median_a > 0 and extent > 0
+        assert jumps == 0  # a minute of data is far too short for the 2σ algorithm's 12 minutes of history
+    per_minute = rows(data_dir, "SELECT cluster, sum(flashes) FROM storm_rate GROUP BY 1 ORDER BY 1")
+    assert per_minute == [(c, n) for c, n, *_ in sorted(stats)]
+    storms = result.asset_materializations_for_node("kmeans_cluster")[0].metadata["largest_storms"].value
+    assert "flash_rate" in storms and "extent_km" in storms
 
 
 def test_every_check_passes_on_the_real_hour(pipeline):

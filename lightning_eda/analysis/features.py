@@ -338,7 +338,7 @@ def build_features(clean_df: pd.DataFrame) -> tuple[np.ndarray, FeatureTransform
     return transform.to_features(lat, lon), transform
 
 
-FEATURE_COLUMNS = ["source_file", "flash_id", "time_start", "time_end", "lat", "lon", "energy", "quality_flag"]
+FEATURE_COLUMNS = ["source_file", "flash_id", "time_start", "time_end", "lat", "lon", "energy", "quality_flag", "area"]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,15 @@ import pandas as pd
 from lightning_eda.store.parquet_store import ParquetStore
 from lightning_eda.utc import utc_now
 
-ANALYSIS_TABLES = ("flash_features", "feature_window", "flash_cluster", "cluster_summary", "flash_extent_density")
+ANALYSIS_TABLES = (
+    "flash_features",
+    "feature_window",
+    "flash_cluster",
+    "cluster_summary",
+    "flash_extent_density",
+    "storm_rate",
+    "lightning_jump",
+)
 
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:

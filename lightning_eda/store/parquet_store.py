@@ -131,6 +131,7 @@ ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
             ("lon", pa.float64()),
             ("energy", pa.float64()),
             ("quality_flag", pa.int16()),
+            ("area", pa.float64()),
             ("row_id", pa.int64()),
             ("x_km", pa.float64()),
             ("y_km", pa.float64()),
@@ -191,6 +192,26 @@ ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
             ("total_energy", pa.float64()),
             ("time_start", _TS),
             ("time_end", _TS),
+            ("flash_rate", pa.float64()),
+            ("mean_energy", pa.float64()),
+            ("median_energy", pa.float64()),
+            ("mean_area", pa.float64()),
+            ("median_area", pa.float64()),
+            ("extent_km", pa.float64()),
+            ("duration_min", pa.float64()),
+            ("n_jumps", pa.int64()),
+            ("first_jump", _TS),
+        ]
+    ),
+    "storm_rate": pa.schema([("cluster", pa.int64()), ("minute", _TS), ("flashes", pa.int64())]),
+    "lightning_jump": pa.schema(
+        [
+            ("cluster", pa.int64()),
+            ("time", _TS),
+            ("flash_rate", pa.float64()),
+            ("dfrdt", pa.float64()),
+            ("threshold", pa.float64()),
+            ("jump", pa.bool_()),
         ]
     ),
 }

@@ -14,7 +14,7 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, M
 from pydantic import Field, field_validator
 
 from lightning_eda import plots
-from lightning_eda.analysis import clustering
+from lightning_eda.analysis import clustering, storms
 from lightning_eda.analysis.fed import DEFAULT_CELL_KM, FlashExtentDensity
 from lightning_eda.analysis.features import FeatureTransform, preprocess
 from lightning_eda.ml import kmeans
@@ -212,17 +212,22 @@ def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, data: L
     with data.get_connection() as con:
         flashes, X, window = _features(con)
         evaluation = database.read_evaluation(con, window)
-        try:
-            k, reason = clustering.choose_k_from_evaluation(config.k, evaluation)
-        except ValueError as exc:
-            raise Failure(description=f"{exc}; {len(X)} flashes") from None
-        result = kmeans(X, k, n_init=config.n_init, seed=config.seed)
-        transform = FeatureTransform.from_dict(json.loads(window["transform"]))
-        lat, lon = transform.to_latlon(result.centroids)
-        summary = clustering.summarize_clusters(flashes, result.labels, np.column_stack([lat, lon]))
-        assignments = flashes[["source_file", "flash_id"]].assign(cluster=result.labels.astype(np.int32))
+    try:
+        k, reason = clustering.choose_k_from_evaluation(config.k, evaluation)
+    except ValueError as exc:
+        raise Failure(description=f"{exc}; {len(X)} flashes") from None
+    result = kmeans(X, k, n_init=config.n_init, seed=config.seed)
+    lat, lon = FeatureTransform.from_dict(json.loads(window["transform"])).to_latlon(result.centroids)
+    summary = clustering.summarize_clusters(flashes, result.labels, np.column_stack([lat, lon]))
+    per_minute = storms.flash_rate_per_minute(flashes, result.labels)
+    jumps = storms.storm_jumps(per_minute)
+    summary = summary.merge(storms.storm_statistics(flashes, result.labels, jumps), on="cluster", how="left")
+    summary["n_jumps"] = summary["n_jumps"].fillna(0).astype("int64")
+    assignments = flashes[["source_file", "flash_id"]].assign(cluster=result.labels.astype(np.int32))
     database.replace_table(data.store, "flash_cluster", assignments)
     database.replace_table(data.store, "cluster_summary", summary)
+    database.replace_table(data.store, "storm_rate", per_minute)
+    database.replace_table(data.store, "lightning_jump", jumps)
     silhouette = evaluation.set_index("k")["silhouette"].get(k) if not evaluation.empty else None
     context.log.info(f"k={k} ({reason}); inertia {result.inertia:.4g} after {result.n_iter} iterations")
     return MaterializeResult(
@@ -233,6 +238,11 @@ def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, data: L
             "inertia": float(result.inertia),
             "n_iter": int(result.n_iter),
             "n_flashes": len(X),
+            "lightning_jumps": int(jumps["jump"].sum()) if len(jumps) else 0,
+            "largest_storms": MetadataValue.md(
+                storms.largest_storms(summary)[["cluster", "lat", "lon", "n_flashes", "flash_rate", "extent_km",
+                                                "duration_min", "n_jumps"]].to_markdown(index=False)
+            ),
             "summary": MetadataValue.md(summary.to_markdown(index=False)),
         }
     )
@@ -317,3 +327,25 @@ def _of(table, names: set[str]) -> pd.DataFrame:
     frame = table.to_pandas()
     frame["source_file"] = frame["source_file"].astype(str)
     return frame[frame["source_file"].isin(names)]
+
+
+@asset(
+    pool=ANALYSIS_POOL,
+    group_name=CLUSTERING,
+    deps=[kmeans_cluster],
+    kinds={"matplotlib"},
+    description="Flash rate per minute of the largest clusters, with their lightning jumps (storm_flash_rate.png).",
+)
+def storm_flash_rate(context: AssetExecutionContext, data: LightningDataResource) -> MaterializeResult:
+    with data.get_connection() as con:
+        summary = con.execute("SELECT * FROM cluster_summary").df()
+        per_minute = con.execute("SELECT * FROM storm_rate ORDER BY cluster, minute").df()
+        jumps = con.execute("SELECT * FROM lightning_jump WHERE jump ORDER BY cluster, time").df()
+        window = con.execute("SELECT * FROM feature_window").df().iloc[0].to_dict()
+    largest = storms.largest_storms(summary)
+    png = plots.storm_flash_rate(
+        per_minute, jumps, largest, title=f"{_window_text(window['window_start'], window['window_end'])} · {window['bucket']}"
+    )
+    plot_metadata = saved_plot(data, png, "storm_flash_rate.png", "Flash rate of the largest storms")
+    context.log.info(f"rates of {len(largest)} storms plotted at {plot_metadata['plot_path'].value}")
+    return MaterializeResult(metadata={**plot_metadata, "storms": len(largest), "jumps": len(jumps)})
