@@ -802,8 +802,10 @@ def storm_flash_rate(per_minute, jumps, storms, *, title: str | None = None) -> 
         row = storms[storms["cluster"] == cluster].iloc[0]
         rate = per_minute[per_minute["cluster"] == cluster]
         where = f"{abs(row['lat']):.1f}°{'N' if row['lat'] >= 0 else 'S'} {abs(row['lon']):.1f}°{'E' if row['lon'] >= 0 else 'W'}"
-        ax.plot(rate["minute"], rate["flashes"], color=colors[cluster], linewidth=1.6, drawstyle="steps-post",
-                marker="o" if len(rate) < 40 else None, markersize=4,
+        # each minute drawn as a step across the whole minute (the last one too)
+        x = list(rate["minute"]) + ([rate["minute"].iloc[-1] + np.timedelta64(1, "m")] if len(rate) else [])
+        y = list(rate["flashes"]) + list(rate["flashes"].iloc[-1:])
+        ax.plot(x, y, color=colors[cluster], linewidth=1.6, drawstyle="steps-post",
                 label=f"{cluster}: {where}, {int(row['n_flashes']):,} flashes")
         flagged = jumps[jumps["cluster"] == cluster]
         if len(flagged):
