@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
-from lightning_eda.ml import elbow_sweep, find_knee, kmeans, silhouette_sweep
+from lightning_eda.files import atomic_write
+from lightning_eda.ml import KMeansResult, find_knee, kmeans, silhouette_sweep
 
 # Silhouette scores closer than this are a tie; the knee then decides.
 SILHOUETTE_TIE = 0.01
@@ -45,15 +49,88 @@ def elbow_knee(inertias: dict[int, float]) -> Optional[int]:
     return find_knee(list(inertias), list(inertias.values())) if len(inertias) >= 3 else None
 
 
-def evaluate_elbow(X: np.ndarray, ks: Sequence[int], *, n_init: int, seed: int) -> tuple[dict[int, float], Optional[int]]:
+DEFAULT_ELBOW_KS = tuple(range(1, 41))
+DEFAULT_SILHOUETTE_KS = tuple(range(2, 41))
+"""Up to 40 clusters: an hour of the western hemisphere holds dozens of storms, so the range reaches storm scale."""
+
+
+@dataclass
+class KMeansFits:
+    """The k-means fit of each k for one set of features and one (n_init, seed).
+
+    The elbow, the silhouette and the final clustering all use these, so each k is fitted once per window:
+    ``kmeans(X, k, n_init=n_init, seed=seed)`` is deterministic, and its ``inertia`` is what
+    :func:`lightning_eda.ml.elbow_sweep` returns for k.
+    """
+
+    features: str  # fingerprint of the features fitted (see :func:`fingerprint`)
+    n_init: int
+    seed: int
+    results: dict[int, KMeansResult] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, X: np.ndarray, *, n_init: int, seed: int) -> "KMeansFits":
+        return cls(fingerprint(X), n_init, seed)
+
+    def fit(self, X: np.ndarray, ks: Sequence[int]) -> dict[int, KMeansResult]:
+        """The fits for ``ks``, computing only those not held yet."""
+        if fingerprint(X) != self.features:
+            raise ValueError("these fits are for other features")
+        for k in ks:
+            if k not in self.results:
+                self.results[k] = kmeans(X, k, n_init=self.n_init, seed=self.seed)
+        return {k: self.results[k] for k in ks}
+
+    def save(self, path: Path) -> None:
+        arrays = {"meta": np.array([self.n_init, self.seed]), "features": np.array(self.features)}
+        for k, result in self.results.items():
+            arrays[f"labels_{k}"] = result.labels.astype(np.int16 if k < 2**15 else np.int64)
+            arrays[f"centroids_{k}"] = result.centroids
+            arrays[f"scores_{k}"] = np.array([result.inertia, result.n_iter])
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+    @classmethod
+    def load(cls, path: Path, X: np.ndarray, *, n_init: int, seed: int) -> "KMeansFits":
+        """The fits saved at ``path`` when they are for these features and settings; else none."""
+        fits = cls.of(X, n_init=n_init, seed=seed)
+        try:
+            saved = np.load(path)
+        except (FileNotFoundError, ValueError, OSError):
+            return fits
+        with saved:
+            if [int(v) for v in saved["meta"]] != [n_init, seed] or str(saved["features"]) != fits.features:
+                return fits
+            for name in saved.files:
+                if name.startswith("labels_"):
+                    k = int(name[len("labels_"):])
+                    inertia, n_iter = saved[f"scores_{k}"]
+                    fits.results[k] = KMeansResult(
+                        centroids=saved[f"centroids_{k}"], labels=saved[name].astype(np.intp), inertia=float(inertia),
+                        n_iter=int(n_iter),
+                    )
+        return fits
+
+
+def fingerprint(X: np.ndarray) -> str:
+    """Identifies a feature matrix (its shape and bytes), so fits are never reused for other features."""
+    X = np.ascontiguousarray(X)
+    return f"{X.shape}:" + hashlib.sha256(X.tobytes()).hexdigest()
+
+
+def evaluate_elbow(
+    X: np.ndarray, ks: Sequence[int], *, n_init: int, seed: int, fits: Optional[KMeansFits] = None
+) -> tuple[dict[int, float], Optional[int]]:
     """Inertia for each feasible k, and the knee of the curve (None when it has none)."""
     feasible = [k for k in sorted(set(ks)) if 1 <= k <= _distinct_rows(X)]
-    inertias = elbow_sweep(X, feasible, n_init=n_init, seed=seed) if feasible else {}
+    fits = fits or KMeansFits.of(X, n_init=n_init, seed=seed)
+    inertias = {k: float(result.inertia) for k, result in fits.fit(X, feasible).items()}
     return inertias, elbow_knee(inertias)
 
 
 def evaluate_silhouette(
-    X: np.ndarray, ks: Sequence[int], *, n_init: int, seed: int, sample_size: int
+    X: np.ndarray, ks: Sequence[int], *, n_init: int, seed: int, sample_size: int, fits: Optional[KMeansFits] = None
 ) -> SilhouetteSweep:
     """Fit k-means on every point for each k, then score all clusterings on one shared (seeded) sample.
 
@@ -64,7 +141,8 @@ def evaluate_silhouette(
     feasible = [k for k in sorted(set(ks)) if 2 <= k <= min(distinct, n - 1)]
     if not feasible:
         return SilhouetteSweep({}, n, None)
-    labels_by_k = {k: kmeans(X, k, n_init=n_init, seed=seed).labels for k in feasible}
+    fits = fits or KMeansFits.of(X, n_init=n_init, seed=seed)
+    labels_by_k = {k: result.labels for k, result in fits.fit(X, feasible).items()}
     if n > sample_size:
         index = np.sort(np.random.default_rng(seed).choice(n, size=sample_size, replace=False))
         sample_labels = {k: labels[index] for k, labels in labels_by_k.items()}

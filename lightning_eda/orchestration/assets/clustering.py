@@ -17,7 +17,6 @@ from lightning_eda import plots
 from lightning_eda.analysis import clustering, storms
 from lightning_eda.analysis.fed import DEFAULT_CELL_KM, FlashExtentDensity
 from lightning_eda.analysis.features import FeatureTransform, preprocess
-from lightning_eda.ml import kmeans
 from lightning_eda.orchestration.assets.ingestor import load
 from lightning_eda.orchestration.constants import ANALYSIS_POOL, CLUSTERING, DENSITY, EVALUATORS, PREPROCESSOR
 from lightning_eda.orchestration.metadata import saved_plot
@@ -39,13 +38,13 @@ class PreprocessorConfig(Config):
 
 
 class ElbowConfig(Config):
-    ks: list[int] = Field(default=list(range(1, 12)), description="Cluster counts to try.")
+    ks: list[int] = Field(default=list(clustering.DEFAULT_ELBOW_KS), description="Cluster counts to try.")
     n_init: int = Field(default=10, description="k-means restarts per k (best kept).")
     seed: int = Field(default=0, description="Random seed (results are reproducible).")
 
 
 class SilhouetteConfig(Config):
-    ks: list[int] = Field(default=list(range(2, 12)), description="Cluster counts to score.")
+    ks: list[int] = Field(default=list(clustering.DEFAULT_SILHOUETTE_KS), description="Cluster counts to score.")
     n_init: int = Field(default=10, description="k-means restarts per k (best kept).")
     seed: int = Field(default=0, description="Random seed for k-means and for the sample.")
     sample_size: int = Field(
@@ -71,6 +70,15 @@ class KMeansConfig(Config):
 
 def _window_text(start: datetime, end: datetime) -> str:
     return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
+
+
+def _fits(data: LightningDataResource, X: np.ndarray, n_init: int, seed: int) -> clustering.KMeansFits:
+    """The window's k-means fits so far (the elbow fits each k once; the silhouette and the final fit reuse them)."""
+    return clustering.KMeansFits.load(_fits_path(data), X, n_init=n_init, seed=seed)
+
+
+def _fits_path(data: LightningDataResource):
+    return data.store.analysis_root / "kmeans_fits.npz"
 
 
 def _features(con) -> tuple[pd.DataFrame, np.ndarray, dict]:
@@ -111,6 +119,7 @@ def preprocessor(
             "dropped": json.dumps(result.dropped),
             "transform": json.dumps(result.transform.to_dict()),
         }
+        _fits_path(data).unlink(missing_ok=True)  # fits of the previous features
         database.replace_table(data.store, "flash_features", result.features)
         database.replace_table(data.store, "feature_window", pd.DataFrame([window]))
     context.log.info(
@@ -150,7 +159,9 @@ def _store_scores(data: LightningDataResource, column: str, scores: dict, n_poin
 def elbow_evaluator(context: AssetExecutionContext, config: ElbowConfig, data: LightningDataResource) -> MaterializeResult:
     with data.get_connection() as con:
         _, X, window = _features(con)
-        inertias, knee = clustering.evaluate_elbow(X, config.ks, n_init=config.n_init, seed=config.seed)
+    fits = _fits(data, X, config.n_init, config.seed)
+    inertias, knee = clustering.evaluate_elbow(X, config.ks, n_init=config.n_init, seed=config.seed, fits=fits)
+    fits.save(_fits_path(data))
     _store_scores(data, "inertia", inertias, len(X), window)
     title = f"Elbow method — {len(X):,} flashes, {_window_text(window['window_start'], window['window_end'])}"
     png = plots.elbow_plot(list(inertias), list(inertias.values()), knee=knee, title=title)
@@ -169,7 +180,7 @@ def elbow_evaluator(context: AssetExecutionContext, config: ElbowConfig, data: L
 @asset(
     pool=ANALYSIS_POOL,
     group_name=EVALUATORS,
-    deps=[preprocessor],
+    deps=[preprocessor, elbow_evaluator],  # after the elbow, to reuse its fits
     kinds={"numpy", "duckdb"},
     description="Silhouette coefficient for each k, best k marked (cluster_evaluation.silhouette).",
 )
@@ -178,9 +189,11 @@ def silhouette_evaluator(
 ) -> MaterializeResult:
     with data.get_connection() as con:
         _, X, window = _features(con)
-        sweep = clustering.evaluate_silhouette(
-            X, config.ks, n_init=config.n_init, seed=config.seed, sample_size=config.sample_size
-        )
+    fits = _fits(data, X, config.n_init, config.seed)
+    sweep = clustering.evaluate_silhouette(
+        X, config.ks, n_init=config.n_init, seed=config.seed, sample_size=config.sample_size, fits=fits
+    )
+    fits.save(_fits_path(data))
     _store_scores(data, "silhouette", sweep.scores, len(X), window, sample_size=sweep.sample_size)
     best_k = max(sweep.scores, key=sweep.scores.get) if sweep.scores else None
     basis = f"sample of {sweep.sample_size:,}" if sweep.sampled else "all"
@@ -216,7 +229,7 @@ def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, data: L
         k, reason = clustering.choose_k_from_evaluation(config.k, evaluation)
     except ValueError as exc:
         raise Failure(description=f"{exc}; {len(X)} flashes") from None
-    result = kmeans(X, k, n_init=config.n_init, seed=config.seed)
+    result = _fits(data, X, config.n_init, config.seed).fit(X, [k])[k]  # the evaluators' fit of k, when they made one
     lat, lon = FeatureTransform.from_dict(json.loads(window["transform"])).to_latlon(result.centroids)
     summary = clustering.summarize_clusters(flashes, result.labels, np.column_stack([lat, lon]))
     per_minute = storms.flash_rate_per_minute(flashes, result.labels)
