@@ -181,11 +181,14 @@ def test_the_dagster_checks_report_the_planted_faults(tmp_path):
     features = pd.DataFrame(
         {"source_file": "g1.nc", "flash_id": [1, 2, 3, 4], "time_start": pd.Timestamp(START),
          "time_end": pd.Timestamp(START), "lat": 30.0, "lon": -90.0, "energy": 1e-15, "quality_flag": 0,
-         "row_id": [0, 1, 2, 3], "x_km": 0.0, "y_km": 0.0, "f_x": [-1.0, 1.0, -1.0, 1.0], "f_y": [1.0, -1.0, -1.0, 1.0]}
+         "area": 1e8, "row_id": [0, 1, 2, 3], "x_km": 0.0, "y_km": 0.0, "f_x": [-1.0, 1.0, -1.0, 1.0],
+         "f_y": [1.0, -1.0, -1.0, 1.0], "f_t": 0.0}
     )
     clusters = features[["source_file", "flash_id"]].assign(cluster=features["flash_id"] % 2)
     summary = pd.DataFrame({"cluster": [0, 1], "lat": 30.0, "lon": -90.0, "n_flashes": [2, 2], "total_energy": 0.0,
-                            "time_start": pd.Timestamp(START), "time_end": pd.Timestamp(START)})
+                            "time_start": pd.Timestamp(START), "time_end": pd.Timestamp(START), "flash_rate": 2.0,
+                            "mean_energy": 1e-15, "median_energy": 1e-15, "mean_area": 1e8, "median_area": 1e8,
+                            "extent_km": 1.0, "duration_min": 1.0, "n_jumps": 0, "first_jump": pd.NaT})
     store.write_analysis("flash_features", features)
     store.write_analysis("flash_cluster", clusters)
     store.write_analysis("cluster_summary", summary)

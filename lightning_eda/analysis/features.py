@@ -342,24 +342,103 @@ FEATURE_COLUMNS = ["source_file", "flash_id", "time_start", "time_end", "lat", "
 
 
 @dataclass(frozen=True)
+class LatLonBox:
+    """A region: latitudes ``lat_min..lat_max``, longitudes ``lon_min..lon_max`` (degrees, edges included).
+
+    ``lon_min > lon_max`` means the box crosses the antimeridian: ``lon_min=170, lon_max=-170`` is the 20° around
+    180°.
+    """
+
+    lat_min: float
+    lat_max: float
+    lon_min: float
+    lon_max: float
+
+    def __post_init__(self) -> None:
+        if not -90.0 <= self.lat_min < self.lat_max <= 90.0:
+            raise ValueError(f"box latitudes {self.lat_min}..{self.lat_max} must satisfy -90 <= lat_min < lat_max <= 90")
+        for name in ("lon_min", "lon_max"):
+            if not -180.0 <= getattr(self, name) <= 180.0:
+                raise ValueError(f"box {name}={getattr(self, name)} must lie in [-180, 180]")
+        if self.lon_min == self.lon_max:
+            raise ValueError("box lon_min and lon_max must differ (lon_min > lon_max crosses the antimeridian)")
+
+    @property
+    def crosses_antimeridian(self) -> bool:
+        return self.lon_min > self.lon_max
+
+    def contains(self, lat, lon) -> np.ndarray:
+        lat = np.asarray(lat, dtype=np.float64)
+        lon = wrap_longitude(lon)
+        lon_min, lon_max = float(wrap_longitude(self.lon_min)), float(self.lon_max)
+        if self.crosses_antimeridian:
+            in_lon = (lon >= lon_min) | (lon <= lon_max)
+        else:
+            in_lon = (lon >= self.lon_min) & (lon <= self.lon_max)
+        return (lat >= self.lat_min) & (lat <= self.lat_max) & in_lon
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """(lon_min, lon_max, lat_min, lat_max), as :func:`lightning_eda.plots.cluster_map` takes it."""
+        return self.lon_min, self.lon_max, self.lat_min, self.lat_max
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Preprocessed:
     """The preprocessor's output: one row per kept flash (``flash_features``) and the drop counts per reason."""
 
     features: pd.DataFrame
     dropped: dict[str, int]
     transform: FeatureTransform
+    time_weight_km_per_min: float = 0.0
 
 
-def preprocess(flashes: pd.DataFrame, *, quality_flags: Collection[Any] | None = None) -> Preprocessed:
-    """Clean the flashes, fit the equal-area transform and z-score them.
+def preprocess(
+    flashes: pd.DataFrame,
+    *,
+    quality_flags: Collection[Any] | None = None,
+    box: LatLonBox | None = None,
+    time_weight_km_per_min: float = 0.0,
+) -> Preprocessed:
+    """Keep the flashes in ``box``, clean them, fit the equal-area transform and z-score them.
 
     ``features`` keeps :data:`FEATURE_COLUMNS` and adds ``row_id`` (the feature row), ``x_km``, ``y_km`` (equal-area
-    coordinates) and ``f_x``, ``f_y`` (the z-scored features k-means sees). Empty when nothing survives cleaning.
+    coordinates), ``f_x``, ``f_y`` (the z-scored position k-means sees) and ``f_t``: with a time weight ``w`` (km per
+    minute), the flash's time in minutes from the first flash times ``w``, centred and divided by the same spatial
+    scale as the position (the geometric mean of the x and y standard deviations), so that in feature space two
+    flashes ``Δt`` minutes apart are as far apart as two flashes ``w·Δt`` km apart at the same moment. ``w = 0``
+    (the default) makes ``f_t`` zero: clustering in space only. Empty when nothing survives.
     """
+    if time_weight_km_per_min < 0 or not np.isfinite(time_weight_km_per_min):
+        raise ValueError(f"time_weight_km_per_min={time_weight_km_per_min!r} must be a number >= 0")
+    outside = 0
+    if box is not None:
+        inside = box.contains(flashes["lat"].to_numpy(), flashes["lon"].to_numpy())
+        outside = int((~inside).sum())
+        flashes = flashes.loc[inside].reset_index(drop=True)
     clean, dropped = clean_flashes(flashes, quality_flags=quality_flags)
     X, transform = build_features(clean)
     x_km, y_km = transform.to_xy(clean["lat"].to_numpy(), clean["lon"].to_numpy())
+    f_t = np.zeros(len(clean))
+    if time_weight_km_per_min > 0 and len(clean):
+        minutes = (clean["time_start"] - clean["time_start"].min()).dt.total_seconds().to_numpy() / 60.0
+        t_km = minutes * time_weight_km_per_min
+        f_t = (t_km - t_km.mean()) / np.sqrt(transform.x_std * transform.y_std)
     features = clean[FEATURE_COLUMNS].assign(
-        row_id=np.arange(len(clean)), x_km=x_km, y_km=y_km, f_x=X[:, 0], f_y=X[:, 1]
+        row_id=np.arange(len(clean)), x_km=x_km, y_km=y_km, f_x=X[:, 0], f_y=X[:, 1], f_t=f_t
     )
-    return Preprocessed(features=features, dropped=dropped, transform=transform)
+    return Preprocessed(
+        features=features,
+        dropped={"outside_box": outside, **dropped},
+        transform=transform,
+        time_weight_km_per_min=float(time_weight_km_per_min),
+    )
+
+
+def feature_matrix(features: pd.DataFrame, time_weight_km_per_min: float) -> np.ndarray:
+    """What k-means clusters: ``f_x, f_y``, and ``f_t`` when time counts."""
+    columns = ["f_x", "f_y", "f_t"] if time_weight_km_per_min > 0 else ["f_x", "f_y"]
+    return features[columns].to_numpy(dtype=np.float64)

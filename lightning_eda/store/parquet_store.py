@@ -137,6 +137,7 @@ ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
             ("y_km", pa.float64()),
             ("f_x", pa.float64()),
             ("f_y", pa.float64()),
+            ("f_t", pa.float64()),
         ]
     ),
     "feature_window": pa.schema(
@@ -148,6 +149,8 @@ ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
             ("n_features", pa.int64()),
             ("dropped", pa.string()),
             ("transform", pa.string()),
+            ("box", pa.string()),
+            ("time_weight_km_per_min", pa.float64()),
         ]
     ),
     # Each evaluator writes its own file (they run at the same time); the view cluster_evaluation joins them.

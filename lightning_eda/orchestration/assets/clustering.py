@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 from lightning_eda import plots
 from lightning_eda.analysis import clustering, storms
 from lightning_eda.analysis.fed import DEFAULT_CELL_KM, FlashExtentDensity
-from lightning_eda.analysis.features import FeatureTransform, preprocess
+from lightning_eda.analysis.features import FeatureTransform, LatLonBox, feature_matrix, preprocess
 from lightning_eda.orchestration.assets.ingestor import load
 from lightning_eda.orchestration.constants import ANALYSIS_POOL, CLUSTERING, DENSITY, EVALUATORS, PREPROCESSOR
 from lightning_eda.orchestration.metadata import saved_plot
@@ -35,6 +35,30 @@ class PreprocessorConfig(Config):
     quality_flags: Optional[list[int]] = Field(
         default=None, description="Keep only flashes with these quality flags, e.g. [0]; null keeps all."
     )
+    lat_min: Optional[float] = Field(default=None, description="Region: southern edge (degrees); set all four or none.")
+    lat_max: Optional[float] = Field(default=None, description="Region: northern edge (degrees).")
+    lon_min: Optional[float] = Field(default=None, description="Region: western edge (degrees).")
+    lon_max: Optional[float] = Field(
+        default=None, description="Region: eastern edge (degrees); below lon_min crosses the antimeridian."
+    )
+    time_weight_km_per_min: float = Field(
+        default=0.0,
+        description="Space-time clustering: a minute between two flashes counts as this many km (0: space only).",
+    )
+
+    def region(self) -> Optional[LatLonBox]:
+        """The box, or None; raises ConfigError unless all four edges or none are set and they make a box."""
+        edges = {"lat_min": self.lat_min, "lat_max": self.lat_max, "lon_min": self.lon_min, "lon_max": self.lon_max}
+        given = [name for name, value in edges.items() if value is not None]
+        if not given:
+            return None
+        if len(given) != 4:
+            missing = ", ".join(name for name in edges if name not in given)
+            raise ConfigError(f"set all of lat_min, lat_max, lon_min, lon_max or none (missing: {missing})")
+        try:
+            return LatLonBox(**edges)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 class ElbowConfig(Config):
@@ -87,7 +111,7 @@ def _features(con) -> tuple[pd.DataFrame, np.ndarray, dict]:
         frame, window = database.read_features(con)
     except LookupError as exc:
         raise Failure(description=f"{exc}: materialize `preprocessor` first") from None
-    return frame, frame[["f_x", "f_y"]].to_numpy(dtype=np.float64), window
+    return frame, feature_matrix(frame, float(window.get("time_weight_km_per_min") or 0.0)), window
 
 
 @asset(
@@ -102,12 +126,17 @@ def preprocessor(
 ) -> MaterializeResult:
     with data.get_connection() as con:
         try:
+            box = config.region()
             latest = database.latest_loaded_hour(con, archive.bucket)
             start, end = window_bounds(config.window_start, config.window_hours, latest)
+            if config.time_weight_km_per_min < 0:
+                raise ConfigError(f"time_weight_km_per_min={config.time_weight_km_per_min} must be >= 0")
         except ConfigError as exc:
             raise Failure(description=f"{exc} ({archive.bucket})") from None
         flashes = database.window_flashes(con, bucket=archive.bucket, start=start, end=end)
-        result = preprocess(flashes, quality_flags=config.quality_flags)
+        result = preprocess(
+            flashes, quality_flags=config.quality_flags, box=box, time_weight_km_per_min=config.time_weight_km_per_min
+        )
         if result.features.empty:
             raise Failure(description=f"no usable flashes in {_window_text(start, end)} ({len(flashes)} loaded)")
         window = {
@@ -118,6 +147,8 @@ def preprocessor(
             "n_features": len(result.features),
             "dropped": json.dumps(result.dropped),
             "transform": json.dumps(result.transform.to_dict()),
+            "box": json.dumps(box.to_dict()) if box else None,
+            "time_weight_km_per_min": result.time_weight_km_per_min,
         }
         _fits_path(data).unlink(missing_ok=True)  # fits of the previous features
         database.replace_table(data.store, "flash_features", result.features)
@@ -230,7 +261,7 @@ def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, data: L
     except ValueError as exc:
         raise Failure(description=f"{exc}; {len(X)} flashes") from None
     result = _fits(data, X, config.n_init, config.seed).fit(X, [k])[k]  # the evaluators' fit of k, when they made one
-    lat, lon = FeatureTransform.from_dict(json.loads(window["transform"])).to_latlon(result.centroids)
+    lat, lon = FeatureTransform.from_dict(json.loads(window["transform"])).to_latlon(result.centroids[:, :2])
     summary = clustering.summarize_clusters(flashes, result.labels, np.column_stack([lat, lon]))
     per_minute = storms.flash_rate_per_minute(flashes, result.labels)
     jumps = storms.storm_jumps(per_minute)
@@ -278,6 +309,7 @@ def cluster_map(context: AssetExecutionContext, data: LightningDataResource) -> 
         summary[["lat", "lon"]].to_numpy(),
         energy=points["energy"].to_numpy(),
         title=f"{_window_text(window['window_start'], window['window_end'])} · {window['bucket']}",
+        extent=_box(window).extent if _box(window) else None,
     )
     plot_metadata = saved_plot(data, png, "cluster_map.png", "Lightning Events Map", key="map")
     context.log.info(f"map saved at {plot_metadata['map_path'].value}")
@@ -311,12 +343,16 @@ def flash_extent_density(
         if start <= hour < end:  # an hour at a time: a flash never spans two granules, so counts simply add
             key = HourKey(window["bucket"], archive.product, hour)
             loaded = _loaded_names(data.store.read(key, "glm_file"))
-            fed.add(_of(data.store.read(key, "glm_event"), loaded), _of(data.store.read(key, "glm_group"), loaded))
+            events = _of(data.store.read(key, "glm_event"), loaded)
+            if _box(window):
+                events = events[_box(window).contains(events["lat"].to_numpy(), events["lon"].to_numpy())]
+            fed.add(events, _of(data.store.read(key, "glm_group"), loaded))
     table = fed.table()
     database.replace_table(data.store, "flash_extent_density", table)
     png = plots.fed_map(
         table["lat"].to_numpy(), table["lon"].to_numpy(), table["flash_count"].to_numpy(), cell_km=config.cell_km,
         title=f"{_window_text(start, end)} · {window['bucket']}",
+        extent=_box(window).extent if _box(window) else None,
     )
     plot_metadata = saved_plot(data, png, "fed_map.png", "Flash extent density", key="map")
     context.log.info(f"{len(table)} cells touched; map saved at {plot_metadata['map_path'].value}")
@@ -329,6 +365,12 @@ def flash_extent_density(
             "densest": MetadataValue.md(table.head(10).to_markdown(index=False)),
         }
     )
+
+
+def _box(window: dict) -> Optional[LatLonBox]:
+    """The region the preprocessor kept, from ``feature_window``."""
+    text = window.get("box")
+    return LatLonBox(**json.loads(text)) if isinstance(text, str) and text else None
 
 
 def _loaded_names(files) -> set[str]:
