@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 import logging
 import os
 from collections.abc import Sequence
@@ -152,7 +153,8 @@ def _mark_point(ax, x: float, y: float, text: str, ks: np.ndarray, marker: str) 
 def _style_curve_axes(ax, ylabel: str, title: str) -> None:
     ax.set_xlabel("number of clusters k", fontsize=11)
     ax.set_ylabel(ylabel, fontsize=11)
-    ax.set_title(title, fontsize=13, fontweight="bold", pad=10)
+    # wrapped at a width the figure holds: a day's window and a sampled basis make titles too long for one line
+    ax.set_title("\n".join(textwrap.wrap(title, 72)), fontsize=12.5, fontweight="bold", pad=10)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, color="#dddddd", linewidth=0.8)
     ax.set_axisbelow(True)
@@ -247,7 +249,13 @@ def cluster_colors(k: int) -> list[str]:
     if k <= 20:
         cmap = colormaps["tab20"]
         return [to_hex(cmap(i)) for i in (*range(0, 20, 2), *range(1, 20, 2))][:k]
-    return [to_hex(c) for c in colormaps["turbo"](np.linspace(0.05, 0.95, k))]
+    # Evenly spaced turbo hues, dealt out by the golden ratio: clusters with neighbouring numbers (often neighbours
+    # on the map too) get hues far apart, which a plain gradient would make near-identical at k = 40.
+    hues = np.linspace(0.05, 0.95, k)
+    order = np.argsort((np.arange(k) * 0.6180339887) % 1.0)
+    dealt = np.empty(k)
+    dealt[order] = hues
+    return [to_hex(c) for c in colormaps["turbo"](dealt)]
 
 
 def _lon_arc(lon: np.ndarray) -> tuple[float, float]:
@@ -639,8 +647,16 @@ def _draw_centroids(ax, m, flashes: _MapInput, colors: list[str], unwrap_start: 
     """Large discs in the cluster colour, black rim and white halo, with the cluster number inside."""
     cxs, cys = _project(m, _unwrap(flashes.centroids[:, 1], unwrap_start), flashes.centroids[:, 0])
     outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]
-    for i in np.flatnonzero(flashes.centroid_ok):
+    ok = np.flatnonzero(flashes.centroid_ok)
+    true_x, true_y = np.asarray(cxs, float).copy(), np.asarray(cys, float).copy()
+    if len(ok) > 1:
+        spread = _spread_discs(ax, true_x[ok], true_y[ok], min_points=22.0)
+        cxs, cys = true_x.copy(), true_y.copy()
+        cxs[ok], cys[ok] = spread
+    for i in ok:
         cx, cy = float(cxs[i]), float(cys[i])
+        if (cx, cy) != (float(true_x[i]), float(true_y[i])):  # moved aside: a line back to where it really is
+            ax.plot([true_x[i], cx], [true_y[i], cy], color="black", linewidth=0.8, zorder=3.8)
         ax.scatter([cx], [cy], s=600, marker="o", facecolors="none", edgecolors="white", linewidths=1.6, zorder=3.9)
         ax.scatter([cx], [cy], s=420, marker="o", c=colors[i], edgecolors="black", linewidths=1.6, zorder=4)
         ax.text(
@@ -656,6 +672,35 @@ def _draw_centroids(ax, m, flashes: _MapInput, colors: list[str], unwrap_start: 
             zorder=5,
             clip_on=True,
         )
+
+
+_LEGEND_ROWS = 20
+
+
+def _spread_discs(ax, x: np.ndarray, y: np.ndarray, *, min_points: float, rounds: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Nudge centroid discs apart until none overlaps another (discs ``min_points`` wide, in display space).
+
+    A few rounds of pairwise repulsion: each overlapping pair moves apart along the line joining it by half the
+    overlap. Positions are returned in data coordinates; far-apart centroids do not move.
+    """
+    to_display, to_data = ax.transData, ax.transData.inverted()
+    points = to_display.transform(np.column_stack([x, y]))
+    min_pixels = min_points * ax.figure.dpi / 72.0
+    for _ in range(rounds):
+        delta = points[:, None, :] - points[None, :, :]
+        dist = np.hypot(delta[..., 0], delta[..., 1])
+        np.fill_diagonal(dist, np.inf)
+        overlap = np.clip(min_pixels - dist, 0.0, None)
+        if not overlap.any():
+            break
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit = np.where(dist[..., None] > 1e-9, delta / dist[..., None], 0.0)
+        same = dist <= 1e-9  # exactly stacked: the two move opposite ways along one diagonal
+        order = np.sign(np.subtract.outer(np.arange(len(points)), np.arange(len(points))))
+        unit[same] = order[same][:, None] * np.array([0.7071, 0.7071])
+        points = points + (unit * overlap[..., None] / 2).sum(axis=1)
+    data = to_data.transform(points)
+    return data[:, 0], data[:, 1]
 
 
 def _draw_legend(fig: Figure, pos, flashes: _MapInput, colors: list[str]) -> None:
@@ -677,7 +722,13 @@ def _draw_legend(fig: Figure, pos, flashes: _MapInput, colors: list[str]) -> Non
             label=label,
         )
 
-    handles = [key(f"{i}:  {c:,}  ({100 * c / total:.0f}%)", 8, colors[i]) for i, c in enumerate(counts)]
+    shown = np.arange(len(counts))
+    if len(counts) > _LEGEND_ROWS:  # the largest clusters, in number order, then one line for the others
+        shown = np.sort(np.argsort(-counts, kind="stable")[:_LEGEND_ROWS - 1])
+    handles = [key(f"{i}:  {counts[i]:,}  ({100 * counts[i] / total:.0f}%)", 8, colors[i]) for i in shown]
+    if len(shown) < len(counts):
+        rest = int(counts.sum() - counts[shown].sum())
+        handles.append(key(f"{len(counts) - len(shown)} more:  {rest:,}  ({100 * rest / total:.0f}%)", 8, "#bbbbbb"))
     if flashes.centroid_ok.any():
         handles.append(key("centroid", 12, "#dddddd", "black", 1.4))
     if flashes.energy is not None and flashes.n:
@@ -691,7 +742,7 @@ def _draw_legend(fig: Figure, pos, flashes: _MapInput, colors: list[str]) -> Non
         fontsize=9,
         title_fontsize=9.5,
         frameon=False,
-        ncols=1 if flashes.k <= 24 else 2,
+        ncols=1,
         alignment="left",
         handletextpad=0.4,
     )

@@ -254,3 +254,55 @@ def test_caller_extent_rejected(extent, message):
 def test_caller_extent_is_used_as_given_by_map_extent():
     flashes = _MapInput.from_args([10.0], [20.0], [0], None, None)
     assert _map_extent(flashes, (170.0, -170.0, 10.0, 20.0)) == (170.0, 190.0, 10.0, 20.0)
+
+
+# --- readable at storm scale: 40 clusters ---------------------------------------------------------------------
+
+
+def test_centroid_discs_that_would_pile_up_are_moved_apart_and_lone_ones_stay():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from lightning_eda.plots import _spread_discs
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    x = np.array([50.0, 50.2, 50.0, 10.0])  # three almost on one spot (two exactly), one far away
+    y = np.array([50.0, 50.1, 50.0, 90.0])
+    nx, ny = _spread_discs(ax, x, y, min_points=22.0)
+    points = ax.transData.transform(np.column_stack([nx, ny]))
+    gaps = [np.hypot(*(points[i] - points[j])) for i in range(4) for j in range(i + 1, 4)]
+    assert min(gaps) >= 22.0 * 100 / 72 - 0.5  # no two discs overlap
+    assert (nx[3], ny[3]) == (10.0, 90.0)
+
+
+def test_forty_cluster_colours_are_all_different_and_neighbours_differ_most():
+    from matplotlib.colors import to_rgb
+
+    from lightning_eda.plots import cluster_colors
+
+    colors = cluster_colors(40)
+    assert len(set(colors)) == 40
+    rgb = np.array([to_rgb(c) for c in colors])
+    neighbour = np.linalg.norm(np.diff(rgb, axis=0), axis=1)
+    assert neighbour.min() > 0.15  # clusters 7 and 8 never look alike (a plain gradient gives ~0.05)
+
+
+def test_a_days_silhouette_title_stays_inside_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from lightning_eda.plots import _style_curve_axes
+
+    fig = Figure(figsize=(8.0, 5.0), dpi=130, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(range(2, 41), np.linspace(0.5, 0.9, 39))
+    _style_curve_axes(ax, "silhouette coefficient",
+                      "Silhouette — sample of 20,000 of 1,063,412 flashes, 2018-07-02 00:00 – 2018-07-03 00:00 UTC")
+    canvas.draw()
+    box = ax.title.get_window_extent(canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
