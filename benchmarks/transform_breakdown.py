@@ -57,7 +57,11 @@ TABLES = {"flashes": "glm_flash", "groups": "glm_group", "events": "glm_event"}
 _DUCKDB_TYPES = {"string": "VARCHAR", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "double": "DOUBLE",
                  "bool": "BOOLEAN", "timestamp[us]": "TIMESTAMP"}
 # The CSVs' columns in file order (source_file first), as the previous design's load declared them.
-CSV_COLUMNS = {table: {f.name: _DUCKDB_TYPES[str(f.type)] for f in GLM_SCHEMAS[table]} for table in TABLES.values()}
+CSV_COLUMNS = {
+    table: {f.name: _DUCKDB_TYPES[str(f.type.value_type if pa.types.is_dictionary(f.type) else f.type)]
+            for f in GLM_SCHEMAS[table]}
+    for table in TABLES.values()
+}
 MAIN_MODULES = {
     "lightning_eda.ingest.hourly (what a worker needs)": "import lightning_eda.ingest.hourly",
     "lightning_eda.cli (main of `lightning-eda run`)": "import lightning_eda.cli",
