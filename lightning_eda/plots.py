@@ -471,48 +471,13 @@ def cluster_map(
     Cost is dominated by basemap loading its coastline file: ~0.1 s crude, ~0.4 s low, ~2 s intermediate.
     1e5 flashes add well under a second (one rasterized scatter).
     """
-    from mpl_toolkits.basemap import Basemap  # deferred: importing basemap loads pyproj and GEOS
-
     flashes = _MapInput.from_args(lat, lon, labels, centroids_latlon, energy)
-    lon_min, lon_max, lat_min, lat_max = _map_extent(flashes, extent)
-    mercator = -_MERCATOR_MAX_LAT <= lat_min and lat_max <= _MERCATOR_MAX_LAT
-    # Everything is unwrapped into the 360° window centred on the map, which is also where pyproj (wrapping
-    # about the map's central meridian) puts it.
-    unwrap_start = (lon_min + lon_max) / 2 - 180.0
-
-    # No layout engine: constrained layout mis-places the tick labels of a fixed-aspect axes (they end up cut
-    # off at the figure edge). The axes get a fixed box shaped like _MAP_ASPECT, the map keeps its aspect
-    # inside it, and legend and headings are placed relative to where the map actually ends up.
-    fig = Figure(figsize=MAP_FIGSIZE, dpi=DPI, facecolor="white")
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes(_MAP_BOX)
-    m = Basemap(
-        projection="merc" if mercator else "cyl",
-        llcrnrlon=lon_min,
-        urcrnrlon=lon_max,
-        llcrnrlat=lat_min,
-        urcrnrlat=lat_max,
-        lat_ts=0.0,
-        resolution=_resolution(lon_max - lon_min, lat_max - lat_min),
-        ax=ax,
-    )
-    _draw_background(ax, m, lon_min, lon_max, lat_min, lat_max)
+    fig, ax, m, unwrap_start = _map_figure(flashes, extent)
     colors = cluster_colors(max(flashes.k, 1))
     _draw_flashes(ax, m, flashes, colors, unwrap_start)
     _draw_centroids(ax, m, flashes, colors, unwrap_start)
     if flashes.n == 0:
-        ax.text(
-            0.5,
-            0.5,
-            "No flashes in this window",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            fontsize=16,
-            color="#333333",
-            zorder=6,
-            bbox={"boxstyle": "round,pad=0.6", "facecolor": "white", "edgecolor": "#999999", "alpha": 0.95},
-        )
+        _no_flashes_notice(ax)
 
     ax.apply_aspect()  # shrink the axes to the map now, so the legend can sit right next to it
     _draw_legend(fig, ax.get_position(), flashes, colors)
@@ -603,6 +568,51 @@ def _map_extent(flashes: _MapInput, extent: Sequence[float] | None) -> tuple[flo
         lat_min, lat_max = _auto_extent(all_lon, all_lat)[2:]
         return -180.0, 180.0, lat_min, lat_max
     return _auto_extent(_unwrap(all_lon, start), all_lat)
+
+
+def _map_figure(points: _MapInput, extent: Sequence[float] | None):
+    """Figure, axes and basemap of a map fitted to ``points`` (or ``extent``), with land, sea and gridlines drawn.
+
+    Returns ``(fig, ax, m, unwrap_start)``: longitudes to draw are unwrapped into the 360° window starting at
+    ``unwrap_start``, centred on the map, which is also where pyproj (wrapping about the central meridian) puts them.
+    No layout engine: constrained layout mis-places the tick labels of a fixed-aspect axes (they end up cut off at
+    the figure edge). The axes get a fixed box shaped like _MAP_ASPECT, the map keeps its aspect inside it, and
+    legends and headings are placed relative to where the map actually ends up.
+    """
+    from mpl_toolkits.basemap import Basemap  # deferred: importing basemap loads pyproj and GEOS
+
+    lon_min, lon_max, lat_min, lat_max = _map_extent(points, extent)
+    mercator = -_MERCATOR_MAX_LAT <= lat_min and lat_max <= _MERCATOR_MAX_LAT
+    fig = Figure(figsize=MAP_FIGSIZE, dpi=DPI, facecolor="white")
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes(_MAP_BOX)
+    m = Basemap(
+        projection="merc" if mercator else "cyl",
+        llcrnrlon=lon_min,
+        urcrnrlon=lon_max,
+        llcrnrlat=lat_min,
+        urcrnrlat=lat_max,
+        lat_ts=0.0,
+        resolution=_resolution(lon_max - lon_min, lat_max - lat_min),
+        ax=ax,
+    )
+    _draw_background(ax, m, lon_min, lon_max, lat_min, lat_max)
+    return fig, ax, m, (lon_min + lon_max) / 2 - 180.0
+
+
+def _no_flashes_notice(ax) -> None:
+    ax.text(
+        0.5,
+        0.5,
+        "No flashes in this window",
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=16,
+        color="#333333",
+        zorder=6,
+        bbox={"boxstyle": "round,pad=0.6", "facecolor": "white", "edgecolor": "#999999", "alpha": 0.95},
+    )
 
 
 def _draw_background(ax, m, lon_min: float, lon_max: float, lat_min: float, lat_max: float) -> None:
@@ -781,7 +791,6 @@ def fed_map(
         PNG of ``MAP_FIGSIZE`` at ``DPI``.
     """
     from matplotlib.colors import LogNorm
-    from mpl_toolkits.basemap import Basemap
 
     lat_a = np.asarray(lat, dtype=np.float64).reshape(-1)
     lon_a = np.asarray(lon, dtype=np.float64).reshape(-1)
@@ -789,23 +798,7 @@ def fed_map(
     valid = np.isfinite(lat_a) & np.isfinite(lon_a) & (np.abs(lat_a) <= 90) & np.isfinite(counts) & (counts > 0)
     counts = counts[valid]
     cells = _MapInput.from_args(lat_a[valid], lon_a[valid], np.zeros(counts.size, dtype=np.int64), None, None)
-    lon_min, lon_max, lat_min, lat_max = _map_extent(cells, extent)
-    mercator = -_MERCATOR_MAX_LAT <= lat_min and lat_max <= _MERCATOR_MAX_LAT
-    unwrap_start = (lon_min + lon_max) / 2 - 180.0
-    fig = Figure(figsize=MAP_FIGSIZE, dpi=DPI, facecolor="white")
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes(_MAP_BOX)
-    m = Basemap(
-        projection="merc" if mercator else "cyl",
-        llcrnrlon=lon_min,
-        urcrnrlon=lon_max,
-        llcrnrlat=lat_min,
-        urcrnrlat=lat_max,
-        lat_ts=0.0,
-        resolution=_resolution(lon_max - lon_min, lat_max - lat_min),
-        ax=ax,
-    )
-    _draw_background(ax, m, lon_min, lon_max, lat_min, lat_max)
+    fig, ax, m, unwrap_start = _map_figure(cells, extent)
     ax.apply_aspect()
     if cells.n:
         x, y = _project(m, _unwrap(cells.lon, unwrap_start), cells.lat)
@@ -821,9 +814,7 @@ def fed_map(
         bar = fig.colorbar(drawn, ax=ax, fraction=0.035, pad=0.02)
         bar.set_label(f"flashes per {cell_km:g} × {cell_km:g} km cell", fontsize=9)
     else:
-        ax.text(0.5, 0.5, "No flashes in this window", transform=ax.transAxes, ha="center", va="center", fontsize=16,
-                color="#333333", zorder=6,
-                bbox={"boxstyle": "round,pad=0.6", "facecolor": "white", "edgecolor": "#999999", "alpha": 0.95})
+        _no_flashes_notice(ax)
     total = int(counts.max()) if counts.size else 0
     summary = f"{cells.n:,} cells touched, up to {total:,} flashes in one" if cells.n else "no flashes"
     ax.set_title(f"{title}   ·   {summary}" if title else summary, fontsize=10.5, color="#333333", pad=8)
