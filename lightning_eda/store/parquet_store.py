@@ -365,15 +365,6 @@ class ParquetStore:
                     hours.append(hour)
         return sorted(hours)
 
-    def current_files(self, bucket: str, product: str, table: str, start: datetime, end: datetime) -> list[Path]:
-        """The current version's file of ``table`` for every loaded hour in [start, end)."""
-        files = []
-        for hour in self.hours(bucket, product):
-            if start <= hour < end:
-                current = self.current(HourKey(bucket, product, hour))
-                if current is not None:
-                    files.extend(current.files(table))
-        return files
 
     # --- writing --------------------------------------------------------------------------------------------------
 
@@ -457,14 +448,6 @@ class ParquetStore:
     def write_analysis(self, table: str, data: pa.Table | pd.DataFrame) -> None:
         write_parquet(conform(data, ANALYSIS_SCHEMAS[table]), self.analysis_file(table))
 
-    def read_analysis(self, table: str) -> pd.DataFrame:
-        path = self.analysis_file(table)
-        frame = pq.read_table(path).to_pandas() if path.exists() else empty_table(table).to_pandas()
-        return frame
-
-    def size_bytes(self) -> int:
-        """Bytes the store keeps on disk (every file under ``store/``)."""
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
 
 _VERSION_FILE = ".version"
