@@ -1,13 +1,13 @@
-"""Run the whole benchmark suite: bench_ml.py, bench_pipeline.py, transform_breakdown.py and bench_store.py, one
-process each.
+"""Run the whole benchmark suite: bench_ml.py, bench_pipeline.py, transform_breakdown.py, bench_store.py and
+bench_clustering.py, one process each.
 
 Each script prints its report and writes its results file (``benchmarks/results/ml.txt``, ``pipeline.txt``,
-``transform_breakdown.txt``, ``store.txt``); each stays runnable alone. This is what ``make bench`` runs; it is not part
-of the test suite and takes about fifteen minutes. The benchmarks' standard error (Dagster's run log, the local S3 server's request
+``transform_breakdown.txt``, ``store.txt``, ``clustering.txt``); each stays runnable alone. This is what ``make bench``
+runs; it is not part of the test suite and takes about twenty-five minutes (the clustering day alone about twelve). The benchmarks' standard error (Dagster's run log, the local S3 server's request
 log) is kept out of the way and shown only when a benchmark fails (``--verbose`` shows it as it comes).
 
 Run from the project root:
-``python benchmarks/run_all.py [--only ml|pipeline|transform_breakdown|store] [--glm-dir ../shared/data/glm]``.
+``python benchmarks/run_all.py [--only ml|pipeline|transform_breakdown|store|clustering] [--glm-dir ../shared/data/glm]``.
 Exits non-zero if any benchmark failed (the others still run).
 """
 
@@ -27,6 +27,7 @@ BENCHMARKS = {
     "pipeline": ROOT / "benchmarks" / "bench_pipeline.py",
     "transform_breakdown": ROOT / "benchmarks" / "transform_breakdown.py",
     "store": ROOT / "benchmarks" / "bench_store.py",
+    "clustering": ROOT / "benchmarks" / "bench_clustering.py",
 }
 
 
@@ -40,7 +41,7 @@ def main() -> int:
     failed = []
     for name in args.only or list(BENCHMARKS):
         command = [sys.executable, str(BENCHMARKS[name])]
-        if name != "ml" and args.glm_dir:
+        if name not in ("ml", "clustering") and args.glm_dir:
             command += ["--glm-dir", args.glm_dir]
         print(f"== {name}: {' '.join(command)}  (load average {'(%.2f, %.2f, %.2f)' % os.getloadavg()})", flush=True)
         start = time.perf_counter()
