@@ -109,14 +109,14 @@ def _incomplete_note(summary: dict) -> str:
 
 def _print_cluster_summary(result, config: settings.Settings) -> None:
     from lightning_eda.analysis.storms import largest_storms
-    from lightning_eda.store import catalog
+    from lightning_eda.store import catalog, database
 
     meta = result.asset_materializations_for_node("kmeans_cluster")[0].metadata
     silhouette = meta["silhouette"].value
     silhouette_text = f"{silhouette:.3f}" if isinstance(silhouette, float) else str(silhouette)
     print(f"clusters: k={meta['k'].value} ({meta['k_reason'].value}), silhouette {silhouette_text}")
     with catalog.connect_store(config.data_dir) as con:
-        summary = con.execute("SELECT * FROM cluster_summary").df()
+        summary = database.read_cluster_summary(con)
     for row in largest_storms(summary).itertuples():
         where = f"{abs(row.lat):.2f}°{'N' if row.lat >= 0 else 'S'} {abs(row.lon):.2f}°{'E' if row.lon >= 0 else 'W'}"
         jumps = f", {row.n_jumps} lightning jump{'s' if row.n_jumps != 1 else ''}" if row.n_jumps else ""

@@ -9,23 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import pandas as pd
 
-from lightning_eda.store.parquet_store import ParquetStore
+from lightning_eda.store.parquet_store import HourKey, ParquetStore
 from lightning_eda.utc import utc_now
-
-ANALYSIS_TABLES = (
-    "flash_features",
-    "feature_window",
-    "flash_cluster",
-    "cluster_summary",
-    "flash_extent_density",
-    "storm_rate",
-    "lightning_jump",
-)
-
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open ``glm.duckdb`` (or any DuckDB file) as a user does."""
@@ -95,13 +85,6 @@ def window_flashes(con: duckdb.DuckDBPyConnection, *, bucket: str, start: dateti
 # --- the clustering tables ----------------------------------------------------------------------------------------
 
 
-def replace_table(store: ParquetStore, table: str, frame: pd.DataFrame) -> None:
-    """Replace one of the clustering tables (one Parquet file each, swapped atomically)."""
-    if table not in ANALYSIS_TABLES:
-        raise ValueError(f"not an analysis table: {table!r}")
-    store.write_analysis(table, frame)
-
-
 def read_features(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, dict]:
     """The preprocessed flashes (row order = feature order) and the window they came from.
 
@@ -114,15 +97,46 @@ def read_features(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, dict]:
     return frame, window.iloc[0].to_dict()
 
 
+def read_cluster_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute("SELECT * FROM cluster_summary ORDER BY cluster").df()
+
+
+def read_window(con: duckdb.DuckDBPyConnection) -> dict:
+    return con.execute("SELECT * FROM feature_window").df().iloc[0].to_dict()
+
+
 def read_clustered_flashes(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Flash positions with their cluster, the cluster summary and the window, for the map."""
     points = con.execute(
         "SELECT f.lat, f.lon, f.energy, c.cluster FROM flash_features f "
         "JOIN flash_cluster c USING (source_file, flash_id) ORDER BY f.row_id"
     ).df()
-    summary = con.execute("SELECT * FROM cluster_summary ORDER BY cluster").df()
-    window = con.execute("SELECT * FROM feature_window").df().iloc[0].to_dict()
-    return points, summary, window
+    return points, read_cluster_summary(con), read_window(con)
+
+
+def read_storm_rates(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    """The cluster summary, flashes per minute, the flagged lightning jumps and the window, for the rate plot."""
+    per_minute = con.execute("SELECT * FROM storm_rate ORDER BY cluster, minute").df()
+    jumps = con.execute("SELECT * FROM lightning_jump WHERE jump ORDER BY cluster, time").df()
+    return read_cluster_summary(con), per_minute, jumps, read_window(con)
+
+
+def loaded_granule_rows(
+    store: ParquetStore, *, bucket: str, product: str, start: datetime, end: datetime, tables: tuple[str, ...]
+) -> Iterator[dict[str, pd.DataFrame]]:
+    """Hour by hour over [start, end), the rows of ``tables`` of the granules loaded in that hour."""
+    for hour in store.hours(bucket, product):
+        if not start <= hour < end:
+            continue
+        key = HourKey(bucket, product, hour)
+        files = store.read(key, "glm_file").to_pandas()
+        loaded = set(files.loc[files["status"] == "loaded", "source_file"])
+        rows = {}
+        for table in tables:
+            frame = store.read(key, table).to_pandas()
+            frame["source_file"] = frame["source_file"].astype(str)
+            rows[table] = frame[frame["source_file"].isin(loaded)]
+        yield rows
 
 
 _SCORE_TABLE = {"inertia": "elbow_scores", "silhouette": "silhouette_scores"}

@@ -23,7 +23,6 @@ from lightning_eda.orchestration.metadata import saved_plot
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.settings import ConfigError, window_bounds
 from lightning_eda.store import database
-from lightning_eda.store.parquet_store import HourKey
 
 
 class PreprocessorConfig(Config):
@@ -151,8 +150,8 @@ def preprocessor(
             "time_weight_km_per_min": result.time_weight_km_per_min,
         }
         _fits_path(data).unlink(missing_ok=True)  # fits of the previous features
-        database.replace_table(data.store, "flash_features", result.features)
-        database.replace_table(data.store, "feature_window", pd.DataFrame([window]))
+        data.store.write_analysis("flash_features", result.features)
+        data.store.write_analysis("feature_window", pd.DataFrame([window]))
     context.log.info(
         f"{len(result.features)} of {len(flashes)} flashes kept for {_window_text(start, end)}; dropped {result.dropped}"
     )
@@ -268,10 +267,10 @@ def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, data: L
     summary = summary.merge(storms.storm_statistics(flashes, result.labels, jumps), on="cluster", how="left")
     summary["n_jumps"] = summary["n_jumps"].fillna(0).astype("int64")
     assignments = flashes[["source_file", "flash_id"]].assign(cluster=result.labels.astype(np.int32))
-    database.replace_table(data.store, "flash_cluster", assignments)
-    database.replace_table(data.store, "cluster_summary", summary)
-    database.replace_table(data.store, "storm_rate", per_minute)
-    database.replace_table(data.store, "lightning_jump", jumps)
+    data.store.write_analysis("flash_cluster", assignments)
+    data.store.write_analysis("cluster_summary", summary)
+    data.store.write_analysis("storm_rate", per_minute)
+    data.store.write_analysis("lightning_jump", jumps)
     silhouette = evaluation.set_index("k")["silhouette"].get(k) if not evaluation.empty else None
     context.log.info(f"k={k} ({reason}); inertia {result.inertia:.4g} after {result.n_iter} iterations")
     return MaterializeResult(
@@ -302,14 +301,15 @@ def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, data: L
 def cluster_map(context: AssetExecutionContext, data: LightningDataResource) -> MaterializeResult:
     with data.get_connection() as con:
         points, summary, window = database.read_clustered_flashes(con)
+    box = _box(window)
     png = plots.cluster_map(
         points["lat"].to_numpy(),
         points["lon"].to_numpy(),
         points["cluster"].to_numpy(),
         summary[["lat", "lon"]].to_numpy(),
         energy=points["energy"].to_numpy(),
-        title=f"{_window_text(window['window_start'], window['window_end'])} · {window['bucket']}",
-        extent=_box(window).extent if _box(window) else None,
+        title=_window_title(window),
+        extent=box.extent if box else None,
     )
     plot_metadata = saved_plot(data, png, "cluster_map.png", "Lightning Events Map", key="map")
     context.log.info(f"map saved at {plot_metadata['map_path'].value}")
@@ -338,21 +338,20 @@ def flash_extent_density(
     if config.cell_km <= 0:
         raise Failure(description=f"cell_km={config.cell_km} must be > 0")
     fed = FlashExtentDensity(FeatureTransform.from_dict(json.loads(window["transform"])), config.cell_km)
+    box = _box(window)
     start, end = pd.Timestamp(window["window_start"]).to_pydatetime(), pd.Timestamp(window["window_end"]).to_pydatetime()
-    for hour in data.store.hours(window["bucket"], archive.product):
-        if start <= hour < end:  # an hour at a time: a flash never spans two granules, so counts simply add
-            key = HourKey(window["bucket"], archive.product, hour)
-            loaded = _loaded_names(data.store.read(key, "glm_file"))
-            events = _of(data.store.read(key, "glm_event"), loaded)
-            if _box(window):
-                events = events[_box(window).contains(events["lat"].to_numpy(), events["lon"].to_numpy())]
-            fed.add(events, _of(data.store.read(key, "glm_group"), loaded))
+    # an hour at a time: a flash never spans two granules, so the counts simply add
+    for hour in database.loaded_granule_rows(data.store, bucket=window["bucket"], product=archive.product, start=start,
+                                             end=end, tables=("glm_event", "glm_group")):
+        events = hour["glm_event"]
+        if box:
+            events = events[box.contains(events["lat"].to_numpy(), events["lon"].to_numpy())]
+        fed.add(events, hour["glm_group"])
     table = fed.table()
-    database.replace_table(data.store, "flash_extent_density", table)
+    data.store.write_analysis("flash_extent_density", table)
     png = plots.fed_map(
         table["lat"].to_numpy(), table["lon"].to_numpy(), table["flash_count"].to_numpy(), cell_km=config.cell_km,
-        title=f"{_window_text(start, end)} · {window['bucket']}",
-        extent=_box(window).extent if _box(window) else None,
+        title=_window_title(window), extent=box.extent if box else None,
     )
     plot_metadata = saved_plot(data, png, "fed_map.png", "Flash extent density", key="map")
     context.log.info(f"{len(table)} cells touched; map saved at {plot_metadata['map_path'].value}")
@@ -367,21 +366,15 @@ def flash_extent_density(
     )
 
 
+def _window_title(window: dict) -> str:
+    return f"{_window_text(window['window_start'], window['window_end'])} · {window['bucket']}"
+
+
 def _box(window: dict) -> Optional[LatLonBox]:
     """The region the preprocessor kept, from ``feature_window``."""
     text = window.get("box")
     return LatLonBox(**json.loads(text)) if isinstance(text, str) and text else None
 
-
-def _loaded_names(files) -> set[str]:
-    frame = files.to_pandas()
-    return set(frame.loc[frame["status"] == "loaded", "source_file"])
-
-
-def _of(table, names: set[str]) -> pd.DataFrame:
-    frame = table.to_pandas()
-    frame["source_file"] = frame["source_file"].astype(str)
-    return frame[frame["source_file"].isin(names)]
 
 
 @asset(
@@ -393,14 +386,9 @@ def _of(table, names: set[str]) -> pd.DataFrame:
 )
 def storm_flash_rate(context: AssetExecutionContext, data: LightningDataResource) -> MaterializeResult:
     with data.get_connection() as con:
-        summary = con.execute("SELECT * FROM cluster_summary").df()
-        per_minute = con.execute("SELECT * FROM storm_rate ORDER BY cluster, minute").df()
-        jumps = con.execute("SELECT * FROM lightning_jump WHERE jump ORDER BY cluster, time").df()
-        window = con.execute("SELECT * FROM feature_window").df().iloc[0].to_dict()
+        summary, per_minute, jumps, window = database.read_storm_rates(con)
     largest = storms.largest_storms(summary)
-    png = plots.storm_flash_rate(
-        per_minute, jumps, largest, title=f"{_window_text(window['window_start'], window['window_end'])} · {window['bucket']}"
-    )
+    png = plots.storm_flash_rate(per_minute, jumps, largest, title=_window_title(window))
     plot_metadata = saved_plot(data, png, "storm_flash_rate.png", "Flash rate of the largest storms")
     context.log.info(f"rates of {len(largest)} storms plotted at {plot_metadata['plot_path'].value}")
     return MaterializeResult(metadata={**plot_metadata, "storms": len(largest), "jumps": len(jumps)})
