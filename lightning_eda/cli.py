@@ -101,10 +101,10 @@ def _hour_summary(config: settings.Settings, hour: datetime) -> dict:
 
 
 def _incomplete_note(summary: dict) -> str:
-    if not summary["missing"]:
-        return ""
-    return (f"; INCOMPLETE: {summary['missing']} granules missing ({summary['why_missing']}), "
-            "the next run of this hour fetches them")
+    from lightning_eda.store import database
+
+    note = database.incomplete_note(summary)
+    return f"; INCOMPLETE: {note}" if note else ""
 
 
 def _print_cluster_summary(result, config: settings.Settings) -> None:

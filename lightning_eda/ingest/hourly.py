@@ -291,12 +291,13 @@ def read_extract_report(paths: HourPaths) -> dict:
     return json.loads(paths.extract_report.read_text()) if paths.extract_report.is_file() else {}
 
 
-def settled_granules(store: ParquetStore, key: HourKey) -> dict[str, int]:
+def settled_granules(store: ParquetStore, key: HourKey, files: pa.Table | None = None) -> dict[str, int]:
     """Granules of the hour's current version that need no more work (loaded, or failed for good), with their size.
 
     A granule the archive republishes with another size is not settled any more: it is fetched and decoded again.
+    ``files``: the hour's ``glm_file`` rows when the caller has read them already.
     """
-    files = store.read(key, "glm_file").to_pydict()
+    files = (files if files is not None else store.read(key, "glm_file")).to_pydict()
     return {
         name: size
         for name, status, size in zip(files["source_file"], files["status"], files["size_bytes"])
@@ -335,7 +336,8 @@ def plan_hour(paths: HourPaths, store: ParquetStore, extracted: dict, *, redecod
     """
     raw = {p.name: p for p in raw_granules(paths)}
     listed = sorted(extracted["listed"]) if "listed" in extracted else sorted(raw)
-    settled = {} if redecode else settled_granules(store, paths.key)
+    current = store.read(paths.key, "glm_file")
+    settled = {} if redecode else settled_granules(store, paths.key, current)
     # a settled granule whose file on disk has another size was republished (and fetched again by extract)
     settled = {n: size for n, size in settled.items() if n not in raw or raw[n].stat().st_size == size}
     failed_downloads = extracted.get("failed", {})
@@ -347,7 +349,7 @@ def plan_hour(paths: HourPaths, store: ParquetStore, extracted: dict, *, redecod
             for n in listed
             if n not in settled and n not in raw
         },
-        current=set(store.read(paths.key, "glm_file").column("source_file").to_pylist()),
+        current=set(current.column("source_file").to_pylist()),
     )
 
 

@@ -54,6 +54,14 @@ def hour_summary(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime)
     return dict(zip(keys, row))
 
 
+def incomplete_note(summary: dict) -> str | None:
+    """Why an hour of :func:`hour_summary` is incomplete, for logs and run summaries (None when it is complete)."""
+    if not summary["missing"]:
+        return None
+    return (f"{summary['missing']} granules missing ({summary['why_missing']}); "
+            "the next run of this hour fetches them")
+
+
 def flash_preview(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime, limit: int = 10) -> pd.DataFrame:
     """The hour's first flashes, for a look at what was loaded."""
     return con.execute(

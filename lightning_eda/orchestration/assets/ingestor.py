@@ -127,8 +127,7 @@ def load(context: AssetExecutionContext, archive: GlmArchiveResource, data: Ligh
     complete = summary["missing"] == 0
     if not complete:
         context.log.warning(
-            f"{paths.hour:%Y-%m-%d %H}:00 UTC is incomplete: {summary['missing']} granules missing "
-            f"({summary['why_missing']}); the next run of this hour fetches them"
+            f"{paths.hour:%Y-%m-%d %H}:00 UTC is incomplete: {database.incomplete_note(summary)}"
         )
     context.log.info(f"committed {counts} for {paths.hour:%Y-%m-%d %H}:00 UTC; glm.duckdb {status}")
     return MaterializeResult(
