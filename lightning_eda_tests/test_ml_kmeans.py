@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 from sklearn.cluster import KMeans
 
 import lightning_eda.ml._kmeans as km_module
-from lightning_eda.ml import KMeansResult, elbow_sweep, find_knee, kmeans
+from lightning_eda.ml import KMeansResult, elbow_sweep, find_knee, kmeans, kmeans_sweep
 from lightning_eda.ml._parallel import ChunkRunner
 
 
@@ -69,7 +69,7 @@ def run_from(X, centres, max_iter=300, tol=1e-4):
         C, labels, inertia, n_iter = km_module._lloyd_hamerly(
             data, np.asarray(centres, dtype=float) - data.mean, max_iter, tol * data.mean_variance, runner,
             km_module._chunks_for(data, k))
-    return C + data.mean, labels, inertia, n_iter
+    return C + data.mean, data.in_input_order(labels), inertia, n_iter
 
 
 def assert_sound(X, result, k):
@@ -193,9 +193,9 @@ def test_kmeans_plusplus_picks_one_point_per_separated_blob():
     X = blobs(centres, 200, 0.5, seed=1)
     data = km_module._prepare(X)
     with ChunkRunner() as runner:
-        chosen = km_module._kmeans_plusplus(data, 5, np.random.default_rng(0), runner,
+        chosen, _, _ = km_module._kmeans_plusplus(data, 5, np.random.default_rng(0), runner,
                                             km_module._chunks_for(data, 5))
-    nearest_blob = ((X[chosen][:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+    nearest_blob = (((data.points(chosen) + data.mean)[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
     assert sorted(nearest_blob) == [0, 1, 2, 3, 4]
 
 
@@ -295,8 +295,9 @@ def test_empty_clusters_with_duplicate_points_and_ties():
 
 def test_public_api_survives_clusters_emptying(monkeypatch):
     # Force k-means++ to start every run from duplicates of the first point.
-    def duplicate_seeds(data, k, rng, runner, chunks):
-        return np.zeros(k, dtype=np.intp)
+    def duplicate_seeds(data, k, rng, runner, chunks, boxes=None):
+        points = data.points(slice(None))
+        return np.zeros(k, dtype=np.intp), np.zeros(len(points), dtype=np.intp), ((points - points[0]) ** 2).sum(1)
 
     monkeypatch.setattr(km_module, "_kmeans_plusplus", duplicate_seeds)
     X = flash_like(2000, seed=9)
@@ -386,3 +387,39 @@ def test_elbow_sweep_validates():
         elbow_sweep(X, [])
     with pytest.raises(ValueError, match="n_samples=5 should be >= k=6"):
         elbow_sweep(X, [2, 6])
+
+
+def test_kmeans_sweep_equals_kmeans_of_each_k_on_many_points():
+    # Above one leaf of the locality order (4,096 points) the points are reordered internally; the labels come back
+    # in the caller's order and each k equals its own kmeans() call.
+    X = flash_like(30_000, k=12, seed=4, max_spread=0.4)
+    fits = kmeans_sweep(X, [3, 12, 20], n_init=2, seed=1)
+    assert list(fits) == [3, 12, 20]
+    for k, result in fits.items():
+        single = kmeans(X, k, n_init=2, seed=1)
+        np.testing.assert_array_equal(result.labels, single.labels)
+        assert result.inertia == single.inertia
+        assert_sound(X, result, k)
+
+
+def test_seeding_skips_only_chunks_a_centre_cannot_reach():
+    # The seeding's labels and squared distances, computed with chunks skipped by their bounding boxes, are each
+    # point's nearest chosen centre, as a brute-force search over all points finds them.
+    X = flash_like(40_000, k=15, seed=7, max_spread=0.3)
+    data = km_module._prepare(X)
+    assert data.order is not None and np.array_equal(np.sort(data.order), np.arange(len(X)))
+    k = 25
+    chunks = km_module._chunks_for(data, k)
+    assert len(chunks) >= 8
+    with ChunkRunner() as runner:
+        chosen, labels, sq_distances = km_module._kmeans_plusplus(data, k, np.random.default_rng(3), runner, chunks)
+    P = data.points(slice(None))
+    d2 = ((P[:, None, :] - P[chosen][None]) ** 2).sum(-1)
+    np.testing.assert_allclose(sq_distances, d2.min(1), rtol=1e-9, atol=1e-9)
+    mismatched = labels != d2.argmin(1)
+    # a different label only where two centres are equally near, to rounding
+    np.testing.assert_allclose(d2[mismatched, labels[mismatched]], d2.min(1)[mismatched], rtol=1e-9, atol=1e-9)
+    assert len(set(chosen.tolist())) == k
+    # the points were reordered so chunks are compact: a chunk's box is on average a small part of the data's box
+    lows, highs = km_module._chunk_boxes(data, chunks)
+    assert np.prod(highs - lows, axis=1).mean() < 0.25 * np.prod(P.max(0) - P.min(0))

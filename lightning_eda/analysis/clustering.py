@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lightning_eda.files import atomic_write
-from lightning_eda.ml import KMeansResult, find_knee, kmeans, silhouette_sweep
+from lightning_eda.ml import KMeansResult, find_knee, kmeans_sweep, silhouette_sweep
 
 # Silhouette scores closer than this are a tie; the knee then decides.
 SILHOUETTE_TIE = 0.01
@@ -76,9 +76,9 @@ class KMeansFits:
         """The fits for ``ks``, computing only those not held yet."""
         if fingerprint(X) != self.features:
             raise ValueError("these fits are for other features")
-        for k in ks:
-            if k not in self.results:
-                self.results[k] = kmeans(X, k, n_init=self.n_init, seed=self.seed)
+        missing = [k for k in ks if k not in self.results]
+        if missing:
+            self.results.update(kmeans_sweep(X, missing, n_init=self.n_init, seed=self.seed))
         return {k: self.results[k] for k in ks}
 
     def save(self, path: Path) -> None:

@@ -1,8 +1,9 @@
 """K-means clustering in plain NumPy.
 
 ``kmeans`` validates its input and normalises the seed once, then calls private routines that trust their arguments:
-``_prepare`` (centre the data, squared norms), ``_kmeans_plusplus`` (greedy seeding) and ``_lloyd_hamerly`` (Lloyd's
-iterations with Hamerly's bounds). Every pass over the points works on row chunks of a few megabytes, run on a small
+``_prepare`` (centre the data, squared norms, a locality order of the points), ``_kmeans_plusplus`` (greedy seeding,
+skipping the chunks of points a new centre cannot reach) and ``_lloyd_hamerly`` (Lloyd's iterations with Hamerly's
+bounds, starting from the seeding's assignment). Every pass over the points works on row chunks of a few megabytes, run on a small
 thread pool (:mod:`lightning_eda.ml._parallel`), so memory stays O(n * d) whatever the number of points.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 from lightning_eda.ml._parallel import ChunkRunner, chunk_bounds, rows_per_chunk
 from lightning_eda.ml._validation import check_int, check_points, check_tol, count_distinct_rows_at_least
 
-__all__ = ["KMeansResult", "kmeans", "elbow_sweep"]
+__all__ = ["KMeansResult", "kmeans", "kmeans_sweep", "elbow_sweep"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,18 @@ class _Prepared:
     (longitude and latitude are tens of units from zero while clusters may be fractions of a unit wide).
     """
 
-    XTa: np.ndarray  # (d + 2, n)
+    XTa: np.ndarray  # (d + 2, n), points in ``order``
     mean: np.ndarray  # (d,)
     mean_variance: float  # mean over features of the variance of X
+    order: np.ndarray | None = None  # XTa's column j is X[order[j]]; None: X's own order
+
+    def in_input_order(self, labels: np.ndarray) -> np.ndarray:
+        """Per-point values (in XTa's order) put back in the order of the points given."""
+        if self.order is None:
+            return labels
+        out = np.empty_like(labels)
+        out[self.order] = labels
+        return out
 
     @property
     def x_sq(self) -> np.ndarray:
@@ -92,14 +102,38 @@ class _Prepared:
 
 
 def _prepare(X: np.ndarray) -> _Prepared:
-    """Centre validated points and precompute what every k-means run needs."""
+    """Centre validated points, put them in a locality order and precompute what every k-means run needs."""
     n, d = X.shape
     mean = X.mean(axis=0)
+    order = _locality_order(X, _MIN_CHUNK_ROWS)
     XTa = np.empty((d + 2, n))
-    np.subtract(X.T, mean[:, None], out=XTa[:d])
+    np.subtract((X if order is None else X[order]).T, mean[:, None], out=XTa[:d])
     XTa[d] = 1.0
     np.einsum("ij,ij->j", XTa[:d], XTa[:d], out=XTa[d + 1])
-    return _Prepared(XTa=XTa, mean=mean, mean_variance=float(XTa[d + 1].sum() / (n * d)))
+    return _Prepared(XTa=XTa, mean=mean, mean_variance=float(XTa[d + 1].sum() / (n * d)), order=order)
+
+
+def _locality_order(X: np.ndarray, leaf_rows: int) -> np.ndarray | None:
+    """A permutation of the points that keeps near points together: their order along a Z-order (Morton) curve.
+
+    Consecutive runs of points then fill small boxes, which is what lets the k-means++ seeding skip the chunks a new
+    centre cannot reach (:func:`_kmeans_plusplus`). Each coordinate is cut into ``2**bits`` equal steps over its range
+    and the steps' bits are interleaved into one 63-bit key; one sort of the keys gives the order. ``None`` (keep the
+    given order) when all points fit in one leaf.
+    """
+    n, d = X.shape
+    if n <= leaf_rows:
+        return None
+    bits = max(1, min(10, 63 // d))
+    dims = np.argsort(-(X.max(axis=0) - X.min(axis=0)), kind="stable")[:63 // bits]  # the widest, if d > 63
+    key = np.zeros(n, dtype=np.uint64)
+    for rank, j in enumerate(dims):
+        lo, hi = X[:, j].min(), X[:, j].max()
+        scale = (2**bits - 1) / (hi - lo) if hi > lo else 0.0
+        steps = ((X[:, j] - lo) * scale).astype(np.uint64)
+        for bit in range(bits):
+            key |= ((steps >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * len(dims) + rank)
+    return np.argsort(key)
 
 
 def _chunks_for(data: _Prepared, k: int) -> list[tuple[int, int]]:
@@ -112,6 +146,8 @@ def _chunks_for(data: _Prepared, k: int) -> list[tuple[int, int]]:
     n_trials = 2 + int(np.log(k))
     rows = rows_per_chunk(8 * (data.n_features + n_trials + 8), _CHUNK_BYTES, n)
     rows = min(rows, max(_MIN_CHUNK_ROWS, -(-n // _MIN_CHUNKS)))
+    if rows > _MIN_CHUNK_ROWS:
+        rows -= rows % _MIN_CHUNK_ROWS  # whole leaves of the locality order (see _locality_order)
     return chunk_bounds(n, rows)
 
 
@@ -180,15 +216,38 @@ def _half_separation(C: np.ndarray) -> np.ndarray:
     return half
 
 
+def _chunk_boxes(data: _Prepared, chunks) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper corners (n_chunks, d) of the bounding box of each chunk's points."""
+    P = data.XTa[:-2]
+    lows = np.array([P[:, start:stop].min(axis=1) for start, stop in chunks])
+    highs = np.array([P[:, start:stop].max(axis=1) for start, stop in chunks])
+    return lows, highs
+
+
+def _box_sq_distances(points: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
+    """Squared distance (m, n_chunks) from each of ``points`` (m, d) to each chunk's box: 0 inside it."""
+    gap = np.maximum(lows[None] - points[:, None], 0.0) + np.maximum(points[:, None] - highs[None], 0.0)
+    return np.einsum("mcd,mcd->mc", gap, gap)
+
+
 def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: ChunkRunner,
-                     chunks: list[tuple[int, int]]) -> np.ndarray:
-    """Choose ``k`` initial centres by greedy k-means++; return their indices into the points.
+                     chunks: list[tuple[int, int]], boxes=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Choose ``k`` initial centres by greedy k-means++.
+
+    Returns the centres' indices into the points and, for every point, the index (into those centres) of its
+    nearest centre and the squared distance to it, so that the first Lloyd iteration need not search again.
 
     The first centre is drawn uniformly. Each further centre is the best, by resulting potential (sum of squared
     distances to the nearest centre), of ``2 + int(log(k))`` candidates drawn with probability proportional to the
     squared distance to the nearest centre chosen so far (Arthur and Vassilvitskii's greedy variant, as in
-    scikit-learn). A running array of those squared distances is kept and lowered after each choice, so each step
-    costs O(n * d * n_candidates) and nothing is recomputed for the earlier centres.
+    scikit-learn). A running array of those squared distances is kept and lowered after each choice, so nothing is
+    recomputed for the earlier centres.
+
+    A candidate can lower the running distances of a chunk only if it is closer to the chunk's bounding box than the
+    chunk's largest running distance; other chunks keep their sums without being read. The points being in locality
+    order (:func:`_locality_order`), each step reads only the chunks near its candidates, so a step costs
+    O(n * d * n_candidates) at first and far less once the centres cover the data. ``boxes`` are the chunks' boxes
+    (:func:`_chunk_boxes`), computed when not given.
 
     Sampling is done in two stages, first a chunk by its share of the potential and then a point inside the chunk,
     which avoids a cumulative sum over all points at every step.
@@ -196,23 +255,32 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
     XTa, x_sq = data.XTa, data.x_sq
     n = data.n_samples
     n_trials = 2 + int(np.log(k))
+    lows, highs = _chunk_boxes(data, chunks) if boxes is None else boxes
     chosen = np.empty(k, dtype=np.intp)
     chosen[0] = rng.integers(n)
     closest = np.empty(n)
+    labels = np.zeros(n, dtype=np.intp)
+    closer = np.empty(n, dtype=bool)
+    chunk_max = np.empty(len(chunks))
 
     def augmented(ids: np.ndarray) -> np.ndarray:
         # [-2 x, |x|^2, 1] for the points ``ids``, shape (len(ids), d + 2): times XTa, squared distances (_Prepared)
         return np.concatenate([-2.0 * data.points(ids), x_sq[ids][:, None], np.ones((len(ids), 1))], axis=1)
 
-    def lower_closest(i: int, centre_aug: np.ndarray, first: bool) -> float:
+    def lower_closest(i: int, centre_aug: np.ndarray, label: int) -> float:
         start, stop = chunks[i]
         d2 = (centre_aug @ XTa[:, start:stop])[0]
         np.maximum(d2, 0.0, out=d2)  # rounding can leave tiny negatives; sampling needs non-negative weights
-        if first:
-            closest[start:stop] = d2
+        near = closest[start:stop]
+        if label == 0:
+            near[:] = d2
         else:
-            np.minimum(closest[start:stop], d2, out=closest[start:stop])
-        return float(closest[start:stop].sum())
+            # strictly closer only: a tie keeps the earlier centre, the lowest index, as an argmin would
+            np.less(d2, near, out=closer[start:stop])
+            np.copyto(labels[start:stop], label, where=closer[start:stop])
+            np.minimum(near, d2, out=near)
+        chunk_max[i] = near.max()
+        return float(near.sum())
 
     def candidate_potentials(i: int, cand_aug: np.ndarray) -> np.ndarray:
         # Potentials only rank the candidates, so the rounding-level negatives need no clipping here.
@@ -221,8 +289,12 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
         np.minimum(d2, closest[start:stop], out=d2)
         return d2.sum(axis=1)
 
+    def reachable(ids: np.ndarray) -> np.ndarray:
+        # (len(ids), n_chunks): may the point ids[j] lower some running distance in chunk c?
+        return _box_sq_distances(data.points(ids), lows, highs) < chunk_max[None, :]
+
     centre_aug = augmented(chosen[:1])
-    chunk_pot = np.array(runner.map(lambda i: lower_closest(i, centre_aug, True), len(chunks)))
+    chunk_pot = np.array(runner.map(lambda i: lower_closest(i, centre_aug, 0), len(chunks)))
     for c in range(1, k):
         cum_pot = np.cumsum(chunk_pot)
         total = cum_pot[-1]
@@ -232,12 +304,19 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
         else:  # only reachable through rounding: every point sits on a centre
             candidates = rng.integers(n, size=n_trials)
         cand_aug = augmented(candidates)
-        pots = np.sum(runner.map(lambda i: candidate_potentials(i, cand_aug), len(chunks)), axis=0)
-        chosen[c] = candidates[int(np.argmin(pots))]
-        if c < k - 1:
-            centre_aug = augmented(chosen[c:c + 1])
-            chunk_pot = np.array(runner.map(lambda i: lower_closest(i, centre_aug, False), len(chunks)))
-    return chosen
+        # Each candidate's potential: the chunks it cannot reach keep their sums, the others are computed.
+        per_chunk = np.tile(chunk_pot, (n_trials, 1))
+        reach = reachable(candidates)
+        touched = np.flatnonzero(reach.any(axis=0))
+        sums = runner.map(lambda j: candidate_potentials(touched[j], cand_aug[reach[:, touched[j]]]), len(touched))
+        for i, chunk_sums in zip(touched, sums):
+            per_chunk[reach[:, i], i] = chunk_sums
+        chosen[c] = candidates[int(np.argmin(per_chunk.sum(axis=1)))]
+        centre_aug = augmented(chosen[c:c + 1])
+        touched = np.flatnonzero(reachable(chosen[c:c + 1])[0])
+        for i, pot in zip(touched, runner.map(lambda j: lower_closest(touched[j], centre_aug, c), len(touched))):
+            chunk_pot[i] = pot
+    return chosen, labels, closest
 
 
 def _sample_point(closest: np.ndarray, chunks, cum_pot: np.ndarray, target: float) -> int:
@@ -270,9 +349,21 @@ class _HamerlyState:
         self.upper = np.empty(n)
         self.lower = np.empty(n)
         self.first = True
+        self.seeded = False
         self.shift = np.zeros(k)
         self.max_shift = 0.0
         self.set_centres(np.zeros((k, data.n_features)))
+
+    def seed_assignment(self, labels: np.ndarray, sq_distances: np.ndarray) -> None:
+        """Start from the nearest centres found while seeding: the first pass then only sums the clusters.
+
+        The upper bounds are the seeding's distances; no second-nearest distance being known, the lower bounds are
+        0, so the next pass examines the points that their centre's half separation does not protect.
+        """
+        self.labels[:] = labels
+        np.sqrt(sq_distances, out=self.upper)
+        self.lower[:] = 0.0
+        self.seeded = True
 
     def set_centres(self, C: np.ndarray) -> None:
         self.C = C
@@ -316,7 +407,8 @@ class _HamerlyState:
         start, stop = self.chunks[i]
         lab, ub, lb = self.labels[start:stop], self.upper[start:stop], self.lower[start:stop]
         if self.first:
-            lab[:], ub[:], lb[:] = self.nearest(slice(start, stop))
+            if not self.seeded:
+                lab[:], ub[:], lb[:] = self.nearest(slice(start, stop))
             sums, counts = self._sums(slice(start, stop), lab)
             return sums, counts, stop - start
         # mode="clip" skips the bounds check (labels are always valid), which makes these gathers much cheaper
@@ -394,8 +486,13 @@ def _relocate_empty(state: _HamerlyState, empty: np.ndarray, sums: np.ndarray, c
 
 
 def _lloyd_hamerly(data: _Prepared, centres: np.ndarray, max_iter: int, tol_abs: float, runner: ChunkRunner,
-                   chunks) -> tuple[np.ndarray, np.ndarray, float, int]:
+                   chunks, seeded: tuple[np.ndarray, np.ndarray] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Run Lloyd's algorithm from ``centres`` (centred coordinates); return centres, labels, inertia, iterations.
+
+    Points, labels and ``seeded`` are in the prepared (locality) order. ``seeded``, when given, is each point's
+    nearest centre among ``centres`` and the squared distance to it (what :func:`_kmeans_plusplus` returns), which
+    spares the first iteration its search.
 
     Each iteration assigns every point to its nearest centre and moves each centre to the mean of its points; Hamerly's
     bounds skip the distance computations for points whose assignment provably cannot change, so the iterates are
@@ -406,6 +503,8 @@ def _lloyd_hamerly(data: _Prepared, centres: np.ndarray, max_iter: int, tol_abs:
     k = centres.shape[0]
     state = _HamerlyState(data, k, chunks)
     state.set_centres(centres.copy())
+    if seeded is not None:
+        state.seed_assignment(*seeded)
     sums = counts = None
     strict = False
     n_iter = 0
@@ -453,17 +552,20 @@ def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, to
                       rng: np.random.Generator) -> KMeansResult:
     """Best of ``n_init`` seeded Lloyd runs on prepared data (arguments already checked)."""
     chunks = _chunks_for(data, k)
+    boxes = _chunk_boxes(data, chunks)
     tol_abs = data.mean_variance * tol
     best = None
     with ChunkRunner() as runner:
         for run in range(n_init):
-            chosen = _kmeans_plusplus(data, k, rng, runner, chunks)
+            chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, chunks, boxes)
             centres = np.ascontiguousarray(data.points(chosen))
-            C, labels, inertia, n_iter = _lloyd_hamerly(data, centres, max_iter, tol_abs, runner, chunks)
+            C, labels, inertia, n_iter = _lloyd_hamerly(data, centres, max_iter, tol_abs, runner, chunks,
+                                                        seeded=(seed_labels, seed_sq_distances))
             logger.debug("k-means run %d/%d: k=%d inertia=%.6g n_iter=%d", run + 1, n_init, k, inertia, n_iter)
             if best is None or inertia < best[2]:
                 best = (C, labels, inertia, n_iter)
     C, labels, inertia, n_iter = best
+    labels = data.in_input_order(labels)
     centroids = C + data.mean
     centroids.flags.writeable = False
     labels.flags.writeable = False
@@ -506,7 +608,9 @@ def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-
 
     Notes
     -----
-    Seeding costs O(n d k log k) per run. A Lloyd iteration costs O(n d k) for the points that must be examined and
+    Seeding costs O(n d k log k) per run at most; the points being kept in a locality order (a Z-order curve), each
+    seeding step reads only the chunks of points whose bounding box its candidates are near enough to, which on
+    clustered data such as storms is a small part of them once a few centres are chosen. A Lloyd iteration costs O(n d k) for the points that must be examined and
     O(n) for the others: Hamerly's bounds (an upper bound on the distance to the assigned centre, a lower bound on
     the distance to any other) skip points whose assignment cannot change, which after the first few iterations is
     most of them. Distances use ``|x|^2 - 2 x.c + |c|^2`` on centred data, in row chunks of a few megabytes, so
@@ -544,13 +648,56 @@ def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-
 _KMEANS_OPTIONS = ("n_init", "max_iter", "tol", "seed")
 
 
+def _sweep(X, ks, kmeans_kwargs: dict):
+    """Yield ``(k, kmeans(X, k, **kmeans_kwargs))`` for each k, the checks and preparation done once."""
+    unknown = sorted(set(kmeans_kwargs) - set(_KMEANS_OPTIONS))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {unknown}; allowed: {list(_KMEANS_OPTIONS)}")
+    X = check_points(X)
+    ks = [check_int(k, "k", minimum=1) for k in ks]
+    if not ks:
+        raise ValueError("ks is empty; give at least one number of clusters")
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"ks has repeated values: {ks}")
+    n_init = check_int(kmeans_kwargs.get("n_init", 10), "n_init", minimum=1)
+    max_iter = check_int(kmeans_kwargs.get("max_iter", 300), "max_iter", minimum=1)
+    tol = check_tol(kmeans_kwargs.get("tol", 1e-4))
+    seed = kmeans_kwargs.get("seed")
+    _check_k(X, max(ks))
+    data = _prepare(X)
+    for k in ks:
+        yield k, _kmeans_validated(data, k, n_init=n_init, max_iter=max_iter, tol=tol, rng=np.random.default_rng(seed))
+
+
+def kmeans_sweep(X, ks, **kmeans_kwargs) -> dict[int, KMeansResult]:
+    """:func:`kmeans` for each number of clusters in ``ks``, the checks and preparation shared.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Points, as for :func:`kmeans`. Validated, centred and put in locality order once for all ``ks``.
+    ks : iterable of int
+        Numbers of clusters, each valid for :func:`kmeans`; no repeats.
+    **kmeans_kwargs
+        ``n_init``, ``max_iter``, ``tol`` and ``seed``, passed to every run. Each ``k`` starts from
+        ``np.random.default_rng(seed)``, so with an int seed the entry for ``k`` equals ``kmeans(X, k, seed=seed, ...)``.
+
+    Returns
+    -------
+    dict
+        ``{k: KMeansResult}`` in the order of ``ks``. It holds every k's labels (``n_samples`` integers each); when only
+        the inertias are wanted, :func:`elbow_sweep` keeps none of them.
+    """
+    return dict(_sweep(X, ks, kmeans_kwargs))
+
+
 def elbow_sweep(X, ks, **kmeans_kwargs) -> dict[int, float]:
     """Inertia of :func:`kmeans` for each number of clusters in ``ks``.
 
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-        Points, as for :func:`kmeans`. Validated and centred once for all ``ks``.
+        Points, as for :func:`kmeans`. Validated and prepared once for all ``ks``.
     ks : iterable of int
         Numbers of clusters, each valid for :func:`kmeans`; no repeats.
     **kmeans_kwargs
@@ -565,22 +712,6 @@ def elbow_sweep(X, ks, **kmeans_kwargs) -> dict[int, float]:
 
     Notes
     -----
-    Costs the sum of the :func:`kmeans` runs; the shared preparation (checks, centring, squared norms) is done once.
+    Costs the sum of the :func:`kmeans` runs; the shared preparation (checks, centring, ordering) is done once.
     """
-    unknown = sorted(set(kmeans_kwargs) - set(_KMEANS_OPTIONS))
-    if unknown:
-        raise TypeError(f"elbow_sweep got unexpected keyword argument(s) {unknown}; allowed: {list(_KMEANS_OPTIONS)}")
-    X = check_points(X)
-    ks = [check_int(k, "k", minimum=1) for k in ks]
-    if not ks:
-        raise ValueError("ks is empty; give at least one number of clusters")
-    if len(set(ks)) != len(ks):
-        raise ValueError(f"ks has repeated values: {ks}")
-    n_init = check_int(kmeans_kwargs.get("n_init", 10), "n_init", minimum=1)
-    max_iter = check_int(kmeans_kwargs.get("max_iter", 300), "max_iter", minimum=1)
-    tol = check_tol(kmeans_kwargs.get("tol", 1e-4))
-    seed = kmeans_kwargs.get("seed")
-    _check_k(X, max(ks))
-    data = _prepare(X)
-    return {k: _kmeans_validated(data, k, n_init=n_init, max_iter=max_iter, tol=tol,
-                                 rng=np.random.default_rng(seed)).inertia for k in ks}
+    return {k: result.inertia for k, result in _sweep(X, ks, kmeans_kwargs)}
