@@ -295,7 +295,7 @@ def test_empty_clusters_with_duplicate_points_and_ties():
 
 def test_public_api_survives_clusters_emptying(monkeypatch):
     # Force k-means++ to start every run from duplicates of the first point.
-    def duplicate_seeds(data, k, rng, runner, chunks, boxes=None):
+    def duplicate_seeds(data, k, rng, runner, chunks, boxes=None, work=None):
         points = data.points(slice(None))
         return np.zeros(k, dtype=np.intp), np.zeros(len(points), dtype=np.intp), ((points - points[0]) ** 2).sum(1)
 

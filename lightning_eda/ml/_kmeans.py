@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -231,7 +232,8 @@ def _box_sq_distances(points: np.ndarray, lows: np.ndarray, highs: np.ndarray) -
 
 
 def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: ChunkRunner,
-                     chunks: list[tuple[int, int]], boxes=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     chunks: list[tuple[int, int]], boxes=None, work: Optional["_Workspace"] = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Choose ``k`` initial centres by greedy k-means++.
 
     Returns the centres' indices into the points and, for every point, the index (into those centres) of its
@@ -247,7 +249,8 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
     chunk's largest running distance; other chunks keep their sums without being read. The points being in locality
     order (:func:`_locality_order`), each step reads only the chunks near its candidates, so a step costs
     O(n * d * n_candidates) at first and far less once the centres cover the data. ``boxes`` are the chunks' boxes
-    (:func:`_chunk_boxes`), computed when not given.
+    (:func:`_chunk_boxes`), computed when not given; ``work`` holds the per-point arrays to fill (fresh ones when not
+    given), and the labels and distances returned are its arrays.
 
     Sampling is done in two stages, first a chunk by its share of the potential and then a point inside the chunk,
     which avoids a cumulative sum over all points at every step.
@@ -258,9 +261,9 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
     lows, highs = _chunk_boxes(data, chunks) if boxes is None else boxes
     chosen = np.empty(k, dtype=np.intp)
     chosen[0] = rng.integers(n)
-    closest = np.empty(n)
-    labels = np.zeros(n, dtype=np.intp)
-    closer = np.empty(n, dtype=bool)
+    work = _Workspace(n) if work is None else work
+    closest, labels, closer = work.closest, work.labels, work.closer
+    labels[:] = 0
     chunk_max = np.empty(len(chunks))
 
     def augmented(ids: np.ndarray) -> np.ndarray:
@@ -333,6 +336,21 @@ def _sample_point(closest: np.ndarray, chunks, cum_pot: np.ndarray, target: floa
     return start + j
 
 
+class _Workspace:
+    """The per-point arrays of one k-means run, allocated once for all ``n_init`` runs of a k.
+
+    Fresh arrays of a million points cost their page faults at every run; these are filled again instead. The
+    seeding's squared distances become Lloyd's upper bounds in place (``upper`` is ``closest``).
+    """
+
+    def __init__(self, n: int) -> None:
+        self.closest = np.empty(n)
+        self.labels = np.zeros(n, dtype=np.intp)
+        self.closer = np.empty(n, dtype=bool)
+        self.upper = self.closest
+        self.lower = np.empty(n)
+
+
 class _HamerlyState:
     """Per-point bounds and labels of one Lloyd run, plus the per-iteration quantities the chunk kernel reads.
 
@@ -341,13 +359,12 @@ class _HamerlyState:
     ``upper[i] < max(lower[i], half_sep[labels[i]])`` (Hamerly 2010): its centre is then provably still the nearest.
     """
 
-    def __init__(self, data: _Prepared, k: int, chunks):
+    def __init__(self, data: _Prepared, k: int, chunks, work: Optional["_Workspace"] = None):
         n = data.n_samples
         self.data, self.k, self.chunks = data, k, chunks
         self.block_rows = _block_rows(data, k)
-        self.labels = np.zeros(n, dtype=np.intp)
-        self.upper = np.empty(n)
-        self.lower = np.empty(n)
+        work = _Workspace(n) if work is None else work
+        self.labels, self.upper, self.lower = work.labels, work.upper, work.lower
         self.first = True
         self.seeded = False
         self.shift = np.zeros(k)
@@ -360,7 +377,8 @@ class _HamerlyState:
         The upper bounds are the seeding's distances; no second-nearest distance being known, the lower bounds are
         0, so the next pass examines the points that their centre's half separation does not protect.
         """
-        self.labels[:] = labels
+        if labels is not self.labels:
+            self.labels[:] = labels
         np.sqrt(sq_distances, out=self.upper)
         self.lower[:] = 0.0
         self.seeded = True
@@ -487,12 +505,12 @@ def _relocate_empty(state: _HamerlyState, empty: np.ndarray, sums: np.ndarray, c
 
 def _lloyd_hamerly(data: _Prepared, centres: np.ndarray, max_iter: int, tol_abs: float, runner: ChunkRunner,
                    chunks, seeded: tuple[np.ndarray, np.ndarray] | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray, float, int]:
+                   work: Optional["_Workspace"] = None) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Run Lloyd's algorithm from ``centres`` (centred coordinates); return centres, labels, inertia, iterations.
 
     Points, labels and ``seeded`` are in the prepared (locality) order. ``seeded``, when given, is each point's
     nearest centre among ``centres`` and the squared distance to it (what :func:`_kmeans_plusplus` returns), which
-    spares the first iteration its search.
+    spares the first iteration its search. The labels returned are ``work.labels`` when ``work`` is given.
 
     Each iteration assigns every point to its nearest centre and moves each centre to the mean of its points; Hamerly's
     bounds skip the distance computations for points whose assignment provably cannot change, so the iterates are
@@ -501,7 +519,7 @@ def _lloyd_hamerly(data: _Prepared, centres: np.ndarray, max_iter: int, tol_abs:
     ``tol_abs``; in the latter case one more assignment pass makes the labels match the final centres.
     """
     k = centres.shape[0]
-    state = _HamerlyState(data, k, chunks)
+    state = _HamerlyState(data, k, chunks, work)
     state.set_centres(centres.copy())
     if seeded is not None:
         state.seed_assignment(*seeded)
@@ -555,15 +573,19 @@ def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, to
     boxes = _chunk_boxes(data, chunks)
     tol_abs = data.mean_variance * tol
     best = None
+    work = _Workspace(data.n_samples)
     with ChunkRunner() as runner:
         for run in range(n_init):
-            chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, chunks, boxes)
+            chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, chunks, boxes, work)
             centres = np.ascontiguousarray(data.points(chosen))
             C, labels, inertia, n_iter = _lloyd_hamerly(data, centres, max_iter, tol_abs, runner, chunks,
-                                                        seeded=(seed_labels, seed_sq_distances))
+                                                        seeded=(seed_labels, seed_sq_distances), work=work)
             logger.debug("k-means run %d/%d: k=%d inertia=%.6g n_iter=%d", run + 1, n_init, k, inertia, n_iter)
             if best is None or inertia < best[2]:
+                # keep these labels: the next run fills the previous best's array (no fresh array per run)
+                spare = best[1] if best is not None else np.empty_like(labels)
                 best = (C, labels, inertia, n_iter)
+                work.labels = spare
     C, labels, inertia, n_iter = best
     labels = data.in_input_order(labels)
     centroids = C + data.mean
