@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install dev test test-fast bench
+.PHONY: install dev test test-fast bench scale-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,11 @@ test-fast: install
 # The ingest and pipeline part needs the real granules in ../shared/data/glm/ beside the clone. See BENCHMARKS.md.
 bench: install
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# The scale-out, run for real on this machine (scripts/scale_test.py): PostgreSQL and Redis from Debian's packages
+# (installed with apt when missing and run as root), two Celery workers, the webserver and the daemon on a PostgreSQL
+# instance, a backfill of six hours launched through GraphQL with a killed worker process and a PostgreSQL restart.
+# Installs the [cluster] extra into the venv; `make dev` does not need it. The last line printed is the verdict.
+scale-test: install
+	$(BIN)/python -m pip install -q -e ".[dev,cluster]"
+	$(BIN)/python scripts/scale_test.py $(SCALE_ARGS)

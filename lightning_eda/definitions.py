@@ -13,6 +13,7 @@ from lightning_eda.orchestration.assets.clustering import (
 )
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.checks import all_checks
+from lightning_eda.orchestration.executors import executor_from_env
 from lightning_eda.orchestration.constants import CLUSTERING, DENSITY, EVALUATORS, INGESTOR, PREPROCESSOR
 from lightning_eda.orchestration.resources import resources_from_env
 from lightning_eda.orchestration.schedules import build_automation
@@ -48,4 +49,5 @@ defs = Definitions(
     schedules=[hourly_ingest],
     sensors=[cluster_after_ingest],
     resources=resources_from_env(),
+    executor=executor_from_env(),
 )

@@ -181,6 +181,12 @@ def default_workers() -> int:
     return max(1, min(cores, 8))
 
 
+def may_start_processes() -> bool:
+    """False in a daemonic process, which may not start children: a Celery worker's pool process runs its step's
+    decode itself (the deployment scales with the number of workers instead)."""
+    return not multiprocessing.current_process().daemon
+
+
 _SPAWN = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Dagster's do)
 _pool_lock = threading.Lock()
 _pool: Optional[ProcessPoolExecutor] = None
@@ -247,7 +253,7 @@ def transform_granules(
     only the culprit is recorded as failed.
     """
     workers = default_workers() if workers is None else workers
-    if workers < 2 or len(files) < 2 * workers:
+    if workers < 2 or len(files) < 2 * workers or not may_start_processes():
         return decode_chunk(files, folder, "000", csv_dir)
     size = -(-len(files) // (2 * workers))  # two chunks per worker: one slow chunk does not hold the others up
     chunks = [files[i : i + size] for i in range(0, len(files), size)]

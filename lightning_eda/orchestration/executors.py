@@ -1,0 +1,52 @@
+"""Which executor runs the steps: this machine's processes by default, Celery workers on a deployment.
+
+The definitions are the same everywhere; ``LIGHTNING_EDA_EXECUTOR`` picks the executor when the code location loads.
+``celery`` needs the ``[cluster]`` extra (dagster-celery) and a broker; see ``deploy/`` and the README's
+"Outgrowing one machine".
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional
+
+from dagster import ExecutorDefinition
+
+from lightning_eda.settings import ConfigError
+
+EXECUTOR_VARIABLE = "LIGHTNING_EDA_EXECUTOR"
+EXECUTORS = ("multiprocess", "celery")
+
+#: What the Celery executor and every worker must agree on (``deploy/celery.yaml`` holds the same block for
+#: ``dagster-celery worker start -y``). Broker and result backend come from the environment of each process.
+CELERY_CONFIG = {
+    "broker": {"env": "LIGHTNING_EDA_CELERY_BROKER"},
+    "backend": {"env": "LIGHTNING_EDA_CELERY_BACKEND"},
+    "config_source": {
+        # one step at a time per worker process: an hour's decode is long, and a prefetched task would wait behind it
+        "worker_prefetch_multiplier": 1,
+        # a worker process that dies marks its task failed (WorkerLostError) instead of leaving it pending
+        "task_track_started": True,
+        "broker_connection_retry_on_startup": True,
+    },
+}
+
+
+def executor_from_env(env: Optional[Mapping[str, str]] = None) -> Optional[ExecutorDefinition]:
+    """The executor named by ``LIGHTNING_EDA_EXECUTOR``; None for ``multiprocess``, Dagster's own default."""
+    env = os.environ if env is None else env
+    name = env.get(EXECUTOR_VARIABLE, "").strip().lower() or "multiprocess"
+    if name not in EXECUTORS:
+        raise ConfigError(f"{EXECUTOR_VARIABLE}={name!r} is not an executor: use one of {', '.join(EXECUTORS)}")
+    if name == "multiprocess":
+        return None
+    for variable in ("LIGHTNING_EDA_CELERY_BROKER", "LIGHTNING_EDA_CELERY_BACKEND"):
+        if not env.get(variable, "").strip():
+            raise ConfigError(f"{EXECUTOR_VARIABLE}=celery needs {variable} (e.g. redis://127.0.0.1:6379/0)")
+    try:
+        from dagster_celery import celery_executor
+    except ImportError as error:
+        raise ConfigError(
+            f"{EXECUTOR_VARIABLE}=celery needs dagster-celery: pip install 'lightning_eda[cluster]'"
+        ) from error
+    return celery_executor.configured(CELERY_CONFIG, name="celery")
