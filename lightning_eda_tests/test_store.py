@@ -240,3 +240,37 @@ def test_an_old_glm_duckdb_held_open_is_refused_with_one_line_saying_how_to_migr
         assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'glm_file'").fetchone() == (
             "BASE TABLE",
         )
+
+
+def test_a_partitions_checks_read_its_own_hour_only(s3, tmp_path):
+    # After every hour the checks run; reading the whole store each time would cost more and more as it grows.
+    from dagster import AssetSelection
+
+    from lightning_eda.orchestration.checks import load_checks
+
+    first, second = datetime(2024, 7, 1, 10), datetime(2024, 7, 1, 11)
+    publish(s3, tmp_path / "src", first, range(3))
+    publish(s3, tmp_path / "src", second, range(2))
+    data_dir = tmp_path / "data"
+    resources = build_resources(data_dir, bucket=BUCKET)
+    assert materialize([extract, transform, load], partition_key=key(first), resources=resources).success
+    # plant a fault in the first hour: a flash far outside the globe
+    store = ParquetStore(data_dir)
+    flash_file = store.current(HourKey(BUCKET, PRODUCT, first)).files("glm_flash")[0]
+    with duckdb.connect() as con:
+        con.execute(f"COPY (SELECT * REPLACE (95.0 AS lat) FROM read_parquet('{flash_file}')) TO '{flash_file}.new' "
+                    "(FORMAT parquet)")
+    Path(f"{flash_file}.new").replace(flash_file)
+
+    def checks(**kwargs) -> dict:
+        result = materialize([extract, transform, load, load_checks], resources=resources, **kwargs)
+        return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+    second_hour = checks(partition_key=key(second), selection=AssetSelection.assets(extract, transform, load))
+    assert second_hour["coordinates_in_range"].passed  # the first hour's fault is not this hour's
+    assert second_hour["coordinates_in_range"].metadata["glm_flash_bad"].value == 0
+    assert second_hour["row_counts_match_glm_file"].passed
+    # the checks alone, as the UI's "Execute" on the check runs them, for the first hour's partition
+    first_hour = checks(selection=AssetSelection.checks_for_assets(load), tags={"dagster/partition": key(first)})
+    assert not first_hour["coordinates_in_range"].passed
+    assert first_hour["coordinates_in_range"].metadata["glm_flash_bad"].value == 6  # 3 granules × 2 flashes

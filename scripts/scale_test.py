@@ -211,6 +211,24 @@ def children(pid: int) -> list[int]:
     return found
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its descendants: each live one's own and its reaped children's (from /proc)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            text = Path(f"/proc/{current}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        total += sum(int(v) for v in fields[11:15]) / _TICKS  # utime, stime, cutime, cstime
+        todo.extend(children(current))
+    return total
+
+
 # --- GraphQL -----------------------------------------------------------------------------------------------------
 
 LAUNCH_BACKFILL = """
@@ -329,6 +347,17 @@ class Deployment:
 
     def stop(self) -> None:
         self.stack.close()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time so far of each part of the deployment."""
+        figures = {"Celery workers": sum(tree_cpu_seconds(w.proc.pid) for w in self.workers),
+                   "daemon, its code server and the run processes": tree_cpu_seconds(self.daemon.proc.pid),
+                   "webserver and its code server": tree_cpu_seconds(self.web.proc.pid)}
+        try:
+            figures["PostgreSQL"] = tree_cpu_seconds(int((self.postgres.data / "postmaster.pid").read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            pass
+        return figures
 
     def worker_pool_process(self, name: str) -> Optional[int]:
         """The pool process of the Celery worker ``name`` (where its steps run)."""
@@ -534,6 +563,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-faults", action="store_true", help="no killed worker process, no PostgreSQL restart")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds the backfill may take")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, stores)")
+    parser.add_argument("--real-every", type=int, default=6,
+                        help="every Nth granule a copy of a real one from ../shared/data/glm (default 6; 1: all)")
     args = parser.parse_args(argv)
     if args.hours < 6 or args.workers < 2:
         parser.error("the scale test needs at least 6 hours and 2 workers")
@@ -560,7 +591,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         # Real granules in some slots (when ../shared/data/glm is there) make each transform take long enough to be
         # caught running; the rest are small synthetic ones.
         real_dir = PROJECT.parent / "shared" / "data" / "glm"
-        real_every = 6 if real_dir.is_dir() else 0
+        real_every = args.real_every if real_dir.is_dir() else 0
         expected = soak.make_day(s3, BUCKET, FIRST_HOUR, args.hours, root / "granules", real_dir, real_every, say)
         n_real = sum(1 for facts in expected.values() if facts["real"])
         say(f"started a local S3 server (moto) at {s3.url} with {len(expected)} granules in {args.hours} hours "
@@ -604,7 +635,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         wait_for("the backfill's runs to finish", lambda: all(
             r.is_finished for r in instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
         ), 300, every=2)
+        cpu = deployment.cpu_seconds()
         history = step_history(instance, backfill_id)
+        say("CPU seconds since the deployment started: " + ", ".join(f"{name} {value:.0f}" for name, value in cpu.items()))
         say(f"backfill {status} in {elapsed:.0f} s: {len(history['runs'])} runs, "
             f"{sum(s['ok'] for s in history['steps'])} steps succeeded, {sum(not s['ok'] for s in history['steps'])} failed")
         figures["celery_seconds"] = elapsed

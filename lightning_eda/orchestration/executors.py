@@ -28,6 +28,9 @@ CELERY_CONFIG = {
         # a worker process that dies marks its task failed (WorkerLostError) instead of leaving it pending
         "task_track_started": True,
         "broker_connection_retry_on_startup": True,
+        # a fresh pool process after this many steps: a long-lived one slows down step after step (measured in
+        # BENCHMARKS.md, section 8), and a new one costs only the imports
+        "worker_max_tasks_per_child": 8,
     },
 }
 

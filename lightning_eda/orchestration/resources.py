@@ -19,7 +19,7 @@ from pydantic import Field
 
 from lightning_eda import settings
 from lightning_eda.store import catalog
-from lightning_eda.store.parquet_store import ParquetStore
+from lightning_eda.store.parquet_store import HourKey, ParquetStore
 from lightning_eda.ingest.archive import GranuleArchive, LocalArchive, S3Archive, make_s3_client
 from lightning_eda.ingest.hourly import HourPaths
 
@@ -90,10 +90,13 @@ class LightningDataResource(ConfigurableResource):
         return ParquetStore(self.root)
 
     @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB over the store's views: the pipeline never takes ``glm.duckdb``'s lock."""
+    def get_connection(self, hour: Optional[HourKey] = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB over the store's views: the pipeline never takes ``glm.duckdb``'s lock.
+
+        With ``hour``, the GLM tables hold that hour only.
+        """
         with DuckDBResource(database=":memory:").get_connection() as con:
-            yield catalog.attach_views(con, self.store)
+            yield catalog.attach_views(con, self.store, hour)
 
     def refresh_database(self) -> catalog.CatalogStatus:
         """Keep ``glm.duckdb``'s views in step with the store (never waits for a user holding the file)."""

@@ -19,7 +19,7 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import duckdb
 
@@ -62,9 +62,16 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def view_statements(store: ParquetStore) -> list[str]:
-    """``CREATE OR REPLACE VIEW`` for every table users query, reading ``store`` by absolute path."""
+def view_statements(store: ParquetStore, hour: Optional[HourKey] = None) -> list[str]:
+    """``CREATE OR REPLACE VIEW`` for every table users query, reading ``store`` by absolute path.
+
+    With ``hour``, the GLM tables hold that hour only (what a partition's checks read: their cost stays that of one
+    hour however long the store grows).
+    """
     def scan(table: str) -> str:
+        if hour is not None:
+            files = ", ".join(_quote(path) for path in store.hour_files(table, hour))
+            return f"read_parquet([{files}], {_HIVE})"
         return f"read_parquet({_quote(store.glob(table))}, {_HIVE})"
 
     # Each hour folder holds exactly one version at every instant (it is swapped in whole), so a plain scan is right.
@@ -100,9 +107,11 @@ def view_statements(store: ParquetStore) -> list[str]:
     return statements
 
 
-def attach_views(con: duckdb.DuckDBPyConnection, store: ParquetStore) -> duckdb.DuckDBPyConnection:
+def attach_views(
+    con: duckdb.DuckDBPyConnection, store: ParquetStore, hour: Optional[HourKey] = None
+) -> duckdb.DuckDBPyConnection:
     store.ensure()
-    for statement in view_statements(store):
+    for statement in view_statements(store, hour):
         con.execute(statement)
     return con
 

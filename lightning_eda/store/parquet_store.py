@@ -313,6 +313,13 @@ class ParquetStore:
         """
         return str(self.glm_root.resolve() / "bucket=*" / "product=*" / "hour=*" / f"{table}*.parquet")
 
+    def hour_files(self, table: str, key: HourKey) -> list[str]:
+        """``table``'s files in one hour, after the empty sentinel file (so the list is never empty)."""
+        sentinel = self.glm_root.joinpath(*(f"{k}={v}" for k, v in _SENTINEL.items())) / f"{table}.parquet"
+        current = self.current(key)
+        files = current.files(table) if current is not None else []
+        return [str(sentinel.resolve()), *(str(path.resolve()) for path in files)]
+
     def analysis_file(self, table: str) -> Path:
         if table not in ANALYSIS_SCHEMAS:
             raise ValueError(f"not an analysis table: {table!r}")
