@@ -412,36 +412,46 @@ def backfill_status(deployment: Deployment, backfill_id: str) -> str:
 
 def step_history(instance, backfill_id: str) -> dict:
     """The backfill's runs and, per step execution, its worker and its start and end times."""
-    from dagster import DagsterEventType, RunsFilter
+    from dagster import RunsFilter
 
     runs = instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
-    steps = []
-    failures = []
+    steps, failures = [], []
     for run in runs:
-        started: dict[str, tuple[str, float]] = {}
-        for entry in instance.all_logs(run.run_id):
-            event = entry.dagster_event
-            if event is None:
-                continue
-            if event.event_type == DagsterEventType.ENGINE_EVENT and entry.step_key and event.engine_event_data:
-                worker = event.engine_event_data.metadata.get("Celery worker")
-                if worker is not None:
-                    started[entry.step_key] = (str(worker.value), entry.timestamp)
-            elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
-                worker, start = started.pop(entry.step_key, ("?", entry.timestamp))
-                steps.append({"run": run.run_id, "step": entry.step_key, "worker": worker, "start": start,
-                              "end": entry.timestamp, "ok": event.event_type == DagsterEventType.STEP_SUCCESS,
-                              "partition": run.tags.get("dagster/partition")})
-            elif event.event_type == DagsterEventType.RUN_FAILURE:
-                error = getattr(event.event_specific_data, "error", None)
-                lines = error.to_string().splitlines() if error is not None else []
-                named = [line.strip() for line in lines if "Error" in line and ":" in line]
-                cause = named[-1] if named else ""
-                failures.append((run.run_id, run.tags.get("dagster/partition"), cause or entry.message))
-        for step_key, (worker, start) in started.items():  # began on a worker, never ended: its process died
-            steps.append({"run": run.run_id, "step": step_key, "worker": worker, "start": start, "end": None,
-                          "ok": False, "partition": run.tags.get("dagster/partition")})
+        run_steps, run_failures = run_history(instance, run)
+        steps += run_steps
+        failures += run_failures
     return {"runs": runs, "steps": steps, "failures": failures}
+
+
+def run_history(instance, run) -> tuple[list[dict], list[tuple]]:
+    """One run's step executions (``end`` None for a step begun on a worker and not ended) and its failures."""
+    from dagster import DagsterEventType
+
+    partition = run.tags.get("dagster/partition")
+    steps, failures = [], []
+    started: dict[str, tuple[str, float]] = {}
+    for entry in instance.all_logs(run.run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.ENGINE_EVENT and entry.step_key and event.engine_event_data:
+            worker = event.engine_event_data.metadata.get("Celery worker")
+            if worker is not None:
+                started[entry.step_key] = (str(worker.value), entry.timestamp)
+        elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            worker, start = started.pop(entry.step_key, ("?", entry.timestamp))
+            steps.append({"run": run.run_id, "step": entry.step_key, "worker": worker, "start": start,
+                          "end": entry.timestamp, "ok": event.event_type == DagsterEventType.STEP_SUCCESS,
+                          "partition": partition})
+        elif event.event_type == DagsterEventType.RUN_FAILURE:
+            error = getattr(event.event_specific_data, "error", None)
+            lines = error.to_string().splitlines() if error is not None else []
+            named = [line.strip() for line in lines if "Error" in line and ":" in line]
+            failures.append((run.run_id, partition, named[-1] if named else entry.message))
+    for step_key, (worker, start) in started.items():  # began on a worker, not ended (yet, or its process died)
+        steps.append({"run": run.run_id, "step": step_key, "worker": worker, "start": start, "end": None,
+                      "ok": False, "partition": partition})
+    return steps, failures
 
 
 def overlapping_workers(steps: list[dict]) -> Optional[tuple[dict, dict]]:
@@ -526,8 +536,7 @@ class Faults(threading.Thread):
             # The kill counts when the step did not succeed in that run (it may have ended just before the signal).
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not self.stopping.is_set():
-                steps = [s for s in step_history(self.instance, self.backfill_id)["steps"]
-                         if s["run"] == run.run_id and s["step"] == "transform"]
+                steps = [s for s in run_history(self.instance, run)[0] if s["step"] == "transform"]
                 finished = self.instance.get_run_by_id(run.run_id).is_finished
                 if any(s["ok"] for s in steps):
                     say(f"fault: {worker}'s pool process {pid} was killed after transform of {killed['partition']} "
@@ -542,27 +551,16 @@ class Faults(threading.Thread):
 
     def _running_transform(self, tried: set[str]):
         """A run of the backfill whose transform step has started on a worker and not ended, and that worker."""
-        from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
+        from dagster import DagsterRunStatus, RunsFilter
 
         runs = self.instance.get_runs(RunsFilter(tags={"dagster/backfill": self.backfill_id},
                                                  statuses=[DagsterRunStatus.STARTED]))
         for run in runs:
             if run.run_id in tried:
                 continue
-            worker = None
-            for entry in self.instance.all_logs(run.run_id):
-                event = entry.dagster_event
-                if event is None or entry.step_key != "transform":
-                    continue
-                if event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
-                    worker = None
-                    break
-                if event.event_type == DagsterEventType.ENGINE_EVENT and event.engine_event_data is not None:
-                    value = event.engine_event_data.metadata.get("Celery worker")
-                    if value is not None:
-                        worker = str(value.value).split("@")[0]
-            if worker is not None:
-                return run, worker
+            for step in run_history(self.instance, run)[0]:
+                if step["step"] == "transform" and step["end"] is None:
+                    return run, step["worker"].split("@")[0]
         return None
 
     def _restart_postgres(self) -> None:

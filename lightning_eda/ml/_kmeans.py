@@ -106,7 +106,7 @@ def _prepare(X: np.ndarray) -> _Prepared:
     """Centre validated points, put them in a locality order and precompute what every k-means run needs."""
     n, d = X.shape
     mean = X.mean(axis=0)
-    order = _locality_order(X, _MIN_CHUNK_ROWS)
+    order = _locality_order(X, min_rows=_MIN_CHUNK_ROWS)
     XTa = np.empty((d + 2, n))
     np.subtract((X if order is None else X[order]).T, mean[:, None], out=XTa[:d])
     XTa[d] = 1.0
@@ -114,16 +114,16 @@ def _prepare(X: np.ndarray) -> _Prepared:
     return _Prepared(XTa=XTa, mean=mean, mean_variance=float(XTa[d + 1].sum() / (n * d)), order=order)
 
 
-def _locality_order(X: np.ndarray, leaf_rows: int) -> np.ndarray | None:
+def _locality_order(X: np.ndarray, min_rows: int) -> np.ndarray | None:
     """A permutation of the points that keeps near points together: their order along a Z-order (Morton) curve.
 
     Consecutive runs of points then fill small boxes, which is what lets the k-means++ seeding skip the chunks a new
     centre cannot reach (:func:`_kmeans_plusplus`). Each coordinate is cut into ``2**bits`` equal steps over its range
     and the steps' bits are interleaved into one 63-bit key; one sort of the keys gives the order. ``None`` (keep the
-    given order) when all points fit in one leaf.
+    given order) for at most ``min_rows`` points: they make one chunk anyway.
     """
     n, d = X.shape
-    if n <= leaf_rows:
+    if n <= min_rows:
         return None
     bits = max(1, min(10, 63 // d))
     dims = np.argsort(-(X.max(axis=0) - X.min(axis=0)), kind="stable")[:63 // bits]  # the widest, if d > 63
@@ -147,8 +147,6 @@ def _chunks_for(data: _Prepared, k: int) -> list[tuple[int, int]]:
     n_trials = 2 + int(np.log(k))
     rows = rows_per_chunk(8 * (data.n_features + n_trials + 8), _CHUNK_BYTES, n)
     rows = min(rows, max(_MIN_CHUNK_ROWS, -(-n // _MIN_CHUNKS)))
-    if rows > _MIN_CHUNK_ROWS:
-        rows -= rows % _MIN_CHUNK_ROWS  # whole leaves of the locality order (see _locality_order)
     return chunk_bounds(n, rows)
 
 
@@ -659,15 +657,17 @@ def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-
     """
     X = check_points(X)
     k = check_int(k, "k", minimum=1)
-    n_init = check_int(n_init, "n_init", minimum=1)
-    max_iter = check_int(max_iter, "max_iter", minimum=1)
-    tol = check_tol(tol)
+    n_init, max_iter, tol = _check_options(n_init, max_iter, tol)
     _check_k(X, k)
     rng = np.random.default_rng(seed)
     return _kmeans_validated(_prepare(X), k, n_init=n_init, max_iter=max_iter, tol=tol, rng=rng)
 
 
 _KMEANS_OPTIONS = ("n_init", "max_iter", "tol", "seed")
+
+
+def _check_options(n_init, max_iter, tol) -> tuple[int, int, float]:
+    return check_int(n_init, "n_init", minimum=1), check_int(max_iter, "max_iter", minimum=1), check_tol(tol)
 
 
 def _sweep(X, ks, kmeans_kwargs: dict):
@@ -681,9 +681,9 @@ def _sweep(X, ks, kmeans_kwargs: dict):
         raise ValueError("ks is empty; give at least one number of clusters")
     if len(set(ks)) != len(ks):
         raise ValueError(f"ks has repeated values: {ks}")
-    n_init = check_int(kmeans_kwargs.get("n_init", 10), "n_init", minimum=1)
-    max_iter = check_int(kmeans_kwargs.get("max_iter", 300), "max_iter", minimum=1)
-    tol = check_tol(kmeans_kwargs.get("tol", 1e-4))
+    n_init, max_iter, tol = _check_options(
+        kmeans_kwargs.get("n_init", 10), kmeans_kwargs.get("max_iter", 300), kmeans_kwargs.get("tol", 1e-4)
+    )
     seed = kmeans_kwargs.get("seed")
     _check_k(X, max(ks))
     data = _prepare(X)

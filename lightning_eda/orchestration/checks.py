@@ -15,11 +15,10 @@ from lightning_eda.orchestration.assets.clustering import kmeans_cluster, prepro
 from lightning_eda.orchestration.assets.ingestor import load
 from lightning_eda.orchestration.constants import ANALYSIS_POOL
 from lightning_eda.orchestration.metadata import markdown_table
-from lightning_eda.orchestration.partitions import hourly_partitions
+from lightning_eda.orchestration.partitions import hour_for_partition_key
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.store import quality
 from lightning_eda.store.parquet_store import HourKey
-from lightning_eda.utc import naive_utc
 
 
 def coordinates_in_range(con) -> AssetCheckResult:
@@ -107,7 +106,7 @@ LOAD_CHECKS = {
     specs=[AssetCheckSpec(fn.__name__, asset=load, description=text) for fn, text in LOAD_CHECKS.items()],
 )
 def load_checks(context: AssetCheckExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
-    hour = _checked_hour(context, archive)
+    hour = _checked_hour(context, archive, data)
     if hour is not None:
         context.log.info(f"checking the hour {hour.hour:%Y-%m-%d %H:00} of {hour.bucket}/{hour.product}")
     with data.get_connection(hour) as con:
@@ -115,13 +114,14 @@ def load_checks(context: AssetCheckExecutionContext, archive: GlmArchiveResource
             yield check(con)
 
 
-def _checked_hour(context: AssetCheckExecutionContext, archive: GlmArchiveResource) -> Optional[HourKey]:
+def _checked_hour(
+    context: AssetCheckExecutionContext, archive: GlmArchiveResource, data: LightningDataResource
+) -> Optional[HourKey]:
     """The hour of the run's partition, or None (the whole store) in a run without one."""
     partition = context.run.tags.get("dagster/partition")  # Dagster's partition tag, set on every partition's run
     if not partition:
         return None
-    start = hourly_partitions.time_window_for_partition_key(partition).start
-    return HourKey(archive.bucket, archive.product, naive_utc(start))
+    return data.hour_paths(archive, hour_for_partition_key(partition)).key
 
 
 @asset_check(pool=ANALYSIS_POOL, asset=preprocessor, description="Features are finite and z-scored (mean 0, standard deviation 1).")

@@ -44,7 +44,7 @@ def executor_from_env(env: Optional[Mapping[str, str]] = None) -> Optional[Execu
         raise ConfigError(f"{EXECUTOR_VARIABLE}={name!r} is not an executor: use one of {', '.join(EXECUTORS)}")
     if name == "multiprocess":
         return None
-    for variable in ("LIGHTNING_EDA_CELERY_BROKER", "LIGHTNING_EDA_CELERY_BACKEND"):
+    for variable in (CELERY_CONFIG["broker"]["env"], CELERY_CONFIG["backend"]["env"]):
         if not env.get(variable, "").strip():
             raise ConfigError(f"{EXECUTOR_VARIABLE}=celery needs {variable} (e.g. redis://127.0.0.1:6379/0)")
     try:

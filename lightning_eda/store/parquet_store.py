@@ -313,9 +313,13 @@ class ParquetStore:
         """
         return str(self.glm_root.resolve() / "bucket=*" / "product=*" / "hour=*" / f"{table}*.parquet")
 
+    @property
+    def _sentinel_dir(self) -> Path:
+        return self.glm_root.joinpath(*(f"{k}={v}" for k, v in _SENTINEL.items()))
+
     def hour_files(self, table: str, key: HourKey) -> list[str]:
         """``table``'s files in one hour, after the empty sentinel file (so the list is never empty)."""
-        sentinel = self.glm_root.joinpath(*(f"{k}={v}" for k, v in _SENTINEL.items())) / f"{table}.parquet"
+        sentinel = self._sentinel_dir / f"{table}.parquet"
         current = self.current(key)
         files = current.files(table) if current is not None else []
         return [str(sentinel.resolve()), *(str(path.resolve()) for path in files)]
@@ -327,7 +331,7 @@ class ParquetStore:
 
     def ensure(self) -> None:
         """Create the folders and the empty files every glob and view needs before the first hour is loaded."""
-        sentinel = self.glm_root.joinpath(*(f"{k}={v}" for k, v in _SENTINEL.items()))
+        sentinel = self._sentinel_dir
         for table in GLM_TABLES:
             if not (sentinel / f"{table}.parquet").exists():
                 write_parquet(empty_table(table), sentinel / f"{table}.parquet")
