@@ -423,3 +423,18 @@ def test_seeding_skips_only_chunks_a_centre_cannot_reach():
     # the points were reordered so chunks are compact: a chunk's box is on average a small part of the data's box
     lows, highs = km_module._chunk_boxes(data, chunks)
     assert np.prod(highs - lows, axis=1).mean() < 0.25 * np.prod(P.max(0) - P.min(0))
+
+
+def test_init_centres_run_plain_lloyd_from_them():
+    """Given centres, one Lloyd run starts from them: the same iterates as plain Lloyd from the same start."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 0.3, size=(400, 2)) for c in ((0, 0), (4, 0), (0, 4), (4, 4))])
+    start = np.array([[0.5, 0.5], [3.5, 0.2], [0.2, 3.5], [3.0, 3.0]])
+    ours = kmeans(X, 4, init=start, tol=0.0)
+    theirs = KMeans(4, init=start, n_init=1, tol=0.0, algorithm="lloyd").fit(X)
+    np.testing.assert_array_equal(ours.labels, theirs.labels_)
+    np.testing.assert_allclose(ours.centroids, theirs.cluster_centers_, atol=1e-12)
+    with pytest.raises(ValueError, match="init has shape"):
+        kmeans(X, 3, init=start)

@@ -565,13 +565,21 @@ def _check_k(X: np.ndarray, k: int) -> None:
 
 
 def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, tol: float,
-                      rng: np.random.Generator) -> KMeansResult:
-    """Best of ``n_init`` seeded Lloyd runs on prepared data (arguments already checked)."""
+                      rng: np.random.Generator, init: np.ndarray | None = None) -> KMeansResult:
+    """Best of ``n_init`` seeded Lloyd runs on prepared data (arguments already checked).
+
+    With ``init`` (k centres in X's coordinates), one Lloyd run starts from those centres instead.
+    """
     chunks = _chunks_for(data, k)
-    boxes = _chunk_boxes(data, chunks)
     tol_abs = data.mean_variance * tol
     best = None
     work = _Workspace(data.n_samples)
+    if init is not None:
+        with ChunkRunner() as runner:
+            C, labels, inertia, n_iter = _lloyd_hamerly(data, np.ascontiguousarray(init - data.mean), max_iter, tol_abs,
+                                                        runner, chunks, work=work)
+        return _result(data, C, labels, inertia, n_iter)
+    boxes = _chunk_boxes(data, chunks)
     with ChunkRunner() as runner:
         for run in range(n_init):
             chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, chunks, boxes, work)
@@ -584,7 +592,10 @@ def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, to
                 spare = best[1] if best is not None else np.empty_like(labels)
                 best = (C, labels, inertia, n_iter)
                 work.labels = spare
-    C, labels, inertia, n_iter = best
+    return _result(data, *best)
+
+
+def _result(data: _Prepared, C: np.ndarray, labels: np.ndarray, inertia: float, n_iter: int) -> KMeansResult:
     labels = data.in_input_order(labels)
     centroids = C + data.mean
     centroids.flags.writeable = False
@@ -592,7 +603,8 @@ def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, to
     return KMeansResult(centroids=centroids, labels=labels, inertia=inertia, n_iter=n_iter)
 
 
-def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4, seed=None) -> KMeansResult:
+def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4, seed=None,
+           init=None) -> KMeansResult:
     """Cluster points with k-means: greedy k-means++ seeding, Lloyd iterations, best of ``n_init`` runs.
 
     Parameters
@@ -612,6 +624,9 @@ def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-
         when no label changes.
     seed : None, int, numpy.random.Generator or SeedSequence, default=None
         Passed once to ``np.random.default_rng``; a given int gives the same result on every call.
+    init : None or array-like of shape (k, n_features), default=None
+        Starting centres, e.g. the previous frame's storms when tracking; then one Lloyd run starts from them and
+        ``n_init`` and ``seed`` are not used. None: greedy k-means++ seeding.
 
     Returns
     -------
@@ -659,8 +674,12 @@ def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-
     k = check_int(k, "k", minimum=1)
     n_init, max_iter, tol = _check_options(n_init, max_iter, tol)
     _check_k(X, k)
+    if init is not None:
+        init = check_points(init)
+        if init.shape != (k, X.shape[1]):
+            raise ValueError(f"init has shape {init.shape}; expected (k, n_features) = {(k, X.shape[1])}")
     rng = np.random.default_rng(seed)
-    return _kmeans_validated(_prepare(X), k, n_init=n_init, max_iter=max_iter, tol=tol, rng=rng)
+    return _kmeans_validated(_prepare(X), k, n_init=n_init, max_iter=max_iter, tol=tol, rng=rng, init=init)
 
 
 _KMEANS_OPTIONS = ("n_init", "max_iter", "tol", "seed")
