@@ -18,7 +18,7 @@ flashes/min), which is the algorithm's known false-alarm rate, not a tracking er
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -73,8 +73,35 @@ class MovingStorms:
 def moving_storms(start: str | pd.Timestamp = "2024-06-01 18:00", seed: int = 0) -> MovingStorms:
     """The two-hour scene described in the module docstring."""
     start = pd.Timestamp(start)
-    end = start + pd.Timedelta(hours=2)
     rng = np.random.default_rng(seed)
+    cells = _scene_cells(start, rng, 0.0)
+    split_at, merge_at, jump_at = (start + pd.Timedelta(minutes=m) for m in (50, 80, 64))
+    return MovingStorms(
+        flashes=_as_store_rows(_scene_flashes(cells, start, rng, 0.0), rng),
+        cells=tuple(cells),
+        steady_cells=tuple(range(10)),
+        split=(10, 11, split_at),
+        merge=(13, 12, merge_at),
+        jump=(14, jump_at),
+    )
+
+
+def storm_day(day: str | pd.Timestamp = "2024-06-01", copies: int = 3, seed: int = 0) -> pd.DataFrame:
+    """A day of flashes for timing: the two-hour scene twelve times over, ``copies`` times side by side 2000 km apart
+    (each with its own seed), about 400,000 flashes a day per copy. Store columns plus ``cell``."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for block in range(12):
+        start = pd.Timestamp(day) + pd.Timedelta(hours=2 * block)
+        for copy in range(copies):
+            x_offset = 2000.0 * (copy - (copies - 1) / 2)
+            cells = _scene_cells(start, rng, x_offset)
+            parts += _scene_flashes(cells, start, rng, x_offset)
+    return _as_store_rows(parts, rng)
+
+
+def _scene_cells(start: pd.Timestamp, rng: np.random.Generator, x_offset: float) -> list[Cell]:
+    end = start + pd.Timedelta(hours=2)
     cells: list[Cell] = []
     rates = [4.0, 6.0, 8.0, 12.0, 15.0, 18.0, 20.0, 25.0, 30.0, 40.0]
     slots = [(x, y) for y in (-300.0, -100.0, 100.0, 300.0) for x in (-600.0, -200.0, 200.0)][:10]
@@ -102,19 +129,16 @@ def moving_storms(start: str | pd.Timestamp = "2024-06-01 18:00", seed: int = 0)
     jump_at = start + pd.Timedelta(minutes=64)
     cells.append(Cell(14, start + pd.Timedelta(minutes=44), end, 0.0, -500.0, 10.0, 3.0, 5.0, 15.0, jump_at=jump_at))
 
+    return [replace(cell, x0_km=cell.x0_km + x_offset) for cell in cells]
+
+
+def _scene_flashes(cells: list[Cell], start: pd.Timestamp, rng: np.random.Generator, x_offset: float) -> list:
     parts = [_cell_flashes(cell, rng) for cell in cells]
     n_noise = 20 * 120
     noise_t = start + pd.to_timedelta(np.sort(rng.uniform(0, 7200, n_noise)), unit="s")
-    parts.append((noise_t, rng.uniform(-800, 800, n_noise), rng.uniform(-600, 700, n_noise),
+    parts.append((noise_t, x_offset + rng.uniform(-800, 800, n_noise), rng.uniform(-600, 700, n_noise),
                   np.full(n_noise, NOISE_CELL)))
-    return MovingStorms(
-        flashes=_as_store_rows(parts, rng),
-        cells=tuple(cells),
-        steady_cells=tuple(range(10)),
-        split=(10, 11, split_at),
-        merge=(13, 12, merge_at),
-        jump=(14, jump_at),
-    )
+    return parts
 
 
 def _cell_flashes(cell: Cell, rng: np.random.Generator):

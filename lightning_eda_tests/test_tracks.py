@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import resource
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +15,7 @@ from lightning_eda.analysis.jumps import ERDMANN_POELMAN_2023, SCHULTZ_2009, Jum
 from lightning_eda.analysis.storms import lightning_jumps
 from lightning_eda.analysis.tracks import TrackingOptions, TrackState, link_storms, track_window
 from lightning_eda.ml import kmeans
-from moving_storms import CENTRE, NOISE_CELL, moving_storms
+from moving_storms import CENTRE, NOISE_CELL, moving_storms, storm_day
 
 CELL_KM = 10.0
 T0 = pd.Timestamp("2024-06-01 18:00")
@@ -255,3 +258,17 @@ def test_history_carries_a_series_across_windows():
                                                                               last_flagged=T0 - pd.Timedelta(minutes=4)))
     assert late["flagged"].iloc[0] and not late["jump"].iloc[0] and flagged_late.last_flagged == T0
     assert sigma_jumps(periods(1), [50.0], history=JumpHistory(rates=(20.0,) * 6))[0]["jump"].iloc[0]
+
+
+@pytest.mark.slow
+def test_a_day_of_storms_is_tracked_within_five_minutes():
+    flashes = storm_day("2024-06-01", copies=3, seed=1)
+    assert len(flashes) >= 1_000_000
+    day = pd.Timestamp("2024-06-01")
+    began = time.perf_counter()
+    result = track_window(flashes, day, day + pd.Timedelta(days=1), TrackState.empty(), grid_storms, OPTIONS)
+    elapsed = time.perf_counter() - began
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\n{len(flashes)} flashes, {len(result.track_summary)} tracks: {elapsed:.1f} s, peak RSS {peak_mib:.0f} MiB")
+    assert elapsed <= 300
+    assert result.flash_track["track_id"].notna().mean() >= 0.9

@@ -105,6 +105,10 @@ def sigma_jumps(
     history : JumpHistory
         What the track carries into the next window.
 
+    Notes
+    -----
+    :func:`sigma_jump_columns` is the same without building the table, for many tracks in a loop.
+
     References
     ----------
     .. [1] Schultz, C. J., Petersen, W. A. and Carey, L. D. (2009). "Preliminary development and evaluation of
@@ -113,10 +117,21 @@ def sigma_jumps(
     .. [2] Erdmann, F. and Poelman, D. R. (2023). "Automated lightning jump (LJ) detection from geostationary
        satellite data". J. Appl. Meteor. Climatol. 62(11).
     """
-    times = pd.DatetimeIndex(period_start)
+    columns, carried = sigma_jump_columns(period_start, flash_rate, criteria, history)
+    return pd.DataFrame(columns)[JUMP_COLUMNS], carried
+
+
+def sigma_jump_columns(
+    period_start: pd.DatetimeIndex | np.ndarray,
+    flash_rate: np.ndarray,
+    criteria: JumpCriteria = SCHULTZ_2009,
+    history: JumpHistory = JumpHistory(),
+) -> tuple[dict[str, np.ndarray], JumpHistory]:
+    """:func:`sigma_jumps` as a dict of the columns' arrays (keys :data:`JUMP_COLUMNS`)."""
+    times = np.asarray(period_start, dtype="datetime64[ns]")
     new = np.asarray(flash_rate, dtype=np.float64)
-    if new.shape != (len(times),):
-        raise ValueError(f"sigma_jumps: {len(times)} period starts but flash_rate has shape {new.shape}")
+    if new.shape != times.shape or times.ndim != 1:
+        raise ValueError(f"sigma_jumps: period_start has shape {times.shape} but flash_rate has shape {new.shape}")
     prior = np.asarray(history.rates, dtype=np.float64)
     rates = np.concatenate([prior, new])
     n, h = len(rates), criteria.history_periods
@@ -129,20 +144,18 @@ def sigma_jumps(
     flagged = (rates > criteria.rate_threshold) & np.isfinite(threshold) & (dfrdt > threshold)
     flagged = flagged[len(prior) :]
     jump = np.zeros(len(new), dtype=bool)
-    last = history.last_flagged
-    merge = pd.Timedelta(minutes=criteria.merge_minutes)
+    last = None if history.last_flagged is None else np.datetime64(history.last_flagged, "ns")
+    merge = np.timedelta64(round(criteria.merge_minutes * 60e9), "ns")
     for i in np.flatnonzero(flagged):
         jump[i] = last is None or times[i] - last > merge
         last = times[i]
-    periods = pd.DataFrame(
-        {
-            "period_start": times,
-            "flash_rate": new,
-            "dfrdt": dfrdt[len(prior) :],
-            "threshold": threshold[len(prior) :],
-            "flagged": flagged,
-            "jump": jump,
-        }
-    )
+    columns = {
+        "period_start": times,
+        "flash_rate": new,
+        "dfrdt": dfrdt[len(prior) :],
+        "threshold": threshold[len(prior) :],
+        "flagged": flagged,
+        "jump": jump,
+    }
     carried = tuple(float(r) for r in rates[-criteria.carried_periods :])
-    return periods, JumpHistory(rates=carried, last_flagged=last)
+    return columns, JumpHistory(rates=carried, last_flagged=None if last is None else pd.Timestamp(last))
