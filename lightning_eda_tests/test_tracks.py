@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -150,6 +151,22 @@ def test_a_state_from_another_projection_is_refused(scene):
     with pytest.raises(ValueError, match="projection_centre"):
         track_window(scene.flashes, T0 + pd.Timedelta(minutes=20), T0 + pd.Timedelta(minutes=40),
                      first.state_after, grid_storms, elsewhere)
+
+
+def test_tracks_coast_through_missed_frames_then_end_and_quiet_windows_give_empty_tables(scene):
+    twenty, ten = pd.Timedelta(minutes=20), pd.Timedelta(minutes=10)
+    first = track_window(scene.flashes, T0, T0 + twenty, TrackState.empty(), grid_storms, OPTIONS)
+    quiet = scene.flashes.iloc[:0]
+    patient = replace(OPTIONS, max_missed_frames=2)
+    coasting = track_window(quiet, T0 + twenty, T0 + twenty + ten, first.state_after, grid_storms, patient)
+    assert len(first.state_after) >= 12 and len(coasting.state_after) == len(first.state_after)
+    assert (coasting.state_after.tracks["missed"] == 2).all() and coasting.track_summary["is_open"].all()
+    ended = track_window(quiet, T0 + twenty, T0 + twenty + ten, first.state_after, grid_storms, OPTIONS)
+    assert len(ended.state_after) == 0 and len(ended.storm_track) == 0 and len(ended.track_rate) == 0
+    assert not ended.track_summary["is_open"].any()
+    assert ended.track_summary["track_id"].tolist() == sorted(first.state_after.tracks["track_id"])
+    assert ended.track_summary["end"].max() <= T0 + twenty
+    assert list(ended.storm_track.columns) == list(first.storm_track.columns)
 
 
 @pytest.mark.parametrize("start, end", [(T0 + pd.Timedelta(minutes=3), T0 + pd.Timedelta(hours=1)), (T0, T0)])

@@ -16,6 +16,7 @@ a track starts in, so they never depend on what was tracked before. No Dagster h
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 #: ``cluster_frame(x_km, y_km, expected_centres_km)``: one storm label per flash (-1: in no storm). The expected
 #: centres, shape (m, 2) or None when no track is open, are the open tracks' predicted positions, to seed k-means.
 FrameClusterer = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
+
+#: Every time column, as the store keeps them.
+TIME_DTYPE = "datetime64[us]"
 
 #: Ids are ``YYYYMMDDHHMM`` of the frame a track starts in, times this, plus its rank among that frame's new tracks.
 ID_FRAME_FACTOR = 10_000
@@ -178,9 +182,9 @@ class TrackState:
             {
                 "track_id": pd.Series([t.track_id for t in tracks], dtype="int64"),
                 "parent_id": _nullable_ids([t.parent_id for t in tracks]),
-                "start": pd.to_datetime(pd.Series([t.start for t in tracks], dtype=object)),
-                "last_seen": pd.to_datetime(pd.Series([t.last_seen for t in tracks], dtype=object)),
-                "end": pd.to_datetime(pd.Series([t.end for t in tracks], dtype=object)),
+                "start": _times([t.start for t in tracks]),
+                "last_seen": _times([t.last_seen for t in tracks]),
+                "end": _times([t.end for t in tracks]),
                 "x_km": x,
                 "y_km": y,
                 "lat": lat,
@@ -334,14 +338,14 @@ def track_window(
         {
             "source_file": window["source_file"],
             "flash_id": window["flash_id"],
-            "time_start": window["time_start"],
-            "frame_start": frame_starts[frame_of] if len(window) else pd.DatetimeIndex([]),
+            "time_start": window["time_start"].astype(TIME_DTYPE),
+            "frame_start": pd.Series(frame_starts[frame_of] if len(window) else [], dtype=TIME_DTYPE),
             "track_id": _nullable_ids(flash_track),
         }
     )[FLASH_TRACK_COLUMNS]
     track_rate = _judge_jumps(tracker, storm_track, flash_table, options)
     events = pd.DataFrame(tracker.events, columns=TRACK_EVENT_COLUMNS)
-    events = events.astype({"track_id": "int64", "other_track_id": "int64"})
+    events = events.astype({"frame_start": TIME_DTYPE, "track_id": "int64", "other_track_id": "int64"})
     summary = _summary_table([*tracker.closed, *tracker.open], {t.track_id for t in tracker.open}, options)
     logger.info(
         "track_window %s..%s: %d flashes, %d track-frames, %d tracks open at the end, %d jumps",
@@ -588,14 +592,15 @@ def _nullable_ids(values) -> pd.Series:
 
 
 def _times(values) -> pd.Series:
-    return pd.to_datetime(pd.Series([pd.NaT if v is None else v for v in values], dtype=object))
+    """Timestamps (None: NaT) at the store's resolution."""
+    return pd.to_datetime(pd.Series([pd.NaT if v is None else v for v in values], dtype=object)).astype(TIME_DTYPE)
 
 
 def _storm_track_table(rows: list[dict], centre: tuple[float, float]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=[c for c in STORM_TRACK_COLUMNS if c not in ("lat", "lon")])
     lat, lon = laea_inverse(table["x_km"].to_numpy(float), table["y_km"].to_numpy(float), *centre)
     table = table.assign(lat=lat, lon=lon, parent_id=_nullable_ids(table["parent_id"].to_numpy(np.int64)))
-    table = table.astype({"track_id": "int64", "n_flashes": "int64", "flash_rate": "float64", "extent_km": "float64",
+    table = table.astype({"frame_start": TIME_DTYPE, "frame_end": TIME_DTYPE, "track_id": "int64", "n_flashes": "int64", "flash_rate": "float64", "extent_km": "float64",
                           "total_energy": "float64", "mean_area": "float64", "x_km": "float64", "y_km": "float64"})
     return table[STORM_TRACK_COLUMNS]
 
@@ -626,9 +631,9 @@ def _judge_jumps(tracker: _Tracker, storm_track: pd.DataFrame, flash_track: pd.D
     ids = periods["track_id"].to_numpy(np.int64)
     starts = periods["period_start"].to_numpy("datetime64[ns]")
     rates = periods["flashes"].to_numpy(float) / PERIOD_MINUTES
-    bounds = np.flatnonzero(np.diff(ids)) + 1
+    bounds = [0, *(np.flatnonzero(np.diff(ids)) + 1), len(ids)] if len(ids) else []
     parts = []
-    for lo, hi in zip([0, *bounds], [*bounds, len(ids)]):
+    for lo, hi in itertools.pairwise(bounds):
         track = by_id[int(ids[lo])]
         columns, track.jump_history = sigma_jump_columns(starts[lo:hi], rates[lo:hi], options.jumps,
                                                          track.jump_history)
@@ -638,7 +643,7 @@ def _judge_jumps(tracker: _Tracker, storm_track: pd.DataFrame, flash_track: pd.D
             track.first_jump = pd.Timestamp(found[0])
         parts.append({"track_id": ids[lo:hi], **columns})
     judged = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) if parts else [] for c in TRACK_RATE_COLUMNS})
-    judged = judged.astype({"track_id": "int64", "period_start": "datetime64[ns]", "flash_rate": float, "dfrdt": float,
+    judged = judged.astype({"track_id": "int64", "period_start": TIME_DTYPE, "flash_rate": float, "dfrdt": float,
                             "threshold": float, "flagged": bool, "jump": bool})
     return judged.sort_values(["period_start", "track_id"], kind="stable", ignore_index=True)
 
@@ -662,6 +667,8 @@ def _summary_table(tracks: list[_Track], open_ids: set[int], options: TrackingOp
         track_id=table["track_id"].astype("int64"),
         parent_id=_nullable_ids(table["parent_id"].to_numpy(np.int64)),
         merged_into=_nullable_ids(table["merged_into"].to_numpy(np.int64)),
+        start=_times(table["start"].tolist()),
+        end=_times(table["end"].tolist()),
         first_jump=_times(table["first_jump"].tolist()),
         is_open=table["is_open"].astype(bool),
     )
