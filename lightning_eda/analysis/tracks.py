@@ -140,6 +140,21 @@ class _Track:
     jump_history: JumpHistory = field(default_factory=JumpHistory)
     merged_into: int = -1
 
+    def continued(self, frame_start: pd.Timestamp, frame_end: pd.Timestamp, centre: np.ndarray, n_flashes: int,
+                  flash_rate: float) -> _Track:
+        """This track one storm later: its velocity is the step just made, averaged with the previous estimate."""
+        seconds = (frame_start - self.last_seen).total_seconds()
+        step_x, step_y = centre[0] - self.x_km, centre[1] - self.y_km
+        vx, vy = step_x * 1000.0 / seconds, step_y * 1000.0 / seconds
+        if self.n_frames > 1:
+            vx, vy = 0.5 * (self.vx_ms + vx), 0.5 * (self.vy_ms + vy)
+        return replace(
+            self, last_seen=frame_start, end=frame_end, x_km=float(centre[0]), y_km=float(centre[1]), vx_ms=vx,
+            vy_ms=vy, missed=0, n_frames=self.n_frames + 1, n_flashes=self.n_flashes + n_flashes,
+            last_n_flashes=n_flashes, path_km=self.path_km + float(np.hypot(step_x, step_y)),
+            peak_flash_rate=max(self.peak_flash_rate, flash_rate),
+        )
+
     def predicted(self, at: pd.Timestamp) -> tuple[float, float]:
         seconds = (at - self.last_seen).total_seconds()
         return self.x_km + self.vx_ms * seconds / 1000.0, self.y_km + self.vy_ms * seconds / 1000.0
@@ -385,62 +400,33 @@ class _Tracker:
         options = self.options
         frame_end = frame_start + options.frame
         expected = np.array([t.predicted(frame_start) for t in self.open], dtype=np.float64).reshape(-1, 2)
-        storm_of = np.full(len(x), -1, dtype=np.int64)
+        labels = np.full(len(x), -1, dtype=np.int64)
         if len(x):
             labels = np.asarray(cluster_frame(x, y, expected if len(expected) else None))
             if labels.shape != (len(x),) or not np.issubdtype(labels.dtype, np.integer):
                 raise ValueError(f"cluster_frame returned {labels.dtype} labels of shape {labels.shape}, "
                                  f"expected integers of shape ({len(x)},)")
-            values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-            storm = (values >= 0) & (counts >= options.min_flashes)
-            index_of_value = np.where(storm, np.cumsum(storm) - 1, -1)
-            storm_of = index_of_value[inverse.reshape(-1)]
-        n_storms = int(storm_of.max()) + 1 if len(storm_of) else 0
-        member = storm_of >= 0
-        sizes = np.bincount(storm_of[member], minlength=n_storms)
-        centres = np.column_stack(
-            [np.bincount(storm_of[member], weights=v[member], minlength=n_storms) for v in (x, y)]
-        ) / np.maximum(sizes, 1)[:, None]
-        total_energy, total_area = (np.bincount(storm_of[member], weights=v[member], minlength=n_storms)
-                                    for v in (energy, area))
-        extent = np.hypot(*(_middle_spread(v[member], storm_of[member], sizes) for v in (x, y)))
+        storms = FrameStorms.of(x, y, energy, area, labels, options.min_flashes)
+        sizes, centres = storms.n_flashes, storms.centres
 
         last = np.array([(t.x_km, t.y_km) for t in self.open], dtype=np.float64).reshape(-1, 2)
         seconds = np.array([(frame_start - t.last_seen).total_seconds() for t in self.open], dtype=np.float64)
         gate = options.max_speed_ms * seconds / 1000.0 + options.slack_km
         links = link_storms(last, expected, gate, np.array([t.last_n_flashes for t in self.open]), centres, sizes)
 
-        track_ids = np.full(n_storms, -1, dtype=np.int64)
-        for c in range(n_storms):
-            carried = links.track_of_storm[c]
-            if carried >= 0:
-                track_ids[c] = self.open[carried].track_id
-        rank = 0
-        for c in range(n_storms):
-            if links.track_of_storm[c] < 0:
-                if rank >= ID_FRAME_FACTOR:
-                    raise ValueError(f"more than {ID_FRAME_FACTOR} new tracks in the frame at {frame_start}")
-                track_ids[c] = int(frame_start.strftime("%Y%m%d%H%M")) * ID_FRAME_FACTOR + rank
-                rank += 1
+        new = links.track_of_storm < 0
+        if new.sum() > ID_FRAME_FACTOR:
+            raise ValueError(f"{int(new.sum())} new tracks in the frame at {frame_start}: ids allow {ID_FRAME_FACTOR}")
+        open_ids = np.array([t.track_id for t in self.open] + [-1], dtype=np.int64)  # [-1]: a new storm's -1
+        first_id = int(frame_start.strftime("%Y%m%d%H%M")) * ID_FRAME_FACTOR
+        track_ids = np.where(new, first_id + np.cumsum(new) - 1, open_ids[links.track_of_storm])
 
         continued: list[_Track] = []
-        for c in range(n_storms):
+        for c in range(len(sizes)):
             carried = links.track_of_storm[c]
             rate = sizes[c] / options.frame_minutes
             if carried >= 0:
-                track = self.open[carried]
-                seconds_since = (frame_start - track.last_seen).total_seconds()
-                step_x, step_y = centres[c, 0] - track.x_km, centres[c, 1] - track.y_km
-                vx, vy = step_x * 1000.0 / seconds_since, step_y * 1000.0 / seconds_since
-                if track.n_frames > 1:
-                    vx, vy = 0.5 * (track.vx_ms + vx), 0.5 * (track.vy_ms + vy)
-                track = replace(
-                    track, last_seen=frame_start, end=frame_end, x_km=centres[c, 0], y_km=centres[c, 1],
-                    vx_ms=vx, vy_ms=vy, missed=0, n_frames=track.n_frames + 1,
-                    n_flashes=track.n_flashes + int(sizes[c]), last_n_flashes=int(sizes[c]),
-                    path_km=track.path_km + float(np.hypot(step_x, step_y)),
-                    peak_flash_rate=max(track.peak_flash_rate, rate),
-                )
+                track = self.open[carried].continued(frame_start, frame_end, centres[c], int(sizes[c]), rate)
                 event = "merge" if links.merged[c] else "continue"
             else:
                 parent = links.parent_of_storm[c]
@@ -459,7 +445,8 @@ class _Tracker:
                 {
                     "track_id": track.track_id, "frame_start": frame_start, "frame_end": frame_end,
                     "x_km": centres[c, 0], "y_km": centres[c, 1], "n_flashes": int(sizes[c]), "flash_rate": rate,
-                    "extent_km": extent[c], "total_energy": total_energy[c], "mean_area": total_area[c] / sizes[c],
+                    "extent_km": storms.extent_km[c], "total_energy": storms.total_energy[c],
+                    "mean_area": storms.mean_area[c],
                     "parent_id": track.parent_id, "event": event,
                 }
             )
@@ -474,7 +461,48 @@ class _Tracker:
                 track.missed += 1
                 (self.closed if track.missed > options.max_missed_frames else continued).append(track)
         self.open = sorted(continued, key=lambda t: t.track_id)
-        return np.where(storm_of >= 0, track_ids[np.maximum(storm_of, 0)] if n_storms else -1, -1)
+        return np.append(track_ids, -1)[storms.storm_of]  # storm -1 (none) picks the appended -1
+
+
+@dataclass(frozen=True)
+class FrameStorms:
+    """One frame's storms: ``storm_of`` (each flash's storm, -1: none) and per storm its flashes, centroid (km),
+    extent (diagonal of the box holding the middle 90 % of its flashes, km), total energy (J) and mean flash area,
+    both over the flashes that have a value."""
+
+    storm_of: np.ndarray
+    n_flashes: np.ndarray
+    centres: np.ndarray
+    extent_km: np.ndarray
+    total_energy: np.ndarray
+    mean_area: np.ndarray
+
+    @classmethod
+    def of(cls, x, y, energy, area, labels: np.ndarray, min_flashes: int) -> FrameStorms:
+        """Storms from a clusterer's labels: clusters of fewer than ``min_flashes`` are not storms; storms are
+        numbered in the order of their labels."""
+        values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        storm = (values >= 0) & (counts >= min_flashes)
+        storm_of = np.where(storm, np.cumsum(storm) - 1, -1)[inverse.reshape(-1)]
+        member = storm_of >= 0
+        members = storm_of[member]
+        n = int(storm.sum())
+
+        def total(v):
+            return np.bincount(members, weights=np.nan_to_num(v[member]), minlength=n)
+
+        sizes = np.bincount(members, minlength=n)
+        areas = np.bincount(members, weights=np.isfinite(area[member]), minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_area = total(area) / areas
+        return cls(
+            storm_of=storm_of,
+            n_flashes=sizes,
+            centres=np.column_stack([total(x), total(y)]) / np.maximum(sizes, 1)[:, None],
+            extent_km=np.hypot(_middle_spread(x[member], members, sizes), _middle_spread(y[member], members, sizes)),
+            total_energy=total(energy),
+            mean_area=mean_area,
+        )
 
 
 @dataclass(frozen=True)
