@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from lightning_eda.analysis.jumps import ERDMANN_POELMAN_2023, SCHULTZ_2009, JumpCriteria, JumpHistory, sigma_jumps
 from lightning_eda.analysis.storms import lightning_jumps
-from lightning_eda.analysis.tracks import TrackingOptions, TrackState, link_storms, track_window
+from lightning_eda.analysis.tracks import FrameStorms, TrackingOptions, TrackState, link_storms, track_window
 from lightning_eda.ml import kmeans
 from moving_storms import CENTRE, NOISE_CELL, moving_storms, storm_day
 
@@ -206,6 +206,24 @@ def test_storms_beyond_the_gate_start_new_tracks_and_the_track_coasts():
     links = link([[0.0, 0.0]], [30], [[25.0, 0.0]], [30])
     assert links.track_of_storm.tolist() == [-1] and links.parent_of_storm.tolist() == [-1]
     assert links.merged_into.tolist() == [-1]
+
+
+def test_frame_storms_by_hand():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(0, 5, 60), rng.normal(0, 5, 60)
+    labels = np.repeat([7, -1, 3, 9], [30, 5, 22, 3])  # label 9 has too few flashes, -1 is no storm
+    energy = np.ones(60)
+    area = np.full(60, 2.0)
+    area[0] = np.nan
+    storms = FrameStorms.of(x, y, energy, area, labels, min_flashes=5)
+    # storms numbered in label order: 3 -> 0, 7 -> 1
+    assert storms.storm_of.tolist() == [1] * 30 + [-1] * 5 + [0] * 22 + [-1] * 3
+    assert storms.n_flashes.tolist() == [22, 30] and storms.total_energy.tolist() == [22.0, 30.0]
+    assert storms.mean_area.tolist() == [2.0, 2.0], "a flash without an area does not count"
+    for storm, rows in ((0, slice(35, 57)), (1, slice(0, 30))):
+        spread = [np.subtract(*np.percentile(v[rows], [95, 5])) for v in (x, y)]
+        assert storms.extent_km[storm] == pytest.approx(np.hypot(*spread), rel=1e-12)
+        assert storms.centres[storm].tolist() == pytest.approx([x[rows].mean(), y[rows].mean()], rel=1e-12)
 
 
 # --- the jump algorithm on hand-made rate series ---
