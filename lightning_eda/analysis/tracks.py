@@ -94,7 +94,7 @@ class TrackingOptions:
     slack_km: float = 15.0
     min_flashes: int = 5
     max_missed_frames: int = 1
-    jumps: JumpCriteria = field(default=SCHULTZ_2009)
+    jumps: JumpCriteria = SCHULTZ_2009
 
     def __post_init__(self) -> None:
         lat0, lon0 = self.projection_centre
@@ -361,7 +361,7 @@ def track_window(
     track_rate = _judge_jumps(tracker, storm_track, flash_table, options)
     events = pd.DataFrame(tracker.events, columns=TRACK_EVENT_COLUMNS)
     events = events.astype({"frame_start": TIME_DTYPE, "track_id": "int64", "other_track_id": "int64"})
-    summary = _summary_table([*tracker.closed, *tracker.open], {t.track_id for t in tracker.open}, options)
+    summary = _summary_table([*tracker.closed, *tracker.open], {t.track_id for t in tracker.open})
     logger.info(
         "track_window %s..%s: %d flashes, %d track-frames, %d tracks open at the end, %d jumps",
         start, end, len(window), len(storm_track), len(tracker.open), int(track_rate["jump"].sum()),
@@ -676,7 +676,7 @@ def _judge_jumps(tracker: _Tracker, storm_track: pd.DataFrame, flash_track: pd.D
     return judged.sort_values(["period_start", "track_id"], kind="stable", ignore_index=True)
 
 
-def _summary_table(tracks: list[_Track], open_ids: set[int], options: TrackingOptions) -> pd.DataFrame:
+def _summary_table(tracks: list[_Track], open_ids: set[int]) -> pd.DataFrame:
     rows = []
     for t in sorted(tracks, key=lambda t: t.track_id):
         moving_s = (t.last_seen - t.start).total_seconds()
