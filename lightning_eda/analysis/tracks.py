@@ -1,0 +1,702 @@
+"""Storms tracked through time: frames, storm clusters per frame, links between frames, and lightning jumps per track.
+
+A window of flashes (an hour, or several) is cut into frames of ``frame_minutes`` on a fixed clock grid. Each frame's
+flashes are clustered into storms by a pluggable ``cluster_frame`` (seeded with where the open tracks are expected
+to be), and the storms are linked to the open tracks by the rule in ``docs/tracking.md``: a storm may continue a
+track only if the track could have reached it at ``max_speed_ms`` (plus ``slack_km`` for the storm's own size); among
+those, the nearest to the track's predicted position wins; a second storm near one track is a split (the larger
+child keeps the id, the other gets a new id whose parent is the old one); a track left without a storm next to one
+that took another track's storm is a merge (the larger parent's id continues, the other ends ``merged_into`` it).
+
+Everything a later window needs (the open tracks, their motion, their latest 2-minute flash rates) is in a
+:class:`TrackState`, which round-trips through a table, so that tracking 04:00-06:00 in one call gives exactly the
+same ids and rows as 04:00-05:00 and then 05:00-06:00 with the state handed over. Track ids are made from the frame
+a track starts in, so they never depend on what was tracked before. No Dagster here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from lightning_eda.analysis.features import laea_forward, laea_inverse
+from lightning_eda.analysis.jumps import (
+    JUMP_COLUMNS,
+    SCHULTZ_2009,
+    JumpCriteria,
+    JumpHistory,
+    sigma_jump_columns,
+)
+from lightning_eda.analysis.storms import PERIOD_MINUTES
+
+logger = logging.getLogger(__name__)
+
+#: ``cluster_frame(x_km, y_km, expected_centres_km)``: one storm label per flash (-1: in no storm). The expected
+#: centres, shape (m, 2) or None when no track is open, are the open tracks' predicted positions, to seed k-means.
+FrameClusterer = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
+
+#: Every time column, as the store keeps them.
+TIME_DTYPE = "datetime64[us]"
+
+#: Ids are ``YYYYMMDDHHMM`` of the frame a track starts in, times this, plus its rank among that frame's new tracks.
+ID_FRAME_FACTOR = 10_000
+
+STORM_TRACK_COLUMNS = [
+    "track_id", "frame_start", "frame_end", "lat", "lon", "x_km", "y_km", "n_flashes", "flash_rate", "extent_km",
+    "total_energy", "mean_area", "parent_id", "event",
+]
+FLASH_TRACK_COLUMNS = ["source_file", "flash_id", "time_start", "frame_start", "track_id"]
+TRACK_EVENT_COLUMNS = ["frame_start", "event", "track_id", "other_track_id"]
+TRACK_SUMMARY_COLUMNS = [
+    "track_id", "parent_id", "merged_into", "start", "end", "duration_min", "n_frames", "n_flashes", "path_km",
+    "mean_speed_ms", "peak_flash_rate", "n_jumps", "first_jump", "is_open",
+]
+TRACK_RATE_COLUMNS = ["track_id", *JUMP_COLUMNS]
+STATE_COLUMNS = [
+    "track_id", "parent_id", "start", "last_seen", "end", "x_km", "y_km", "lat", "lon", "vx_ms", "vy_ms", "missed",
+    "n_frames", "n_flashes", "last_n_flashes", "path_km", "peak_flash_rate", "n_jumps", "first_jump", "recent_rates",
+    "last_flagged",
+]
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """How flashes become tracks.
+
+    Attributes
+    ----------
+    projection_centre : (lat, lon) in degrees
+        Centre of the Lambert azimuthal equal-area plane positions are measured in (km). It must stay the same for
+        as long as tracks are continued (a state made under another centre is refused): take the region's centre.
+    frame_minutes : int, default 5
+        Frame length; must divide 60, so that frames tile every hour the same way.
+    max_speed_ms : float, default 30.0
+        Fastest storm motion (m/s) a link may imply.
+    slack_km : float, default 15.0
+        Added to ``max_speed_ms × Δt``: a storm's centroid wanders within its own size from frame to frame.
+    min_flashes : int, default 5
+        A frame's cluster with fewer flashes is not a storm: its flashes get no track.
+    max_missed_frames : int, default 1
+        A track with no storm for more frames than this ends; until then it coasts at its last velocity.
+    jumps : JumpCriteria, default SCHULTZ_2009
+        Lightning-jump criteria (:data:`lightning_eda.analysis.jumps.ERDMANN_POELMAN_2023` is the GLM-tuned
+        alternative).
+    """
+
+    projection_centre: tuple[float, float]
+    frame_minutes: int = 5
+    max_speed_ms: float = 30.0
+    slack_km: float = 15.0
+    min_flashes: int = 5
+    max_missed_frames: int = 1
+    jumps: JumpCriteria = SCHULTZ_2009
+
+    def __post_init__(self) -> None:
+        lat0, lon0 = self.projection_centre
+        if not (-90.0 <= lat0 <= 90.0 and -180.0 <= lon0 <= 180.0):
+            raise ValueError(f"TrackingOptions: projection_centre={self.projection_centre!r} is not a (lat, lon)")
+        if int(self.frame_minutes) != self.frame_minutes or self.frame_minutes < 1 or 60 % self.frame_minutes:
+            raise ValueError(f"TrackingOptions: frame_minutes={self.frame_minutes!r} must be a whole divisor of 60")
+        for name in ("max_speed_ms", "slack_km"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"TrackingOptions: {name}={value!r} must be a finite number >= 0")
+        if int(self.min_flashes) != self.min_flashes or self.min_flashes < 1:
+            raise ValueError(f"TrackingOptions: min_flashes={self.min_flashes!r} must be an integer >= 1")
+        if int(self.max_missed_frames) != self.max_missed_frames or self.max_missed_frames < 0:
+            raise ValueError(f"TrackingOptions: max_missed_frames={self.max_missed_frames!r} must be an integer >= 0")
+
+    @property
+    def frame(self) -> pd.Timedelta:
+        return pd.Timedelta(minutes=self.frame_minutes)
+
+
+@dataclass
+class _Track:
+    """One open track while a window is processed (positions in the options' plane, km; velocity in m/s)."""
+
+    track_id: int
+    parent_id: int  # -1: none
+    start: pd.Timestamp  # start of its first frame
+    last_seen: pd.Timestamp  # start of the last frame it had a storm in
+    end: pd.Timestamp  # end of that frame
+    x_km: float
+    y_km: float
+    vx_ms: float = 0.0
+    vy_ms: float = 0.0
+    missed: int = 0
+    n_frames: int = 1
+    n_flashes: int = 0
+    last_n_flashes: int = 0
+    path_km: float = 0.0
+    peak_flash_rate: float = 0.0
+    n_jumps: int = 0
+    first_jump: pd.Timestamp | None = None
+    jump_history: JumpHistory = field(default_factory=JumpHistory)
+    merged_into: int = -1
+
+    def continued(self, frame_start: pd.Timestamp, frame_end: pd.Timestamp, centre: np.ndarray, n_flashes: int,
+                  flash_rate: float) -> _Track:
+        """This track one storm later: its velocity is the step just made, averaged with the previous estimate."""
+        seconds = (frame_start - self.last_seen).total_seconds()
+        step_x, step_y = centre[0] - self.x_km, centre[1] - self.y_km
+        vx, vy = step_x * 1000.0 / seconds, step_y * 1000.0 / seconds
+        if self.n_frames > 1:
+            vx, vy = 0.5 * (self.vx_ms + vx), 0.5 * (self.vy_ms + vy)
+        return replace(
+            self, last_seen=frame_start, end=frame_end, x_km=float(centre[0]), y_km=float(centre[1]), vx_ms=vx,
+            vy_ms=vy, missed=0, n_frames=self.n_frames + 1, n_flashes=self.n_flashes + n_flashes,
+            last_n_flashes=n_flashes, path_km=self.path_km + float(np.hypot(step_x, step_y)),
+            peak_flash_rate=max(self.peak_flash_rate, flash_rate),
+        )
+
+    def predicted(self, at: pd.Timestamp) -> tuple[float, float]:
+        seconds = (at - self.last_seen).total_seconds()
+        return self.x_km + self.vx_ms * seconds / 1000.0, self.y_km + self.vy_ms * seconds / 1000.0
+
+
+@dataclass(frozen=True)
+class TrackState:
+    """The tracks still open at the end of a window: what the next window continues.
+
+    ``tracks`` has :data:`STATE_COLUMNS`, one row per open track sorted by id; :meth:`to_frame` and
+    :meth:`from_frame` pass it through a table (e.g. the store's, keyed by the hour the state ends) unchanged:
+    floats stay float64 so that continuing from a stored state is bit-for-bit continuing in memory.
+    """
+
+    tracks: pd.DataFrame
+
+    @classmethod
+    def empty(cls) -> TrackState:
+        return cls._of([], (0.0, 0.0))
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> TrackState:
+        missing = [c for c in STATE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"TrackState.from_frame: missing columns {missing}")
+        return cls(frame[STATE_COLUMNS].sort_values("track_id", kind="stable").reset_index(drop=True))
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.tracks.copy()
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    @classmethod
+    def _of(cls, tracks: list[_Track], centre: tuple[float, float]) -> TrackState:
+        x = np.array([t.x_km for t in tracks], dtype=np.float64)
+        y = np.array([t.y_km for t in tracks], dtype=np.float64)
+        lat, lon = laea_inverse(x, y, *centre)
+        frame = pd.DataFrame(
+            {
+                "track_id": pd.Series([t.track_id for t in tracks], dtype="int64"),
+                "parent_id": _nullable_ids([t.parent_id for t in tracks]),
+                "start": _times([t.start for t in tracks]),
+                "last_seen": _times([t.last_seen for t in tracks]),
+                "end": _times([t.end for t in tracks]),
+                "x_km": x,
+                "y_km": y,
+                "lat": lat,
+                "lon": lon,
+                "vx_ms": np.array([t.vx_ms for t in tracks], dtype=np.float64),
+                "vy_ms": np.array([t.vy_ms for t in tracks], dtype=np.float64),
+                "missed": np.array([t.missed for t in tracks], dtype=np.int64),
+                "n_frames": np.array([t.n_frames for t in tracks], dtype=np.int64),
+                "n_flashes": np.array([t.n_flashes for t in tracks], dtype=np.int64),
+                "last_n_flashes": np.array([t.last_n_flashes for t in tracks], dtype=np.int64),
+                "path_km": np.array([t.path_km for t in tracks], dtype=np.float64),
+                "peak_flash_rate": np.array([t.peak_flash_rate for t in tracks], dtype=np.float64),
+                "n_jumps": np.array([t.n_jumps for t in tracks], dtype=np.int64),
+                "first_jump": _times([t.first_jump for t in tracks]),
+                "recent_rates": pd.Series([list(t.jump_history.rates) for t in tracks], dtype=object),
+                "last_flagged": _times([t.jump_history.last_flagged for t in tracks]),
+            }
+        )
+        return cls(frame)
+
+    def _tracks(self, centre: tuple[float, float]) -> list[_Track]:
+        """The open tracks, after checking the state was made in the plane centred on ``centre``."""
+        rows = self.tracks
+        if len(rows):
+            x, y = laea_forward(rows["lat"].to_numpy(float), rows["lon"].to_numpy(float), *centre)
+            off = np.hypot(x - rows["x_km"].to_numpy(float), y - rows["y_km"].to_numpy(float))
+            if off.max() > 1e-3:
+                raise ValueError(
+                    f"TrackState: its positions are {off.max():.3f} km off in the plane centred on {centre}: "
+                    "the state was made with another projection_centre"
+                )
+        return [
+            _Track(
+                track_id=int(r.track_id),
+                parent_id=-1 if pd.isna(r.parent_id) else int(r.parent_id),
+                start=pd.Timestamp(r.start),
+                last_seen=pd.Timestamp(r.last_seen),
+                end=pd.Timestamp(r.end),
+                x_km=float(r.x_km),
+                y_km=float(r.y_km),
+                vx_ms=float(r.vx_ms),
+                vy_ms=float(r.vy_ms),
+                missed=int(r.missed),
+                n_frames=int(r.n_frames),
+                n_flashes=int(r.n_flashes),
+                last_n_flashes=int(r.last_n_flashes),
+                path_km=float(r.path_km),
+                peak_flash_rate=float(r.peak_flash_rate),
+                n_jumps=int(r.n_jumps),
+                first_jump=None if pd.isna(r.first_jump) else pd.Timestamp(r.first_jump),
+                jump_history=JumpHistory(
+                    rates=tuple(float(v) for v in r.recent_rates),
+                    last_flagged=None if pd.isna(r.last_flagged) else pd.Timestamp(r.last_flagged),
+                ),
+            )
+            for r in rows.itertuples(index=False)
+        ]
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """What :func:`track_window` found in one window.
+
+    Attributes
+    ----------
+    storm_track : DataFrame
+        :data:`STORM_TRACK_COLUMNS`, one row per track per frame it had a storm in: centroid (lat, lon and km in the
+        plane), flashes, flash rate (per minute of the frame), extent (diagonal of the box holding the middle 90 %
+        of its flashes), total optical energy (J), mean flash area, ``parent_id`` (the track it split from) and
+        ``event``: ``start``, ``continue``, ``split`` (first frame of a split-off track) or ``merge`` (a frame in
+        which other tracks ended in this one).
+    flash_track : DataFrame
+        :data:`FLASH_TRACK_COLUMNS`, every flash of the window with its frame and track (``<NA>``: in no storm).
+    track_event : DataFrame
+        :data:`TRACK_EVENT_COLUMNS`: ``split`` (``track_id`` split from ``other_track_id``) and ``merge``
+        (``track_id`` ended in ``other_track_id``).
+    track_summary : DataFrame
+        :data:`TRACK_SUMMARY_COLUMNS`, one row per track open at some time in the window, over its whole life up to
+        the window's end (earlier windows included, through the state).
+    track_rate : DataFrame
+        :data:`TRACK_RATE_COLUMNS`, each track's 2-minute periods judged by the jump algorithm, in time order.
+    state_after : TrackState
+        The tracks open at the window's end.
+    """
+
+    storm_track: pd.DataFrame
+    flash_track: pd.DataFrame
+    track_event: pd.DataFrame
+    track_summary: pd.DataFrame
+    track_rate: pd.DataFrame
+    state_after: TrackState
+
+    @property
+    def jumps(self) -> pd.DataFrame:
+        """One row per lightning jump: the track and the jump's first flagged period."""
+        return self.track_rate[self.track_rate["jump"]].reset_index(drop=True)
+
+
+def track_window(
+    flashes: pd.DataFrame,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    state_before: TrackState,
+    cluster_frame: FrameClusterer,
+    options: TrackingOptions,
+) -> TrackResult:
+    """Track the storms of the flashes starting in ``[start, end)``, continuing the tracks of ``state_before``.
+
+    Parameters
+    ----------
+    flashes : DataFrame
+        Flash rows as the store has them: at least ``source_file``, ``flash_id``, ``time_start``, ``lat``, ``lon``,
+        ``energy``, ``area``. Rows starting outside the window are ignored; row order does not matter (flashes are
+        taken in ``time_start, source_file, flash_id`` order).
+    start, end : Timestamp
+        The window; both on the frame grid and on even minutes (2-minute jump periods never straddle windows).
+    state_before : TrackState
+        The tracks the previous window left open (:meth:`TrackState.empty` for the first).
+    cluster_frame : FrameClusterer
+        Storms of one frame's flashes.
+    options : TrackingOptions
+
+    Returns
+    -------
+    TrackResult
+    """
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    _check_window(start, end, options)
+    missing = [c for c in ("source_file", "flash_id", "time_start", "lat", "lon", "energy", "area")
+               if c not in flashes.columns]
+    if missing:
+        raise ValueError(f"track_window: flashes lack columns {missing}")
+    inside = (flashes["time_start"] >= start) & (flashes["time_start"] < end)
+    window = flashes.loc[inside].sort_values(["time_start", "source_file", "flash_id"], kind="stable")
+    window = window.reset_index(drop=True)
+    x, y = laea_forward(window["lat"].to_numpy(float), window["lon"].to_numpy(float), *options.projection_centre)
+    frame_of = ((window["time_start"] - start) // options.frame).to_numpy(dtype=np.int64)
+    frame_starts = pd.date_range(start, end, freq=options.frame, inclusive="left")
+    bounds = np.searchsorted(frame_of, np.arange(len(frame_starts) + 1))
+
+    tracker = _Tracker(state_before._tracks(options.projection_centre), options)
+    flash_track = np.full(len(window), -1, dtype=np.int64)
+    energy = window["energy"].to_numpy(float)
+    area = window["area"].to_numpy(float)
+    for f, frame_start in enumerate(frame_starts):
+        rows = slice(bounds[f], bounds[f + 1])
+        flash_track[rows] = tracker.step(frame_start, x[rows], y[rows], energy[rows], area[rows], cluster_frame)
+
+    storm_track = _storm_track_table(tracker.rows, options.projection_centre)
+    flash_table = pd.DataFrame(
+        {
+            "source_file": window["source_file"],
+            "flash_id": window["flash_id"],
+            "time_start": window["time_start"].astype(TIME_DTYPE),
+            "frame_start": pd.Series(frame_starts[frame_of] if len(window) else [], dtype=TIME_DTYPE),
+            "track_id": _nullable_ids(flash_track),
+        }
+    )[FLASH_TRACK_COLUMNS]
+    track_rate = _judge_jumps(tracker, storm_track, flash_table, options)
+    events = pd.DataFrame(tracker.events, columns=TRACK_EVENT_COLUMNS)
+    events = events.astype({"frame_start": TIME_DTYPE, "track_id": "int64", "other_track_id": "int64"})
+    summary = _summary_table([*tracker.closed, *tracker.open], {t.track_id for t in tracker.open})
+    logger.info(
+        "track_window %s..%s: %d flashes, %d track-frames, %d tracks open at the end, %d jumps",
+        start, end, len(window), len(storm_track), len(tracker.open), int(track_rate["jump"].sum()),
+    )
+    return TrackResult(
+        storm_track=storm_track,
+        flash_track=flash_table,
+        track_event=events,
+        track_summary=summary,
+        track_rate=track_rate,
+        state_after=TrackState._of(tracker.open, options.projection_centre),
+    )
+
+
+def _check_window(start: pd.Timestamp, end: pd.Timestamp, options: TrackingOptions) -> None:
+    if not end > start:
+        raise ValueError(f"track_window: end={end} must be after start={start}")
+    grid = pd.Timedelta(minutes=int(np.lcm(options.frame_minutes, PERIOD_MINUTES)))
+    for name, at in (("start", start), ("end", end)):
+        if at.floor(grid) != at:
+            raise ValueError(f"track_window: {name}={at} is not on the {grid} grid of frames and jump periods")
+
+
+class _Tracker:
+    """The frame-by-frame loop: open tracks, links, and the rows each frame adds."""
+
+    def __init__(self, tracks: list[_Track], options: TrackingOptions):
+        self.open = tracks
+        self.closed: list[_Track] = []
+        self.options = options
+        self.rows: list[dict] = []
+        self.events: list[tuple] = []
+
+    def step(self, frame_start, x, y, energy, area, cluster_frame: FrameClusterer) -> np.ndarray:
+        """Cluster and link one frame; returns each flash's track id (-1: none)."""
+        options = self.options
+        frame_end = frame_start + options.frame
+        expected = np.array([t.predicted(frame_start) for t in self.open], dtype=np.float64).reshape(-1, 2)
+        labels = np.full(len(x), -1, dtype=np.int64)
+        if len(x):
+            labels = np.asarray(cluster_frame(x, y, expected if len(expected) else None))
+            if labels.shape != (len(x),) or not np.issubdtype(labels.dtype, np.integer):
+                raise ValueError(f"cluster_frame returned {labels.dtype} labels of shape {labels.shape}, "
+                                 f"expected integers of shape ({len(x)},)")
+        storms = FrameStorms.of(x, y, energy, area, labels, options.min_flashes)
+        sizes, centres = storms.n_flashes, storms.centres
+
+        last = np.array([(t.x_km, t.y_km) for t in self.open], dtype=np.float64).reshape(-1, 2)
+        seconds = np.array([(frame_start - t.last_seen).total_seconds() for t in self.open], dtype=np.float64)
+        gate = options.max_speed_ms * seconds / 1000.0 + options.slack_km
+        links = link_storms(last, expected, gate, np.array([t.last_n_flashes for t in self.open]), centres, sizes)
+
+        new = links.track_of_storm < 0
+        if new.sum() > ID_FRAME_FACTOR:
+            raise ValueError(f"{int(new.sum())} new tracks in the frame at {frame_start}: ids allow {ID_FRAME_FACTOR}")
+        open_ids = np.array([t.track_id for t in self.open] + [-1], dtype=np.int64)  # [-1]: a new storm's -1
+        first_id = int(frame_start.strftime("%Y%m%d%H%M")) * ID_FRAME_FACTOR
+        track_ids = np.where(new, first_id + np.cumsum(new) - 1, open_ids[links.track_of_storm])
+
+        continued: list[_Track] = []
+        for c in range(len(sizes)):
+            carried = links.track_of_storm[c]
+            rate = sizes[c] / options.frame_minutes
+            if carried >= 0:
+                track = self.open[carried].continued(frame_start, frame_end, centres[c], int(sizes[c]), rate)
+                event = "merge" if links.merged[c] else "continue"
+            else:
+                parent = links.parent_of_storm[c]
+                velocity = (self.open[parent].vx_ms, self.open[parent].vy_ms) if parent >= 0 else (0.0, 0.0)
+                track = _Track(
+                    track_id=int(track_ids[c]), parent_id=self.open[parent].track_id if parent >= 0 else -1,
+                    start=frame_start, last_seen=frame_start, end=frame_end, x_km=centres[c, 0], y_km=centres[c, 1],
+                    vx_ms=velocity[0], vy_ms=velocity[1], n_flashes=int(sizes[c]), last_n_flashes=int(sizes[c]),
+                    peak_flash_rate=rate,
+                )
+                event = "split" if parent >= 0 else "start"
+                if parent >= 0:
+                    self.events.append((frame_start, "split", track.track_id, track.parent_id))
+            continued.append(track)
+            self.rows.append(
+                {
+                    "track_id": track.track_id, "frame_start": frame_start, "frame_end": frame_end,
+                    "x_km": centres[c, 0], "y_km": centres[c, 1], "n_flashes": int(sizes[c]), "flash_rate": rate,
+                    "extent_km": storms.extent_km[c], "total_energy": storms.total_energy[c],
+                    "mean_area": storms.mean_area[c],
+                    "parent_id": track.parent_id, "event": event,
+                }
+            )
+
+        for t, track in enumerate(self.open):
+            into = links.merged_into[t]
+            if into >= 0:
+                track.merged_into = int(track_ids[into])
+                self.events.append((frame_start, "merge", track.track_id, track.merged_into))
+                self.closed.append(track)
+            elif t not in links.track_of_storm:
+                track.missed += 1
+                (self.closed if track.missed > options.max_missed_frames else continued).append(track)
+        self.open = sorted(continued, key=lambda t: t.track_id)
+        return np.append(track_ids, -1)[storms.storm_of]  # storm -1 (none) picks the appended -1
+
+
+@dataclass(frozen=True)
+class FrameStorms:
+    """One frame's storms: ``storm_of`` (each flash's storm, -1: none) and per storm its flashes, centroid (km),
+    extent (diagonal of the box holding the middle 90 % of its flashes, km), total energy (J) and mean flash area,
+    both over the flashes that have a value."""
+
+    storm_of: np.ndarray
+    n_flashes: np.ndarray
+    centres: np.ndarray
+    extent_km: np.ndarray
+    total_energy: np.ndarray
+    mean_area: np.ndarray
+
+    @classmethod
+    def of(cls, x, y, energy, area, labels: np.ndarray, min_flashes: int) -> FrameStorms:
+        """Storms from a clusterer's labels: clusters of fewer than ``min_flashes`` are not storms; storms are
+        numbered in the order of their labels."""
+        values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        storm = (values >= 0) & (counts >= min_flashes)
+        storm_of = np.where(storm, np.cumsum(storm) - 1, -1)[inverse.reshape(-1)]
+        member = storm_of >= 0
+        members = storm_of[member]
+        n = int(storm.sum())
+
+        def total(v):
+            return np.bincount(members, weights=np.nan_to_num(v[member]), minlength=n)
+
+        sizes = np.bincount(members, minlength=n)
+        areas = np.bincount(members, weights=np.isfinite(area[member]), minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_area = total(area) / areas
+        return cls(
+            storm_of=storm_of,
+            n_flashes=sizes,
+            centres=np.column_stack([total(x), total(y)]) / np.maximum(sizes, 1)[:, None],
+            extent_km=np.hypot(_middle_spread(x[member], members, sizes), _middle_spread(y[member], members, sizes)),
+            total_energy=total(energy),
+            mean_area=mean_area,
+        )
+
+
+@dataclass(frozen=True)
+class FrameLinks:
+    """How one frame's storms continue the open tracks (indices into the tracks and storms given to
+    :func:`link_storms`).
+
+    ``track_of_storm[c]``: the track storm ``c`` continues, -1 for a new track. ``parent_of_storm[c]``: for a new
+    track split off an open one, that track, else -1. ``merged[c]``: other tracks ended in storm ``c``.
+    ``merged_into[t]``: the storm open track ``t`` ended in, -1 if it did not merge.
+    """
+
+    track_of_storm: np.ndarray
+    parent_of_storm: np.ndarray
+    merged: np.ndarray
+    merged_into: np.ndarray
+
+
+def link_storms(
+    last: np.ndarray, expected: np.ndarray, gate_km: np.ndarray, track_sizes: np.ndarray, centres: np.ndarray,
+    sizes: np.ndarray,
+) -> FrameLinks:
+    """Link a frame's storms to the open tracks (the rule of ``docs/tracking.md``).
+
+    Parameters
+    ----------
+    last, expected : ndarray, shape (m, 2)
+        Each open track's last position and its position predicted for this frame (km).
+    gate_km : ndarray, shape (m,)
+        How far each track can have moved since it was last seen (``max_speed × Δt + slack``).
+    track_sizes : ndarray, shape (m,)
+        Flashes of each track in its last frame (who is "larger" in a merge).
+    centres : ndarray, shape (k, 2)
+        The frame's storm centroids (km).
+    sizes : ndarray, shape (k,)
+        Flashes in each storm (who is "larger" in a split).
+
+    Notes
+    -----
+    1. A pair (track, storm) is possible when the storm is within the track's gate of its last position.
+    2. Possible pairs are taken nearest first (distance from the predicted position; ties by track, then storm),
+       each track and storm at most once: these continue.
+    3. A track left over with a possible storm ended in a merge with the nearest such storm; of all the tracks
+       ending in one storm (the one it continued included), the one with the most flashes in its last frame keeps
+       its id (ties: the earlier in ``last``), the others end ``merged_into`` it.
+    4. A storm left over with a possible track split off the nearest such track. Of the track's continuing storm
+       and its split-offs, the one with the most flashes keeps the track's id (ties: the continuing storm), the
+       others start new tracks whose parent is that track. When the continuing storm is also a merge, it keeps its
+       id (the merge decided it).
+    5. Other storms start new tracks; other tracks missed this frame.
+    """
+    m, k = len(last), len(centres)
+    track_of_storm = np.full(k, -1, dtype=np.int64)
+    parent_of_storm = np.full(k, -1, dtype=np.int64)
+    merged = np.zeros(k, dtype=bool)
+    merged_into = np.full(m, -1, dtype=np.int64)
+    if m == 0 or k == 0:
+        return FrameLinks(track_of_storm, parent_of_storm, merged, merged_into)
+    from_last = np.hypot(*(centres[None, :, :] - last[:, None, :]).transpose(2, 0, 1))
+    from_expected = np.hypot(*(centres[None, :, :] - expected[:, None, :]).transpose(2, 0, 1))
+    possible = from_last <= gate_km[:, None]
+    ti, ci = np.nonzero(possible)
+    storm_of_track = np.full(m, -1, dtype=np.int64)
+    for p in np.lexsort((ci, ti, from_expected[ti, ci])):
+        t, c = ti[p], ci[p]
+        if storm_of_track[t] < 0 and track_of_storm[c] < 0:
+            storm_of_track[t], track_of_storm[c] = c, t
+    distance = np.where(possible, from_expected, np.inf)
+
+    for t in np.flatnonzero((storm_of_track < 0) & possible.any(axis=1)):
+        c = int(np.argmin(distance[t]))
+        merged_into[t] = c
+    for c in np.unique(merged_into[merged_into >= 0]):
+        family = [int(track_of_storm[c]), *np.flatnonzero(merged_into == c).tolist()]
+        keeper = min(family, key=lambda t: (-track_sizes[t], t))
+        merged_into[keeper] = -1
+        merged_into[[t for t in family if t != keeper]] = c
+        track_of_storm[c], merged[c] = keeper, True
+        storm_of_track[family] = -1
+        storm_of_track[keeper] = c
+
+    for t in range(m):
+        offspring = [c for c in np.flatnonzero((track_of_storm < 0) & possible[t]) if np.argmin(distance[:, c]) == t]
+        if not offspring:
+            continue
+        own = int(storm_of_track[t])
+        if own >= 0 and not merged[own]:
+            keeper = max([own, *offspring], key=lambda c: (sizes[c], c == own))
+            if keeper != own:
+                track_of_storm[keeper], track_of_storm[own] = t, -1
+                offspring = [own, *[c for c in offspring if c != keeper]]
+        parent_of_storm[offspring] = t
+    return FrameLinks(track_of_storm, parent_of_storm, merged, merged_into)
+
+
+def _middle_spread(values: np.ndarray, groups: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """95th minus 5th percentile of ``values`` in each group (linear interpolation, as ``np.percentile``), all groups
+    in one sort: a storm's extent without a pass over the frame per storm."""
+    order = np.lexsort((values, groups))
+    ordered = values[order]
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+    def percentile(q: float) -> np.ndarray:
+        h = (sizes - 1) * q
+        low = np.floor(h).astype(np.int64)
+        high = np.minimum(low + 1, sizes - 1)
+        return ordered[first + low] + (h - low) * (ordered[first + high] - ordered[first + low])
+
+    return percentile(0.95) - percentile(0.05)
+
+
+def _nullable_ids(values) -> pd.Series:
+    ids = pd.Series(np.asarray(values, dtype=np.int64), dtype="Int64")
+    return ids.mask(ids < 0)
+
+
+def _times(values) -> pd.Series:
+    """Timestamps (None: NaT) at the store's resolution."""
+    return pd.to_datetime(pd.Series([pd.NaT if v is None else v for v in values], dtype=object)).astype(TIME_DTYPE)
+
+
+def _storm_track_table(rows: list[dict], centre: tuple[float, float]) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=[c for c in STORM_TRACK_COLUMNS if c not in ("lat", "lon")])
+    lat, lon = laea_inverse(table["x_km"].to_numpy(float), table["y_km"].to_numpy(float), *centre)
+    table = table.assign(lat=lat, lon=lon, parent_id=_nullable_ids(table["parent_id"].to_numpy(np.int64)))
+    table = table.astype({"frame_start": TIME_DTYPE, "frame_end": TIME_DTYPE, "track_id": "int64", "n_flashes": "int64", "flash_rate": "float64", "extent_km": "float64",
+                          "total_energy": "float64", "mean_area": "float64", "x_km": "float64", "y_km": "float64"})
+    return table[STORM_TRACK_COLUMNS]
+
+
+def _judge_jumps(tracker: _Tracker, storm_track: pd.DataFrame, flash_track: pd.DataFrame,
+                 options: TrackingOptions) -> pd.DataFrame:
+    """The jump algorithm on each track's 2-minute periods lying wholly in frames it had a storm in."""
+    minutes = pd.DataFrame(
+        {
+            "track_id": np.repeat(storm_track["track_id"].to_numpy(), options.frame_minutes),
+            "minute": (np.repeat(storm_track["frame_start"].to_numpy("datetime64[ns]"), options.frame_minutes)
+                       + np.tile(np.arange(options.frame_minutes) * np.timedelta64(60, "s"), len(storm_track))),
+        }
+    )
+    tracked = flash_track.dropna(subset=["track_id"])
+    counts = (
+        pd.DataFrame({"track_id": tracked["track_id"].astype("int64"),
+                      "minute": tracked["time_start"].dt.floor("min").astype("datetime64[ns]")})
+        .groupby(["track_id", "minute"]).size().rename("flashes").reset_index()
+    )
+    minutes = minutes.merge(counts, on=["track_id", "minute"], how="left").fillna({"flashes": 0})
+    minutes["period_start"] = minutes["minute"].dt.floor(f"{PERIOD_MINUTES}min")
+    periods = minutes.groupby(["track_id", "period_start"], sort=True).agg(
+        n_minutes=("minute", "size"), flashes=("flashes", "sum")
+    ).reset_index()
+    periods = periods[periods["n_minutes"] == PERIOD_MINUTES]
+    by_id = {t.track_id: t for t in [*tracker.open, *tracker.closed]}
+    ids = periods["track_id"].to_numpy(np.int64)
+    starts = periods["period_start"].to_numpy("datetime64[ns]")
+    rates = periods["flashes"].to_numpy(float) / PERIOD_MINUTES
+    bounds = [0, *(np.flatnonzero(np.diff(ids)) + 1), len(ids)] if len(ids) else []
+    parts = []
+    for lo, hi in itertools.pairwise(bounds):
+        track = by_id[int(ids[lo])]
+        columns, track.jump_history = sigma_jump_columns(starts[lo:hi], rates[lo:hi], options.jumps,
+                                                         track.jump_history)
+        found = columns["period_start"][columns["jump"]]
+        track.n_jumps += len(found)
+        if track.first_jump is None and len(found):
+            track.first_jump = pd.Timestamp(found[0])
+        parts.append({"track_id": ids[lo:hi], **columns})
+    judged = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) if parts else [] for c in TRACK_RATE_COLUMNS})
+    judged = judged.astype({"track_id": "int64", "period_start": TIME_DTYPE, "flash_rate": float, "dfrdt": float,
+                            "threshold": float, "flagged": bool, "jump": bool})
+    return judged.sort_values(["period_start", "track_id"], kind="stable", ignore_index=True)
+
+
+def _summary_table(tracks: list[_Track], open_ids: set[int]) -> pd.DataFrame:
+    rows = []
+    for t in sorted(tracks, key=lambda t: t.track_id):
+        moving_s = (t.last_seen - t.start).total_seconds()
+        rows.append(
+            {
+                "track_id": t.track_id, "parent_id": t.parent_id, "merged_into": t.merged_into, "start": t.start,
+                "end": t.end, "duration_min": (t.end - t.start).total_seconds() / 60.0, "n_frames": t.n_frames,
+                "n_flashes": t.n_flashes, "path_km": t.path_km,
+                "mean_speed_ms": t.path_km * 1000.0 / moving_s if moving_s > 0 else np.nan,
+                "peak_flash_rate": t.peak_flash_rate, "n_jumps": t.n_jumps, "first_jump": t.first_jump,
+                "is_open": t.track_id in open_ids,
+            }
+        )
+    table = pd.DataFrame(rows, columns=TRACK_SUMMARY_COLUMNS)
+    return table.assign(
+        track_id=table["track_id"].astype("int64"),
+        parent_id=_nullable_ids(table["parent_id"].to_numpy(np.int64)),
+        merged_into=_nullable_ids(table["merged_into"].to_numpy(np.int64)),
+        start=_times(table["start"].tolist()),
+        end=_times(table["end"].tolist()),
+        first_jump=_times(table["first_jump"].tolist()),
+        is_open=table["is_open"].astype(bool),
+    )
