@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 from lightning_eda.files import atomic_write
 from lightning_eda.geo import wrap_longitude
 from lightning_eda.goes.layout import parse_granule_name
+from lightning_eda.store.schemas import GLM_SCHEMAS
 
 logger = logging.getLogger(__name__)
 
@@ -42,36 +43,18 @@ MIN_PIXEL_AREA_M2 = 50.0e6
 A group is the lit pixels of one frame, so its area is at least its event count times this; less means it wrapped.
 """
 
-FLASH_COLUMNS = {
-    "flash_id": "int64",
-    "time_start": "datetime64[ns]",
-    "time_end": "datetime64[ns]",
-    "lat": "float64",
-    "lon": "float64",
-    "energy": "float64",
-    "area": "float64",
-    "area_saturated": "bool",
-    "quality_flag": "int16",
-}
-GROUP_COLUMNS = {
-    "group_id": "int64",
-    "parent_flash_id": "int64",
-    "time": "datetime64[ns]",
-    "lat": "float64",
-    "lon": "float64",
-    "energy": "float64",
-    "area": "float64",
-    "area_saturated": "bool",
-    "quality_flag": "int16",
-}
-EVENT_COLUMNS = {
-    "event_id": "int64",
-    "parent_group_id": "int64",
-    "time": "datetime64[ns]",
-    "lat": "float64",
-    "lon": "float64",
-    "energy": "float64",
-}
+
+def _decoded_dtypes(table: str) -> dict[str, str]:
+    """The decoder's columns: the store table's (:data:`GLM_SCHEMAS`) but ``source_file``, which the ingest adds;
+    times in ns, which the store truncates to µs."""
+    fields = [field for field in GLM_SCHEMAS[table] if field.name != "source_file"]
+    ns = np.dtype("datetime64[ns]")
+    return {f.name: (ns if pa.types.is_timestamp(f.type) else np.dtype(f.type.to_pandas_dtype())).name for f in fields}
+
+
+FLASH_COLUMNS = _decoded_dtypes("glm_flash")
+GROUP_COLUMNS = _decoded_dtypes("glm_group")
+EVENT_COLUMNS = _decoded_dtypes("glm_event")
 
 QUALITY_FLAG_MISSING = -1
 """``quality_flag`` value written where the file holds the fill value."""
@@ -149,7 +132,8 @@ def unpack(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
 
 
 def decode_ids(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    """Decode an id variable to int64, honouring ``_Unsigned`` (flash ids are uint16 stored as int16)."""
+    """Decode an id variable to int64, honouring ``_Unsigned`` (flash ids are uint16 stored as int16); the table
+    narrows it to the column's width."""
     values = reinterpret_unsigned(raw) if is_unsigned(attrs) else raw
     return values.astype(np.int64)
 
@@ -363,7 +347,7 @@ def _read_events(source: _Source) -> pd.DataFrame:
         "lon": source.lon("event_lon", dim),
         "energy": source.decode("event_energy", dim, energy_in_joules),
     }
-    return _frame(columns, EVENT_COLUMNS)
+    return _frame(source, columns, EVENT_COLUMNS)
 
 
 def _read_groups(source: _Source, events: pd.DataFrame) -> pd.DataFrame:
@@ -382,7 +366,7 @@ def _read_groups(source: _Source, events: pd.DataFrame) -> pd.DataFrame:
         "area_saturated": area_at_ceiling(area) | _group_area_wrapped(group_id, area, events),
         "quality_flag": source.decode("group_quality_flag", dim, decode_quality_flag),
     }
-    return _frame(columns, GROUP_COLUMNS)
+    return _frame(source, columns, GROUP_COLUMNS)
 
 
 def _read_flashes(source: _Source, groups: pd.DataFrame) -> pd.DataFrame:
@@ -401,7 +385,7 @@ def _read_flashes(source: _Source, groups: pd.DataFrame) -> pd.DataFrame:
         "area_saturated": area_at_ceiling(area) | _flash_area_wrapped(flash_id, area, groups),
         "quality_flag": source.decode("flash_quality_flag", dim, decode_quality_flag),
     }
-    return _frame(columns, FLASH_COLUMNS)
+    return _frame(source, columns, FLASH_COLUMNS)
 
 
 def _parent_slots(ids: np.ndarray, parent_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -439,9 +423,18 @@ def _flash_area_wrapped(flash_id: np.ndarray, area: np.ndarray, groups: pd.DataF
     return smaller | child_saturated[inverse]
 
 
-def _frame(columns: dict[str, np.ndarray], dtypes: dict[str, str]) -> pd.DataFrame:
-    """Build a table with exactly the declared columns and dtypes, also when it has no rows."""
-    return pd.DataFrame({name: np.asarray(columns[name]).astype(dtype) for name, dtype in dtypes.items()})
+def _frame(source: _Source, columns: dict[str, np.ndarray], dtypes: dict[str, str]) -> pd.DataFrame:
+    """Build a table with exactly the declared columns and dtypes, also when it has no rows.
+
+    An id too large for its column raises instead of wrapping: the widths are the product's (uint16 flash ids).
+    """
+    typed = {}
+    for name, dtype in dtypes.items():
+        values = np.asarray(columns[name])
+        typed[name] = values.astype(dtype)
+        if typed[name].dtype.kind in "iu" and not np.array_equal(typed[name], values):
+            raise source.error(f"{name} holds values outside {dtype}, the store's type for it")
+    return pd.DataFrame(typed)
 
 
 def _read_meta(source: _Source) -> dict[str, Any]:
