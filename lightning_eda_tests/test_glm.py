@@ -29,12 +29,12 @@ from lightning_eda.goes.granule import (
     EVENT_COLUMNS,
     FLASH_COLUMNS,
     GROUP_COLUMNS,
-    QUALITY_FLAG_MISSING,
     GranuleError,
     granule_to_csvs,
     read_granule,
 )
 from lightning_eda.goes.layout import parse_granule_name
+from lightning_eda.goes.variables import QUALITY_FLAG_MISSING
 
 START = datetime(2019, 6, 1, 12, 0, 0)
 COLUMNS = {"flashes": FLASH_COLUMNS, "groups": GROUP_COLUMNS, "events": EVENT_COLUMNS}
