@@ -194,7 +194,8 @@ def conform(data: pa.Table | pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """
     if isinstance(data, pd.DataFrame):
         data = pa.Table.from_pandas(data, preserve_index=False)
-    missing = [name for name in schema.names if name not in data.column_names]
+    present = set(data.column_names)  # a property that builds a new list on every call
+    missing = [name for name in schema.names if name not in present]
     if missing:
         raise ValueError(f"table lacks columns {missing}; has {data.column_names}")
     columns = [data.column(name) for name in schema.names]
