@@ -5,7 +5,7 @@ copies of the real granules), in one process, one granule after another (no work
 
 * netCDF4's bare open + decode of the file (``synthetic_hour.bare_decode``);
 * ``lightning_eda.goes.granule.read_granule`` (the project's decoder: every variable from its own attributes, into tables);
-* ``lightning_eda.ingest.hourly.transform_granule`` (what a transform worker does per granule: read_granule, then
+* ``lightning_eda.ingest.decoding.transform_granule`` (what a transform worker does per granule: read_granule, then
   the three tables conformed to the store's typed Arrow schemas, each row tagged with its ``source_file``);
 * ``lightning_eda.goes.granule.granule_to_csvs`` (the CSVs written only with ``LIGHTNING_EDA_CSV=1``; before the
   Parquet store they were the hand-off the ``load`` step read), and the bytes written;
@@ -15,7 +15,7 @@ then ``ParquetStore.stage`` of the hour's four tables (one zstd Parquet file eac
 and loads the hour's CSVs and the per-granule Parquet files into a fresh DuckDB database (the CSV statement the
 previous design's ``load`` used). Repetitions are interleaved per granule; the best of them is kept per granule.
 
-Last, the whole hour through ``lightning_eda.ingest.hourly.transform_granules`` (no CSVs, as the ingest runs by
+Last, the whole hour through ``lightning_eda.ingest.decoding.transform_granules`` (no CSVs, as the ingest runs by
 default) on one process and on its default worker processes (wall time, interleaved; the pool is the process's
 shared one, so only the first call pays its start-up), and what a worker pays before its first granule: a ``spawn``
 worker re-imports
@@ -48,8 +48,10 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from lightning_eda.goes.granule import granule_to_csvs, read_granule  # noqa: E402
-from lightning_eda.ingest.hourly import default_workers, files_table, transform_granule, transform_granules  # noqa: E402
-from lightning_eda.store.parquet_store import GLM_SCHEMAS, ParquetStore  # noqa: E402
+from lightning_eda.ingest.decoding import default_workers, transform_granule, transform_granules  # noqa: E402
+from lightning_eda.ingest.hourly import files_table  # noqa: E402
+from lightning_eda.store.parquet_store import ParquetStore  # noqa: E402
+from lightning_eda.store.schemas import GLM_SCHEMAS  # noqa: E402
 from synthetic_hour import bare_decode, make_hour  # noqa: E402
 
 HOUR = datetime(2019, 7, 1, 18)  # as bench_pipeline.py (not imported: it is heavy, see the module notes)
@@ -63,7 +65,7 @@ CSV_COLUMNS = {
     for table in TABLES.values()
 }
 MAIN_MODULES = {
-    "lightning_eda.ingest.hourly (what a worker needs)": "import lightning_eda.ingest.hourly",
+    "lightning_eda.ingest.decoding (what a worker needs)": "import lightning_eda.ingest.decoding",
     "lightning_eda.cli (main of `lightning-eda run`)": "import lightning_eda.cli",
     "lightning_eda.definitions (Dagster code location)": "import lightning_eda.definitions",
     "bench_pipeline.py (main of the pipeline benchmark)":

@@ -29,12 +29,12 @@ from lightning_eda.goes.granule import (
     EVENT_COLUMNS,
     FLASH_COLUMNS,
     GROUP_COLUMNS,
-    QUALITY_FLAG_MISSING,
     GranuleError,
     granule_to_csvs,
     read_granule,
 )
 from lightning_eda.goes.layout import parse_granule_name
+from lightning_eda.goes.variables import QUALITY_FLAG_MISSING
 
 START = datetime(2019, 6, 1, 12, 0, 0)
 COLUMNS = {"flashes": FLASH_COLUMNS, "groups": GROUP_COLUMNS, "events": EVENT_COLUMNS}
@@ -338,6 +338,15 @@ def test_missing_required_variable_raises_naming_it(tmp_path, variable):
         read_granule(path)
 
 
+def test_a_flash_id_wider_than_the_products_uint16_is_refused_not_wrapped(tmp_path):
+    """The table's flash_id is int32 (the product's uint16 fits): a file holding a larger id must not wrap into it."""
+    path = granule_file(tmp_path, omit=["flash_id"])
+    with netCDF4.Dataset(path, "a") as ds:
+        ds.createVariable("flash_id", "i8", ("number_of_flashes",))[:] = [40_000, 2**31 + 7]
+    with pytest.raises(GranuleError, match=f"{re.escape(path.name)}: flash_id holds values outside int32"):
+        read_granule(path)
+
+
 def test_missing_variable_in_an_empty_granule_still_raises(tmp_path):
     path = write_empty_lcfa(tmp_path / lcfa_name(), omit=["event_energy"])
     with pytest.raises(GranuleError, match="event_energy"):
@@ -384,7 +393,7 @@ def test_csvs_hold_the_tables_with_source_file_and_iso_times(tmp_path):
         for name in TIME_COLUMNS[table]:
             assert back[name].str.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}").all()
             pd.testing.assert_series_equal(pd.to_datetime(back[name]).astype("datetime64[ns]"), frame[name])
-        pd.testing.assert_series_equal(back[f"{LEVEL[table]}_id"], frame[f"{LEVEL[table]}_id"])
+        pd.testing.assert_series_equal(back[f"{LEVEL[table]}_id"], frame[f"{LEVEL[table]}_id"], check_dtype=False)
         np.testing.assert_allclose(back["energy"], frame["energy"], rtol=1e-15)
     assert paths["flashes"].read_text().splitlines()[2].split(",")[1] == "65000"
 

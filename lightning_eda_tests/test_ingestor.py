@@ -105,7 +105,7 @@ def test_parallel_transform_equals_the_sequential_one(tmp_path):
 
     from lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
-    from lightning_eda.ingest.hourly import transform_granules
+    from lightning_eda.ingest.decoding import transform_granules
     from lightning_eda.store.parquet_store import read_files, table_files
 
     raw = tmp_path / "raw"

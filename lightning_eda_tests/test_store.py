@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 from dagster import materialize
 
@@ -16,7 +19,8 @@ from lightning_eda import cli
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.resources import build_resources
 from lightning_eda.store import catalog
-from lightning_eda.store.parquet_store import GLM_SCHEMAS, HourKey, ParquetStore
+from lightning_eda.store.parquet_store import HourKey, ParquetStore
+from lightning_eda.store.schemas import GLM_SCHEMAS, conform
 
 BUCKET = "store-tests"
 PRODUCT = "GLM-L2-LCFA"
@@ -274,3 +278,52 @@ def test_a_partitions_checks_read_its_own_hour_only(s3, tmp_path):
     first_hour = checks(selection=AssetSelection.checks_for_assets(load), tags={"dagster/partition": key(first)})
     assert not first_hour["coordinates_in_range"].passed
     assert first_hour["coordinates_in_range"].metadata["glm_flash_bad"].value == 6  # 3 granules × 2 flashes
+
+
+# --- the one cast into the store's types ---------------------------------------------------------------------------
+
+
+def flash_rows(flash_id: list) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "source_file": "a.nc",
+            "flash_id": np.array(flash_id, dtype=np.int64),
+            "time_start": pd.to_datetime(["2019-06-01 12:00:00.123456789"] * len(flash_id)),
+            "time_end": pd.to_datetime(["2019-06-01 12:00:01"] * len(flash_id)),
+            **{name: np.ones(len(flash_id)) for name in ("lat", "lon", "energy", "area")},
+            "area_saturated": False,
+            "quality_flag": np.zeros(len(flash_id), dtype=np.int64),
+        }
+    )
+
+
+def test_conform_narrows_what_fits_and_truncates_times_to_microseconds():
+    table = conform(flash_rows([1, 65_535]), GLM_SCHEMAS["glm_flash"])
+    assert table.schema == GLM_SCHEMAS["glm_flash"]
+    assert table.column("flash_id").to_pylist() == [1, 65_535]
+    assert table.column("time_start")[0].as_py() == datetime(2019, 6, 1, 12, 0, 0, 123456)
+
+
+@pytest.mark.parametrize(
+    "column, values, message",
+    [
+        ("flash_id", [1, 2**31 + 5], "column 'flash_id': cannot store int64 as int32"),
+        ("quality_flag", [0, 2**15], "column 'quality_flag': cannot store int64 as int16"),
+        ("flash_id", [1.0, 2.5], "column 'flash_id': cannot store double as int32"),
+    ],
+)
+def test_conform_refuses_an_overflow_or_a_lossy_cast_naming_the_column(column, values, message):
+    """A planted value that the store's type cannot hold raises instead of wrapping or truncating."""
+    rows = flash_rows([1, 2]).assign(**{column: values})
+    with pytest.raises(ValueError, match=message):
+        conform(rows, GLM_SCHEMAS["glm_flash"])
+
+
+def test_an_analysis_table_with_an_overflowing_id_is_not_written(tmp_path):
+    store = ParquetStore(tmp_path)
+    store.ensure()
+    before = store.analysis_file("flash_cluster").read_bytes()
+    rows = pa.table({"source_file": ["a.nc"], "flash_id": pa.array([2**31], pa.int64()), "cluster": [0]})
+    with pytest.raises(ValueError, match="column 'flash_id'"):
+        store.write_analysis("flash_cluster", rows)
+    assert store.analysis_file("flash_cluster").read_bytes() == before

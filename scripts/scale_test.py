@@ -466,7 +466,7 @@ def overlapping_workers(steps: list[dict]) -> Optional[tuple[dict, dict]]:
 def store_digest(data_dir: Path) -> dict:
     """What the store holds, comparable between two runs: per table, its rows and an order-free content hash."""
     from lightning_eda.store import catalog
-    from lightning_eda.store.parquet_store import DATA_TABLES
+    from lightning_eda.store.schemas import DATA_TABLES
 
     digest = {}
     with catalog.connect_store(data_dir) as con:

@@ -145,7 +145,8 @@ from s3_server import LocalS3  # noqa: E402
 from dagster import materialize  # noqa: E402
 
 from lightning_eda.store import catalog, database  # noqa: E402
-from lightning_eda.store.parquet_store import DATA_TABLES, ParquetStore  # noqa: E402
+from lightning_eda.store.parquet_store import ParquetStore  # noqa: E402
+from lightning_eda.store.schemas import DATA_TABLES  # noqa: E402
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform  # noqa: E402
 from lightning_eda.cli import _failure_message  # noqa: E402
 from lightning_eda.goes.granule import read_granule  # noqa: E402

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from lightning_eda.analysis.features import FeatureTransform, laea_inverse
+from lightning_eda.store.schemas import ANALYSIS_SCHEMAS
 
 DEFAULT_CELL_KM = 10.0
-FED_COLUMNS = ["lat", "lon", "flash_count", "x_km", "y_km", "cell_km"]
+FED_COLUMNS = ANALYSIS_SCHEMAS["flash_extent_density"].names
 
 
 def flash_cells(events: pd.DataFrame, groups: pd.DataFrame, transform: FeatureTransform, cell_km: float) -> pd.DataFrame:

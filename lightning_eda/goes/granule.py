@@ -1,9 +1,9 @@
 """Decode one GOES GLM Level-2 LCFA granule into flash, group and event tables.
 
-Every packed variable is decoded from its own attributes (``_Unsigned``, ``scale_factor``, ``add_offset``,
-``_FillValue``, ``units``) by the small functions below instead of netCDF4's automatic decoding, because the
-archive holds three time encodings and default decoding gets two of them wrong (see ``docs/glm_format.md`` and
-glmtools ``_check_and_fix_missing_unsigned_time``). Units that are not understood raise instead of being guessed.
+Every packed variable is decoded from its own attributes by the small functions of :mod:`lightning_eda.goes.variables`
+(netCDF4's automatic decoding gets two of the archive's three time encodings wrong); this module reads the file, checks
+the areas against the hierarchy (a flash or group smaller than its parts wrapped around), and builds the tables with
+the columns and widths of the store's :data:`GLM_SCHEMAS`.
 
 All timestamps are naive UTC: ``datetime`` in :attr:`Granule.meta`, ``datetime64[ns]`` in the tables.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,14 +26,22 @@ import pyarrow.csv as pacsv
 from lightning_eda.files import atomic_write
 from lightning_eda.geo import wrap_longitude
 from lightning_eda.goes.layout import parse_granule_name
+from lightning_eda.goes.variables import (
+    area_at_ceiling,
+    area_in_m2,
+    decode_ids,
+    decode_quality_flag,
+    energy_in_joules,
+    fill_mask,
+    parse_time_units,
+    parse_utc_text,
+    time_offset_seconds,
+    to_datetime64,
+    unpack,
+)
+from lightning_eda.store.schemas import GLM_SCHEMAS
 
 logger = logging.getLogger(__name__)
-
-AREA_CEILING_M2 = 1.0e10
-"""Largest area the packing can hold, about 10,000 km² in both the km² and m² eras (glmtools issue #69)."""
-
-SATURATION_FRACTION = 0.99
-"""Areas within 1 % of :data:`AREA_CEILING_M2` are treated as clipped at the ceiling."""
 
 MIN_PIXEL_AREA_M2 = 50.0e6
 """A floor under the smallest GLM pixel footprint (about 64 km² at nadir in real granules).
@@ -42,48 +49,18 @@ MIN_PIXEL_AREA_M2 = 50.0e6
 A group is the lit pixels of one frame, so its area is at least its event count times this; less means it wrapped.
 """
 
-FLASH_COLUMNS = {
-    "flash_id": "int64",
-    "time_start": "datetime64[ns]",
-    "time_end": "datetime64[ns]",
-    "lat": "float64",
-    "lon": "float64",
-    "energy": "float64",
-    "area": "float64",
-    "area_saturated": "bool",
-    "quality_flag": "int16",
-}
-GROUP_COLUMNS = {
-    "group_id": "int64",
-    "parent_flash_id": "int64",
-    "time": "datetime64[ns]",
-    "lat": "float64",
-    "lon": "float64",
-    "energy": "float64",
-    "area": "float64",
-    "area_saturated": "bool",
-    "quality_flag": "int16",
-}
-EVENT_COLUMNS = {
-    "event_id": "int64",
-    "parent_group_id": "int64",
-    "time": "datetime64[ns]",
-    "lat": "float64",
-    "lon": "float64",
-    "energy": "float64",
-}
 
-QUALITY_FLAG_MISSING = -1
-"""``quality_flag`` value written where the file holds the fill value."""
+def _decoded_dtypes(table: str) -> dict[str, str]:
+    """The decoder's columns: the store table's (:data:`GLM_SCHEMAS`) but ``source_file``, which the ingest adds;
+    times in ns, which the store truncates to µs."""
+    fields = [field for field in GLM_SCHEMAS[table] if field.name != "source_file"]
+    ns = np.dtype("datetime64[ns]")
+    return {f.name: (ns if pa.types.is_timestamp(f.type) else np.dtype(f.type.to_pandas_dtype())).name for f in fields}
 
-_ENERGY_UNITS = {"j", "joule", "joules"}
-_AREA_UNITS_TO_M2 = {"m2": 1.0, "m^2": 1.0, "m**2": 1.0, "km2": 1.0e6, "km^2": 1.0e6, "km**2": 1.0e6}
-_TIME_UNITS_TO_S = {"seconds": 1.0, "milliseconds": 1.0e-3}
-_TIME_UNITS_RE = re.compile(r"\s*(?P<unit>[A-Za-z]+)\s+since\s+(?P<epoch>.+?)\s*")
-_UTC_TEXT_RE = re.compile(
-    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.(?P<frac>[0-9]{1,9}))?"
-    r"\s*(?:Z|UTC|\+00:?00)?"
-)
+
+FLASH_COLUMNS = _decoded_dtypes("glm_flash")
+GROUP_COLUMNS = _decoded_dtypes("glm_group")
+EVENT_COLUMNS = _decoded_dtypes("glm_event")
 
 _DIMS = {"flashes": "number_of_flashes", "groups": "number_of_groups", "events": "number_of_events"}
 _COUNT_SCALARS = {"flashes": "flash_count", "groups": "group_count", "events": "event_count"}
@@ -112,145 +89,6 @@ class Granule:
     flashes: pd.DataFrame
     groups: pd.DataFrame
     events: pd.DataFrame
-
-
-# --- decoding of one variable: pure functions of raw values and attributes -------------------------------------
-
-
-def reinterpret_unsigned(raw: np.ndarray) -> np.ndarray:
-    """View signed integers as the unsigned type of the same width (what ``_Unsigned="true"`` asks for)."""
-    if raw.dtype.kind != "i":
-        return raw
-    return raw.view(raw.dtype.str.replace("i", "u"))
-
-
-def is_unsigned(attrs: dict[str, Any]) -> bool:
-    """Whether the ``_Unsigned`` attribute is present and says true."""
-    return str(attrs.get("_Unsigned", "false")).strip().lower() == "true"
-
-
-def fill_mask(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    """True where the raw (still packed) value equals ``_FillValue``, compared in the stored type."""
-    if "_FillValue" not in attrs:
-        return np.zeros(raw.shape, dtype=bool)
-    fill = np.asarray(attrs["_FillValue"]).astype(raw.dtype)
-    return raw == fill
-
-
-def unpack(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    """Decode a packed variable to float64: unsigned view, ``raw * scale_factor + add_offset``, NaN at fill."""
-    missing = fill_mask(raw, attrs)
-    values = reinterpret_unsigned(raw) if is_unsigned(attrs) else raw
-    scale = float(np.asarray(attrs.get("scale_factor", 1.0)))
-    offset = float(np.asarray(attrs.get("add_offset", 0.0)))
-    decoded = values.astype(np.float64) * scale + offset
-    decoded[missing] = np.nan
-    return decoded
-
-
-def decode_ids(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    """Decode an id variable to int64, honouring ``_Unsigned`` (flash ids are uint16 stored as int16)."""
-    values = reinterpret_unsigned(raw) if is_unsigned(attrs) else raw
-    return values.astype(np.int64)
-
-
-def decode_quality_flag(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    """Decode a quality flag to int16, writing :data:`QUALITY_FLAG_MISSING` where the file holds the fill value."""
-    flags = decode_ids(raw, attrs)
-    flags[fill_mask(raw, attrs)] = QUALITY_FLAG_MISSING
-    return flags.astype(np.int16)
-
-
-
-def parse_utc_text(text: str) -> datetime:
-    """Parse ``2018-07-02T04:33:00.0Z`` or ``2018-07-02 04:33:00.000`` to a naive UTC datetime.
-
-    Why: ``datetime.fromisoformat`` only accepts 3 or 6 fraction digits before Python 3.11, and GLM writes one.
-    """
-    match = _UTC_TEXT_RE.fullmatch(str(text).strip())
-    if match is None:
-        raise ValueError(f"cannot read {text!r} as a UTC date and time")
-    moment = datetime.strptime(f"{match['date']} {match['time']}", "%Y-%m-%d %H:%M:%S")
-    frac = match["frac"] or "0"
-    return moment + timedelta(microseconds=round(int(frac) * 10 ** (6 - len(frac))))
-
-
-def parse_time_units(units: Any) -> tuple[float, datetime]:
-    """Split ``"<unit> since <epoch>"`` into seconds per unit and the epoch.
-
-    Raises
-    ------
-    ValueError
-        If the unit is not ``seconds`` or ``milliseconds`` or the epoch is unreadable.
-    """
-    match = _TIME_UNITS_RE.fullmatch(str(units)) if units is not None else None
-    if match is None or match["unit"].lower() not in _TIME_UNITS_TO_S:
-        raise ValueError(f"unknown time units {units!r} (expected 'seconds since ...' or 'milliseconds since ...')")
-    return _TIME_UNITS_TO_S[match["unit"].lower()], parse_utc_text(match["epoch"])
-
-
-def time_offset_seconds(raw: np.ndarray, attrs: dict[str, Any]) -> tuple[datetime, np.ndarray, str | None]:
-    """Decode a packed time offset to seconds after its epoch, for all three encodings in the archive.
-
-    Rule (``docs/glm_format.md``, "Time: the trap"): ``milliseconds`` units mean a signed integer, whatever
-    ``_Unsigned`` says (some mid-2018 files carry a stray one); ``seconds`` units mean an unsigned integer, even when
-    ``_Unsigned`` is missing (late 2018).
-
-    Returns
-    -------
-    epoch : datetime
-        From the variable's ``units``.
-    seconds : ndarray of float64
-        Offsets from ``epoch``; NaN at fill.
-    repair : str or None
-        What was done differently from default decoding, if anything.
-    """
-    seconds_per_unit, epoch = parse_time_units(attrs.get("units"))
-    missing = fill_mask(raw, attrs)
-    repair = None
-    if seconds_per_unit < 1.0:
-        values = raw
-        if is_unsigned(attrs) and raw.dtype.kind == "i":
-            repair = "ignored stray _Unsigned: millisecond offsets are signed"
-    else:
-        values = reinterpret_unsigned(raw)
-        if not is_unsigned(attrs) and raw.dtype.kind == "i":
-            repair = "read as unsigned although _Unsigned is missing"
-    scale = float(np.asarray(attrs.get("scale_factor", 1.0)))
-    offset = float(np.asarray(attrs.get("add_offset", 0.0)))
-    seconds = (values.astype(np.float64) * scale + offset) * seconds_per_unit
-    seconds[missing] = np.nan
-    return epoch, seconds, repair
-
-
-def to_datetime64(epoch: datetime, seconds: np.ndarray) -> np.ndarray:
-    """Add float offsets in seconds to an epoch, giving datetime64[ns] (NaT where NaN)."""
-    times = np.full(seconds.shape, np.datetime64("NaT", "ns"))
-    finite = np.isfinite(seconds)
-    nanos = np.round(seconds[finite] * 1e9).astype(np.int64)
-    times[finite] = np.datetime64(epoch, "ns") + nanos.astype("timedelta64[ns]")
-    return times
-
-
-def energy_in_joules(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    """Decode an energy variable, refusing units other than joules."""
-    units = str(attrs.get("units", "")).strip()
-    if units.lower() not in _ENERGY_UNITS:
-        raise ValueError(f"unknown energy units {attrs.get('units')!r} (expected 'J')")
-    return unpack(raw, attrs)
-
-
-def area_in_m2(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    """Decode an area variable to m²; older files say ``km2``, newer ones ``m2``."""
-    units = str(attrs.get("units", "")).strip().lower()
-    if units not in _AREA_UNITS_TO_M2:
-        raise ValueError(f"unknown area units {attrs.get('units')!r} (expected 'm2' or 'km2')")
-    return unpack(raw, attrs) * _AREA_UNITS_TO_M2[units]
-
-
-def area_at_ceiling(area_m2: np.ndarray) -> np.ndarray:
-    """Areas that cannot be trusted on their own: fill (NaN), exactly zero, or at the ~10,000 km² ceiling."""
-    return np.isnan(area_m2) | (area_m2 == 0.0) | (area_m2 >= SATURATION_FRACTION * AREA_CEILING_M2)
 
 
 # --- reading the file ----------------------------------------------------------------------------------------------
@@ -363,7 +201,7 @@ def _read_events(source: _Source) -> pd.DataFrame:
         "lon": source.lon("event_lon", dim),
         "energy": source.decode("event_energy", dim, energy_in_joules),
     }
-    return _frame(columns, EVENT_COLUMNS)
+    return _frame(source, columns, EVENT_COLUMNS)
 
 
 def _read_groups(source: _Source, events: pd.DataFrame) -> pd.DataFrame:
@@ -382,7 +220,7 @@ def _read_groups(source: _Source, events: pd.DataFrame) -> pd.DataFrame:
         "area_saturated": area_at_ceiling(area) | _group_area_wrapped(group_id, area, events),
         "quality_flag": source.decode("group_quality_flag", dim, decode_quality_flag),
     }
-    return _frame(columns, GROUP_COLUMNS)
+    return _frame(source, columns, GROUP_COLUMNS)
 
 
 def _read_flashes(source: _Source, groups: pd.DataFrame) -> pd.DataFrame:
@@ -401,7 +239,7 @@ def _read_flashes(source: _Source, groups: pd.DataFrame) -> pd.DataFrame:
         "area_saturated": area_at_ceiling(area) | _flash_area_wrapped(flash_id, area, groups),
         "quality_flag": source.decode("flash_quality_flag", dim, decode_quality_flag),
     }
-    return _frame(columns, FLASH_COLUMNS)
+    return _frame(source, columns, FLASH_COLUMNS)
 
 
 def _parent_slots(ids: np.ndarray, parent_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -439,9 +277,18 @@ def _flash_area_wrapped(flash_id: np.ndarray, area: np.ndarray, groups: pd.DataF
     return smaller | child_saturated[inverse]
 
 
-def _frame(columns: dict[str, np.ndarray], dtypes: dict[str, str]) -> pd.DataFrame:
-    """Build a table with exactly the declared columns and dtypes, also when it has no rows."""
-    return pd.DataFrame({name: np.asarray(columns[name]).astype(dtype) for name, dtype in dtypes.items()})
+def _frame(source: _Source, columns: dict[str, np.ndarray], dtypes: dict[str, str]) -> pd.DataFrame:
+    """Build a table with exactly the declared columns and dtypes, also when it has no rows.
+
+    An id too large for its column raises instead of wrapping: the widths are the product's (uint16 flash ids).
+    """
+    typed = {}
+    for name, dtype in dtypes.items():
+        values = np.asarray(columns[name])
+        typed[name] = values.astype(dtype)
+        if typed[name].dtype.kind in "iu" and not np.array_equal(typed[name], values):
+            raise source.error(f"{name} holds values outside {dtype}, the store's type for it")
+    return pd.DataFrame(typed)
 
 
 def _read_meta(source: _Source) -> dict[str, Any]:

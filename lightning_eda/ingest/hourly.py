@@ -1,4 +1,6 @@
-"""The hour-level steps behind the ``ingestor`` assets: which granules an hour still needs, decode, stage, commit.
+"""The hour-level steps behind the ``ingestor`` assets: which granules an hour still needs, stage, commit.
+
+Decoding the granules (and the pool of processes doing it) is :mod:`lightning_eda.ingest.decoding`'s.
 
 An hour is **complete** when every granule the archive listed for it is in the store as ``loaded`` or ``failed``
 (a corrupt file: permanent). A granule that could not be fetched (retries exhausted, a full disk, a killed worker)
@@ -17,44 +19,28 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
-import os
 import shutil
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from lightning_eda.files import atomic_write
-from lightning_eda.goes.granule import granule_to_csvs, read_granule
 from lightning_eda.goes.layout import hour_prefix, is_granule_key
 from lightning_eda.ingest.archive import ExtractReport
-from lightning_eda.store.parquet_store import (
-    COUNT_COLUMN,
-    DATA_TABLES,
-    GLM_SCHEMAS,
-    HourKey,
-    ParquetStore,
-    conform,
-    table_files,
-    write_part,
-)
+from lightning_eda.ingest.decoding import GranuleRecord, transform_granules
+from lightning_eda.store.parquet_store import HourKey, ParquetStore, table_files, write_part
+from lightning_eda.store.schemas import COUNT_COLUMN, DATA_TABLES, GLM_SCHEMAS, conform
 from lightning_eda.utc import utc_now
 
 log = logging.getLogger(__name__)
 
 EXTRACT_REPORT_NAME = "extract.json"
 TRANSFORM_REPORT_NAME = "transform.json"
-TABLE_OF_KIND = {"flashes": "glm_flash", "groups": "glm_group", "events": "glm_event"}
 SETTLED = ("loaded", "failed")  # statuses that end a granule's story; "missing" is retried
 
 
@@ -94,193 +80,6 @@ class HourPaths:
     @property
     def transform_report(self) -> Path:
         return self.work_dir / TRANSFORM_REPORT_NAME
-
-
-@dataclass
-class GranuleRecord:
-    """What the transform learned about one granule: its facts, or why it is not (yet) in the store."""
-
-    source_file: str
-    size_bytes: int
-    status: str  # "loaded", "failed" (cannot be decoded: permanent) or "missing" (not fetched yet: retried)
-    error: Optional[str] = None
-    platform: Optional[str] = None
-    orbital_slot: Optional[str] = None
-    time_start: Optional[str] = None
-    time_end: Optional[str] = None
-    n_flashes: int = 0
-    n_groups: int = 0
-    n_events: int = 0
-    csv: dict[str, str] = field(default_factory=dict)
-
-
-def _iso(value) -> Optional[str]:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return pd.Timestamp(value).isoformat()
-
-
-# --- decoding granules -------------------------------------------------------------------------------------------
-
-
-def transform_granule(path: Path, csv_dir: Optional[Path] = None) -> tuple[GranuleRecord, Optional[dict[str, pa.Table]]]:
-    """Decode one granule into typed Arrow tables (and CSVs when ``csv_dir`` is given).
-
-    Any failure is recorded, never raised, so one bad file cannot stop an hour.
-    """
-    size = path.stat().st_size if path.exists() else 0
-    try:
-        granule = read_granule(path)
-        written = granule_to_csvs(granule, csv_dir) if csv_dir is not None else {}
-        tables = {
-            TABLE_OF_KIND[kind]: _typed(frame, path.name, TABLE_OF_KIND[kind])
-            for kind, frame in (("flashes", granule.flashes), ("groups", granule.groups), ("events", granule.events))
-        }
-    except Exception as exc:  # noqa: BLE001 - a corrupt file can fail in netCDF4, HDF5 or numpy; all mean "skip it"
-        log.warning("granule %s failed: %s", path.name, exc)
-        return GranuleRecord(path.name, size, "failed", error=f"{type(exc).__name__}: {exc}"), None
-    meta = granule.meta
-    record = GranuleRecord(
-        source_file=path.name,
-        size_bytes=size,
-        status="loaded",
-        platform=meta.get("platform"),
-        orbital_slot=meta.get("orbital_slot"),
-        time_start=_iso(meta.get("time_start")),
-        time_end=_iso(meta.get("time_end")),
-        n_flashes=int(meta["n_flashes"]),
-        n_groups=int(meta["n_groups"]),
-        n_events=int(meta["n_events"]),
-        csv={kind: str(p) for kind, p in written.items()},
-    )
-    return record, tables
-
-
-def _typed(frame: pd.DataFrame, source_file: str, table: str) -> pa.Table:
-    """A decoded table as the store types it, column by column from NumPy (8× faster than via ``from_pandas``).
-
-    ``source_file`` is a one-entry dictionary (no per-row copies of the name); NaN and NaT become nulls, as SQL
-    expects of missing values; integers narrow only when they fit (Arrow refuses an overflow).
-    """
-    schema = GLM_SCHEMAS[table]
-    columns = []
-    for column in schema:
-        if column.name == "source_file":
-            indices = pa.array(np.zeros(len(frame), dtype=np.int32))
-            columns.append(pa.DictionaryArray.from_arrays(indices, pa.array([source_file], type=pa.string())))
-            continue
-        values = frame[column.name].to_numpy()
-        if pa.types.is_timestamp(column.type):
-            values = values.astype("datetime64[us]")
-        columns.append(pa.array(values, type=column.type, from_pandas=True))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def default_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8))
-
-
-def may_start_processes() -> bool:
-    """False in a daemonic process, which may not start children: a Celery worker's pool process runs its step's
-    decode itself (the deployment scales with the number of workers instead)."""
-    return not multiprocessing.current_process().daemon
-
-
-_SPAWN = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Dagster's do)
-_pool_lock = threading.Lock()
-_pool: Optional[ProcessPoolExecutor] = None
-_pool_workers = 0
-
-
-def _shared_pool(workers: int) -> ProcessPoolExecutor:
-    """One pool of decoder processes per process, kept between hours: a backfill pays the spawn cost once."""
-    global _pool, _pool_workers
-    with _pool_lock:
-        if _pool is None or _pool_workers != workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=_SPAWN, initializer=_exit_with_parent, initargs=(os.getpid(),)
-            )
-            _pool_workers = workers
-        return _pool
-
-
-def _exit_with_parent(parent: int) -> None:
-    """In a decoder process: exit when the process that started it is gone (SIGKILLed runs leave no orphans)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
-
-
-def _discard_pool() -> None:
-    global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool.shutdown(wait=False, cancel_futures=True)
-        _pool = None
-
-
-def decode_chunk(files: list[Path], folder: Path, part: str, csv_dir: Optional[Path] = None) -> list[GranuleRecord]:
-    """Decode granules and write their rows as ``<table>-<part>.parquet`` in ``folder`` (in a decoder process).
-
-    Rows go straight to disk from the process that decoded them: nothing but the small records crosses a pipe.
-    """
-    records = []
-    parts: dict[str, list[pa.Table]] = {table: [] for table in DATA_TABLES}
-    for path in files:
-        record, tables = transform_granule(path, csv_dir)
-        records.append(record)
-        for table, data in (tables or {}).items():
-            parts[table].append(data)
-    for table, data in parts.items():
-        write_part(folder, table, data, part)
-    return records
-
-
-def transform_granules(
-    files: list[Path], folder: Path, csv_dir: Optional[Path] = None, workers: Optional[int] = None
-) -> list[GranuleRecord]:
-    """Decode granules on every core into part files of ``folder``; records in ``files`` order.
-
-    Decoding holds the GIL, so processes, not threads. A worker that dies (a crash inside HDF5 on a corrupt file, say)
-    takes the pool with it: the unfinished chunks' files are removed and their granules decoded one per process, so
-    only the culprit is recorded as failed.
-    """
-    workers = default_workers() if workers is None else workers
-    if workers < 2 or len(files) < 2 * workers or not may_start_processes():
-        return decode_chunk(files, folder, "000", csv_dir)
-    size = -(-len(files) // (2 * workers))  # two chunks per worker: one slow chunk does not hold the others up
-    chunks = [files[i : i + size] for i in range(0, len(files), size)]
-    done: dict[int, list[GranuleRecord]] = {}
-    try:
-        pool = _shared_pool(workers)
-        futures = {pool.submit(decode_chunk, chunk, folder, f"{i:03d}", csv_dir): i for i, chunk in enumerate(chunks)}
-        for future in as_completed(futures):
-            done[futures[future]] = future.result()
-    except BrokenProcessPool:
-        _discard_pool()
-        for i, chunk in enumerate(chunks):
-            if i in done:
-                continue
-            for table in DATA_TABLES:
-                (folder / f"{table}-{i:03d}.parquet").unlink(missing_ok=True)
-            done[i] = [_transform_isolated(path, folder, f"{i:03d}x{j:03d}", csv_dir) for j, path in enumerate(chunk)]
-    return [record for i in range(len(chunks)) for record in done[i]]
-
-
-def _transform_isolated(path: Path, folder: Path, part: str, csv_dir: Optional[Path]) -> GranuleRecord:
-    try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=_SPAWN) as pool:
-            return pool.submit(decode_chunk, [path], folder, part, csv_dir).result()[0]
-    except BrokenProcessPool:
-        size = path.stat().st_size if path.exists() else 0
-        return GranuleRecord(path.name, size, "failed", error="the decoder crashed on this file")
 
 
 # --- what extract hands to transform -----------------------------------------------------------------------------

@@ -25,13 +25,11 @@ import duckdb
 
 from lightning_eda.files import atomic_write
 from lightning_eda.store.parquet_store import (
-    ANALYSIS_SCHEMAS,
-    DATA_TABLES,
     FORMAT_VERSION,
-    GLM_SCHEMAS,
     HourKey,
     ParquetStore,
 )
+from lightning_eda.store.schemas import ANALYSIS_SCHEMAS, DATA_TABLES, GLM_SCHEMAS
 
 log = logging.getLogger(__name__)
 

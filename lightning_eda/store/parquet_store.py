@@ -20,8 +20,8 @@ Why this shape:
   swap in a whole version and the later one wins. No pool, no lock, no single writer: any number of processes or
   machines sharing the folder can load hours at once.
 
-``bucket``, ``product`` and ``hour`` of ``glm_file`` are the folder's partition keys, not columns of its file.
-No Dagster here.
+``bucket``, ``product`` and ``hour`` of ``glm_file`` are the folder's partition keys, not columns of its file. The
+tables' columns and types are :mod:`lightning_eda.store.schemas`'. No Dagster here.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lightning_eda.files import atomic_write
+from lightning_eda.store.schemas import ANALYSIS_SCHEMAS, GLM_SCHEMAS, GLM_TABLES, conform, empty_table
 
 log = logging.getLogger(__name__)
 
@@ -57,167 +58,7 @@ SUPERSEDED_GRACE_SECONDS = 600.0
 STALE_STAGING_SECONDS = 6 * 3600.0
 """A staging folder this old was left by a killed writer (a live one finishes an hour in seconds to minutes)."""
 
-_TS = pa.timestamp("us")
-_SOURCE = pa.dictionary(pa.int32(), pa.string())
-"""``source_file`` of the data tables: one name for every row of a granule, so dictionary-encoded in memory too."""
 _HOUR_FORMAT = "%Y-%m-%dT%H"
-
-GLM_SCHEMAS: dict[str, pa.Schema] = {
-    "glm_file": pa.schema(
-        [
-            ("source_file", pa.string()),
-            ("platform", pa.string()),
-            ("orbital_slot", pa.string()),
-            ("time_start", _TS),
-            ("time_end", _TS),
-            ("n_flashes", pa.int32()),
-            ("n_groups", pa.int32()),
-            ("n_events", pa.int32()),
-            ("size_bytes", pa.int64()),
-            ("status", pa.string()),
-            ("error", pa.string()),
-            ("loaded_at", _TS),
-        ]
-    ),
-    "glm_flash": pa.schema(
-        [
-            ("source_file", _SOURCE),
-            ("flash_id", pa.int32()),
-            ("time_start", _TS),
-            ("time_end", _TS),
-            ("lat", pa.float64()),
-            ("lon", pa.float64()),
-            ("energy", pa.float64()),
-            ("area", pa.float64()),
-            ("area_saturated", pa.bool_()),
-            ("quality_flag", pa.int16()),
-        ]
-    ),
-    "glm_group": pa.schema(
-        [
-            ("source_file", _SOURCE),
-            ("group_id", pa.int64()),
-            ("parent_flash_id", pa.int32()),
-            ("time", _TS),
-            ("lat", pa.float64()),
-            ("lon", pa.float64()),
-            ("energy", pa.float64()),
-            ("area", pa.float64()),
-            ("area_saturated", pa.bool_()),
-            ("quality_flag", pa.int16()),
-        ]
-    ),
-    "glm_event": pa.schema(
-        [
-            ("source_file", _SOURCE),
-            ("event_id", pa.int64()),
-            ("parent_group_id", pa.int64()),
-            ("time", _TS),
-            ("lat", pa.float64()),
-            ("lon", pa.float64()),
-            ("energy", pa.float64()),
-        ]
-    ),
-}
-GLM_TABLES = tuple(GLM_SCHEMAS)
-DATA_TABLES = ("glm_flash", "glm_group", "glm_event")
-COUNT_COLUMN = {"glm_flash": "n_flashes", "glm_group": "n_groups", "glm_event": "n_events"}
-
-ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
-    "flash_features": pa.schema(
-        [
-            *[GLM_SCHEMAS["glm_flash"].field(name) for name in ("source_file", "flash_id", "time_start", "time_end")],
-            ("lat", pa.float64()),
-            ("lon", pa.float64()),
-            ("energy", pa.float64()),
-            ("quality_flag", pa.int16()),
-            ("area", pa.float64()),
-            ("row_id", pa.int64()),
-            ("x_km", pa.float64()),
-            ("y_km", pa.float64()),
-            ("f_x", pa.float64()),
-            ("f_y", pa.float64()),
-            ("f_t", pa.float64()),
-        ]
-    ),
-    "feature_window": pa.schema(
-        [
-            ("bucket", pa.string()),
-            ("window_start", _TS),
-            ("window_end", _TS),
-            ("n_input", pa.int64()),
-            ("n_features", pa.int64()),
-            ("dropped", pa.string()),
-            ("transform", pa.string()),
-            ("box", pa.string()),
-            ("time_weight_km_per_min", pa.float64()),
-        ]
-    ),
-    # Each evaluator writes its own file (they run at the same time); the view cluster_evaluation joins them.
-    "elbow_scores": pa.schema(
-        [
-            ("k", pa.int32()),
-            ("inertia", pa.float64()),
-            ("n_points", pa.int32()),
-            ("window_start", _TS),
-            ("window_end", _TS),
-            ("evaluated_at", _TS),
-        ]
-    ),
-    "silhouette_scores": pa.schema(
-        [
-            ("k", pa.int32()),
-            ("silhouette", pa.float64()),
-            ("silhouette_sample_size", pa.int32()),
-            ("n_points", pa.int32()),
-            ("window_start", _TS),
-            ("window_end", _TS),
-            ("evaluated_at", _TS),
-        ]
-    ),
-    "flash_cluster": pa.schema([("source_file", pa.string()), ("flash_id", pa.int32()), ("cluster", pa.int32())]),
-    "flash_extent_density": pa.schema(
-        [
-            ("lat", pa.float64()),
-            ("lon", pa.float64()),
-            ("flash_count", pa.int64()),
-            ("x_km", pa.float64()),
-            ("y_km", pa.float64()),
-            ("cell_km", pa.float64()),
-        ]
-    ),
-    "cluster_summary": pa.schema(
-        [
-            ("cluster", pa.int64()),
-            ("lat", pa.float64()),
-            ("lon", pa.float64()),
-            ("n_flashes", pa.int64()),
-            ("total_energy", pa.float64()),
-            ("time_start", _TS),
-            ("time_end", _TS),
-            ("flash_rate", pa.float64()),
-            ("mean_energy", pa.float64()),
-            ("median_energy", pa.float64()),
-            ("mean_area", pa.float64()),
-            ("median_area", pa.float64()),
-            ("extent_km", pa.float64()),
-            ("duration_min", pa.float64()),
-            ("n_jumps", pa.int64()),
-            ("first_jump", _TS),
-        ]
-    ),
-    "storm_rate": pa.schema([("cluster", pa.int64()), ("minute", _TS), ("flashes", pa.int64())]),
-    "lightning_jump": pa.schema(
-        [
-            ("cluster", pa.int64()),
-            ("time", _TS),
-            ("flash_rate", pa.float64()),
-            ("dfrdt", pa.float64()),
-            ("threshold", pa.float64()),
-            ("jump", pa.bool_()),
-        ]
-    ),
-}
 
 _WRITE_OPTIONS = {"compression": "zstd", "compression_level": 3}
 _SENTINEL = {"bucket": "_", "product": "_", "hour": "_"}  # an always-present empty partition: globs never match nothing
@@ -268,22 +109,6 @@ def write_part(folder: Path, table: str, parts: list[pa.Table], name: str) -> Op
     data = pa.concat_tables([conform(part, GLM_SCHEMAS[table]) for part in parts])
     # atomically: a process killed mid-write must not leave a half file under a name the hour would take
     return atomic_write(path, lambda handle: pq.write_table(data, handle, **_WRITE_OPTIONS), suffix=".tmp")
-
-
-def empty_table(table: str) -> pa.Table:
-    schema = GLM_SCHEMAS.get(table) or ANALYSIS_SCHEMAS[table]
-    return schema.empty_table()
-
-
-def conform(data: pa.Table | pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    """``data`` with exactly ``schema``'s columns, in order and type (ns timestamps become us, ints narrow)."""
-    if isinstance(data, pd.DataFrame):
-        data = pa.Table.from_pandas(data, preserve_index=False)
-    missing = [name for name in schema.names if name not in data.column_names]
-    if missing:
-        raise ValueError(f"table lacks columns {missing}; has {data.column_names}")
-    columns = [data.column(name).cast(field.type, safe=False) for name, field in zip(schema.names, schema)]
-    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:

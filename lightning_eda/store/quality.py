@@ -1,19 +1,20 @@
-"""Data-quality queries over the DuckDB store; the asset checks wrap these (no Dagster here).
+"""Data-quality queries over the store's tables as DuckDB sees them; the asset checks wrap these (no Dagster here).
 
-Each function returns the number of offending rows (0 means the expectation holds) and a few examples.
+Each query tests one expectation and returns what its check reports: offending rows counted per table (all 0 when the
+expectation holds), the offending rows themselves (none when it holds), a count with up to five examples, or, for the
+clustering tables, whether it holds and the numbers that say so.
 """
 
 from __future__ import annotations
 
 import duckdb
 
+from lightning_eda.store.schemas import ID_COLUMN
 
 # Flashes are written when they end, so a flash may start up to ~2 s before its granule (docs/glm_format.md);
 # allow 3 s.
 EARLY_START_SECONDS = 3.0
 LATE_END_SECONDS = 1.0
-
-_ID_COLUMN = {"glm_flash": "flash_id", "glm_group": "group_id", "glm_event": "event_id"}
 
 
 def _examples(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[tuple]:
@@ -22,7 +23,7 @@ def _examples(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[tu
 
 def out_of_range_coordinates(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     counts = {}
-    for table in _ID_COLUMN:
+    for table in ID_COLUMN:
         counts[table] = con.execute(
             f"SELECT count(*) FROM {table} WHERE NOT (lat BETWEEN -90 AND 90 AND lon >= -180 AND lon < 180) "
             "OR lat IS NULL OR lon IS NULL"
@@ -33,7 +34,7 @@ def out_of_range_coordinates(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 def duplicate_keys(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Rows beyond the first for each key: (source_file, id) in the data tables, source_file in glm_file."""
     counts = {}
-    for table, id_column in _ID_COLUMN.items():
+    for table, id_column in ID_COLUMN.items():
         counts[table] = con.execute(
             f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {table} "
             f"GROUP BY source_file, {id_column} HAVING count(*) > 1)"

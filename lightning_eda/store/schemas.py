@@ -1,0 +1,211 @@
+"""The store's tables: every column's name and Arrow type, written once, and the one cast into them.
+
+The decoder (:mod:`lightning_eda.goes.granule`), the ingest, the clustering and ``glm.duckdb``'s views all take their
+columns from here. Id widths follow the LCFA product: ``flash_id`` and ``parent_flash_id`` are uint16 in the files
+(int32 here), group and event ids uint32 (int64 here). No Dagster here.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_TS = pa.timestamp("us")
+_SOURCE = pa.dictionary(pa.int32(), pa.string())
+"""``source_file`` of the data tables: one name for every row of a granule, so dictionary-encoded in memory too."""
+
+GLM_SCHEMAS: dict[str, pa.Schema] = {
+    "glm_file": pa.schema(
+        [
+            ("source_file", pa.string()),
+            ("platform", pa.string()),
+            ("orbital_slot", pa.string()),
+            ("time_start", _TS),
+            ("time_end", _TS),
+            ("n_flashes", pa.int32()),
+            ("n_groups", pa.int32()),
+            ("n_events", pa.int32()),
+            ("size_bytes", pa.int64()),
+            ("status", pa.string()),
+            ("error", pa.string()),
+            ("loaded_at", _TS),
+        ]
+    ),
+    "glm_flash": pa.schema(
+        [
+            ("source_file", _SOURCE),
+            ("flash_id", pa.int32()),
+            ("time_start", _TS),
+            ("time_end", _TS),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("energy", pa.float64()),
+            ("area", pa.float64()),
+            ("area_saturated", pa.bool_()),
+            ("quality_flag", pa.int16()),
+        ]
+    ),
+    "glm_group": pa.schema(
+        [
+            ("source_file", _SOURCE),
+            ("group_id", pa.int64()),
+            ("parent_flash_id", pa.int32()),
+            ("time", _TS),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("energy", pa.float64()),
+            ("area", pa.float64()),
+            ("area_saturated", pa.bool_()),
+            ("quality_flag", pa.int16()),
+        ]
+    ),
+    "glm_event": pa.schema(
+        [
+            ("source_file", _SOURCE),
+            ("event_id", pa.int64()),
+            ("parent_group_id", pa.int64()),
+            ("time", _TS),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("energy", pa.float64()),
+        ]
+    ),
+}
+GLM_TABLES = tuple(GLM_SCHEMAS)
+DATA_TABLES = ("glm_flash", "glm_group", "glm_event")
+COUNT_COLUMN = {"glm_flash": "n_flashes", "glm_group": "n_groups", "glm_event": "n_events"}
+"""The ``glm_file`` column counting each data table's rows of a granule."""
+ID_COLUMN = {"glm_flash": "flash_id", "glm_group": "group_id", "glm_event": "event_id"}
+"""Each data table's id: unique only inside one granule, so rows are keyed by (``source_file``, id)."""
+
+ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
+    "flash_features": pa.schema(
+        [
+            *[GLM_SCHEMAS["glm_flash"].field(name) for name in ("source_file", "flash_id", "time_start", "time_end")],
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("energy", pa.float64()),
+            ("quality_flag", pa.int16()),
+            ("area", pa.float64()),
+            ("row_id", pa.int64()),
+            ("x_km", pa.float64()),
+            ("y_km", pa.float64()),
+            ("f_x", pa.float64()),
+            ("f_y", pa.float64()),
+            ("f_t", pa.float64()),
+        ]
+    ),
+    "feature_window": pa.schema(
+        [
+            ("bucket", pa.string()),
+            ("window_start", _TS),
+            ("window_end", _TS),
+            ("n_input", pa.int64()),
+            ("n_features", pa.int64()),
+            ("dropped", pa.string()),
+            ("transform", pa.string()),
+            ("box", pa.string()),
+            ("time_weight_km_per_min", pa.float64()),
+        ]
+    ),
+    # Each evaluator writes its own file (they run at the same time); the view cluster_evaluation joins them.
+    "elbow_scores": pa.schema(
+        [
+            ("k", pa.int32()),
+            ("inertia", pa.float64()),
+            ("n_points", pa.int32()),
+            ("window_start", _TS),
+            ("window_end", _TS),
+            ("evaluated_at", _TS),
+        ]
+    ),
+    "silhouette_scores": pa.schema(
+        [
+            ("k", pa.int32()),
+            ("silhouette", pa.float64()),
+            ("silhouette_sample_size", pa.int32()),
+            ("n_points", pa.int32()),
+            ("window_start", _TS),
+            ("window_end", _TS),
+            ("evaluated_at", _TS),
+        ]
+    ),
+    "flash_cluster": pa.schema([("source_file", pa.string()), ("flash_id", pa.int32()), ("cluster", pa.int32())]),
+    "flash_extent_density": pa.schema(
+        [
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("flash_count", pa.int64()),
+            ("x_km", pa.float64()),
+            ("y_km", pa.float64()),
+            ("cell_km", pa.float64()),
+        ]
+    ),
+    "cluster_summary": pa.schema(
+        [
+            ("cluster", pa.int64()),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("n_flashes", pa.int64()),
+            ("total_energy", pa.float64()),
+            ("time_start", _TS),
+            ("time_end", _TS),
+            ("flash_rate", pa.float64()),
+            ("mean_energy", pa.float64()),
+            ("median_energy", pa.float64()),
+            ("mean_area", pa.float64()),
+            ("median_area", pa.float64()),
+            ("extent_km", pa.float64()),
+            ("duration_min", pa.float64()),
+            ("n_jumps", pa.int64()),
+            ("first_jump", _TS),
+        ]
+    ),
+    "storm_rate": pa.schema([("cluster", pa.int64()), ("minute", _TS), ("flashes", pa.int64())]),
+    "lightning_jump": pa.schema(
+        [
+            ("cluster", pa.int64()),
+            ("time", _TS),
+            ("flash_rate", pa.float64()),
+            ("dfrdt", pa.float64()),
+            ("threshold", pa.float64()),
+            ("jump", pa.bool_()),
+        ]
+    ),
+}
+
+
+def empty_table(table: str) -> pa.Table:
+    schema = GLM_SCHEMAS.get(table) or ANALYSIS_SCHEMAS[table]
+    return schema.empty_table()
+
+
+def conform(data: pa.Table | pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """``data`` with exactly ``schema``'s columns, in order and type: the one cast into the store.
+
+    Timestamps are truncated to the store's microseconds (the decoder works in ns). Every other cast must keep the
+    values: an integer that does not fit its column, a float with a fraction bound for an integer column, raise.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing or a value cannot be stored without loss; the message names the column.
+    """
+    if isinstance(data, pd.DataFrame):
+        data = pa.Table.from_pandas(data, preserve_index=False)
+    present = set(data.column_names)  # a property that builds a new list on every call
+    missing = [name for name in schema.names if name not in present]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}; has {data.column_names}")
+    columns = [data.column(name) for name in schema.names]
+    return pa.Table.from_arrays([_cast(column, field) for column, field in zip(columns, schema)], schema=schema)
+
+
+def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
+    if column.type == field.type:  # the decoder's tables arrive typed: a no-op cast costs more than the comparison
+        return column
+    try:
+        return pc.cast(column, options=pc.CastOptions(field.type, allow_time_truncate=True))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ValueError(f"column {field.name!r}: cannot store {column.type} as {field.type}: {exc}") from exc
