@@ -136,10 +136,13 @@ def synthetic_day(n: int, n_cells: int, seed: int = 0):
 
 
 def run_ours(n: int, n_cells: int, n_init: int) -> dict:
-    from lightning_eda import plots
     from lightning_eda.analysis import clustering, storms
     from lightning_eda.analysis.fed import DEFAULT_CELL_KM, FlashExtentDensity
     from lightning_eda.analysis.features import feature_matrix, preprocess
+    from lightning_eda.plots.cluster_map import cluster_map
+    from lightning_eda.plots.curves import elbow_plot, silhouette_plot
+    from lightning_eda.plots.fed_map import fed_map
+    from lightning_eda.plots.output import save_png
 
     flashes, chunks, n_events = synthetic_day(n, n_cells)
     data_peak = high_water_mib()
@@ -189,16 +192,16 @@ def run_ours(n: int, n_cells: int, n_init: int) -> dict:
 
     table = part("FED (24 hourly chunks)", density)
     feats = pre.features
-    part("cluster_map", lambda: plots.save_png(plots.cluster_map(
+    part("cluster_map", lambda: save_png(cluster_map(
         feats["lat"].to_numpy(), feats["lon"].to_numpy(), result.labels, summary[["lat", "lon"]].to_numpy(),
         energy=feats["energy"].to_numpy(), title="synthetic day"), out_dir / "cluster_map.png"))
-    part("fed_map", lambda: plots.save_png(plots.fed_map(
+    part("fed_map", lambda: save_png(fed_map(
         table["lat"].to_numpy(), table["lon"].to_numpy(), table["flash_count"].to_numpy(), cell_km=DEFAULT_CELL_KM,
         title="synthetic day"), out_dir / "fed_map.png"))
     best_k = max(sweep.scores, key=sweep.scores.get)
     part("elbow + silhouette plots", lambda: (
-        plots.save_png(plots.elbow_plot(list(inertias), list(inertias.values()), knee=knee), out_dir / "elbow.png"),
-        plots.save_png(plots.silhouette_plot(list(sweep.scores), list(sweep.scores.values()), best_k=best_k),
+        save_png(elbow_plot(list(inertias), list(inertias.values()), knee=knee), out_dir / "elbow.png"),
+        save_png(silhouette_plot(list(sweep.scores), list(sweep.scores.values()), best_k=best_k),
                        out_dir / "silhouette.png")))
     total = time.perf_counter() - total_start
     shutil.rmtree(out_dir, ignore_errors=True)

@@ -1,8 +1,9 @@
 """Geometry of the cluster map: which box of longitude/latitude the map shows, not whether a PNG comes out.
 
-``cluster_map`` returns only PNG bytes, so these tests exercise the helpers where the box is decided:
-``_MapInput.from_args`` (validation and wrapping), ``_map_extent`` (fitted box), ``_lon_arc``/``_unwrap``
-(antimeridian) and ``_clamp_extent`` (a caller's box). No figure is drawn, so basemap is never imported.
+The box is decided in ``lightning_eda.plots.geometry`` before anything is drawn, so these tests call it there:
+``MapInput.from_args`` (validation and wrapping), ``map_extent`` (fitted box), ``lon_arc``/``unwrap_longitude``
+(antimeridian), ``clamp_extent`` (a caller's box) and ``graticule`` (gridlines and their labels). No map is drawn,
+so basemap is never imported.
 """
 
 from __future__ import annotations
@@ -10,23 +11,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lightning_eda.plots import _clamp_extent, _lon_arc, _map_extent, _MapInput, _unwrap
-
-# Same filter as test_plots.py, in case anything here pulls in basemap's compiled module.
-pytestmark = pytest.mark.filterwarnings("ignore:numpy.ndarray size changed:RuntimeWarning")
-
-MERCATOR_MAX_LAT = 80.0  # plots._MERCATOR_MAX_LAT: beyond it the map switches to plate carrée
+from lightning_eda.plots.geometry import (
+    MERCATOR_MAX_LAT,
+    MapInput,
+    clamp_extent,
+    graticule,
+    lon_arc,
+    map_extent,
+    unwrap_longitude,
+    unwrap_start,
+)
 
 
 def fitted_extent(lat, lon, centroids=None) -> tuple[float, float, float, float]:
-    flashes = _MapInput.from_args(lat, lon, np.zeros(len(lat), dtype=int), centroids, None)
-    return tuple(float(v) for v in _map_extent(flashes, None))
+    flashes = MapInput.from_args(lat, lon, np.zeros(len(lat), dtype=int), centroids, None)
+    return tuple(float(v) for v in map_extent(flashes, None))
 
 
 def unwrapped_for_map(lon, extent) -> np.ndarray:
     """Longitudes as cluster_map draws them: unwrapped into the 360° window centred on the map."""
-    lon_min, lon_max = extent[:2]
-    return _unwrap(np.asarray(lon, dtype=float), (lon_min + lon_max) / 2 - 180.0)
+    return unwrap_longitude(np.asarray(lon, dtype=float), unwrap_start(extent))
 
 
 def assert_contains(extent, lat, lon) -> None:
@@ -79,12 +83,12 @@ def test_antimeridian_box_is_the_same_whichever_way_the_longitudes_are_written()
 
 def test_lon_arc_across_the_antimeridian():
     # The complement of the widest gap: 175°E to 175°W is a 10° arc starting at 175, not 350° from -175.
-    assert _lon_arc(np.array([175.0, -175.0])) == (175.0, 10.0)
-    assert _lon_arc(np.array([-175.0, 179.0, 175.0])) == (175.0, 10.0)
+    assert lon_arc(np.array([175.0, -175.0])) == (175.0, 10.0)
+    assert lon_arc(np.array([-175.0, 179.0, 175.0])) == (175.0, 10.0)
 
 
 def test_unwrap_puts_longitudes_into_one_turn_from_start():
-    out = _unwrap(np.array([175.0, -175.0, -180.0, 170.0]), 170.0)
+    out = unwrap_longitude(np.array([175.0, -175.0, -180.0, 170.0]), 170.0)
     np.testing.assert_allclose(out, [175.0, 185.0, 180.0, 170.0])
     assert np.all((170.0 <= out) & (out < 530.0))
 
@@ -104,7 +108,7 @@ def test_flashes_around_zero_give_a_box_around_zero():
 
 
 def test_lon_arc_around_zero():
-    assert _lon_arc(np.array([-10.0, 10.0, 0.0])) == (-10.0, 20.0)
+    assert lon_arc(np.array([-10.0, 10.0, 0.0])) == (-10.0, 20.0)
 
 
 # --- degenerate input ------------------------------------------------------------------------------------------
@@ -133,7 +137,7 @@ def test_single_spot_gives_a_finite_box_of_positive_size(lat, lon):
 
 
 def test_lon_arc_of_a_single_longitude_has_zero_width():
-    assert _lon_arc(np.array([5.0, 5.0])) == (5.0, 0.0)
+    assert lon_arc(np.array([5.0, 5.0])) == (5.0, 0.0)
 
 
 def test_no_flashes_give_the_whole_world():
@@ -224,16 +228,16 @@ def test_data_all_round_the_globe_asymmetric_gives_a_plain_world_map():
 
 
 def test_caller_extent_lon_max_below_lon_min_crosses_the_antimeridian():
-    assert _clamp_extent((170.0, -170.0, 10.0, 20.0)) == (170.0, 190.0, 10.0, 20.0)
+    assert clamp_extent((170.0, -170.0, 10.0, 20.0)) == (170.0, 190.0, 10.0, 20.0)
 
 
 def test_caller_extent_is_shifted_into_one_turn_and_latitudes_sorted_and_clamped():
-    assert _clamp_extent((190.0, 200.0, 20.0, 10.0)) == (-170.0, -160.0, 10.0, 20.0)
-    assert _clamp_extent((-180.0, 180.0, -95.0, 95.0)) == (-180.0, 180.0, -90.0, 90.0)
+    assert clamp_extent((190.0, 200.0, 20.0, 10.0)) == (-170.0, -160.0, 10.0, 20.0)
+    assert clamp_extent((-180.0, 180.0, -95.0, 95.0)) == (-180.0, 180.0, -90.0, 90.0)
 
 
 def test_caller_extent_wider_than_a_turn_is_cut_to_one():
-    lon_min, lon_max, _, _ = _clamp_extent((-100.0, 400.0, 0.0, 10.0))
+    lon_min, lon_max, _, _ = clamp_extent((-100.0, 400.0, 0.0, 10.0))
     assert (lon_min, lon_max) == (-100.0, 260.0)
 
 
@@ -248,12 +252,12 @@ def test_caller_extent_wider_than_a_turn_is_cut_to_one():
 )
 def test_caller_extent_rejected(extent, message):
     with pytest.raises(ValueError, match=message):
-        _clamp_extent(extent)
+        clamp_extent(extent)
 
 
-def test_caller_extent_is_used_as_given_by_map_extent():
-    flashes = _MapInput.from_args([10.0], [20.0], [0], None, None)
-    assert _map_extent(flashes, (170.0, -170.0, 10.0, 20.0)) == (170.0, 190.0, 10.0, 20.0)
+def test_caller_extent_is_used_as_given_bymap_extent():
+    flashes = MapInput.from_args([10.0], [20.0], [0], None, None)
+    assert map_extent(flashes, (170.0, -170.0, 10.0, 20.0)) == (170.0, 190.0, 10.0, 20.0)
 
 
 # --- readable at storm scale: 40 clusters ---------------------------------------------------------------------
@@ -263,7 +267,7 @@ def test_centroid_discs_that_would_pile_up_are_moved_apart_and_lone_ones_stay():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from lightning_eda.plots import _spread_discs
+    from lightning_eda.plots.cluster_map import spread_discs
 
     fig = Figure(figsize=(6, 4), dpi=100)
     FigureCanvasAgg(fig)
@@ -272,7 +276,7 @@ def test_centroid_discs_that_would_pile_up_are_moved_apart_and_lone_ones_stay():
     ax.set_ylim(0, 100)
     x = np.array([50.0, 50.2, 50.0, 10.0])  # three almost on one spot (two exactly), one far away
     y = np.array([50.0, 50.1, 50.0, 90.0])
-    nx, ny = _spread_discs(ax, x, y, min_points=22.0)
+    nx, ny = spread_discs(ax, x, y, min_points=22.0)
     points = ax.transData.transform(np.column_stack([nx, ny]))
     gaps = [np.hypot(*(points[i] - points[j])) for i in range(4) for j in range(i + 1, 4)]
     assert min(gaps) >= 22.0 * 100 / 72 - 0.5  # no two discs overlap
@@ -282,7 +286,7 @@ def test_centroid_discs_that_would_pile_up_are_moved_apart_and_lone_ones_stay():
 def test_forty_cluster_colours_are_all_different_and_neighbours_differ_most():
     from matplotlib.colors import to_rgb
 
-    from lightning_eda.plots import cluster_colors
+    from lightning_eda.plots.style import cluster_colors
 
     colors = cluster_colors(40)
     assert len(set(colors)) == 40
@@ -295,14 +299,54 @@ def test_a_days_silhouette_title_stays_inside_the_figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from lightning_eda.plots import _style_curve_axes
+    from lightning_eda.plots.curves import style_curve_axes
 
     fig = Figure(figsize=(8.0, 5.0), dpi=130, layout="constrained")
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.plot(range(2, 41), np.linspace(0.5, 0.9, 39))
-    _style_curve_axes(ax, "silhouette coefficient",
-                      "Silhouette — sample of 20,000 of 1,063,412 flashes, 2018-07-02 00:00 – 2018-07-03 00:00 UTC")
+    style_curve_axes(ax, "silhouette coefficient",
+                     "Silhouette — sample of 20,000 of 1,063,412 flashes, 2018-07-02 00:00 – 2018-07-03 00:00 UTC")
     canvas.draw()
     box = ax.title.get_window_extent(canvas.get_renderer())
     assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
+
+
+# --- gridlines and their labels ---------------------------------------------------------------------------------
+
+
+def plate_carree(lon, lat):
+    """The identity projection (map coordinates are degrees), standing in for basemap's 'cyl'."""
+    return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+
+
+def test_graticule_puts_round_gridlines_inside_the_box_and_labels_them_by_hemisphere():
+    grid = graticule(plate_carree, (-97.0, -79.0, 22.0, 34.0))
+    # 18° wide / 5 lines → a 5° step; 12° high → 2.5°, starting at the first multiple inside the box.
+    np.testing.assert_allclose(grid.xs, [-95.0, -90.0, -85.0, -80.0])
+    assert grid.x_labels == ["95°W", "90°W", "85°W", "80°W"]
+    np.testing.assert_allclose(grid.ys, [22.5, 25.0, 27.5, 30.0, 32.5])
+    assert grid.y_labels == ["22.5°N", "25°N", "27.5°N", "30°N", "32.5°N"]
+
+
+def test_graticule_across_the_antimeridian_and_the_equator_reads_as_east_and_west():
+    # A box from 170°E to 170°W (written 170..190) and 10°S to 10°N: meridians past 180 are labelled °W,
+    # and 0° and 180° carry no hemisphere letter.
+    grid = graticule(plate_carree, (170.0, 190.0, -10.0, 10.0))
+    assert grid.x_labels == ["170°E", "175°E", "180°", "175°W", "170°W"]
+    np.testing.assert_allclose(grid.xs, [170.0, 175.0, 180.0, 185.0, 190.0])  # positions stay unwrapped
+    assert grid.y_labels == ["10°S", "5°S", "0°", "5°N", "10°N"]
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "decimals", "expected"),
+    [
+        (29.8, -90.1, 2, "29.80°N 90.10°W"),
+        (-27.94, 82.5, 1, "27.9°S 82.5°E"),
+        (0.0, -0.04, 1, "0.0°N 0.0°W"),  # the sign decides the letter, even where the digits round to 0
+    ],
+)
+def test_format_position_names_the_hemispheres(lat, lon, decimals, expected):
+    from lightning_eda.geo import format_position
+
+    assert format_position(lat, lon, decimals=decimals) == expected

@@ -1,4 +1,5 @@
-"""Tests for lightning_eda.plots: every figure is a PNG of the documented size, edge cases render, writes are atomic."""
+"""Tests for lightning_eda.plots: every figure is a PNG of the documented size, edge cases render, writes are atomic,
+and the cluster map shows the box, legend and centroid discs that the functions computing them say it should."""
 
 from __future__ import annotations
 
@@ -6,28 +7,26 @@ import base64
 import io
 import os
 import socket
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from lightning_eda import plots
-from lightning_eda.plots import (
-    CURVE_FIGSIZE,
-    DPI,
-    MAP_FIGSIZE,
-    PNG_SIGNATURE,
+from lightning_eda.plots.cluster_map import (
+    CENTROID_DISC_POINTS,
+    LEGEND_ROWS,
+    centroid_marks,
     cluster_map,
-    elbow_plot,
-    png_markdown,
-    save_png,
-    silhouette_plot,
+    draw_cluster_map,
+    legend_keys,
 )
-
-# basemap's compiled _geoslib trips Cython's struct-size check on import; NumPy itself filters this benign
-# warning, but pytest resets the filters.
-pytestmark = pytest.mark.filterwarnings("ignore:numpy.ndarray size changed:RuntimeWarning")
+from lightning_eda.plots.curves import elbow_plot, silhouette_plot
+from lightning_eda.plots.geometry import MIN_SPAN_DEG, MapInput, auto_extent, lon_arc, map_extent
+from lightning_eda.plots.output import CURVE_FIGSIZE, DPI, MAP_FIGSIZE, PNG_SIGNATURE, png_markdown, save_png
+from lightning_eda.plots.style import cluster_colors
 
 MAP_SHAPE = (round(MAP_FIGSIZE[1] * DPI), round(MAP_FIGSIZE[0] * DPI))  # (rows, cols) = (910, 1300)
 CURVE_SHAPE = (round(CURVE_FIGSIZE[1] * DPI), round(CURVE_FIGSIZE[0] * DPI))  # (650, 1040)
@@ -177,6 +176,103 @@ def test_cluster_map_rejects_inconsistent_input():
         cluster_map([1.0], [1.0], [0], None, extent=(0, 10, 5))
 
 
+def corners_latlon(canvas) -> tuple[float, float, float, float]:
+    """The box the drawn axes really show, read back through the map's own projection."""
+    (x0, x1), (y0, y1) = canvas.ax.get_xlim(), canvas.ax.get_ylim()
+    lon_min, lat_min = canvas.m(x0, y0, inverse=True)
+    lon_max, lat_max = canvas.m(x1, y1, inverse=True)
+    return lon_min, lon_max, lat_min, lat_max
+
+
+def drawn_numbers(ax) -> dict[int, tuple[float, float]]:
+    """Where each centroid's number is written on the map (the text in the middle of its disc)."""
+    return {int(t.get_text()): t.get_position() for t in ax.texts if t.get_text().isdigit()}
+
+
+def test_cluster_map_shows_the_fitted_box_the_legend_and_each_centroid_where_it_is():
+    lat, lon, labels, centroids = blobs([(29.8, -90.1), (27.9, -82.5), (25.8, -94.0)], 2000)
+    energy = np.random.default_rng(1).lognormal(-32, 1, lat.size)
+    flashes = MapInput.from_args(lat, lon, labels, centroids, energy)
+    canvas = draw_cluster_map(flashes, title="window")
+
+    # The axes show exactly the box map_extent fits, and that box holds every flash and centroid.
+    extent = map_extent(flashes, None)
+    assert canvas.extent == extent
+    np.testing.assert_allclose(corners_latlon(canvas), extent, atol=1e-6)
+    lon_min, lon_max, lat_min, lat_max = extent
+    assert lon_min < min(lon.min(), centroids[:, 1].min()) and max(lon.max(), centroids[:, 1].max()) < lon_max
+    assert lat_min < min(lat.min(), centroids[:, 0].min()) and max(lat.max(), centroids[:, 0].max()) < lat_max
+
+    # The legend lists what legend_keys computes: 2,000 flashes (a third) per storm, then the two keys.
+    keys = legend_keys(flashes, cluster_colors(3))
+    assert [key.label for key in keys] == [
+        "0:  2,000  (33%)", "1:  2,000  (33%)", "2:  2,000  (33%)", "centroid", "size: energy rank",
+    ]
+    (legend,) = canvas.fig.legends
+    assert [text.get_text() for text in legend.get_texts()] == [key.label for key in keys]
+
+    # Storms hundreds of kilometres apart: no disc is moved, and each number sits on its centroid.
+    marks = centroid_marks(canvas, flashes)
+    assert marks.cluster.tolist() == [0, 1, 2] and not marks.moved.any()
+    back_lon, back_lat = canvas.m(marks.disc_xy[:, 0], marks.disc_xy[:, 1], inverse=True)
+    np.testing.assert_allclose(np.c_[back_lat, back_lon], centroids, atol=1e-6)
+    numbers = drawn_numbers(canvas.ax)
+    assert sorted(numbers) == [0, 1, 2]
+    for i, xy in zip(marks.cluster, marks.disc_xy, strict=True):
+        np.testing.assert_allclose(numbers[i], xy)
+
+
+def test_cluster_map_moves_piled_up_centroid_discs_apart_and_draws_a_line_back():
+    # Two storms 0.02° apart on a map several degrees wide: their discs would cover each other.
+    lat, lon, labels, centroids = blobs([(30.0, -90.0), (30.02, -90.0), (33.0, -86.0)], 200, spread=0.3)
+    flashes = MapInput.from_args(lat, lon, labels, centroids, None)
+    canvas = draw_cluster_map(flashes)
+    marks = centroid_marks(canvas, flashes)
+    assert marks.moved.tolist() == [True, True, False]
+    pixels = canvas.ax.transData.transform(marks.disc_xy[:2])
+    assert np.hypot(*(pixels[0] - pixels[1])) >= CENTROID_DISC_POINTS * DPI / 72 - 0.5
+    back_lon, back_lat = canvas.m(marks.true_xy[:, 0], marks.true_xy[:, 1], inverse=True)
+    np.testing.assert_allclose(np.c_[back_lat, back_lon], centroids, atol=1e-6)
+    numbers = drawn_numbers(canvas.ax)
+    for i, xy in zip(marks.cluster, marks.disc_xy, strict=True):
+        np.testing.assert_allclose(numbers[i], xy)
+    # one leader line per moved disc, from where the centroid is to where its disc went
+    leaders = [line.get_xydata() for line in canvas.ax.lines if len(line.get_xydata()) == 2]
+    assert len(leaders) == 2
+    for i in (0, 1):
+        assert any(np.allclose(line, [marks.true_xy[i], marks.disc_xy[i]]) for line in leaders)
+
+
+def test_cluster_map_across_the_antimeridian_shows_the_unwrapped_box():
+    lat, lon, labels, centroids = blobs([(-17.5, 178.5), (-14.0, -172.0)], 1000, spread=0.8)
+    lon = (lon + 180.0) % 360.0 - 180.0
+    canvas = draw_cluster_map(MapInput.from_args(lat, lon, labels, centroids, None))
+    lon_min, lon_max, _, _ = canvas.extent
+    assert lon_min < 180.0 < lon_max and lon_max - lon_min < 40.0  # one box over 180°, not a world map
+    np.testing.assert_allclose(corners_latlon(canvas)[2:], canvas.extent[2:], atol=1e-6)
+    # Both discs land inside the axes, the one at 172°W to the right of the one at 178.5°E.
+    numbers = drawn_numbers(canvas.ax)
+    (x0, x1), (y0, y1) = canvas.ax.get_xlim(), canvas.ax.get_ylim()
+    assert all(x0 < x < x1 and y0 < y < y1 for x, y in numbers.values())
+    assert numbers[0][0] < numbers[1][0]
+
+
+def test_legend_keys_list_the_largest_clusters_and_sum_up_the_rest():
+    # 25 clusters, cluster i with i + 1 flashes (325 in all): 19 rows for the largest (6..24), one for the rest.
+    labels = np.repeat(np.arange(25), np.arange(1, 26))
+    flashes = MapInput.from_args(np.zeros(labels.size), np.zeros(labels.size), labels, None, None)
+    keys = legend_keys(flashes, cluster_colors(25))
+    assert len(keys) == LEGEND_ROWS
+    assert [key.label.split(":")[0] for key in keys[:-1]] == [str(i) for i in range(6, 25)]
+    assert keys[-2].label == "24:  25  (8%)"
+    assert keys[-1].label == "6 more:  21  (6%)"  # clusters 0-5 hold 1 + 2 + ... + 6 = 21 flashes
+    assert "centroid" not in [key.label for key in keys]  # no centroids given, none drawn
+
+
+def test_legend_keys_of_an_empty_map_are_empty():
+    assert legend_keys(MapInput.from_args([], [], [], None, None), []) == []
+
+
 @pytest.mark.parametrize(
     ("lons", "start", "width"),
     [
@@ -187,24 +283,24 @@ def test_cluster_map_rejects_inconsistent_input():
     ],
 )
 def test_lon_arc_is_smallest_containing_arc(lons, start, width):
-    got_start, got_width = plots._lon_arc(np.array(lons))
+    got_start, got_width = lon_arc(np.array(lons))
     assert got_start == pytest.approx(start)
     assert got_width == pytest.approx(width)
 
 
 def test_auto_extent_pads_degenerate_data_and_clamps_latitude():
-    lon_min, lon_max, lat_min, lat_max = plots._auto_extent(np.array([-90.5]), np.array([14.6]))
+    lon_min, lon_max, lat_min, lat_max = auto_extent(np.array([-90.5]), np.array([14.6]))
     assert lat_min < 14.6 < lat_max and lon_min < -90.5 < lon_max
-    assert lat_max - lat_min >= plots._MIN_SPAN_DEG - 1e-9
-    lon_min, lon_max, lat_min, lat_max = plots._auto_extent(np.array([0.0, 1.0]), np.array([88.0, 89.5]))
+    assert lat_max - lat_min >= MIN_SPAN_DEG - 1e-9
+    lon_min, lon_max, lat_min, lat_max = auto_extent(np.array([0.0, 1.0]), np.array([88.0, 89.5]))
     assert lat_max <= 90.0 and lat_min >= -90.0
-    lon_min, lon_max, *_ = plots._auto_extent(np.array([-179.0, 179.0]), np.array([-60.0, 70.0]))
+    lon_min, lon_max, *_ = auto_extent(np.array([-179.0, 179.0]), np.array([-60.0, 70.0]))
     assert lon_max - lon_min <= 360.0
 
 
 def test_cluster_colors_are_distinct():
     for k in (1, 5, 12, 20, 30):
-        colours = plots.cluster_colors(k)
+        colours = cluster_colors(k)
         assert len(colours) == len(set(colours)) == k
 
 
@@ -231,7 +327,7 @@ def test_save_png_failure_keeps_old_file(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(plots.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         save_png(PNG_SIGNATURE + b"new", target)
     assert target.read_bytes() == PNG_SIGNATURE + b"old"
@@ -251,3 +347,13 @@ def test_png_markdown_embeds_data_uri():
     assert md.endswith(")")
     encoded = md.split("base64,", 1)[1][:-1]
     assert base64.b64decode(encoded) == data
+
+
+def test_the_package_saving_and_map_geometry_load_no_plotting_library():
+    # The Dagster wiring imports plots.output to save figures: that must not cost matplotlib's start-up.
+    code = (
+        "import sys, lightning_eda.plots, lightning_eda.plots.output, lightning_eda.plots.geometry; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'mpl_toolkits', 'dagster'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

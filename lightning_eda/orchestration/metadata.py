@@ -6,8 +6,8 @@ from typing import Iterable, Sequence
 
 from dagster import MetadataValue
 
-from lightning_eda import plots
 from lightning_eda.orchestration.resources import LightningDataResource
+from lightning_eda.plots.output import png_markdown, save_png
 
 
 def markdown_table(rows: Iterable[Sequence], header: Sequence[str], max_cell: int = 200) -> MetadataValue:
@@ -19,5 +19,5 @@ def markdown_table(rows: Iterable[Sequence], header: Sequence[str], max_cell: in
 
 def saved_plot(data: LightningDataResource, png: bytes, file_name: str, alt: str, key: str = "plot") -> dict:
     """Save a plot under the data folder; the metadata shows it inline in the UI and names the file."""
-    path = plots.save_png(png, data.root / "plots" / file_name)
-    return {key: MetadataValue.md(plots.png_markdown(png, alt)), f"{key}_path": MetadataValue.path(str(path))}
+    path = save_png(png, data.root / "plots" / file_name)
+    return {key: MetadataValue.md(png_markdown(png, alt)), f"{key}_path": MetadataValue.path(str(path))}

@@ -13,7 +13,6 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field, field_validator
 
-from lightning_eda import plots
 from lightning_eda.analysis import clustering, storms
 from lightning_eda.analysis.fed import DEFAULT_CELL_KM, FlashExtentDensity
 from lightning_eda.analysis.features import FeatureTransform, LatLonBox, feature_matrix, preprocess
@@ -21,6 +20,10 @@ from lightning_eda.orchestration.assets.ingestor import load
 from lightning_eda.orchestration.constants import ANALYSIS_POOL, CLUSTERING, DENSITY, EVALUATORS, PREPROCESSOR
 from lightning_eda.orchestration.metadata import saved_plot
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
+from lightning_eda.plots.cluster_map import cluster_map as draw_cluster_map
+from lightning_eda.plots.curves import elbow_plot, silhouette_plot
+from lightning_eda.plots.fed_map import fed_map
+from lightning_eda.plots.storm_rate import storm_flash_rate as draw_storm_flash_rate
 from lightning_eda.settings import ConfigError, window_bounds
 from lightning_eda.store import database
 
@@ -194,7 +197,7 @@ def elbow_evaluator(context: AssetExecutionContext, config: ElbowConfig, data: L
     fits.save(_fits_path(data))
     _store_scores(data, "inertia", inertias, len(X), window)
     title = f"Elbow method — {len(X):,} flashes, {_window_text(window['window_start'], window['window_end'])}"
-    png = plots.elbow_plot(list(inertias), list(inertias.values()), knee=knee, title=title)
+    png = elbow_plot(list(inertias), list(inertias.values()), knee=knee, title=title)
     plot_metadata = saved_plot(data, png, "elbow.png", "elbow curve")
     context.log.info(f"knee at k={knee}; plot at {plot_metadata['plot_path'].value}")
     return MaterializeResult(
@@ -228,7 +231,7 @@ def silhouette_evaluator(
     best_k = max(sweep.scores, key=sweep.scores.get) if sweep.scores else None
     basis = f"sample of {sweep.sample_size:,}" if sweep.sampled else "all"
     title = f"Silhouette — {basis} of {len(X):,} flashes, {_window_text(window['window_start'], window['window_end'])}"
-    png = plots.silhouette_plot(list(sweep.scores), list(sweep.scores.values()), best_k=best_k, title=title)
+    png = silhouette_plot(list(sweep.scores), list(sweep.scores.values()), best_k=best_k, title=title)
     plot_metadata = saved_plot(data, png, "silhouette.png", "silhouette by k")
     context.log.info(f"best silhouette at k={best_k} ({basis} points); plot at {plot_metadata['plot_path'].value}")
     return MaterializeResult(
@@ -302,7 +305,7 @@ def cluster_map(context: AssetExecutionContext, data: LightningDataResource) -> 
     with data.get_connection() as con:
         points, summary, window = database.read_clustered_flashes(con)
     box = _box(window)
-    png = plots.cluster_map(
+    png = draw_cluster_map(
         points["lat"].to_numpy(),
         points["lon"].to_numpy(),
         points["cluster"].to_numpy(),
@@ -349,7 +352,7 @@ def flash_extent_density(
         fed.add(events, hour["glm_group"])
     table = fed.table()
     data.store.write_analysis("flash_extent_density", table)
-    png = plots.fed_map(
+    png = fed_map(
         table["lat"].to_numpy(), table["lon"].to_numpy(), table["flash_count"].to_numpy(), cell_km=config.cell_km,
         title=_window_title(window), extent=box.extent if box else None,
     )
@@ -388,7 +391,7 @@ def storm_flash_rate(context: AssetExecutionContext, data: LightningDataResource
     with data.get_connection() as con:
         summary, per_minute, jumps, window = database.read_storm_rates(con)
     largest = storms.largest_storms(summary)
-    png = plots.storm_flash_rate(per_minute, jumps, largest, title=_window_title(window))
+    png = draw_storm_flash_rate(per_minute, jumps, largest, title=_window_title(window))
     plot_metadata = saved_plot(data, png, "storm_flash_rate.png", "Flash rate of the largest storms")
     context.log.info(f"rates of {len(largest)} storms plotted at {plot_metadata['plot_path'].value}")
     return MaterializeResult(metadata={**plot_metadata, "storms": len(largest), "jumps": len(jumps)})
