@@ -73,7 +73,7 @@ class StormSegmentation:
 
 
 def threshold_ladder(peak: float, start: float = 1.0) -> tuple[float, ...]:
-    """Thresholds 1, 2, 5, 10, 20, 50, ... (times ``start``) up to ``peak``: equal steps in the log of density.
+    """Thresholds 1, 2, 5, 10, 20, 50, ... (times ``start``) up to ``peak`` (at least the first): equal steps in log.
 
     A storm's core is found at whichever step separates it from its neighbours, whether the hour is quiet (a few
     flashes per cell) or a day's sum (thousands).
@@ -114,9 +114,9 @@ def segment_storms(
         Increasing flash counts per cell of the smoothed grid; a storm's core is a region at or above one of them.
         Default: :func:`threshold_ladder` from 1 flash per cell up to the grid's maximum.
     min_cells : int, default 2
-        Cells a region needs at or above a threshold to be a core: two 10-km cells, 200 km², so that one busy cell
-        with nothing around it is not a storm on its own (tobac's ``n_min_threshold=1``, which keeps regions of more
-        than one cell).
+        Cells a region needs at or above a threshold to be a core: two 10-km cells, 200 km² (tobac's
+        ``n_min_threshold=1``, which keeps regions of more than one cell). A few flashes alone in one cell are then not
+        a storm; about 12 or more are, as smoothing lifts the cell's neighbours to a flash each.
 
     Returns
     -------
