@@ -88,14 +88,13 @@ def drifting(flashes: pd.DataFrame, velocity_kmh: tuple[float, float]) -> pd.Dat
     return _move(flashes, velocity_kmh[0] * hours, velocity_kmh[1] * hours)
 
 
-def day_like(real_granules: Sequence[Path], *, hours: int = 24, seed: int = 0) -> pd.DataFrame:
-    """``hours`` realistic hours in a row, each hour's storms displaced as a whole by a few hundred km.
+def day_like(granules: Sequence[pd.DataFrame], *, hours: int = 24, seed: int = 0) -> pd.DataFrame:
+    """``hours`` hours of the granules' flashes in a row, each hour's storms displaced as a whole by a few hundred km.
 
     Storms are born and die over a day, so each hour's cells sit somewhere new (one random displacement of up to
     600 km per hour and granule), and within the hour they drift with a 40 km/h wind.
     """
     rng = np.random.default_rng(seed)
-    granules = [granule_flashes(p) for p in busy_granules(real_granules)]
     day = []
     for hour in range(hours):
         shifted = [_move(g, *rng.uniform(-600, 600, (2, 1))) for g in granules]
