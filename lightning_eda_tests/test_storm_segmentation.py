@@ -278,3 +278,5 @@ def test_a_segmentation_is_frozen():
     assert isinstance(segmentation, StormSegmentation)
     with pytest.raises(AttributeError):
         segmentation.k = 3
+    with pytest.raises(ValueError, match="read-only"):
+        segmentation.labels[0] = 1

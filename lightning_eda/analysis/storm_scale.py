@@ -58,6 +58,8 @@ class StormSegmentation:
         Flashes in each storm.
     reason : str
         One line saying how k was found, for metadata and the command line.
+
+    The arrays are read-only.
     """
 
     k: int
@@ -356,6 +358,8 @@ def _segmentation(labels: np.ndarray, x: np.ndarray, y: np.ndarray, reason: str)
     centres = np.column_stack(
         [np.bincount(labels_inside, weights=v[inside], minlength=k) / np.maximum(n_flashes, 1) for v in (x, y)]
     ).reshape(k, 2)
+    for array in (labels, centres, n_flashes):
+        array.setflags(write=False)
     logger.debug("segment_storms: %d storms hold %d of %d flashes", k, int(inside.sum()), len(labels))
     return StormSegmentation(k=k, labels=labels, centres_km=centres, n_flashes=n_flashes, reason=reason.format(k=k))
 
