@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from s3_server import LocalS3
+from lightning_eda.testing.s3_server import LocalS3
 
 # Real granules live outside the project, at ../shared/data/glm relative to its root. CI provides that folder;
 # a fresh clone does not, so tests that need it skip, and the rest of the suite uses files it writes itself.

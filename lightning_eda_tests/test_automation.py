@@ -19,7 +19,8 @@ from dagster import (
 from lightning_eda.store import database
 from lightning_eda.definitions import clustering_assets, defs, ingest_assets
 from lightning_eda.orchestration.schedules import REVISIT_TAG
-from real_minute import KEY_2018, resources_for, serve_2018_minute
+from ingest_runs import resources_for
+from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
 
 
 @pytest.mark.parametrize(

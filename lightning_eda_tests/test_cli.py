@@ -110,7 +110,7 @@ def test_backfill_loads_each_hour_once_and_resumes(s3, tmp_path):
     """Three hours of factory-made granules (the suite's own files, no shared data needed); hour 2 starts empty."""
     from datetime import datetime, timedelta
 
-    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+    from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
     bucket = "noaa-goes16"
     made = tmp_path / "made"

@@ -21,7 +21,8 @@ from lightning_eda.orchestration.assets.clustering import (
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.checks import all_checks
 from lightning_eda.ml import kmeans, silhouette_score
-from real_minute import KEY_2018, resources_for, serve_2018_minute
+from ingest_runs import resources_for
+from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLUSTER_ASSETS = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map, storm_flash_rate]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lcfa_factory import (
+from lightning_eda.testing.lcfa_factory import (
     AREA_UNITS,
     ERAS,
     area_encoding,

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from lightning_eda.store import database
-from real_minute import BUCKET, FIRST_THREE, run_hour, serve_2018_minute
+from ingest_runs import run_hour
+from lightning_eda.testing.real_minute import BUCKET, FIRST_THREE, serve_2018_minute
 
 @pytest.fixture(scope="module")
 def hour_2018(s3, real_granules):
@@ -103,7 +104,7 @@ def test_parallel_transform_equals_the_sequential_one(tmp_path):
     """Several worker processes decode the same records, in the same order, as one process; a bad file stays local."""
     from datetime import timedelta
 
-    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+    from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
     from lightning_eda.ingest.hourly import transform_granules
     from lightning_eda.store.parquet_store import read_files, table_files
@@ -140,7 +141,7 @@ def test_a_granule_withdrawn_from_the_archive_is_not_reloaded(s3, tmp_path):
     """Transform decodes what the last extract listed, not every file an earlier run left in the raw folder."""
     from datetime import timedelta
 
-    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+    from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
     bucket = "noaa-goes16"
     made = tmp_path / "made"

@@ -99,7 +99,7 @@ def test_orphans_are_counted(con):
 @pytest.mark.slow
 def test_dagster_asset_materialize_runs_one_partition_from_the_shell(s3, tmp_path):
     """The documented `dagster asset materialize --partition` command ingests exactly that hour."""
-    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+    from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
     made = tmp_path / "made"
     made.mkdir()

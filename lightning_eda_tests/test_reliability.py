@@ -26,15 +26,15 @@ import pyarrow as pa
 import pytest
 from dagster import DagsterInstance, materialize
 
-import lcfa_factory
-from faulty_s3 import FaultyS3
+from lightning_eda.testing import lcfa_factory
+from lightning_eda.testing.faulty_s3 import FaultyS3
 from lightning_eda.ingest import hourly
 from lightning_eda.ingest.archive import ExtractReport
 from lightning_eda.store import catalog
 from lightning_eda.store.parquet_store import DATA_TABLES, ParquetStore
 from lightning_eda.ingest.archive import STALE_PART_AGE
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
-from lightning_eda.cli import _failure_message
+from lightning_eda.cli import failure_message
 from lightning_eda.goes.layout import hour_prefix
 from lightning_eda.orchestration.resources import build_resources
 
@@ -215,7 +215,7 @@ def test_bad_granules_are_recorded_as_failed_and_the_good_ones_load(bad_hour, s3
     bucket, bad, good = bad_hour["bucket"], bad_hour["bad"], bad_hour["good"]
     instance = DagsterInstance.ephemeral()
     result = run(tmp_path, bucket, KEY_2018, instance=instance)
-    assert result.success, _failure_message(result)
+    assert result.success, failure_message(result)
     db = tmp_path / "glm.duckdb"
 
     status = files_by_status(db)
@@ -245,7 +245,7 @@ def test_bad_granules_are_recorded_as_failed_and_the_good_ones_load(bad_hour, s3
     s3.put_granule(bucket, bad_hour["real"][victim].read_bytes()[:5000], name=victim)
     try:
         again = run(tmp_path, bucket, KEY_2018)
-        assert again.success, _failure_message(again)
+        assert again.success, failure_message(again)
         assert files_by_status(db)[victim][0] == "failed"
         assert victim not in rows_per_file(db)
         assert set(rows_per_file(db)) == {n for n, c in good.items() if c != (0, 0, 0) and n != victim}
@@ -259,7 +259,7 @@ def test_an_hour_where_every_granule_fails_to_decode_is_a_failed_run(s3, tmp_pat
         s3.put_granule(bucket, body, name=lcfa_factory.lcfa_name("G16", HOUR_2019 + timedelta(seconds=20 * i)))
     result = run(tmp_path, bucket, KEY_2019)
     assert not result.success
-    message = _failure_message(result)
+    message = failure_message(result)
     assert message.startswith("transform:") and "all 3 granules" in message and "failed to decode" in message
     assert not result.asset_materializations_for_node("load")
     db = tmp_path / "glm.duckdb"
@@ -279,7 +279,7 @@ def test_an_hour_mixing_whole_and_fractional_second_times_loads(s3, tmp_path):
         s3.put_granule(bucket, path)
         names.append(name)
     result = run(tmp_path / "data", bucket, KEY_2019)
-    assert result.success, _failure_message(result)
+    assert result.success, failure_message(result)
     ends = rows(tmp_path / "data" / "glm.duckdb", "SELECT source_file, time_end FROM glm_file ORDER BY 1")
     assert ends == [(names[0], HOUR_2019 + timedelta(seconds=20)), (names[1], HOUR_2019 + timedelta(seconds=30.5))]
 
@@ -328,7 +328,7 @@ def test_throttling_errors_cuts_and_timeouts_are_retried_and_every_granule_loads
     # the proxy holds delayed and stalled connections for 20 s: only the client's own 1 s read timeout ends them early
     proxy.configure(every=3, modes=("slowdown", "error500", "cut", "delay", "stall"), scope="all", delay=20.0)
     result = run(tmp_path, bucket, KEY_2019, read_timeout=1.0, max_attempts=3)
-    assert result.success, _failure_message(result)
+    assert result.success, failure_message(result)
     assert set(proxy.faults) == {"slowdown", "error500", "cut", "delay", "stall"}, proxy.faults
     held = proxy.faults["delay"] + proxy.faults["stall"]
     assert proxy.hung_up_while_held == held, "the client's read_timeout did not end every held connection"
@@ -352,7 +352,7 @@ def test_a_granule_that_outlives_every_retry_is_recorded_and_a_later_run_complet
     victim = sorted(granules)[3]
     proxy.configure(every=1, modes=("error500", "cut"), scope="objects", match=victim)
     result = run(tmp_path, bucket, KEY_2019, max_attempts=1)
-    assert result.success, _failure_message(result)
+    assert result.success, failure_message(result)
     db = tmp_path / "glm.duckdb"
     state, error = files_by_status(db)[victim]
     # transient: recorded as missing (not as a corrupt file), so the hour is incomplete and the next run retries it
@@ -376,7 +376,7 @@ def test_an_hour_whose_every_download_fails_is_a_failed_run(flaky_hour, proxy, t
     proxy.configure(every=1, modes=("slowdown",), scope="objects")
     result = run(tmp_path, flaky_hour["bucket"], KEY_2019, max_attempts=0)
     assert not result.success
-    message = _failure_message(result)
+    message = failure_message(result)
     assert message.startswith("extract:") and "every one of the 10 granules failed to download" in message
     assert part_files(tmp_path) == [] and not list(tmp_path.rglob("*.nc"))
 
@@ -385,7 +385,7 @@ def test_a_listing_throttled_beyond_every_retry_fails_the_run_with_the_reason(fl
     proxy.configure(every=1, modes=("slowdown",), scope="list")
     result = run(tmp_path, flaky_hour["bucket"], KEY_2019, max_attempts=1)
     assert not result.success
-    message = _failure_message(result)
+    message = failure_message(result)
     assert message.startswith("extract:") and "SlowDown" in message and "ListObjectsV2" in message, message
     assert proxy.object_gets() == [] and not (tmp_path / "raw").exists()
 
@@ -439,7 +439,7 @@ def test_a_download_killed_midway_is_never_taken_as_complete(flaky_hour, proxy, 
 
     proxy.configure(every=0)
     result = run(tmp_path, bucket, KEY_2019)
-    assert result.success, _failure_message(result)
+    assert result.success, failure_message(result)
     extract_meta = meta(result, "extract")
     assert extract_meta["downloaded"] == 2  # the killed one and the short one; the others were complete
     assert extract_meta["already_present"] == len(granules) - 2
@@ -648,7 +648,7 @@ def test_a_run_killed_during_load_leaves_the_old_hour_and_the_next_run_completes
     for name, body in crash_granules["A"].items():
         s3.put_granule(bucket, body, name=name)
     first = run(tmp_path, bucket, KEY_2019)
-    assert first.success, _failure_message(first)
+    assert first.success, failure_message(first)
     db = tmp_path / "glm.duckdb"
     old = snapshot(db)
     for name, body in crash_granules["B"].items():
@@ -663,7 +663,7 @@ def test_a_run_killed_during_load_leaves_the_old_hour_and_the_next_run_completes
     assert snapshot(db) == old, "the killed load must leave the hour exactly as it was"
 
     second = run(tmp_path, bucket, KEY_2019)
-    assert second.success, _failure_message(second)
+    assert second.success, failure_message(second)
     expected = {name: SAMPLE_COUNTS for name in crash_granules["A"]}
     expected.update({name: (3000, 9000, 36000) for name in crash_granules["B"] if name not in expected})
     assert rows_per_file(db) == expected
@@ -771,7 +771,7 @@ def test_only_granule_keys_are_fetched_and_nothing_is_written_outside_the_data_f
     assert set(hostile) <= listed, "moto should store every key verbatim"
 
     result = run(data_dir, bucket, KEY_2018)
-    assert result.success, _failure_message(result)
+    assert result.success, failure_message(result)
     assert proxy.object_gets() == [prefix + good_name], "only the granule key may be downloaded"
     assert files_by_status(data_dir / "glm.duckdb") == {good_name: ("loaded", None)}
     outside = [p for p in tmp_path.rglob("*") if p.is_file() and data_dir not in p.parents]
@@ -790,18 +790,18 @@ def test_an_hour_with_no_granules_yet_fails_with_a_clear_message(s3, proxy, tmp_
     s3.put(bucket, hour_prefix(PRODUCT, HOUR_2019) + "index.html", b"not a granule")  # listed, but not a granule
     result = run(tmp_path, bucket, KEY_2019)
     assert not result.success
-    message = _failure_message(result)
+    message = failure_message(result)
     assert message.startswith("extract: no granules under") and hour_prefix(PRODUCT, HOUR_2019) in message
     assert "not be published yet" in message
     missing = run(tmp_path, "rel-no-such-bucket", KEY_2019)
-    assert not missing.success and "NoSuchBucket" in _failure_message(missing)
+    assert not missing.success and "NoSuchBucket" in failure_message(missing)
     assert not (tmp_path / "glm.duckdb").exists()
 
 
 def test_transform_without_a_prior_extract_says_so(s3, tmp_path):
     result = run(tmp_path, "rel-never-extracted", KEY_2019, assets=(transform,))
     assert not result.success
-    message = _failure_message(result)
+    message = failure_message(result)
     assert "extract" in message, message
 
 
@@ -833,7 +833,7 @@ def test_malformed_config_fails_before_any_request_or_write(proxy, tmp_path, arc
     bucket = archive.pop("bucket")
     result = run(data_dir, bucket, KEY_2019, assets=assets, **archive)
     assert not result.success
-    message = _failure_message(result)
+    message = failure_message(result)
     assert variable in message and "Traceback" not in message, message
     assert proxy.requests == 0, [s.path for s in proxy.seen]
     outside = [p for p in tmp_path.rglob("*") if p != data_dir and data_dir not in p.parents]
@@ -853,7 +853,7 @@ def test_credentials_in_the_environment_are_never_sent_or_logged(s3, proxy, tmp_
     caplog.set_level("DEBUG", logger="lightning_eda")
     instance = DagsterInstance.ephemeral()
     result = run(tmp_path / "data", bucket, KEY_2019, instance=instance)
-    assert result.success, _failure_message(result)
+    assert result.success, failure_message(result)
     assert proxy.requests >= 2
     secrets = (DUMMY_KEY_ID, DUMMY_SECRET, DUMMY_TOKEN)
     for seen in proxy.seen:
@@ -873,7 +873,7 @@ def test_a_missing_aws_profile_does_not_break_anonymous_reads(s3, proxy, tmp_pat
     monkeypatch.setenv("AWS_PROFILE", f"no-such-profile-{uuid.uuid4().hex[:6]}")  # e.g. left over from other work
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     result = run(tmp_path / "data", bucket, KEY_2019)
-    assert result.success, _failure_message(result)
+    assert result.success, failure_message(result)
     assert files_by_status(tmp_path / "data" / "glm.duckdb") == {name: ("loaded", None)}
 
 
