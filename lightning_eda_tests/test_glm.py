@@ -446,19 +446,6 @@ SLOT = {"G16": "GOES-East", "G17": "GOES-West"}
 NON_EMPTY = (*G16_2018, G16_2021)
 
 
-@pytest.fixture(scope="module")
-def decoded(glm_dir):
-    """Each real granule decoded once for the module."""
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = read_granule(glm_dir / name)
-        return cache[name]
-
-    return get
-
-
 def test_all_real_granules_are_covered(real_granules):
     assert [p.name for p in real_granules] == sorted(REAL)
 

@@ -7,18 +7,10 @@ from pathlib import Path
 
 import netCDF4
 import numpy as np
-import pytest
 
 from lightning_eda.store import database
 from ingest_runs import run_hour
-from lightning_eda.testing.real_minute import BUCKET, FIRST_THREE, serve_2018_minute
-
-@pytest.fixture(scope="module")
-def hour_2018(s3, real_granules):
-    """The busy 2018 minute, served under its real key, beside a key that is not a granule."""
-    serve_2018_minute(s3, real_granules)
-    s3.put(BUCKET, "GLM-L2-LCFA/2018/183/04/index.html", b"<html>not a granule</html>")
-    return s3
+from lightning_eda.testing.real_minute import FIRST_THREE
 
 
 def table_rows(db: Path, sql: str, params=()):
