@@ -34,8 +34,6 @@ PROJECT_DIR = TESTS_DIR.parent
 HOUR_2019 = datetime(2019, 6, 1, 12)  # lcfa_factory's default granule start
 KEY_2019 = "2019-06-01-12:00"
 SAMPLE_COUNTS = (2, 3, 5)  # lcfa_factory.sample_tables()
-# Child processes import this module (and the worktree's package before any installed one) by PYTHONPATH.
-CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))}
 
 
 def run(data_dir: Path, bucket: str, key: str, *, assets=(extract, transform, load), instance=None, **archive):
@@ -164,9 +162,12 @@ def stage_and_load(data_dir: Path, bucket: str, granules: dict[str, bytes], hour
 
 
 def start_child(script: str, *args: str) -> subprocess.Popen:
+    """``python -c script args`` in this test's environment (its S3 endpoint too), able to import this module."""
+    path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen(
         [sys.executable, "-c", script, *args],
-        cwd=PROJECT_DIR, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=PROJECT_DIR, env={**os.environ, "PYTHONPATH": path}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -10,9 +10,6 @@ import pytest
 from reliability_helpers import PROJECT_DIR
 
 
-# --- many hours of faults (reduced soak) -------------------------------------------------------------------------
-
-
 @pytest.mark.slow
 def test_soak_two_hours_through_faults_loads_every_granule_once(s3, tmp_path, glm_dir, monkeypatch):
     spec = importlib.util.spec_from_file_location("soak", PROJECT_DIR / "scripts" / "soak.py")
