@@ -27,44 +27,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "clustering.txt"
+from _common import ROOT, Report, high_water_mib, load_average, machine, reset_high_water, versions
+
 SAMPLE_SIZE = 20_000
 SEED = 0
 TARGET = 0.25
 
-_LINES: list[str] = []
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-    _LINES.extend(text.splitlines() or [""])
-
-
-def load_average() -> str:
-    return "(%.2f, %.2f, %.2f)" % os.getloadavg()
-
-
-def high_water_mib() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
-
-
-def reset_high_water() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
+REPORT = Report("clustering")
+say = REPORT.say
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -261,9 +241,9 @@ def thread_info() -> str:
 
 
 def child(side: str, **kwargs) -> dict:
-    code = (f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench_clustering as b; "
-            f"print('RESULT ' + json.dumps(b.run_{side}(**{kwargs!r})))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    """``run_<side>(**kwargs)`` in a fresh process: this script again, as ``bench_clustering.py _child SIDE JSON``."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_clustering.py"), "_child", side, json.dumps(kwargs)]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"{side} side failed (exit {proc.returncode})")
@@ -278,12 +258,7 @@ def main() -> None:
     parser.add_argument("--n-init", type=int, default=10, help="n_init for both sides (default 10, the project's)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    import sklearn
-
-    say(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC python benchmarks/bench_clustering.py "
-        f"{' '.join(sys.argv[1:])}".rstrip())
-    say(f"cores {len(os.sched_getaffinity(0))}, load average {load_average()}; python {platform.python_version()}, "
-        f"numpy {np.__version__}, scikit-learn {sklearn.__version__}")
+    say(f"{machine()}; {versions('numpy', 'sklearn')}")
     say(f"day: n={args.n:,} flashes, {args.cells} storm cells, n_init={args.n_init} both sides, silhouette sample "
         f"{SAMPLE_SIZE:,}, seed {SEED}")
     ours = child("ours", n=args.n, n_cells=args.cells, n_init=args.n_init)
@@ -318,10 +293,12 @@ def main() -> None:
     say(f"  worst inertia ratio ours/sklearn over k=2..40  {worst:.6f}")
     say(f"  peak RSS of our run                      {ours['run_peak_mib']:8.0f} MiB")
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("\n".join(_LINES) + "\n")
-        print(f"written to {RESULTS.relative_to(ROOT)}")
+        REPORT.write()
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["_child"]:
+        run_side = {"ours": run_ours, "sklearn": run_sklearn}[sys.argv[2]]
+        print("RESULT " + json.dumps(run_side(**json.loads(sys.argv[3]))))
+    else:
+        main()

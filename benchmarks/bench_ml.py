@@ -24,61 +24,27 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
-from datetime import datetime
-from pathlib import Path
+import tracemalloc
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "ml.txt"
+from _common import ROOT, Report, high_water_mib, load_average, machine, reset_high_water, rss_mib, timed, versions
+from lightning_eda.testing.storm_points import flash_like
 
-_LINES: list[str] = []
-
-
-def say(text: str = "") -> None:
-    """Print a line of the report (at once, so a long run shows progress) and keep it for the results file."""
-    print(text, flush=True)
-    _LINES.extend(text.splitlines() or [""])
-
-
-def flash_like(n: int, k: int = 8, seed: int = 0) -> np.ndarray:
-    """Lon/lat points in ``k`` storm cells of varied size (Dirichlet shares) and spread (0.05 to 1.5 degrees)."""
-    rng = np.random.default_rng(seed)
-    centres = np.column_stack([rng.uniform(-110, -70, k), rng.uniform(20, 45, k)])
-    sizes = rng.multinomial(n, rng.dirichlet(np.full(k, 1.5)))
-    spread = rng.uniform(0.05, 1.5, k)
-    X = np.concatenate([c + s * rng.standard_normal((m, 2)) for c, s, m in zip(centres, spread, sizes)])
-    return X[rng.permutation(n)]
-
-
-def timed(fn):
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
-
-
-def load_average() -> str:
-    return "(%.2f, %.2f, %.2f)" % os.getloadavg() if hasattr(os, "getloadavg") else "unknown"
+REPORT = Report("ml")
+say = REPORT.say
 
 
 def environment() -> str:
-    import sklearn
     import threadpoolctl
 
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count()
     blas = [f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)"
             for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     env = {key: os.environ[key] for key in sorted(os.environ) if key.startswith(("OPENBLAS", "OMP_", "MKL_"))}
-    return (f"cores available: {cpus} (os.cpu_count={os.cpu_count()}), load average {load_average()}\n"
-            f"python {platform.python_version()}, numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
+    return (f"{machine()} (os.cpu_count={os.cpu_count()})\n{versions('numpy', 'sklearn')}, "
             f"BLAS: {', '.join(blas) or 'unknown'}\nthreading environment: {env or 'none set'}")
 
 
@@ -129,89 +95,68 @@ def bench_silhouette(n: int, ks: range, reps: int) -> dict:
     return {"n": n, "ours": ours, "theirs": theirs, "speedup": theirs / ours, "diff": max(diffs)}
 
 
-# Shared by the fresh-process measurements: the peak resident set of this process image, resettable on Linux.
-_HIGH_WATER_CODE = """
-import resource
+# The fresh-process measurements run this script again with a first argument naming one of these; each prints its
+# figures as one JSON line.
 
 
-def high_water_mib():
-    # VmHWM belongs to this process image (ru_maxrss would include the parent's peak, inherited through fork)
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+def rss_child(n: int, k: int, n_init: int) -> dict:
+    """``bench_ml.py _rss N K N_INIT``: kmeans on N points, and the peak resident set during it."""
+    from lightning_eda.ml import kmeans
+
+    rng = np.random.default_rng(0)
+    centres = np.column_stack([rng.uniform(-110, -70, k), rng.uniform(20, 45, k)])
+    cell = rng.integers(0, k, n)
+    X = rng.standard_normal((n, 2))
+    X *= rng.uniform(0.05, 1.5, k)[cell][:, None]
+    X += centres[cell]
+    del cell
+    before = high_water_mib()
+    reset_high_water()
+    seconds, result = timed(lambda: kmeans(X, k, n_init=n_init, seed=0))
+    return {"peak_mib": high_water_mib(), "before_mib": before, "seconds": seconds, "n_iter": result.n_iter}
 
 
-def rss_mib():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+def sweep_child(n: int, k_lo: int, k_hi: int) -> dict:
+    """``bench_ml.py _sweep N K_LO K_HI``: silhouette_sweep alone, its time, peak resident set and traced peak."""
+    from lightning_eda.ml import kmeans, silhouette_sweep
+
+    X = flash_like(n, k=8, seed=2)
+    labels_by_k = {k: kmeans(X, k, n_init=1, seed=k).labels for k in range(k_lo, k_hi)}
+    before = rss_mib()
+    reset_high_water()
+    seconds, scores = timed(lambda: silhouette_sweep(X, labels_by_k))
+    peak = high_water_mib()
+    # a second, traced sweep: tracemalloc sees every NumPy buffer (its own cost stays out of the timing above)
+    tracemalloc.start()
+    traced_scores = silhouette_sweep(X, labels_by_k)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"before_mib": before, "peak_mib": peak, "seconds": seconds, "traced_peak_mib": traced_peak / 2**20,
+            "x_mib": X.nbytes / 2**20, "same": scores == traced_scores,
+            "scores": {str(k): s for k, s in scores.items()}}
 
 
-def reset_high_water():
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset the high-water mark to the current RSS
-"""
+CHILDREN = {"_rss": rss_child, "_sweep": sweep_child}
 
-_RSS_CODE = _HIGH_WATER_CODE + """
-import time, numpy as np
-from lightning_eda.ml import kmeans
 
-rng = np.random.default_rng(0)
-n, k = {n}, {k}
-centres = np.column_stack([rng.uniform(-110, -70, k), rng.uniform(20, 45, k)])
-cell = rng.integers(0, k, n)
-X = rng.standard_normal((n, 2))
-X *= rng.uniform(0.05, 1.5, k)[cell][:, None]
-X += centres[cell]
-del cell
-before = high_water_mib()
-reset_high_water()
-start = time.perf_counter()
-result = kmeans(X, k, n_init={n_init}, seed=0)
-elapsed = time.perf_counter() - start
-print(f"{{high_water_mib():.0f}} {{before:.0f}} {{elapsed:.2f}} {{result.n_iter}}")
-"""
+def in_fresh_process(name: str, *args: int) -> dict:
+    """Run ``CHILDREN[name](*args)`` in a fresh interpreter (nothing else inflates its peak) and return its figures."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_ml.py"), name, *map(str, args)]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout)
 
 
 def bench_rss(n: int, k: int, n_init: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", _RSS_CODE.format(n=n, k=k, n_init=n_init)], check=True,
-                         capture_output=True, text=True).stdout.split()
-    peak, before, elapsed, n_iter = out
-    say(f"kmeans n={n:,} k={k} n_init={n_init}: peak RSS during kmeans {peak} MiB, X itself "
-        f"{n * 2 * 8 / 2**20:.0f} MiB (peak while generating the data: {before} MiB), {elapsed} s, "
-        f"{n_iter} iterations, load {load_average()}")
-    return {"n": n, "k": k, "peak_mib": float(peak), "x_mib": n * 2 * 8 / 2**20}
-
-
-_SWEEP_CODE = _HIGH_WATER_CODE + """
-import json, sys, time, tracemalloc
-sys.path.insert(0, {benchmarks!r})
-from bench_ml import flash_like
-from lightning_eda.ml import kmeans, silhouette_sweep
-
-X = flash_like({n}, k=8, seed=2)
-labels_by_k = {{k: kmeans(X, k, n_init=1, seed=k).labels for k in range({k_lo}, {k_hi})}}
-before = rss_mib()
-reset_high_water()
-start = time.perf_counter()
-scores = silhouette_sweep(X, labels_by_k)
-elapsed = time.perf_counter() - start
-peak = high_water_mib()
-# a second, traced sweep: tracemalloc sees every NumPy buffer (its own cost stays out of the timing above)
-tracemalloc.start()
-traced_scores = silhouette_sweep(X, labels_by_k)
-_, traced_peak = tracemalloc.get_traced_memory()
-tracemalloc.stop()
-print(json.dumps({{"before_mib": before, "peak_mib": peak, "seconds": elapsed, "traced_peak_mib": traced_peak / 2**20,
-                  "x_mib": X.nbytes / 2**20, "same": scores == traced_scores,
-                  "scores": {{str(k): s for k, s in scores.items()}}}}))
-"""
+    out = in_fresh_process("_rss", n, k, n_init)
+    say(f"kmeans n={n:,} k={k} n_init={n_init}: peak RSS during kmeans {out['peak_mib']:.0f} MiB, X itself "
+        f"{n * 2 * 8 / 2**20:.0f} MiB (peak while generating the data: {out['before_mib']:.0f} MiB), "
+        f"{out['seconds']:.2f} s, {out['n_iter']} iterations, load {load_average()}")
+    return {"n": n, "k": k, "peak_mib": out["peak_mib"], "x_mib": n * 2 * 8 / 2**20}
 
 
 def bench_sweep_alone(n: int, ks: range) -> dict:
     from lightning_eda.ml._silhouette import _SUMS_BYTES
 
-    code = _SWEEP_CODE.format(benchmarks=str(ROOT / "benchmarks"), n=n, k_lo=ks.start, k_hi=ks.stop)
-    out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                                    cwd=ROOT).stdout)
+    out = in_fresh_process("_sweep", n, ks.start, ks.stop)
     increase = out["peak_mib"] - out["before_mib"]
     best = max(out["scores"], key=out["scores"].get)
     say(f"silhouette_sweep alone n={n:,} k={ks.start}..{ks.stop - 1} (fresh process): {out['seconds']:.2f} s; "
@@ -266,7 +211,7 @@ def main() -> None:
                         help="one thread for both sides (our pool, OpenMP, BLAS): compares work per core, which a "
                              "busy machine distorts less")
     parser.add_argument("--skip-silhouette", action="store_true", help="leave out both silhouette measurements")
-    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {REPORT.path.relative_to(ROOT)}")
     args = parser.parse_args()
     limits = contextlib.nullcontext()
     if args.single_thread:
@@ -301,11 +246,11 @@ def main() -> None:
     say(f"summary (load average now {load_average()})")
     say(summary(kmeans_rows, silhouette, sweep, rss))
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        command = " ".join(["python", "benchmarks/bench_ml.py", *sys.argv[1:]])
-        RESULTS.write_text(f"# {datetime.now():%Y-%m-%d %H:%M} {command}\n" + "\n".join(_LINES) + "\n")
-        print(f"written to {RESULTS.relative_to(ROOT)}")
+        REPORT.write()
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] and sys.argv[1] in CHILDREN:
+        print(json.dumps(CHILDREN[sys.argv[1]](*map(int, sys.argv[2:]))))
+    else:
+        main()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -22,16 +21,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "lightning_eda_tests"), str(ROOT / "benchmarks")]
+from dagster import DagsterEventType, materialize
 
-import netCDF4  # noqa: E402
-from dagster import DagsterEventType, materialize  # noqa: E402
-
-from lightning_eda.definitions import clustering_assets, ingest_assets  # noqa: E402
-from lightning_eda.orchestration.resources import build_resources  # noqa: E402
-from s3_server import LocalS3  # noqa: E402
-from synthetic_hour import bare_decode, make_hour  # noqa: E402
+from _common import DEFAULT_GLM_DIR, Report, load_average, machine, real_granules, versions
+from lightning_eda.definitions import clustering_assets, ingest_assets
+from lightning_eda.orchestration.resources import build_resources
+from lightning_eda.testing.s3_server import LocalS3
+from lightning_eda.testing.synthetic_hour import bare_decode, make_hour
 
 BUCKET = "noaa-goes16"
 HOUR = datetime(2019, 7, 1, 18)
@@ -59,33 +55,14 @@ def ingest_once(work: Path, rep: int) -> tuple[float, dict[str, float], Path]:
     return total, step_seconds(result), data_dir
 
 
-def load_average() -> str:
-    return "(%.2f, %.2f, %.2f)" % os.getloadavg()
-
-
-def environment() -> str:
-    import dagster
-    import duckdb
-    import numpy
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"cores available: {cpus}, load average {load_average()}\n"
-        f"python {platform.python_version()}, netCDF4 {netCDF4.__version__} (HDF5 {netCDF4.__hdf5libversion__}), "
-        f"numpy {numpy.__version__}, duckdb {duckdb.__version__}, dagster {dagster.__version__}"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--glm-dir", type=Path, default=ROOT.parent / "shared" / "data" / "glm")
+    parser.add_argument("--glm-dir", type=Path, default=DEFAULT_GLM_DIR)
     args = parser.parse_args()
-    real = sorted(args.glm_dir.glob("OR_GLM-L2-LCFA_*.nc"))
-    if not real:
-        print(f"no real granules in {args.glm_dir}", file=sys.stderr)
-        return 2
-    lines = [environment()]
+    real = real_granules(args.glm_dir)
+    report = Report("pipeline")
+    report.say(machine(), versions("netCDF4", "numpy", "duckdb", "dagster"))
     with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
         work = Path(tmp)
         granules = make_hour(real, work / "hour", HOUR)
@@ -95,7 +72,7 @@ def main() -> int:
             for path in granules:
                 server.put_granule(BUCKET, path)
             size_mb = sum(p.stat().st_size for p in granules) / 1e6
-            lines.append(f"hour: {len(granules)} granules, {size_mb:.1f} MB, {HOUR:%Y-%m-%d %H}:00 UTC")
+            report.say(f"hour: {len(granules)} granules, {size_mb:.1f} MB, {HOUR:%Y-%m-%d %H}:00 UTC")
             bare, ours, steps, rep_lines = [], [], [], []
             for rep in range(args.reps):  # interleaved: machine load drifts alike for both
                 bare.append(bare_decode(granules))
@@ -108,7 +85,7 @@ def main() -> int:
                     + f"), load average {load_average()}"
                 )
             b, o = statistics.median(bare), statistics.median(ours)
-            lines += [
+            report.say(
                 "",
                 "1. ingest (median of %d, interleaved)" % args.reps,
                 *rep_lines,
@@ -117,9 +94,9 @@ def main() -> int:
                 f"   ratio ours / bare decode   : {o / b:7.2f}  (target ≤ 3)",
                 f"   best of {args.reps} instead of median  : bare {min(bare):.2f} s, ingest {min(ours):.2f} s, "
                 f"ratio {min(ours) / min(bare):.2f} (the least disturbed repetitions on a shared machine)",
-            ]
+            )
             for step in ("extract", "transform", "load"):
-                lines.append(f"     {step:<10} {statistics.median(s[step] for s in steps):7.2f} s")
+                report.say(f"     {step:<10} {statistics.median(s[step] for s in steps):7.2f} s")
             result = materialize(
                 clustering_assets,
                 resources=resources(data_dir),
@@ -128,20 +105,15 @@ def main() -> int:
             assert result.success
             per_asset = step_seconds(result)
             flashes = result.asset_materializations_for_node("preprocessor")[0].metadata["flashes_kept"].value
-            lines += ["", f"2. whole pipeline on the hour ({flashes:,} flashes), seconds per asset, default config"]
+            report.say("", f"2. whole pipeline on the hour ({flashes:,} flashes), seconds per asset, default config")
             for step in ("extract", "transform", "load"):
-                lines.append(f"   {step:<22} {statistics.median(s[step] for s in steps):7.2f}")
+                report.say(f"   {step:<22} {statistics.median(s[step] for s in steps):7.2f}")
             for step, secs in per_asset.items():
-                lines.append(f"   {step:<22} {secs:7.2f}")
-            lines.append(f"   (load average at the end {load_average()})")
+                report.say(f"   {step:<22} {secs:7.2f}")
+            report.say(f"   (load average at the end {load_average()})")
         finally:
             server.stop()
-    report = "\n".join(lines)
-    print(report)
-    out = ROOT / "benchmarks" / "results" / "pipeline.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    command = " ".join(["python", "benchmarks/bench_pipeline.py", *sys.argv[1:]])
-    out.write_text(f"# {datetime.now():%Y-%m-%d %H:%M} {command}\n{report}\n")
+    report.write()
     return 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -36,12 +35,9 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "benchmarks")]
-
-from synthetic_hour import bare_decode, make_hour  # noqa: E402
-
-from lightning_eda.goes.layout import hour_prefix  # noqa: E402
+from _common import DEFAULT_GLM_DIR, RESULTS_DIR, ROOT, Report, load_average, machine, real_granules, versions
+from lightning_eda.goes.layout import hour_prefix
+from lightning_eda.testing.synthetic_hour import bare_decode, make_hour
 
 BUCKET = "noaa-goes16"
 PRODUCT = "GLM-L2-LCFA"
@@ -51,10 +47,6 @@ STEPS = ("extract", "transform", "load")
 _OWN_VARIABLES = re.compile(
     r"^(AWS_|GOES_|LIGHTNING_EDA_|S3_BUCKET$|PRODUCT$|BACKFILL_|DAGSTER_HOME$|AWS$)"
 )
-
-
-def load_average() -> str:
-    return "(%.2f, %.2f, %.2f)" % os.getloadavg()
 
 
 def code_state(rev: str | None) -> str:
@@ -80,19 +72,6 @@ def export_package(rev: str, dest: Path) -> str:
     archive = subprocess.run(["git", "archive", commit, "lightning_eda"], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return commit
-
-
-def environment(rev: str | None) -> str:
-    import duckdb
-    import netCDF4
-    import pyarrow
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"cores available: {cpus}, load average {load_average()}; {code_state(rev)}\n"
-        f"python {platform.python_version()}, netCDF4 {netCDF4.__version__} (HDF5 {netCDF4.__hdf5libversion__}), "
-        f"pyarrow {pyarrow.__version__}, duckdb {duckdb.__version__}"
-    )
 
 
 def cli_command() -> list[str]:
@@ -203,16 +182,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2, help="repetitions of each side, interleaved (default 2)")
     parser.add_argument("--hours", type=int, default=6, help="synthetic hours of 180 granules (default 6)")
-    parser.add_argument("--glm-dir", type=Path, default=ROOT.parent / "shared" / "data" / "glm")
+    parser.add_argument("--glm-dir", type=Path, default=DEFAULT_GLM_DIR)
     parser.add_argument("--rev", help="measure lightning_eda/ as committed at this git revision (default: the "
                         "working tree as it is)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "store.txt",
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "store.txt",
                         help="results file (default benchmarks/results/store.txt)")
     args = parser.parse_args()
-    real = sorted(args.glm_dir.glob("OR_GLM-L2-LCFA_*.nc"))
-    if not real:
-        print(f"no real granules in {args.glm_dir}", file=sys.stderr)
-        return 2
+    real = real_granules(args.glm_dir)
     hours = [FIRST_HOUR + timedelta(hours=i) for i in range(args.hours)]
     with tempfile.TemporaryDirectory(prefix="bench_store_") as tmp:
         work = Path(tmp)
@@ -220,16 +196,17 @@ def main() -> int:
         if args.rev is not None:
             code = work / "code"
             args.rev = export_package(args.rev, code)
-        lines = [environment(args.rev)]
-        lines.append(f"package imported by the command: {package_used(work, command_env(work, 'x', work, code)[0])}")
+        report = Report("store", path=args.out)
+        report.say(f"{machine()}; {code_state(args.rev)}", versions("netCDF4", "pyarrow", "duckdb"))
+        report.say(f"package imported by the command: {package_used(work, command_env(work, 'x', work, code)[0])}")
         mirror = work / "mirror"
         granules = build_mirror(real, mirror, hours)
         nc_bytes = sum(p.stat().st_size for p in granules)
-        lines.append(f"mirror: {args.hours} hours × 180 = {len(granules)} granules, {nc_bytes / 1e6:.1f} MB, "
-                     f"{hours[0]:%Y-%m-%d %H}:00 .. {hours[-1]:%H}:00 UTC, {mirror}/{BUCKET}/{PRODUCT}/YYYY/DDD/HH/")
-        lines.append(f"command: {' '.join(cli_command())} backfill --start {hours[0]:%Y-%m-%dT%H} "
-                     f"--end {hours[-1]:%Y-%m-%dT%H} --no-cluster  (GOES_SOURCE_DIR, S3_BUCKET={BUCKET}, "
-                     f"LIGHTNING_EDA_DATA_DIR and DAGSTER_HOME fresh per repetition, no AWS_* variables)")
+        report.say(f"mirror: {args.hours} hours × 180 = {len(granules)} granules, {nc_bytes / 1e6:.1f} MB, "
+                   f"{hours[0]:%Y-%m-%d %H}:00 .. {hours[-1]:%H}:00 UTC, {mirror}/{BUCKET}/{PRODUCT}/YYYY/DDD/HH/")
+        report.say(f"command: {' '.join(cli_command())} backfill --start {hours[0]:%Y-%m-%dT%H} "
+                   f"--end {hours[-1]:%Y-%m-%dT%H} --no-cluster  (GOES_SOURCE_DIR, S3_BUCKET={BUCKET}, "
+                   f"LIGHTNING_EDA_DATA_DIR and DAGSTER_HOME fresh per repetition, no AWS_* variables)")
 
         bare, walls, rep_lines, timings, sizes = [], [], [], [], None
         for rep in range(args.reps):  # interleaved, order alternated: machine load drifts alike for both
@@ -259,7 +236,7 @@ def main() -> int:
 
         b, w = statistics.median(bare), statistics.median(walls)
         n = len(granules)
-        lines += [
+        report.say(
             "",
             f"1. backfill against bare decode over the same {n} granules (median of {args.reps}, interleaved)",
             *rep_lines,
@@ -270,15 +247,15 @@ def main() -> int:
             f"ratio {min(walls) / min(bare):.2f}",
             "",
             "   where the backfill's time goes (median over repetitions of the sum over hours, from its Dagster instance):",
-        ]
+        )
         step_sums = {step: statistics.median(sum(t["steps"][step]) for t in timings) for step in STEPS}
         runs_sum = statistics.median(sum(t["runs"]) for t in timings)
         for step in STEPS:
             per = statistics.median(s for t in timings for s in t["steps"][step])
-            lines.append(f"     {step:<34} {step_sums[step]:7.2f} s  ({per:5.2f} s an hour, {step_sums[step] / b:4.2f}× bare)")
+            report.say(f"     {step:<34} {step_sums[step]:7.2f} s  ({per:5.2f} s an hour, {step_sums[step] / b:4.2f}× bare)")
         outside_steps = runs_sum - sum(step_sums.values())
         outside_runs = w - runs_sum
-        lines += [
+        report.say(
             f"     {'Dagster run overhead (run − steps)':<34} {outside_steps:7.2f} s  ({outside_steps / b:4.2f}× bare)",
             f"     {'outside the runs':<34} {outside_runs:7.2f} s  ({outside_runs / b:4.2f}× bare: interpreter start, "
             "imports, the complete-hours check, the per-hour summaries)",
@@ -291,11 +268,11 @@ def main() -> int:
             ),
             "     (extract transform load; the first hour also starts the decoder pool and creates the instance"
             " and glm.duckdb)",
-        ]
+        )
 
         kept = sum(v for k, v in sizes.items() if k != "raw")
         day = kept * 24 / args.hours
-        lines += [
+        report.say(
             "",
             f"2. footprint after the backfill of {args.hours} hours (file sizes, bytes of rep 0's data folder)",
             f"   granules (the mirror)                 {mb(nc_bytes)}",
@@ -306,13 +283,13 @@ def main() -> int:
             f"  (target ≤ 1.0)",
             f"   per day (× {24 / args.hours:g})                        {mb(int(day))}   "
             f"(the granules: {nc_bytes * 24 / args.hours / 1e6:.0f} MB a day)",
-        ]
+        )
 
         csv_run = run_backfill(work, "csv", mirror, hours[:1], code, csv=True)
         csv_sizes = footprint(csv_run["data_dir"])
         hour_bytes = sum(p.stat().st_size for p in granules[:180])
         csv_kept = sum(v for k, v in csv_sizes.items() if k != "raw")
-        lines += [
+        report.say(
             "",
             f"   with LIGHTNING_EDA_CSV=1, one hour ({hour_bytes / 1e6:.1f} MB of granules), "
             f"backfill {csv_run['wall']:.1f} s (load {csv_run['load_before']} → {csv_run['load_after']}; "
@@ -325,13 +302,8 @@ def main() -> int:
             "",
             "CLI output of rep 0:",
             *["   " + line for line in per_hour_output.strip().splitlines()],
-        ]
-    report = "\n".join(lines)
-    print(report)
-    out = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    command = " ".join(["python", "benchmarks/bench_store.py", *sys.argv[1:]])
-    out.write_text(f"# {datetime.now():%Y-%m-%d %H:%M} {command}\n{report}\n")
+        )
+    report.write()
     return 0
 
 

@@ -14,14 +14,13 @@ Exits non-zero if any benchmark failed (the others still run).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import RESULTS_DIR, ROOT, load_average
+
 BENCHMARKS = {
     "ml": ROOT / "benchmarks" / "bench_ml.py",
     "pipeline": ROOT / "benchmarks" / "bench_pipeline.py",
@@ -43,7 +42,7 @@ def main() -> int:
         command = [sys.executable, str(BENCHMARKS[name])]
         if name not in ("ml", "clustering") and args.glm_dir:
             command += ["--glm-dir", args.glm_dir]
-        print(f"== {name}: {' '.join(command)}  (load average {'(%.2f, %.2f, %.2f)' % os.getloadavg()})", flush=True)
+        print(f"== {name}: {' '.join(command)}  (load average {load_average()})", flush=True)
         start = time.perf_counter()
         with tempfile.TemporaryFile("w+") as errors:
             rc = subprocess.run(command, cwd=ROOT, stderr=None if args.verbose else errors).returncode
@@ -54,7 +53,7 @@ def main() -> int:
         if rc:
             failed.append(name)
     for name in BENCHMARKS:
-        result = ROOT / "benchmarks" / "results" / f"{name}.txt"
+        result = RESULTS_DIR / f"{name}.txt"
         if result.exists():
             print(f"results: {result.relative_to(ROOT)}")
     if failed:

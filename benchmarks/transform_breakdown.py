@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import shutil
 import statistics
 import subprocess
@@ -40,19 +39,17 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "benchmarks")]
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-import duckdb  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-from lightning_eda.goes.granule import granule_to_csvs, read_granule  # noqa: E402
-from lightning_eda.ingest.decoding import default_workers, transform_granule, transform_granules  # noqa: E402
-from lightning_eda.ingest.hourly import files_table  # noqa: E402
-from lightning_eda.store.parquet_store import ParquetStore  # noqa: E402
-from lightning_eda.store.schemas import GLM_SCHEMAS  # noqa: E402
-from synthetic_hour import bare_decode, make_hour  # noqa: E402
+from _common import DEFAULT_GLM_DIR, ROOT, Report, load_average, machine, real_granules, timed
+from lightning_eda.goes.granule import granule_to_csvs, read_granule
+from lightning_eda.ingest.decoding import default_workers, transform_granule, transform_granules
+from lightning_eda.ingest.hourly import files_table
+from lightning_eda.store.parquet_store import ParquetStore
+from lightning_eda.store.schemas import GLM_SCHEMAS
+from lightning_eda.testing.synthetic_hour import bare_decode, make_hour
 
 HOUR = datetime(2019, 7, 1, 18)  # as bench_pipeline.py (not imported: it is heavy, see the module notes)
 TABLES = {"flashes": "glm_flash", "groups": "glm_group", "events": "glm_event"}
@@ -64,23 +61,12 @@ CSV_COLUMNS = {
             for f in GLM_SCHEMAS[table]}
     for table in TABLES.values()
 }
-MAIN_MODULES = {
-    "lightning_eda.ingest.decoding (what a worker needs)": "import lightning_eda.ingest.decoding",
-    "lightning_eda.cli (main of `lightning-eda run`)": "import lightning_eda.cli",
-    "lightning_eda.definitions (Dagster code location)": "import lightning_eda.definitions",
-    "bench_pipeline.py (main of the pipeline benchmark)":
-        "import sys; sys.path[:0] = [{benchmarks!r}]; import bench_pipeline",
+MAIN_MODULES = {  # what follows the interpreter on the command line
+    "lightning_eda.ingest.decoding (what a worker needs)": ["-c", "import lightning_eda.ingest.decoding"],
+    "lightning_eda.cli (main of `lightning-eda run`)": ["-c", "import lightning_eda.cli"],
+    "lightning_eda.definitions (Dagster code location)": ["-c", "import lightning_eda.definitions"],
+    "bench_pipeline.py --help (its imports, then argparse)": [str(ROOT / "benchmarks" / "bench_pipeline.py"), "--help"],
 }
-
-
-def load_average() -> str:
-    return "(%.2f, %.2f, %.2f)" % os.getloadavg()
-
-
-def timed(fn):
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
 
 
 def write_parquet(granule, out_dir: Path) -> dict[str, Path]:
@@ -117,14 +103,11 @@ def transform_hour_granules(granules: list[Path], work: Path, workers: int) -> N
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="passes over each granule; the best is kept (default 3)")
-    parser.add_argument("--glm-dir", type=Path, default=ROOT.parent / "shared" / "data" / "glm")
+    parser.add_argument("--glm-dir", type=Path, default=DEFAULT_GLM_DIR)
     args = parser.parse_args()
-    real = sorted(args.glm_dir.glob("OR_GLM-L2-LCFA_*.nc"))
-    if not real:
-        print(f"no real granules in {args.glm_dir}", file=sys.stderr)
-        return 2
-    lines = [f"cores available: {len(os.sched_getaffinity(0))}, load average {load_average()}; one process, "
-             f"granules one after another, best of {args.reps} per granule"]
+    real = real_granules(args.glm_dir)
+    report = Report("transform_breakdown")
+    report.say(f"{machine()}; one process, granules one after another, best of {args.reps} per granule")
     with tempfile.TemporaryDirectory(prefix="transform_breakdown_") as tmp:
         work = Path(tmp)
         granules = make_hour(real, work / "hour", HOUR)
@@ -157,7 +140,7 @@ def main() -> int:
         csv_bytes = sum(p.stat().st_size for paths in csvs.values() for p in paths)
         pq_bytes = sum(p.stat().st_size for paths in parquets.values() for p in paths)
         total = {key: sum(values) for key, values in best.items()}
-        lines += [
+        report.say(
             f"hour: {n} granules, {nc_bytes / 1e6:.1f} MB of NetCDF, {rows:,} rows (flashes + groups + events)",
             "",
             "per granule (mean of the per-granule bests) and summed over the hour, one core:",
@@ -170,7 +153,7 @@ def main() -> int:
             f"{total['csv']:6.2f} s  -> {csv_bytes / 1e6:.0f} MB of CSV ({csv_bytes / nc_bytes:.1f}x the NetCDF)",
             f"   {'(per-granule Parquet, pyarrow defaults)':<46} {1e3 * total['parquet'] / n:6.1f} ms  "
             f"{total['parquet']:6.2f} s  -> {pq_bytes / 1e6:.0f} MB of Parquet",
-        ]
+        )
         tables = hour_tables([transform_granule(path) for path in granules])
         store = ParquetStore(work / "store_data")
         stage_times, staged = [], None
@@ -178,13 +161,13 @@ def main() -> int:
             t, staged = timed(lambda: store.stage(tables))
             stage_times.append(t)
         staged_bytes = sum(p.stat().st_size for p in staged.iterdir())
-        lines += [
+        report.say(
             "",
             f"ParquetStore.stage of the hour's four tables (zstd, fsync), best of {args.reps}: {min(stage_times):.2f} s "
             f"-> {staged_bytes / 1e6:.0f} MB ({staged_bytes / nc_bytes:.2f}x the NetCDF)",
             "",
             "load into a fresh DuckDB database (the hour's three tables, one statement each):",
-        ]
+        )
         for kind, files, reader in (("CSV", csvs, "csv"), ("Parquet", parquets, "parquet")):
             con = duckdb.connect(str(work / f"{reader}.duckdb"))
             start = time.perf_counter()
@@ -199,28 +182,23 @@ def main() -> int:
             elapsed = time.perf_counter() - start
             count = sum(con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in TABLES.values())
             con.close()
-            lines.append(f"   from {kind:<8} {elapsed:6.2f} s  ({count:,} rows)")
+            report.say(f"   from {kind:<8} {elapsed:6.2f} s  ({count:,} rows)")
         workers = default_workers()
-        lines += ["", f"transform_granules over the hour, wall time (median of {args.reps}, interleaved):"]
+        report.say("", f"transform_granules over the hour, wall time (median of {args.reps}, interleaved):")
         walls: dict[int, list[float]] = {1: [], workers: []}
         for rep in range(args.reps):
             for count in walls:
                 walls[count].append(timed(lambda: transform_hour_granules(granules, work, count))[0])
         for count, values in walls.items():
             label = "one process" if count == 1 else f"{count} worker processes (spawn)"
-            lines.append(f"   {label:<30} {statistics.median(values):6.2f} s  "
-                         f"({', '.join(f'{v:.2f}' for v in values)})")
-    lines += ["", "import time in a fresh interpreter (a spawn worker re-imports the parent's main module first):"]
-    for label, code in MAIN_MODULES.items():
-        code = code.format(benchmarks=str(ROOT / "benchmarks"))
-        elapsed, _ = timed(lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True))
-        lines.append(f"   {label:<52} {elapsed:5.2f} s")
-    lines.append(f"(load average at the end {load_average()})")
-    report = "\n".join(lines)
-    print(report)
-    out = ROOT / "benchmarks" / "results" / "transform_breakdown.txt"
-    command = " ".join(["python", "benchmarks/transform_breakdown.py", *sys.argv[1:]])
-    out.write_text(f"# {datetime.now():%Y-%m-%d %H:%M} {command}\n{report}\n")
+            report.say(f"   {label:<30} {statistics.median(values):6.2f} s  "
+                       f"({', '.join(f'{v:.2f}' for v in values)})")
+    report.say("", "import time in a fresh interpreter (a spawn worker re-imports the parent's main module first):")
+    for label, arguments in MAIN_MODULES.items():
+        elapsed, _ = timed(lambda: subprocess.run([sys.executable, *arguments], check=True, capture_output=True))
+        report.say(f"   {label:<52} {elapsed:5.2f} s")
+    report.say(f"(load average at the end {load_average()})")
+    report.write()
     return 0
 
 

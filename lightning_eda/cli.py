@@ -24,7 +24,7 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _failure_message(result) -> str:
+def failure_message(result) -> str:
     """The user-facing reason of a failed run: a Failure's description, else the innermost exception message."""
     for event in result.all_events:
         if not event.is_step_failure:
@@ -135,7 +135,7 @@ def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> 
           f"(partition {partition_key_for_hour(hour)})")
     result = _ingest(hour, verbose)
     if not result.success:
-        return _fail(_failure_message(result), 1)
+        return _fail(failure_message(result), 1)
     summary = _hour_summary(config, hour)
     print(
         f"files: {summary['files']} ({summary['loaded']} loaded, {summary['failed']} failed"
@@ -148,7 +148,7 @@ def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> 
         return 0
     result = _cluster(hour, 1, verbose)
     if not result.success:
-        return _fail(_failure_message(result), 1)
+        return _fail(failure_message(result), 1)
     _print_cluster_summary(result, config)
     return 0
 
@@ -175,7 +175,7 @@ def backfill(start: datetime, end: datetime, *, force: bool, cluster: bool, verb
         result = _ingest(hour, verbose, force=force)
         if not result.success:
             failures += 1
-            print(f"{prefix} FAILED: {_failure_message(result)}")
+            print(f"{prefix} FAILED: {failure_message(result)}")
             continue
         summary = _hour_summary(config, hour)
         incomplete += bool(summary["missing"])
@@ -184,7 +184,7 @@ def backfill(start: datetime, end: datetime, *, force: bool, cluster: bool, verb
     if cluster and failures < len(hours):
         result = _cluster(start, len(hours), verbose)
         if not result.success:
-            return _fail(_failure_message(result), 1)
+            return _fail(failure_message(result), 1)
         _print_cluster_summary(result, config)
     if failures:
         return _fail(f"{failures} of {len(hours)} hours failed; run the same command again to retry them", 1)

@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules: the real granules, the local S3 server, and (through ``pytest_plugins``) the
+fixture modules beside this file, one per concern."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from s3_server import LocalS3
+from lightning_eda.goes.granule import read_granule
+from lightning_eda.testing.s3_server import LocalS3
+
+pytest_plugins = ["fixtures_faults", "fixtures_hours", "fixtures_store", "fixtures_ui"]
 
 # Real granules live outside the project, at ../shared/data/glm relative to its root. CI provides that folder;
 # a fresh clone does not, so tests that need it skip, and the rest of the suite uses files it writes itself.
@@ -28,6 +32,19 @@ def real_granules(glm_dir: Path) -> list[Path]:
     if not granules:
         pytest.skip(f"real GLM granules not available: no OR_GLM-L2-*.nc files in {glm_dir}")
     return granules
+
+
+@pytest.fixture(scope="module")
+def decoded(glm_dir):
+    """Each real granule decoded once for the module."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = read_granule(glm_dir / name)
+        return cache[name]
+
+    return get
 
 
 # --- a local S3-compatible server ---

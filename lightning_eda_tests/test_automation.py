@@ -19,7 +19,8 @@ from dagster import (
 from lightning_eda.store import database
 from lightning_eda.definitions import clustering_assets, defs, ingest_assets
 from lightning_eda.orchestration.schedules import REVISIT_TAG
-from real_minute import KEY_2018, resources_for, serve_2018_minute
+from ingest_runs import resources_for
+from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
 
 
 @pytest.mark.parametrize(
@@ -47,20 +48,6 @@ def test_the_sensor_is_on_and_requests_the_clustering_job():
     sensor = defs.resolve_sensor_def("cluster_after_ingest")
     assert sensor.default_status == DefaultSensorStatus.RUNNING
     assert sensor.job_name == "cluster_window"
-
-
-@pytest.fixture(scope="module")
-def scheduled_hour(s3, real_granules, tmp_path_factory):
-    """The real 2018 hour ingested as a schedule tick would ingest it, in a persistent instance."""
-    serve_2018_minute(s3, real_granules)
-    data_dir = tmp_path_factory.mktemp("data")
-    instance = DagsterInstance.ephemeral()
-    tags = {"dagster/schedule_name": "hourly_ingest"}
-    result = materialize(ingest_assets, partition_key=KEY_2018, resources=resources_for(data_dir), instance=instance,
-                         tags=tags)
-    assert result.success
-    yield data_dir, instance, result
-    instance.dispose()
 
 
 def _sensor_output(instance, result):

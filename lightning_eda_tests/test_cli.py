@@ -30,14 +30,6 @@ def lightning_eda(env: dict, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
-def served_hour(s3, real_granules):
-    for path in real_granules:
-        if path.name.startswith("OR_GLM-L2-LCFA_G16_s2018183"):
-            s3.put_granule(BUCKET, path)
-    return s3
-
-
 @pytest.mark.slow
 def test_run_loads_the_hour_and_a_second_run_changes_nothing(served_hour, tmp_path):
     env = {**HOUR_ENV, "S3_BUCKET": BUCKET, "AWS_ENDPOINT_URL_S3": served_hour.url, "LIGHTNING_EDA_DATA_DIR": "data"}
@@ -110,7 +102,7 @@ def test_backfill_loads_each_hour_once_and_resumes(s3, tmp_path):
     """Three hours of factory-made granules (the suite's own files, no shared data needed); hour 2 starts empty."""
     from datetime import datetime, timedelta
 
-    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+    from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
     bucket = "noaa-goes16"
     made = tmp_path / "made"

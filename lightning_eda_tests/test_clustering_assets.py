@@ -7,46 +7,12 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from dagster import materialize
 
 from lightning_eda.store import database
-from lightning_eda.orchestration.assets.clustering import (
-    cluster_map,
-    elbow_evaluator,
-    kmeans_cluster,
-    preprocessor,
-    silhouette_evaluator,
-    storm_flash_rate,
-)
-from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.checks import all_checks
 from lightning_eda.ml import kmeans, silhouette_score
-from real_minute import KEY_2018, resources_for, serve_2018_minute
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CLUSTER_ASSETS = [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map, storm_flash_rate]
-
-
-@pytest.fixture(scope="module")
-def pipeline(s3, real_granules, tmp_path_factory):
-    """One ingested hour and one clustering run over it, shared by the assertions below."""
-    serve_2018_minute(s3, real_granules)
-    data_dir = tmp_path_factory.mktemp("data")
-    resources = resources_for(data_dir)
-    ingest = materialize([extract, transform, load, *all_checks], partition_key=KEY_2018, resources=resources,
-                         selection=[extract, transform, load])
-    assert ingest.success
-    run_config = {
-        "ops": {
-            "preprocessor": {"config": {"window_start": "2018-07-02 04:00", "window_hours": 1}},
-            "elbow_evaluator": {"config": {"ks": list(range(1, 9)), "n_init": 3, "seed": 1}},
-            "silhouette_evaluator": {"config": {"ks": list(range(2, 9)), "n_init": 3, "seed": 1, "sample_size": 500}},
-            "kmeans_cluster": {"config": {"k": "auto", "n_init": 3, "seed": 1}},
-        }
-    }
-    result = materialize(CLUSTER_ASSETS + all_checks, resources=resources, run_config=run_config)
-    assert result.success
-    return data_dir, result, ingest
 
 
 def rows(data_dir: Path, sql: str):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 from lightning_eda.store import database
 
 PROJECT = Path(__file__).resolve().parents[1]

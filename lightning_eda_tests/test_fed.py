@@ -110,7 +110,8 @@ def test_the_asset_maps_the_windows_density_as_the_definition_counts_it(s3, real
     from dagster import materialize
 
     from lightning_eda.orchestration.assets.clustering import flash_extent_density, preprocessor
-    from real_minute import KEY_2018, resources_for, run_hour, serve_2018_minute
+    from ingest_runs import resources_for, run_hour
+    from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
 
     serve_2018_minute(s3, real_granules)
     assert run_hour(tmp_path).success

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lcfa_factory import (
+from lightning_eda.testing.lcfa_factory import (
     AREA_UNITS,
     ERAS,
     area_encoding,
@@ -453,19 +453,6 @@ REAL = {  # README table: rows per table, then the *_count scalars as written (t
 }
 SLOT = {"G16": "GOES-East", "G17": "GOES-West"}
 NON_EMPTY = (*G16_2018, G16_2021)
-
-
-@pytest.fixture(scope="module")
-def decoded(glm_dir):
-    """Each real granule decoded once for the module."""
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = read_granule(glm_dir / name)
-        return cache[name]
-
-    return get
 
 
 def test_all_real_granules_are_covered(real_granules):

@@ -7,17 +7,10 @@ from pathlib import Path
 
 import netCDF4
 import numpy as np
-import pytest
 
 from lightning_eda.store import database
-from real_minute import BUCKET, FIRST_THREE, run_hour, serve_2018_minute
-
-@pytest.fixture(scope="module")
-def hour_2018(s3, real_granules):
-    """The busy 2018 minute, served under its real key, beside a key that is not a granule."""
-    serve_2018_minute(s3, real_granules)
-    s3.put(BUCKET, "GLM-L2-LCFA/2018/183/04/index.html", b"<html>not a granule</html>")
-    return s3
+from ingest_runs import run_hour
+from lightning_eda.testing.real_minute import FIRST_THREE
 
 
 def table_rows(db: Path, sql: str, params=()):
@@ -103,7 +96,7 @@ def test_parallel_transform_equals_the_sequential_one(tmp_path):
     """Several worker processes decode the same records, in the same order, as one process; a bad file stays local."""
     from datetime import timedelta
 
-    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+    from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
     from lightning_eda.ingest.decoding import transform_granules
     from lightning_eda.store.parquet_store import read_files, table_files
@@ -140,7 +133,7 @@ def test_a_granule_withdrawn_from_the_archive_is_not_reloaded(s3, tmp_path):
     """Transform decodes what the last extract listed, not every file an earlier run left in the raw folder."""
     from datetime import timedelta
 
-    from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+    from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
     bucket = "noaa-goes16"
     made = tmp_path / "made"

@@ -65,7 +65,8 @@ def test_the_preprocessor_asset_keeps_the_region_and_the_map_zooms_to_it(s3, rea
 
     from lightning_eda.orchestration.assets.clustering import cluster_map, elbow_evaluator, kmeans_cluster, preprocessor
     from lightning_eda.orchestration.assets.clustering import silhouette_evaluator
-    from real_minute import KEY_2018, resources_for, run_hour, serve_2018_minute
+    from ingest_runs import resources_for, run_hour
+    from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
 
     serve_2018_minute(s3, real_granules)
     assert run_hour(tmp_path).success

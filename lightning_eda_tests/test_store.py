@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from dagster import materialize
 
-from lcfa_factory import lcfa_name, sample_tables, write_lcfa
+from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 from lightning_eda import cli
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.resources import build_resources

@@ -10,7 +10,7 @@ from pathlib import Path
 from dagster import materialize
 
 from lightning_eda.orchestration.resources import resources_from_env
-from real_minute import BUCKET, KEY_2018, serve_2018_minute
+from lightning_eda.testing.real_minute import BUCKET, KEY_2018, serve_2018_minute
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lightning_eda"
 # The wiring subpackage, the module that assembles the Definitions and the CLI (which runs them) may import Dagster.

@@ -12,40 +12,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import duckdb
 import pytest
-import yaml
 
 from ui_helpers import (
-    CHROMEDRIVER,
-    CHROMIUM,
-    DAGSTER_YAML,
+    GRANULES_2018,
+    INGEST_JOB,
+    PARTITION,
     PROJECT_ROOT,
-    DagsterDev,
-    chromium_driver,
     png_size,
+    run_errors,
     show_whole_graph,
-    wait_for,
     wait_for_texts,
     wait_until_still,
 )
 
 pytestmark = pytest.mark.slow  # starts dagster dev and Chromium: about two minutes
 
-BUCKET = "noaa-goes16"
-PARTITION = "2018-07-02-04:00"
-INGEST_JOB = "ingest_hour"
-CLUSTER_JOB = "cluster_window"
-GRANULES_2018 = (
-    "OR_GLM-L2-LCFA_G16_s20181830433000_e20181830433200_c20181830433231.nc",
-    "OR_GLM-L2-LCFA_G16_s20181830433200_e20181830433400_c20181830433424.nc",
-    "OR_GLM-L2-LCFA_G16_s20181830433400_e20181830434000_c20181830434029.nc",
-)
 FLASHES_2018 = 853  # 302 + 277 + 274
 MIN_ASSETS = {
     "extract", "transform", "load", "preprocessor", "elbow_evaluator", "silhouette_evaluator", "kmeans_cluster",
@@ -54,35 +41,6 @@ MIN_ASSETS = {
 GRAPH_PAGE = "/asset-groups"  # "Global asset lineage": every group of every code location
 GROUP_ID = "global@global:{}"  # how the graph names a group in its ?expanded= parameter
 COMMITTED_SCREENSHOT = PROJECT_ROOT / "screenshot" / "pipeline" / "asset_graph.png"
-RUN_TIMEOUT = 150.0
-TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
-
-REPOSITORY_QUERY = """
-{
-  repositoriesOrError {
-    __typename
-    ... on PythonError { message }
-    ... on RepositoryConnection {
-      nodes {
-        name
-        location { name }
-        jobs { name }
-        schedules { name }
-        sensors { name }
-        assetNodes {
-          assetKey { path }
-          groupName
-          isPartitioned
-          partitionDefinition { type description fmt }
-          partitionKeyConnection(limit: 2, ascending: true) { results }
-          partitionStats { numPartitions }
-          assetChecksOrError { __typename ... on AssetChecks { checks { name } } }
-        }
-      }
-    }
-  }
-}
-"""
 
 LATEST_UNPARTITIONED = """
 query Latest {
@@ -91,48 +49,6 @@ query Latest {
     assetMaterializations(limit: 1) {
       runId
       metadataEntries { label ... on MarkdownMetadataEntry { mdStr } }
-    }
-  }
-}
-"""
-
-LAUNCH_RUN = """
-mutation LaunchRun($executionParams: ExecutionParams!) {
-  launchRun(executionParams: $executionParams) {
-    __typename
-    ... on LaunchRunSuccess { run { runId status } }
-    ... on PythonError { message stack }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on InvalidSubsetError { message }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { invalidOutputName }
-    ... on RunConflict { message }
-    ... on UnauthorizedError { message }
-    ... on PresetNotFoundError { message }
-    ... on ConflictingExecutionParamsError { message }
-    ... on NoModeProvidedError { message }
-    ... on PipelineNotFoundError { message }
-  }
-}
-"""
-
-RUN_STATUS = """
-query RunStatus($runId: ID!) {
-  runOrError(runId: $runId) { __typename ... on Run { status tags { key value } } ... on PythonError { message } }
-}
-"""
-
-RUN_ERRORS = """
-query RunErrors($runId: ID!) {
-  logsForRun(runId: $runId, limit: 1000) {
-    __typename
-    ... on EventConnection {
-      events {
-        __typename
-        ... on MessageEvent { message level stepKey }
-        ... on ExecutionStepFailureEvent { error { message } }
-        ... on RunFailureEvent { error { message } }
-      }
     }
   }
 }
@@ -150,73 +66,6 @@ query Latest($partitions: [String!]) {
   }
 }
 """
-
-
-# --- what the definitions say -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def expected():
-    """Assets (with group and partitions), checks, schedules, sensors and jobs, straight from the definitions."""
-    from lightning_eda.definitions import defs
-
-    graph = defs.resolve_asset_graph()
-    repo = defs.get_repository_def()
-    assets = {}
-    for key in graph.get_all_asset_keys():
-        node = graph.get(key)
-        assets[key.to_user_string()] = {"group": node.group_name, "partitions_def": node.partitions_def}
-    return {
-        "assets": assets,
-        "checks": {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys},
-        "schedules": {s.name for s in repo.schedule_defs},
-        "sensors": {s.name for s in repo.sensor_defs},
-        "jobs": {job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")},
-    }
-
-
-# --- the server ---------------------------------------------------------------------------------------------------
-
-
-def _instance_yaml() -> str:
-    """The project's dagster.yaml (if any) with the first-visit dialog and telemetry switched off."""
-    project_yaml = PROJECT_ROOT / "dagster.yaml"
-    config = yaml.safe_load(project_yaml.read_text()) if project_yaml.is_file() else None
-    config = dict(config or {})
-    config.update(yaml.safe_load(DAGSTER_YAML))
-    return yaml.safe_dump(config, sort_keys=False)
-
-
-@pytest.fixture(scope="module")
-def ui(s3, tmp_path_factory):  # noqa: F811 - s3 is the fixture imported above
-    root = tmp_path_factory.mktemp("ui")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAGSTER_", "GOES_", "LIGHTNING_EDA_"))}
-    env.pop("PRODUCT", None)
-    env.update(
-        {
-            "S3_BUCKET": BUCKET,
-            "AWS_ENDPOINT_URL_S3": s3.url,
-            "LIGHTNING_EDA_DATA_DIR": str(root / "data"),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    server = DagsterDev(
-        home=root / "dagster_home", env=env, log_path=root / "dagster_dev.log", instance_yaml=_instance_yaml()
-    )
-    try:
-        server.start()
-        server.wait_ready(timeout=120)
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def repository(ui):
-    data = ui.graphql(REPOSITORY_QUERY)["repositoriesOrError"]
-    assert data["__typename"] == "RepositoryConnection", data
-    assert len(data["nodes"]) == 1, [n["name"] for n in data["nodes"]]
-    return data["nodes"][0]
 
 
 # --- what the UI shows --------------------------------------------------------------------------------------------
@@ -277,81 +126,8 @@ def test_partitioned_assets_show_hourly_partitions(repository, expected):
 # --- a run launched through the API -------------------------------------------------------------------------------
 
 
-def _run_errors(ui, run_id: str) -> str:
-    try:
-        logs = ui.graphql(RUN_ERRORS, {"runId": run_id})["logsForRun"]
-    except Exception as exc:  # noqa: BLE001 - only for the failure message
-        return f"<could not read the run's events: {exc}>"
-    lines = []
-    for event in logs.get("events", []):
-        if event.get("error"):
-            lines.append(f"{event['__typename']}: {event['error']['message']}")
-        elif event.get("level") in ("ERROR", "CRITICAL", "WARNING"):
-            lines.append(f"{event['__typename']} [{event.get('stepKey')}]: {event.get('message')}")
-    return "\n".join(lines[-30:]) or "<no error events>"
-
-
-@pytest.fixture(scope="module")
-def ingest_run(ui, s3, real_granules, repository):  # noqa: F811
-    """`ingest_hour` for 2018-07-02 04:00 UTC, launched through GraphQL as the launchpad does, run to its end."""
-    names = {p.name: p for p in real_granules}
-    missing = [name for name in GRANULES_2018 if name not in names]
-    if missing:
-        pytest.skip(f"real GLM granules not available: {missing} missing from {real_granules[0].parent}")
-    for name in GRANULES_2018:
-        s3.put_granule(BUCKET, names[name])
-    tags = [{"key": "dagster/partition", "value": PARTITION}]
-    return _launch_and_wait(ui, repository, INGEST_JOB, tags=tags)
-
-
-def _launch_and_wait(ui, repository, job: str, *, tags=(), run_config=None) -> dict:
-    """Launch a job through GraphQL as the launchpad does and wait for the run to end."""
-    params = {
-        "selector": {
-            "repositoryLocationName": repository["location"]["name"],
-            "repositoryName": repository["name"],
-            "jobName": job,
-        },
-        "executionMetadata": {"tags": list(tags)},
-    }
-    if run_config is not None:
-        params["runConfigData"] = run_config
-    started = time.monotonic()
-    launched = ui.graphql(LAUNCH_RUN, {"executionParams": params})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-
-    def finished():
-        run = ui.graphql(RUN_STATUS, {"runId": run_id})["runOrError"]
-        assert run["__typename"] == "Run", run
-        return run if run["status"] in TERMINAL else None
-
-    try:
-        run = wait_for(finished, timeout=RUN_TIMEOUT, interval=1.0, what=f"run {run_id} to finish")
-    except AssertionError as exc:
-        ui.fail(f"{exc}\n--- run events ---\n{_run_errors(ui, run_id)}")
-    run["runId"] = run_id
-    run["seconds"] = time.monotonic() - started
-    return run
-
-
-@pytest.fixture(scope="module")
-def cluster_run(ui, repository, ingest_run):
-    """`cluster_window` on the ingested hour, launched through GraphQL with launchpad-style run config."""
-    assert ingest_run["status"] == "SUCCESS"
-    run_config = {
-        "ops": {
-            "preprocessor": {"config": {"window_start": "2018-07-02 04:00", "window_hours": 1}},
-            "elbow_evaluator": {"config": {"ks": [1, 2, 3, 4, 5, 6], "n_init": 3}},
-            "silhouette_evaluator": {"config": {"ks": [2, 3, 4, 5, 6], "n_init": 3}},
-            "kmeans_cluster": {"config": {"k": "auto", "n_init": 3}},
-        }
-    }
-    return _launch_and_wait(ui, repository, CLUSTER_JOB, run_config=run_config)
-
-
 def test_ingest_run_launched_through_the_api_succeeds(ui, ingest_run):
-    assert ingest_run["status"] == "SUCCESS", f"run ended {ingest_run['status']}:\n{_run_errors(ui, ingest_run['runId'])}"
+    assert ingest_run["status"] == "SUCCESS", f"run ended {ingest_run['status']}:\n{run_errors(ui, ingest_run['runId'])}"
     assert {"key": "dagster/partition", "value": PARTITION} in ingest_run["tags"]
     db = Path(ui.env["LIGHTNING_EDA_DATA_DIR"]) / "glm.duckdb"
     assert db.is_file(), f"no database at {db}"
@@ -362,7 +138,7 @@ def test_ingest_run_launched_through_the_api_succeeds(ui, ingest_run):
 
 
 def test_the_clustering_runs_from_the_ui_and_draws_its_plots(ui, cluster_run):
-    assert cluster_run["status"] == "SUCCESS", f"run ended {cluster_run['status']}:\n{_run_errors(ui, cluster_run['runId'])}"
+    assert cluster_run["status"] == "SUCCESS", f"run ended {cluster_run['status']}:\n{run_errors(ui, cluster_run['runId'])}"
     data_dir = Path(ui.env["LIGHTNING_EDA_DATA_DIR"])
     for name in ("cluster_map.png", "elbow.png", "silhouette.png"):
         assert (data_dir / "plots" / name).read_bytes().startswith(b"\x89PNG"), name
@@ -389,26 +165,6 @@ def test_ui_reports_the_materialized_partition(ui, ingest_run):
 
 
 # --- Chromium -----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser(ui, tmp_path_factory):
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package")
-    if missing:
-        why = f"Chromium UI tests need {', '.join(missing)} (apt-get install chromium chromium-driver; pip install selenium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{why}: CI installs them, so their absence is a failure there")
-        pytest.skip(why)
-    driver = chromium_driver(tmp_path_factory.mktemp("chromium-profile"))
-    driver.get(ui.url + "/server_info")  # a first page, so the driver's start-up is not billed to a test
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _save_screenshot(driver, tmp_path: Path, name: str, committed: Path | None = None) -> Path:

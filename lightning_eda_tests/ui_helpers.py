@@ -1,4 +1,5 @@
-"""Helpers for the UI tests: a real `dagster dev` subprocess, its GraphQL API, and headless Chromium."""
+"""Helpers for the UI tests: a real `dagster dev` subprocess, its GraphQL API, runs launched through it, and headless
+Chromium. The fixtures built on them are in ``fixtures_ui.py``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable, Iterable, Optional
+
+import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -29,6 +32,87 @@ CHROMIUM_FLAGS = (
 )
 # Keep the instance quiet and offline: no telemetry, no "join the community" dialog over the screenshots.
 DAGSTER_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+# What the UI tests serve and run: the busy real minute of 2018, its hour's partition and the two jobs.
+BUCKET = "noaa-goes16"
+PARTITION = "2018-07-02-04:00"
+INGEST_JOB = "ingest_hour"
+CLUSTER_JOB = "cluster_window"
+GRANULES_2018 = (
+    "OR_GLM-L2-LCFA_G16_s20181830433000_e20181830433200_c20181830433231.nc",
+    "OR_GLM-L2-LCFA_G16_s20181830433200_e20181830433400_c20181830433424.nc",
+    "OR_GLM-L2-LCFA_G16_s20181830433400_e20181830434000_c20181830434029.nc",
+)
+RUN_TIMEOUT = 150.0
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+REPOSITORY_QUERY = """
+{
+  repositoriesOrError {
+    __typename
+    ... on PythonError { message }
+    ... on RepositoryConnection {
+      nodes {
+        name
+        location { name }
+        jobs { name }
+        schedules { name }
+        sensors { name }
+        assetNodes {
+          assetKey { path }
+          groupName
+          isPartitioned
+          partitionDefinition { type description fmt }
+          partitionKeyConnection(limit: 2, ascending: true) { results }
+          partitionStats { numPartitions }
+          assetChecksOrError { __typename ... on AssetChecks { checks { name } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+LAUNCH_RUN = """
+mutation LaunchRun($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status } }
+    ... on PythonError { message stack }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { invalidOutputName }
+    ... on RunConflict { message }
+    ... on UnauthorizedError { message }
+    ... on PresetNotFoundError { message }
+    ... on ConflictingExecutionParamsError { message }
+    ... on NoModeProvidedError { message }
+    ... on PipelineNotFoundError { message }
+  }
+}
+"""
+
+RUN_STATUS = """
+query RunStatus($runId: ID!) {
+  runOrError(runId: $runId) { __typename ... on Run { status tags { key value } } ... on PythonError { message } }
+}
+"""
+
+RUN_ERRORS = """
+query RunErrors($runId: ID!) {
+  logsForRun(runId: $runId, limit: 1000) {
+    __typename
+    ... on EventConnection {
+      events {
+        __typename
+        ... on MessageEvent { message level stepKey }
+        ... on ExecutionStepFailureEvent { error { message } }
+        ... on RunFailureEvent { error { message } }
+      }
+    }
+  }
+}
+"""
 
 
 def free_port() -> int:
@@ -239,3 +323,60 @@ def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     assert data[12:16] == b"IHDR", "PNG without IHDR"
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+# --- the instance `dagster dev` runs on, and runs launched through its API ----------------------------------------
+
+
+def instance_yaml() -> str:
+    """The project's dagster.yaml (if any) with the first-visit dialog and telemetry switched off."""
+    project_yaml = PROJECT_ROOT / "dagster.yaml"
+    config = yaml.safe_load(project_yaml.read_text()) if project_yaml.is_file() else None
+    config = dict(config or {})
+    config.update(yaml.safe_load(DAGSTER_YAML))
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def launch_and_wait(ui, repository, job: str, *, tags=(), run_config=None) -> dict:
+    """Launch a job through GraphQL as the launchpad does and wait for the run to end."""
+    params = {
+        "selector": {
+            "repositoryLocationName": repository["location"]["name"],
+            "repositoryName": repository["name"],
+            "jobName": job,
+        },
+        "executionMetadata": {"tags": list(tags)},
+    }
+    if run_config is not None:
+        params["runConfigData"] = run_config
+    started = time.monotonic()
+    launched = ui.graphql(LAUNCH_RUN, {"executionParams": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    def finished():
+        run = ui.graphql(RUN_STATUS, {"runId": run_id})["runOrError"]
+        assert run["__typename"] == "Run", run
+        return run if run["status"] in TERMINAL else None
+
+    try:
+        run = wait_for(finished, timeout=RUN_TIMEOUT, interval=1.0, what=f"run {run_id} to finish")
+    except AssertionError as exc:
+        ui.fail(f"{exc}\n--- run events ---\n{run_errors(ui, run_id)}")
+    run["runId"] = run_id
+    run["seconds"] = time.monotonic() - started
+    return run
+
+
+def run_errors(ui, run_id: str) -> str:
+    try:
+        logs = ui.graphql(RUN_ERRORS, {"runId": run_id})["logsForRun"]
+    except Exception as exc:  # noqa: BLE001 - only for the failure message
+        return f"<could not read the run's events: {exc}>"
+    lines = []
+    for event in logs.get("events", []):
+        if event.get("error"):
+            lines.append(f"{event['__typename']}: {event['error']['message']}")
+        elif event.get("level") in ("ERROR", "CRITICAL", "WARNING"):
+            lines.append(f"{event['__typename']} [{event.get('stepKey')}]: {event.get('message')}")
+    return "\n".join(lines[-30:]) or "<no error events>"

@@ -51,8 +51,6 @@ from typing import Callable, Optional
 SCRIPT = Path(__file__).resolve()
 PROJECT = SCRIPT.parents[1]
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(PROJECT / "lightning_eda_tests"))
-sys.path.insert(0, str(SCRIPT.parent))
 
 BUCKET = "noaa-goes16"
 FIRST_HOUR = datetime(2024, 5, 1, 0)
@@ -608,8 +606,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
-    import soak  # noqa: E402 - after the packages: it imports the project and moto
-    from s3_server import LocalS3  # noqa: E402
+    import soak  # noqa: E402 - after the packages: it imports the project and moto; it sits beside this script
+    from lightning_eda.testing.s3_server import LocalS3  # noqa: E402
 
     root = Path(tempfile.mkdtemp(prefix="lightning-eda-scale-"))
     os.chmod(root, 0o755)  # PostgreSQL's user must reach its folders inside

@@ -1,7 +1,7 @@
 """Soak test: a synthetic day of GLM granules loaded hour by hour through an S3 endpoint that keeps failing.
 
 The day's 4,320 granules (one per 20 s slot) are served by the local S3 server (moto over HTTP) under the real key
-layout, behind ``faulty_s3.FaultyS3``, which throttles (503 SlowDown), fails (500), cuts bodies halfway and holds
+layout, behind ``lightning_eda.testing.faulty_s3.FaultyS3``, which throttles (503 SlowDown), fails (500), cuts bodies halfway and holds
 connections past the client's read timeout on every Nth request. Each hour is materialized with the real
 ``extract → transform → load`` assets, which write a new version of the hour into the Parquet store under
 ``data/store/`` (``data/glm.duckdb`` holds only views over it). A granule whose download outlives its retries is
@@ -22,7 +22,7 @@ granule is in ``glm_file`` exactly once, ``loaded``, with its rows exactly once,
 temporary ``*.part`` file is left.
 
 Granules:
-- most are written with ``lcfa_factory`` at their slot's start, so their times match their names;
+- most are written with ``lightning_eda.testing.lcfa_factory`` at their slot's start, so their times match their names;
 - every ``--real-every``-th slot gets the bytes of one of the real granules in ``../shared/data/glm`` under the slot's
   name. The decoder takes times from the file's own ``units`` and ``time_coverage_*`` attributes, never from its name,
   so those granules load with their original times (2018-07-02 04:33, 2020-01-16 06:12, 2021-03-23 06:33) while
@@ -136,24 +136,21 @@ def reader_main(db_path: str) -> int:
 if __name__ == "__main__" and sys.argv[1:2] == ["_reader"]:
     sys.exit(reader_main(sys.argv[2]))
 
-sys.path.insert(0, str(PROJECT / "lightning_eda_tests"))
-
-import lcfa_factory  # noqa: E402
-from faulty_s3 import MODES, FaultyS3  # noqa: E402
-from s3_server import LocalS3  # noqa: E402
-
 from dagster import materialize  # noqa: E402
 
 from lightning_eda.store import catalog, database  # noqa: E402
 from lightning_eda.store.parquet_store import ParquetStore  # noqa: E402
 from lightning_eda.store.schemas import DATA_TABLES  # noqa: E402
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform  # noqa: E402
-from lightning_eda.cli import _failure_message  # noqa: E402
+from lightning_eda.cli import failure_message  # noqa: E402
 from lightning_eda.goes.granule import read_granule  # noqa: E402
 from lightning_eda.goes.layout import hour_prefix, parse_granule_name  # noqa: E402
 from lightning_eda.ingest.hourly import HourPaths  # noqa: E402
 from lightning_eda.orchestration.partitions import partition_key_for_hour  # noqa: E402
 from lightning_eda.orchestration.resources import build_resources  # noqa: E402
+from lightning_eda.testing import lcfa_factory  # noqa: E402
+from lightning_eda.testing.faulty_s3 import MODES, FaultyS3  # noqa: E402
+from lightning_eda.testing.s3_server import LocalS3  # noqa: E402
 
 PRODUCT = "GLM-L2-LCFA"
 DEFAULT_REAL_DIR = PROJECT.parent / "shared" / "data" / "glm"
@@ -534,7 +531,7 @@ def run_soak(
                         again.append(hour)
                 else:
                     failed_runs += 1
-                    note = f"FAILED: {_failure_message(result)}"
+                    note = f"FAILED: {failure_message(result)}"
                     failures.append(f"{hour:%Y-%m-%d %H}:00 {note}")
                     again.append(hour)
                 if holder is not None and holder.connected is None and (data_dir / catalog.DATABASE_FILE_NAME).exists():

@@ -1,4 +1,7 @@
-"""A local S3-compatible server (moto in server mode) on 127.0.0.1, seeded like NOAA's public GOES buckets."""
+"""A local S3-compatible server (moto in server mode) on 127.0.0.1, seeded like NOAA's public GOES buckets.
+
+moto is a development dependency (the ``dev`` extra): it is imported when a server is made, not with this module.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ from pathlib import Path
 from typing import Union
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from lightning_eda.goes.layout import hour_prefix, parse_granule_name
 
@@ -15,6 +17,8 @@ class LocalS3:
     """moto's S3 over real HTTP; objects are public-read like NOAA's, so anonymous clients can fetch them."""
 
     def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.url = ""
 

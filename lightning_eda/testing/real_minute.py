@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
-
-from dagster import materialize
-
-from lightning_eda.orchestration.assets.ingestor import extract, load, transform
-from lightning_eda.orchestration.resources import build_resources
 
 BUCKET = "noaa-goes16"
 HOUR_2018 = datetime(2018, 7, 2, 4)
@@ -18,14 +12,6 @@ FIRST_THREE = {  # the README's counts for the busy 2018 minute
     "OR_GLM-L2-LCFA_G16_s20181830433200_e20181830433400_c20181830433424.nc": (277, 6919, 19956),
     "OR_GLM-L2-LCFA_G16_s20181830433400_e20181830434000_c20181830434029.nc": (274, 7478, 21480),
 }
-
-
-def resources_for(data_dir: Path, bucket: str = BUCKET) -> dict:
-    return build_resources(data_dir, bucket=bucket)
-
-
-def run_hour(data_dir: Path, key: str = KEY_2018, bucket: str = BUCKET):
-    return materialize([extract, transform, load], partition_key=key, resources=resources_for(data_dir, bucket))
 
 
 def serve_2018_minute(s3, real_granules) -> None:
