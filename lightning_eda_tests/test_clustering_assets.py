@@ -10,14 +10,9 @@ import pytest
 from dagster import materialize
 
 from lightning_eda.store import database
-from lightning_eda.orchestration.assets.clustering import (
-    cluster_map,
-    elbow_evaluator,
-    kmeans_cluster,
-    preprocessor,
-    silhouette_evaluator,
-    storm_flash_rate,
-)
+from lightning_eda.orchestration.assets.clustering import cluster_map, kmeans_cluster, storm_flash_rate
+from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silhouette_evaluator
+from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.checks import all_checks
 from lightning_eda.ml import kmeans, silhouette_score

@@ -109,7 +109,8 @@ def test_the_asset_maps_the_windows_density_as_the_definition_counts_it(s3, real
     import matplotlib.image
     from dagster import materialize
 
-    from lightning_eda.orchestration.assets.clustering import flash_extent_density, preprocessor
+    from lightning_eda.orchestration.assets.density import flash_extent_density
+    from lightning_eda.orchestration.assets.preprocessor import preprocessor
     from real_minute import KEY_2018, resources_for, run_hour, serve_2018_minute
 
     serve_2018_minute(s3, real_granules)
