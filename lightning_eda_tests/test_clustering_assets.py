@@ -128,3 +128,27 @@ def test_every_check_passes_on_the_real_hour(pipeline):
     assert len(evaluations) == sum(len(list(c.check_keys)) for c in all_checks) == 8
     failed = [(e.check_name, e.metadata) for e in evaluations if not e.passed]
     assert not failed
+
+
+def test_numbers_in_the_metadata_stay_numbers(pipeline):
+    """Dagster plots a key over time only while its type holds: a missing number is left out, never 'none'/'n/a'."""
+    _, result, _ = pipeline
+    kinds = {}
+    for node in ("preprocessor", "elbow_evaluator", "silhouette_evaluator", "kmeans_cluster"):
+        for key, entry in result.asset_materializations_for_node(node)[0].metadata.items():
+            kinds[(node, key)] = type(entry.value)
+            assert entry.value not in ("none", "n/a"), (node, key)
+    assert kinds[("elbow_evaluator", "knee")] is int and kinds[("silhouette_evaluator", "best_k")] is int
+    assert kinds[("kmeans_cluster", "silhouette")] is float and kinds[("kmeans_cluster", "k")] is int
+    assert kinds[("preprocessor", "flashes_kept")] is int
+
+
+def test_the_plots_are_where_the_analysis_store_says(pipeline):
+    from lightning_eda.analysis.analysis_store import PLOT_FILES, AnalysisStore
+    from lightning_eda.store.parquet_store import ParquetStore
+
+    data_dir, result, _ = pipeline
+    analyses = AnalysisStore(ParquetStore(data_dir))
+    for plot, node, key in (("elbow", "elbow_evaluator", "plot_path"), ("cluster_map", "cluster_map", "map_path")):
+        reported = result.asset_materializations_for_node(node)[0].metadata[key].value
+        assert Path(reported) == analyses.plot_path(plot) == data_dir / "plots" / PLOT_FILES[plot]
