@@ -217,7 +217,8 @@ def silhouette_of(evaluation: pd.DataFrame, k: int) -> Optional[float]:
 
 @dataclass(frozen=True)
 class ClusterTables:
-    """What a clustering of the window writes: ``flash_cluster``, ``cluster_summary``, ``storm_rate``, ``lightning_jump``."""
+    """What a clustering of the window writes: tables ``flash_cluster``, ``cluster_summary``, ``storm_rate`` and
+    ``lightning_jump``."""
 
     assignments: pd.DataFrame
     summary: pd.DataFrame

@@ -241,6 +241,5 @@ def draw_storm_flash_rate(analyses: AnalysisStore) -> Report:
     largest = storms.largest_storms(summary)
     png = plots.storm_flash_rate(per_minute, jumps, largest, title=window.title)
     plot = analyses.save_plot(png, "storm_flash_rate", "Flash rate of the largest storms")
-    return Report(
-        {"plot": plot, "storms": len(largest), "jumps": len(jumps)}, f"rates of {len(largest)} storms plotted at {plot.path}"
-    )
+    metadata = {"plot": plot, "storms": len(largest), "jumps": len(jumps)}
+    return Report(metadata, f"rates of {len(largest)} storms plotted at {plot.path}")

@@ -35,8 +35,8 @@ def box_from_edges(
 class WindowRequest:
     """What the preprocessor is asked for, every value already parsed and checked.
 
-    ``start`` None means the latest loaded hour (looked up only then). :func:`~lightning_eda.analysis.features.preprocess`
-    checks the time weight.
+    ``start`` None means the latest loaded hour (looked up only then).
+    :func:`~lightning_eda.analysis.features.preprocess` checks the time weight.
     """
 
     start: Optional[datetime]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue
 
@@ -38,16 +37,15 @@ def metadata_values(facts: Mapping[str, object]) -> dict:
     return values
 
 
-def reported(context: AssetExecutionContext, report: Report) -> MaterializeResult:
-    """Log the report's line and return its facts as the materialization's metadata."""
-    context.log.info(report.log)
-    return MaterializeResult(metadata=metadata_values(report.metadata))
+def materialized(context: AssetExecutionContext, analysis: Callable[[], Report]) -> MaterializeResult:
+    """Run one plain analysis, log its line and return its facts as the materialization's metadata.
 
-
-@contextmanager
-def failing_with_message() -> Iterator[None]:
-    """A setting or an input the user can fix fails the step with the plain module's message (no traceback)."""
+    A setting or an input the user can fix (``ValueError``, ``LookupError``) fails the step with the plain module's
+    message, without a traceback.
+    """
     try:
-        yield
+        report = analysis()
     except (ValueError, LookupError) as exc:
         raise Failure(description=str(exc)) from None
+    context.log.info(report.log)
+    return MaterializeResult(metadata=metadata_values(report.metadata))

@@ -1,15 +1,17 @@
 """The ``kmeans_cluster`` group: the final k-means over the window, the storm tables, the map and the rate chart."""
 
-from typing import Any
+from typing import Any, Callable
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from pydantic import Field, field_validator
 
 from lightning_eda.analysis import clustering, runs
+from lightning_eda.analysis.analysis_store import AnalysisStore
+from lightning_eda.analysis.runs import Report
 from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silhouette_evaluator
 from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.constants import ANALYSIS_POOL, CLUSTERING
-from lightning_eda.orchestration.metadata import failing_with_message, reported
+from lightning_eda.orchestration.metadata import materialized
 from lightning_eda.orchestration.resources import LightningDataResource
 
 
@@ -36,33 +38,38 @@ class KMeansConfig(Config):
     kinds={"numpy", "duckdb"},
     description="Fit the final k-means (k from config or auto) → flash_cluster and cluster_summary.",
 )
-def kmeans_cluster(context: AssetExecutionContext, config: KMeansConfig, data: LightningDataResource) -> MaterializeResult:
-    with failing_with_message():
-        report = runs.cluster_window(data.analyses, k=config.k, n_init=config.n_init, seed=config.seed)
-    return reported(context, report)
+def kmeans_cluster(
+    context: AssetExecutionContext, config: KMeansConfig, data: LightningDataResource
+) -> MaterializeResult:
+    return materialized(
+        context, lambda: runs.cluster_window(data.analyses, k=config.k, n_init=config.n_init, seed=config.seed)
+    )
 
 
-@asset(
-    pool=ANALYSIS_POOL,
-    group_name=CLUSTERING,
-    deps=[kmeans_cluster],
-    kinds={"matplotlib"},
-    description="Lightning Events Map: flashes coloured by cluster with centroids, over coastlines (PNG).",
+def _drawing(name: str, draw: Callable[[AnalysisStore], Report], description: str):
+    """An asset that draws from ``kmeans_cluster``'s tables, with nothing to configure."""
+
+    @asset(
+        name=name,
+        pool=ANALYSIS_POOL,
+        group_name=CLUSTERING,
+        deps=[kmeans_cluster],
+        kinds={"matplotlib"},
+        description=description,
+    )
+    def drawing(context: AssetExecutionContext, data: LightningDataResource) -> MaterializeResult:
+        return materialized(context, lambda: draw(data.analyses))
+
+    return drawing
+
+
+cluster_map = _drawing(
+    "cluster_map",
+    runs.draw_cluster_map,
+    "Lightning Events Map: flashes coloured by cluster with centroids, over coastlines (PNG).",
 )
-def cluster_map(context: AssetExecutionContext, data: LightningDataResource) -> MaterializeResult:
-    with failing_with_message():
-        report = runs.draw_cluster_map(data.analyses)
-    return reported(context, report)
-
-
-@asset(
-    pool=ANALYSIS_POOL,
-    group_name=CLUSTERING,
-    deps=[kmeans_cluster],
-    kinds={"matplotlib"},
-    description="Flash rate per minute of the largest clusters, with their lightning jumps (storm_flash_rate.png).",
+storm_flash_rate = _drawing(
+    "storm_flash_rate",
+    runs.draw_storm_flash_rate,
+    "Flash rate per minute of the largest clusters, with their lightning jumps (storm_flash_rate.png).",
 )
-def storm_flash_rate(context: AssetExecutionContext, data: LightningDataResource) -> MaterializeResult:
-    with failing_with_message():
-        report = runs.draw_storm_flash_rate(data.analyses)
-    return reported(context, report)

@@ -7,7 +7,7 @@ from lightning_eda.analysis import runs
 from lightning_eda.analysis.fed import DEFAULT_CELL_KM
 from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.constants import ANALYSIS_POOL, DENSITY
-from lightning_eda.orchestration.metadata import failing_with_message, reported
+from lightning_eda.orchestration.metadata import materialized
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 
 
@@ -28,6 +28,6 @@ class DensityConfig(Config):
 def flash_extent_density(
     context: AssetExecutionContext, config: DensityConfig, archive: GlmArchiveResource, data: LightningDataResource
 ) -> MaterializeResult:
-    with failing_with_message():
-        report = runs.map_flash_extent_density(data.analyses, product=archive.product, cell_km=config.cell_km)
-    return reported(context, report)
+    return materialized(
+        context, lambda: runs.map_flash_extent_density(data.analyses, product=archive.product, cell_km=config.cell_km)
+    )

@@ -10,7 +10,7 @@ from pydantic import Field
 from lightning_eda.analysis import clustering, runs
 from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.constants import ANALYSIS_POOL, EVALUATORS
-from lightning_eda.orchestration.metadata import failing_with_message, reported
+from lightning_eda.orchestration.metadata import materialized
 from lightning_eda.orchestration.resources import LightningDataResource
 
 
@@ -36,10 +36,12 @@ class SilhouetteConfig(Config):
     kinds={"numpy", "duckdb"},
     description="Elbow method: k-means inertia for each k, with the knee marked (cluster_evaluation.inertia).",
 )
-def elbow_evaluator(context: AssetExecutionContext, config: ElbowConfig, data: LightningDataResource) -> MaterializeResult:
-    with failing_with_message():
-        report = runs.score_elbow(data.analyses, ks=config.ks, n_init=config.n_init, seed=config.seed)
-    return reported(context, report)
+def elbow_evaluator(
+    context: AssetExecutionContext, config: ElbowConfig, data: LightningDataResource
+) -> MaterializeResult:
+    return materialized(
+        context, lambda: runs.score_elbow(data.analyses, ks=config.ks, n_init=config.n_init, seed=config.seed)
+    )
 
 
 @asset(
@@ -52,8 +54,9 @@ def elbow_evaluator(context: AssetExecutionContext, config: ElbowConfig, data: L
 def silhouette_evaluator(
     context: AssetExecutionContext, config: SilhouetteConfig, data: LightningDataResource
 ) -> MaterializeResult:
-    with failing_with_message():
-        report = runs.score_silhouette(
+    return materialized(
+        context,
+        lambda: runs.score_silhouette(
             data.analyses, ks=config.ks, n_init=config.n_init, seed=config.seed, sample_size=config.sample_size
-        )
-    return reported(context, report)
+        ),
+    )

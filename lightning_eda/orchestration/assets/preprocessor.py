@@ -13,7 +13,7 @@ from lightning_eda.analysis import runs
 from lightning_eda.analysis.window import WindowRequest, box_from_edges
 from lightning_eda.orchestration.assets.ingestor import load
 from lightning_eda.orchestration.constants import ANALYSIS_POOL, PREPROCESSOR
-from lightning_eda.orchestration.metadata import failing_with_message, reported
+from lightning_eda.orchestration.metadata import materialized
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.settings import parse_hour
 
@@ -59,6 +59,6 @@ class PreprocessorConfig(Config):
 def preprocessor(
     context: AssetExecutionContext, config: PreprocessorConfig, archive: GlmArchiveResource, data: LightningDataResource
 ) -> MaterializeResult:
-    with failing_with_message():
-        report = runs.preprocess_window(data.analyses, bucket=archive.bucket, request=config.request())
-    return reported(context, report)
+    return materialized(
+        context, lambda: runs.preprocess_window(data.analyses, bucket=archive.bucket, request=config.request())
+    )
