@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import duckdb
 import pandas as pd
@@ -17,9 +18,12 @@ import pandas as pd
 from lightning_eda.analysis.window import AnalysisWindow
 from lightning_eda.store import catalog, database
 from lightning_eda.store.parquet_store import ParquetStore
+from lightning_eda.utc import utc_now
 
 PLOTS_DIR = "plots"
 FITS_FILE = "kmeans_fits.npz"
+#: The evaluators' tables, by the score they hold (the view ``cluster_evaluation`` joins them).
+SCORE_TABLES = {"inertia": "elbow_scores", "silhouette": "silhouette_scores"}
 #: The plots' file names, by what they draw (in the order the CLI lists them).
 PLOT_FILES = {
     "cluster_map": "cluster_map.png",
@@ -52,6 +56,33 @@ class AnalysisStore:
 
     def write_table(self, table: str, frame: pd.DataFrame) -> None:
         self.tables.write_analysis(table, frame)
+
+    def write_scores(
+        self,
+        column: str,
+        scores: dict[int, float],
+        *,
+        window: AnalysisWindow,
+        n_points: int,
+        sample_size: Optional[int] = None,
+    ) -> None:
+        """One evaluator's score by k for the window (each evaluator has its own table: they may run together)."""
+        if column not in SCORE_TABLES:
+            raise ValueError(f"not an evaluation column: {column!r}")
+        ks = sorted(scores)
+        frame = pd.DataFrame(
+            {
+                "k": [int(k) for k in ks],
+                column: [float(scores[k]) for k in ks],
+                "n_points": n_points,
+                "window_start": pd.Timestamp(window.start),
+                "window_end": pd.Timestamp(window.end),
+                "evaluated_at": pd.Timestamp(utc_now()),
+            }
+        )
+        if column == "silhouette":
+            frame["silhouette_sample_size"] = pd.array([sample_size] * len(frame), dtype="Int32")
+        self.write_table(SCORE_TABLES[column], frame)
 
     def write_window(self, window: AnalysisWindow, features: pd.DataFrame) -> None:
         """Replace the preprocessed flashes and their window; the fits of the previous features go."""

@@ -101,9 +101,7 @@ def score_elbow(analyses: AnalysisStore, *, ks: Sequence[int], n_init: int, seed
     fits = clustering.KMeansFits.load(analyses.fits_path, X, n_init=n_init, seed=seed)
     inertias, knee = clustering.evaluate_elbow(X, ks, n_init=n_init, seed=seed, fits=fits)
     fits.save(analyses.fits_path)
-    database.upsert_evaluation(
-        analyses.tables, "inertia", inertias, n_points=len(X), window_start=window.start, window_end=window.end
-    )
+    analyses.write_scores("inertia", inertias, window=window, n_points=len(X))
     title = f"Elbow method — {len(X):,} flashes, {window.text}"
     png = plots.elbow_plot(list(inertias), list(inertias.values()), knee=knee, title=title)
     plot = analyses.save_plot(png, "elbow", "elbow curve")
@@ -124,15 +122,7 @@ def score_silhouette(
     fits = clustering.KMeansFits.load(analyses.fits_path, X, n_init=n_init, seed=seed)
     sweep = clustering.evaluate_silhouette(X, ks, n_init=n_init, seed=seed, sample_size=sample_size, fits=fits)
     fits.save(analyses.fits_path)
-    database.upsert_evaluation(
-        analyses.tables,
-        "silhouette",
-        sweep.scores,
-        n_points=len(X),
-        window_start=window.start,
-        window_end=window.end,
-        sample_size=sweep.sample_size,
-    )
+    analyses.write_scores("silhouette", sweep.scores, window=window, n_points=len(X), sample_size=sweep.sample_size)
     basis = f"sample of {sweep.sample_size:,}" if sweep.sampled else "all"
     title = f"Silhouette — {basis} of {len(X):,} flashes, {window.text}"
     png = plots.silhouette_plot(list(sweep.scores), list(sweep.scores.values()), best_k=sweep.best_k, title=title)

@@ -1,4 +1,4 @@
-"""Queries over the store's views, and the clustering tables' writes.
+"""Queries over the store's views.
 
 Every read takes a DuckDB connection holding the views of :mod:`lightning_eda.store.catalog`: the pipeline's own
 in-memory one (:func:`~lightning_eda.store.catalog.connect_store`), or ``glm.duckdb`` itself. Values reach SQL as
@@ -15,7 +15,6 @@ import duckdb
 import pandas as pd
 
 from lightning_eda.store.parquet_store import HourKey, ParquetStore
-from lightning_eda.utc import utc_now
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open ``glm.duckdb`` (or any DuckDB file) as a user does."""
@@ -139,37 +138,6 @@ def loaded_granule_rows(
             frame["source_file"] = frame["source_file"].astype(str)
             rows[table] = frame[frame["source_file"].isin(loaded)]
         yield rows
-
-
-_SCORE_TABLE = {"inertia": "elbow_scores", "silhouette": "silhouette_scores"}
-
-
-def upsert_evaluation(
-    store: ParquetStore,
-    column: str,
-    values: dict[int, float],
-    *,
-    n_points: int,
-    window_start: datetime,
-    window_end: datetime,
-    sample_size: int | None = None,
-) -> None:
-    """Write one evaluator's scores for the window (its own file: the two evaluators run at the same time)."""
-    if column not in _SCORE_TABLE:
-        raise ValueError(f"not an evaluation column: {column!r}")
-    frame = pd.DataFrame(
-        {
-            "k": [int(k) for k in sorted(values)],
-            column: [float(values[k]) for k in sorted(values)],
-            "n_points": n_points,
-            "window_start": pd.Timestamp(window_start),
-            "window_end": pd.Timestamp(window_end),
-            "evaluated_at": pd.Timestamp(utc_now()),
-        }
-    )
-    if column == "silhouette":
-        frame["silhouette_sample_size"] = pd.array([sample_size] * len(frame), dtype="Int32")
-    store.write_analysis(_SCORE_TABLE[column], frame)
 
 
 def read_evaluation(
