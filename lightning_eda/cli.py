@@ -87,9 +87,17 @@ def _ingest(hour: datetime, verbose: bool, force: bool = False):
 
 def _cluster(start: datetime, hours: int, verbose: bool):
     from lightning_eda.definitions import clustering_assets
+    from lightning_eda.orchestration.partitions import partition_key_for_hour
     from lightning_eda.orchestration.run_config import cluster_run_config
 
-    return _materialize(clustering_assets, ops=cluster_run_config(start, hours=hours).ops, verbose=verbose)
+    ops = cluster_run_config(partition_key_for_hour(start), hours=hours).ops
+    return _materialize(clustering_assets, ops=ops, verbose=verbose)
+
+
+def _database_path(config: settings.Settings) -> Path:
+    from lightning_eda.store import catalog
+
+    return catalog.database_path(config.data_dir).resolve()
 
 
 def _hour_summary(config: settings.Settings, hour: datetime) -> dict:
@@ -108,29 +116,29 @@ def _incomplete_note(summary: dict) -> str:
 
 
 def _print_cluster_summary(result, config: settings.Settings) -> None:
+    from lightning_eda.analysis.analysis_store import PLOT_FILES, AnalysisStore
     from lightning_eda.analysis.storms import largest_storms
+    from lightning_eda.geo import format_position
     from lightning_eda.store import catalog, database
+    from lightning_eda.store.parquet_store import ParquetStore
 
     meta = result.asset_materializations_for_node("kmeans_cluster")[0].metadata
-    silhouette = meta["silhouette"].value
-    silhouette_text = f"{silhouette:.3f}" if isinstance(silhouette, float) else str(silhouette)
-    print(f"clusters: k={meta['k'].value} ({meta['k_reason'].value}), silhouette {silhouette_text}")
+    silhouette = f"{meta['silhouette'].value:.3f}" if "silhouette" in meta else "n/a"
+    print(f"clusters: k={meta['k'].value} ({meta['k_reason'].value}), silhouette {silhouette}")
     with catalog.connect_store(config.data_dir) as con:
         summary = database.read_cluster_summary(con)
     for row in largest_storms(summary).itertuples():
-        where = f"{abs(row.lat):.2f}°{'N' if row.lat >= 0 else 'S'} {abs(row.lon):.2f}°{'E' if row.lon >= 0 else 'W'}"
+        where = format_position(row.lat, row.lon)
         jumps = f", {row.n_jumps} lightning jump{'s' if row.n_jumps != 1 else ''}" if row.n_jumps else ""
         print(f"  storm {row.cluster}: {where}, {row.n_flashes:,} flashes, {row.flash_rate:.1f} flashes/min{jumps}")
-    plots_dir = (config.data_dir / "plots").resolve()
-    names = ("cluster_map.png", "elbow.png", "silhouette.png", "fed_map.png", "storm_flash_rate.png")
-    print("plots: " + ", ".join(str(plots_dir / name) for name in names))
+    analyses = AnalysisStore(ParquetStore(config.data_dir))
+    print("plots: " + ", ".join(str(analyses.plot_path(plot).resolve()) for plot in PLOT_FILES))
 
 
-def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> int:
+def run_hour(config: settings.Settings, hour: datetime, *, verbose: bool = False, cluster: bool = True) -> int:
     """Ingest one hour, then cluster it and draw the plots."""
     from lightning_eda.orchestration.partitions import partition_key_for_hour
 
-    config = settings.Settings.from_env()
     print(f"lightning-eda: {config.bucket}/{config.product} hour {hour:%Y-%m-%d %H}:00 UTC "
           f"(partition {partition_key_for_hour(hour)})")
     result = _ingest(hour, verbose)
@@ -142,7 +150,7 @@ def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> 
         f"{', ' + str(summary['missing']) + ' missing' if summary['missing'] else ''}){_incomplete_note(summary)}\n"
         f"flashes: {summary['flashes']}\ngroups: {summary['groups']}\nevents: {summary['events']}\n"
         f"time span: {summary['time_start']} .. {summary['time_end']} UTC\n"
-        f"database: {config.database_path.resolve()}"
+        f"database: {_database_path(config)}"
     )
     if not cluster:
         return 0
@@ -153,12 +161,11 @@ def run_hour(hour: datetime, *, verbose: bool = False, cluster: bool = True) -> 
     return 0
 
 
-def backfill(start: datetime, end: datetime, *, force: bool, cluster: bool, verbose: bool) -> int:
-    """Ingest every hour in [start, end]; complete hours are skipped unless ``force``, incomplete ones completed."""
+def backfill(config: settings.Settings, hours: list[datetime], *, force: bool, cluster: bool, verbose: bool) -> int:
+    """Ingest every hour of ``hours``; complete hours are skipped unless ``force``, incomplete ones completed."""
     from lightning_eda.store import catalog, database
 
-    config = settings.Settings.from_env()
-    hours = settings.hour_range(start, end)
+    start, end = hours[0], hours[-1]
     print(f"lightning-eda: backfill {config.bucket}/{config.product}, {len(hours)} hours "
           f"{start:%Y-%m-%d %H}:00 .. {end:%Y-%m-%d %H}:00 UTC")
     done = set()
@@ -190,20 +197,19 @@ def backfill(start: datetime, end: datetime, *, force: bool, cluster: bool, verb
         return _fail(f"{failures} of {len(hours)} hours failed; run the same command again to retry them", 1)
     if incomplete:
         print(f"{incomplete} hours are incomplete; run the same command again to fetch their missing granules")
-    print(f"database: {config.database_path.resolve()}")
+    print(f"database: {_database_path(config)}")
     return 0
 
 
-def rebuild_database() -> int:
+def rebuild_database(config: settings.Settings) -> int:
     """Make glm.duckdb hold the store's views again (after deleting it, moving the data folder, or upgrading)."""
     from lightning_eda.store import catalog
 
-    config = settings.Settings.from_env()
     try:
         status = catalog.refresh_database(config.data_dir, force=True)
     except catalog.CatalogBusy as exc:
         return _fail(str(exc), 1)
-    print(f"database: {config.database_path.resolve()} {status}")
+    print(f"database: {_database_path(config)} {status}")
     return 0
 
 
@@ -225,20 +231,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings.Settings.from_env()
+        config = settings.Settings.from_env()
         if args.command == "run":
             hour = settings.hour_from_env(os.environ)
         elif args.command == "backfill":
             start = settings.parse_hour(args.start, "--start/BACKFILL_START")
             end = settings.parse_hour(args.end, "--end/BACKFILL_END")
-            settings.hour_range(start, end)
+            hours = settings.hour_range(start, end)
     except settings.ConfigError as exc:
         return _fail(str(exc), 2)
     if args.command == "run":
-        return run_hour(hour, verbose=args.verbose, cluster=not args.no_cluster)
+        return run_hour(config, hour, verbose=args.verbose, cluster=not args.no_cluster)
     if args.command == "rebuild-db":
-        return rebuild_database()
-    return backfill(start, end, force=args.force, cluster=not args.no_cluster, verbose=args.verbose)
+        return rebuild_database(config)
+    return backfill(config, hours, force=args.force, cluster=not args.no_cluster, verbose=args.verbose)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,16 +2,11 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
-from lightning_eda.orchestration.assets.clustering import (
-    cluster_map,
-    elbow_evaluator,
-    flash_extent_density,
-    kmeans_cluster,
-    preprocessor,
-    silhouette_evaluator,
-    storm_flash_rate,
-)
+from lightning_eda.orchestration.assets.clustering import cluster_map, kmeans_cluster, storm_flash_rate
+from lightning_eda.orchestration.assets.density import flash_extent_density
+from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silhouette_evaluator
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
+from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.checks import all_checks
 from lightning_eda.orchestration.executors import executor_from_env
 from lightning_eda.orchestration.constants import CLUSTERING, DENSITY, EVALUATORS, INGESTOR, PREPROCESSOR

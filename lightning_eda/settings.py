@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
-from lightning_eda.store.catalog import DATABASE_FILE_NAME
 from lightning_eda.utc import days_in_year, utc_now
 
 DEFAULT_BUCKET = "noaa-goes19"
@@ -104,10 +103,6 @@ class Settings:
     write_csv: bool = False
     keep_raw: bool = True
 
-    @property
-    def database_path(self) -> Path:
-        return self.data_dir / DATABASE_FILE_NAME
-
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
         values = env_values(env)
@@ -116,8 +111,7 @@ class Settings:
             product=validate_product(values["product"]),
             data_dir=Path(values["data_dir"]),
             source_dir=validate_source_dir(values["source_dir"]),
-            write_csv=parse_flag("LIGHTNING_EDA_CSV", values["write_csv"]),
-            keep_raw=parse_flag("LIGHTNING_EDA_KEEP_RAW", values["keep_raw"]),
+            **env_flags(values),
         )
 
 
@@ -132,6 +126,25 @@ def env_values(env: Optional[Mapping[str, str]] = None) -> dict[str, Optional[st
         "write_csv": env.get("LIGHTNING_EDA_CSV", "").strip() or "0",
         "keep_raw": env.get("LIGHTNING_EDA_KEEP_RAW", "").strip() or "1",
     }
+
+
+#: The yes/no settings: field of :class:`Settings` → environment variable.
+FLAG_VARIABLES = {"write_csv": "LIGHTNING_EDA_CSV", "keep_raw": "LIGHTNING_EDA_KEEP_RAW"}
+
+
+def env_flags(
+    values: Mapping[str, Optional[str]], on_error: Optional[Callable[[ConfigError], None]] = None
+) -> dict[str, bool]:
+    """The yes/no settings of :func:`env_values`; a bad one raises, or with ``on_error`` is reported and left out."""
+    flags = {}
+    for field, variable in FLAG_VARIABLES.items():
+        try:
+            flags[field] = parse_flag(variable, values[field])
+        except ConfigError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+    return flags
 
 
 _FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
@@ -167,19 +180,6 @@ def parse_hour(text: str, variable: str = "window_start") -> datetime:
             raise ConfigError(f"{variable}={text!r} must fall on a whole hour")
         return moment
     raise ConfigError(f"{variable}={text!r} is not an hour: use YYYY-MM-DD HH:MM (UTC) or a partition key")
-
-
-def window_bounds(window_start: str, window_hours: int, latest_loaded: Optional[datetime]) -> tuple[datetime, datetime]:
-    """The clustering window [start, end): from ``window_start`` (empty: the latest loaded hour), ``window_hours`` long."""
-    if window_hours < 1:
-        raise ConfigError(f"window_hours={window_hours} must be at least 1")
-    if window_start.strip():
-        start = parse_hour(window_start)
-    elif latest_loaded is None:
-        raise ConfigError("no hour is loaded yet: materialize the ingestor assets first")
-    else:
-        start = latest_loaded
-    return start, start + timedelta(hours=window_hours)
 
 
 MAX_BACKFILL_HOURS = 24 * 366

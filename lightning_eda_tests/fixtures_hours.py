@@ -8,14 +8,9 @@ from dagster import DagsterInstance, materialize
 
 from ingest_runs import resources_for
 from lightning_eda.definitions import ingest_assets
-from lightning_eda.orchestration.assets.clustering import (
-    cluster_map,
-    elbow_evaluator,
-    kmeans_cluster,
-    preprocessor,
-    silhouette_evaluator,
-    storm_flash_rate,
-)
+from lightning_eda.orchestration.assets.clustering import cluster_map, kmeans_cluster, storm_flash_rate
+from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silhouette_evaluator
+from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.checks import all_checks
 from lightning_eda.testing.real_minute import BUCKET, KEY_2018, serve_2018_minute

@@ -67,7 +67,7 @@ def test_a_scheduled_hour_is_clustered_with_the_config_the_sensor_requests(sched
     assert isinstance(request, RunRequest)
     assert request.run_key == f"cluster-{KEY_2018}"  # one clustering per hour, however often the sensor looks
     config = request.run_config["ops"]["preprocessor"]["config"]
-    assert config["window_start"] == "2018-07-02 04:00" and config["window_hours"] == 1
+    assert config["window_start"] == KEY_2018 and config["window_hours"] == 1  # the partition key, passed as is
     assert not config.get("time_weight_km_per_min")  # an hour clustered in space, as by hand
     fast = {
         "elbow_evaluator": {"config": {"ks": [1, 2, 3, 4], "n_init": 2}},

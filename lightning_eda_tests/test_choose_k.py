@@ -156,3 +156,35 @@ def test_evaluate_elbow_knee_then_feeds_choose_k():
     # End to end in plain Python: with no silhouettes the elbow's knee is the answer.
     _, knee = evaluate_elbow(_three_blobs(), range(1, 9), n_init=3, seed=0)
     assert choose_k({}, knee) == (3, "knee of the elbow curve (k=3); no silhouette scores")
+
+
+# --- the fits shared by the evaluators --------------------------------------------------------------------------
+
+
+def test_the_fits_hash_the_features_once_and_keep_their_distinct_count(tmp_path, monkeypatch):
+    from lightning_eda.analysis import clustering
+
+    X = np.repeat(_three_blobs(), 2, axis=0)  # every row twice: half the rows are distinct
+    distinct = len(np.unique(X, axis=0))
+    hashed = []
+    real_fingerprint = clustering.fingerprint
+    monkeypatch.setattr(clustering, "fingerprint", lambda X: hashed.append(1) or real_fingerprint(X))
+    fits = clustering.KMeansFits.load(tmp_path / "fits.npz", X, n_init=2, seed=0)
+    evaluate_elbow(X, range(1, 5), n_init=2, seed=0, fits=fits)
+    fits.save(tmp_path / "fits.npz")
+    assert len(hashed) == 1 and fits.distinct_rows == distinct
+
+    real_unique = np.unique
+
+    def unique(a, *args, **kwargs):
+        if kwargs.get("axis") == 0:
+            pytest.fail("the distinct rows were counted again; the count is saved with the fits")
+        return real_unique(a, *args, **kwargs)
+
+    monkeypatch.setattr(np, "unique", unique)
+    again = clustering.KMeansFits.load(tmp_path / "fits.npz", X, n_init=2, seed=0)
+    sweep = clustering.evaluate_silhouette(X, range(2, 5), n_init=2, seed=0, sample_size=10_000, fits=again)
+    assert len(hashed) == 2 and again.distinct_rows == distinct and sorted(sweep.scores) == [2, 3, 4]
+    assert sweep.best_k == max(sweep.scores, key=sweep.scores.get)
+    with pytest.raises(ValueError, match="other features"):
+        again.fit(X[::-1].copy(), [2])

@@ -99,3 +99,60 @@ def test_every_check_passes_on_the_real_hour(pipeline):
     assert len(evaluations) == sum(len(list(c.check_keys)) for c in all_checks) == 8
     failed = [(e.check_name, e.metadata) for e in evaluations if not e.passed]
     assert not failed
+
+
+def test_numbers_in_the_metadata_stay_numbers(pipeline):
+    """Dagster plots a key over time only while its type holds: a missing number is left out, never 'none'/'n/a'."""
+    _, result, _ = pipeline
+    kinds = {}
+    for node in ("preprocessor", "elbow_evaluator", "silhouette_evaluator", "kmeans_cluster"):
+        for key, entry in result.asset_materializations_for_node(node)[0].metadata.items():
+            kinds[(node, key)] = type(entry.value)
+            assert entry.value not in ("none", "n/a"), (node, key)
+    assert kinds[("elbow_evaluator", "knee")] is int and kinds[("silhouette_evaluator", "best_k")] is int
+    assert kinds[("kmeans_cluster", "silhouette")] is float and kinds[("kmeans_cluster", "k")] is int
+    assert kinds[("preprocessor", "flashes_kept")] is int
+
+
+def test_the_plots_are_where_the_analysis_store_says(pipeline):
+    from lightning_eda.analysis.analysis_store import PLOT_FILES, AnalysisStore
+    from lightning_eda.store.parquet_store import ParquetStore
+
+    data_dir, result, _ = pipeline
+    analyses = AnalysisStore(ParquetStore(data_dir))
+    for plot, node, key in (("elbow", "elbow_evaluator", "plot_path"), ("cluster_map", "cluster_map", "map_path")):
+        reported = result.asset_materializations_for_node(node)[0].metadata[key].value
+        assert Path(reported) == analyses.plot_path(plot) == data_dir / "plots" / PLOT_FILES[plot]
+
+
+def test_the_analysis_store_owns_its_files_and_a_new_window_drops_the_old_fits(tmp_path):
+    from datetime import datetime
+
+    import pandas as pd
+
+    from lightning_eda.analysis.analysis_store import AnalysisStore
+    from lightning_eda.analysis.features import preprocess
+    from lightning_eda.analysis.window import AnalysisWindow
+    from lightning_eda.store.parquet_store import ParquetStore
+
+    analyses = AnalysisStore(ParquetStore(tmp_path))
+    assert analyses.plots_dir == tmp_path / "plots" and analyses.fits_path.parent == tmp_path / "store" / "analysis"
+    flashes = pd.DataFrame({
+        "source_file": ["a.nc"] * 3, "flash_id": [1, 2, 3], "lat": [10.0, 10.5, 11.0], "lon": [-60.0, -60.5, -61.0],
+        "time_start": pd.to_datetime(["2018-07-02 04:00:01"] * 3), "time_end": pd.to_datetime(["2018-07-02 04:00:02"] * 3),
+        "energy": [1e-15] * 3, "quality_flag": [0] * 3, "area": [1e8] * 3,
+    })
+    result = preprocess(flashes)
+    window = AnalysisWindow("noaa-goes16", datetime(2018, 7, 2, 4), datetime(2018, 7, 2, 5), result.transform,
+                            n_input=3, n_features=3, dropped=result.dropped)
+    analyses.fits_path.parent.mkdir(parents=True, exist_ok=True)
+    analyses.fits_path.write_bytes(b"fits of the previous features")
+    analyses.write_window(window, result.features)
+    analyses.write_scores("inertia", {2: 1.5, 1: 3.0}, window=window, n_points=3)
+    assert not analyses.fits_path.exists()
+    with analyses.connect() as con:
+        assert analyses.read_window(con) == window
+        scores = con.execute("SELECT k, inertia, n_points, window_start FROM cluster_evaluation ORDER BY k").fetchall()
+    assert scores == [(1, 3.0, 3, datetime(2018, 7, 2, 4)), (2, 1.5, 3, datetime(2018, 7, 2, 4))]
+    with pytest.raises(ValueError, match="not an evaluation column"):
+        analyses.write_scores("knee", {}, window=window, n_points=3)

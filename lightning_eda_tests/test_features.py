@@ -253,3 +253,56 @@ def test_build_features_empty_and_invalid_input():
         build_features(pd.DataFrame({"lat": [np.nan], "lon": [0.0]}))
     with pytest.raises(ValueError, match="missing column"):
         build_features(pd.DataFrame({"lat": [0.0]}))
+
+
+# --- the analysis window: typed in memory, one row of feature_window at the store's boundary --------------------
+
+
+def test_the_window_survives_its_row_as_the_store_gives_it_back():
+    from datetime import datetime
+
+    from lightning_eda.analysis.features import LatLonBox
+    from lightning_eda.analysis.window import AnalysisWindow
+
+    transform = FeatureTransform.fit(np.array([10.0, 12.0, 15.0]), np.array([-60.0, -58.0, -55.0]))
+    window = AnalysisWindow(
+        bucket="noaa-goes16", start=datetime(2018, 7, 2, 4), end=datetime(2018, 7, 2, 6), transform=transform,
+        box=LatLonBox(0.0, 20.0, 170.0, -170.0), time_weight_km_per_min=5.0, n_input=10, n_features=7,
+        dropped={"outside_box": 2, "duplicate": 1},
+    )
+    row = window.to_row()
+    assert json.loads(row["box"]) == {"lat_min": 0.0, "lat_max": 20.0, "lon_min": 170.0, "lon_max": -170.0}
+    # what DuckDB's DataFrame gives back: pandas timestamps, NumPy numbers
+    stored = {**row, "window_start": pd.Timestamp(row["window_start"]), "window_end": pd.Timestamp(row["window_end"]),
+              "n_input": np.int64(10), "n_features": np.int64(7), "time_weight_km_per_min": np.float64(5.0)}
+    assert AnalysisWindow.from_row(stored) == window
+    assert window.extent == (170.0, -170.0, 0.0, 20.0)
+    assert window.text == "2018-07-02 04:00 – 2018-07-02 06:00 UTC" and window.title.endswith("· noaa-goes16")
+    without_box = AnalysisWindow.from_row({**stored, "box": None, "time_weight_km_per_min": np.nan})
+    assert without_box.box is None and without_box.extent is None and without_box.time_weight_km_per_min == 0.0
+
+
+def test_a_window_request_looks_up_the_latest_hour_only_without_a_start():
+    from datetime import datetime
+
+    from lightning_eda.analysis.window import WindowRequest
+
+    given = WindowRequest(start=datetime(2018, 7, 2, 4), hours=24)
+    assert given.bounds(latest_loaded=None) == (datetime(2018, 7, 2, 4), datetime(2018, 7, 3, 4))
+    latest = WindowRequest(start=None)
+    assert latest.bounds(datetime(2020, 1, 1, 5)) == (datetime(2020, 1, 1, 5), datetime(2020, 1, 1, 6))
+    with pytest.raises(ValueError, match="no hour is loaded yet"):
+        latest.bounds(None)
+    with pytest.raises(ValueError, match="window_hours=0"):
+        WindowRequest(start=None, hours=0)
+
+
+def test_a_box_needs_all_four_edges_or_none():
+    from lightning_eda.analysis.window import box_from_edges
+
+    assert box_from_edges(None, None, None, None) is None
+    assert box_from_edges(-40.0, -20.0, -70.0, -45.0).extent == (-70.0, -45.0, -40.0, -20.0)
+    with pytest.raises(ValueError, match=r"missing: lat_max, lon_max"):
+        box_from_edges(-40.0, None, -70.0, None)
+    with pytest.raises(ValueError, match="lat_min < lat_max"):
+        box_from_edges(10.0, 0.0, -70.0, -45.0)

@@ -109,8 +109,9 @@ def test_the_asset_maps_the_windows_density_as_the_definition_counts_it(s3, real
     import matplotlib.image
     from dagster import materialize
 
-    from lightning_eda.orchestration.assets.clustering import flash_extent_density, preprocessor
     from ingest_runs import resources_for, run_hour
+    from lightning_eda.orchestration.assets.density import flash_extent_density
+    from lightning_eda.orchestration.assets.preprocessor import preprocessor
     from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
 
     serve_2018_minute(s3, real_granules)

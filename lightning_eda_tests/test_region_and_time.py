@@ -63,9 +63,10 @@ def test_the_preprocessor_asset_keeps_the_region_and_the_map_zooms_to_it(s3, rea
     import duckdb
     from dagster import materialize
 
-    from lightning_eda.orchestration.assets.clustering import cluster_map, elbow_evaluator, kmeans_cluster, preprocessor
-    from lightning_eda.orchestration.assets.clustering import silhouette_evaluator
     from ingest_runs import resources_for, run_hour
+    from lightning_eda.orchestration.assets.clustering import cluster_map, kmeans_cluster
+    from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silhouette_evaluator
+    from lightning_eda.orchestration.assets.preprocessor import preprocessor
     from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
 
     serve_2018_minute(s3, real_granules)

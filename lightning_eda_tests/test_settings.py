@@ -5,17 +5,21 @@ Every ConfigError is checked for the name of the variable it is about, since tha
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from lightning_eda.store.catalog import database_path
 from lightning_eda.settings import (
     DEFAULT_BUCKET,
     DEFAULT_PRODUCT,
     MAX_BACKFILL_HOURS,
     ConfigError,
     Settings,
+    env_flags,
     hour_from_env,
     hour_from_parts,
     hour_range,
@@ -309,7 +313,7 @@ def test_settings_defaults():
     s = Settings.from_env({})
     assert s == Settings(bucket=DEFAULT_BUCKET, product=DEFAULT_PRODUCT, data_dir=Path("data"), source_dir=None)
     assert (DEFAULT_BUCKET, DEFAULT_PRODUCT) == ("noaa-goes19", "GLM-L2-LCFA")
-    assert s.database_path == Path("data") / "glm.duckdb"
+    assert database_path(s.data_dir) == Path("data") / "glm.duckdb"
 
 
 def test_settings_blank_values_fall_back_to_defaults():
@@ -328,7 +332,24 @@ def test_settings_from_env_values(tmp_path):
     assert s.bucket == "noaa-goes16"  # stripped
     assert s.data_dir == tmp_path / "out"
     assert s.source_dir == tmp_path
-    assert s.database_path == tmp_path / "out" / "glm.duckdb"
+    assert database_path(s.data_dir) == tmp_path / "out" / "glm.duckdb"
+
+
+def test_a_bad_flag_is_refused_or_reported_and_left_out():
+    values = {"write_csv": "maybe", "keep_raw": "0"}
+    with pytest.raises(ConfigError, match="LIGHTNING_EDA_CSV='maybe'"):
+        env_flags(values)
+    reported = []
+    assert env_flags(values, on_error=reported.append) == {"keep_raw": False}
+    assert [str(e) for e in reported] == [str(ConfigError(
+        "LIGHTNING_EDA_CSV='maybe' is not a yes/no value: use 1 or 0 (also true/false, yes/no, on/off)"))]
+
+
+def test_reading_the_settings_loads_no_store_and_no_duckdb():
+    code = "import sys, lightning_eda.settings; print(sorted(m for m in sys.modules if m.startswith(('duckdb', 'pyarrow'))))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_settings_missing_source_dir(tmp_path):

@@ -72,3 +72,25 @@ def test_overriding_the_data_folder_in_run_config_moves_the_database_too(s3, rea
     assert not from_env.exists()
     reported = result.asset_materializations_for_node("load")[0].metadata["database"].value
     assert Path(reported) == chosen / "glm.duckdb"
+
+
+def test_loading_the_definitions_leaves_the_plotting_stack_unloaded():
+    """Every run process and the UI's code server load the definitions: matplotlib and basemap wait until a plot."""
+    code = (
+        "import sys, lightning_eda.definitions\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'mpl_toolkits', 'dagster_duckdb'}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_data_resource_hands_out_one_store_and_derives_no_path_itself(tmp_path):
+    from lightning_eda.analysis.analysis_store import AnalysisStore
+    from lightning_eda.orchestration.resources import LightningDataResource
+    from lightning_eda.store import catalog
+
+    data = LightningDataResource(data_dir=str(tmp_path))
+    assert data.store is data.store and data.analyses.tables is data.store
+    assert data.database_path == catalog.database_path(tmp_path) == tmp_path / "glm.duckdb"
+    assert data.analyses.plots_dir == AnalysisStore(data.store).plots_dir == tmp_path / "plots"

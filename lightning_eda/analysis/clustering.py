@@ -11,6 +11,8 @@ from typing import Literal, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from lightning_eda.analysis import storms
+from lightning_eda.analysis.features import FeatureTransform
 from lightning_eda.files import atomic_write
 from lightning_eda.ml import KMeansResult, find_knee, kmeans_sweep, silhouette_sweep
 
@@ -27,6 +29,11 @@ class SilhouetteSweep:
     @property
     def sampled(self) -> bool:
         return self.sample_size is not None
+
+    @property
+    def best_k(self) -> Optional[int]:
+        """The k of the highest score (None when no k could be scored)."""
+        return max(self.scores, key=self.scores.get) if self.scores else None
 
 
 AUTO_K = "auto"
@@ -60,29 +67,47 @@ class KMeansFits:
 
     The elbow, the silhouette and the final clustering all use these, so each k is fitted once per window:
     ``kmeans(X, k, n_init=n_init, seed=seed)`` is deterministic, and its ``inertia`` is what
-    :func:`lightning_eda.ml.elbow_sweep` returns for k.
+    :func:`lightning_eda.ml.elbow_sweep` returns for k. The features are hashed once, when the fits are made or
+    loaded for them, and their distinct rows counted once and saved with the fits.
     """
 
     features: str  # fingerprint of the features fitted (see :func:`fingerprint`)
     n_init: int
     seed: int
     results: dict[int, KMeansResult] = field(default_factory=dict)
+    distinct_rows: Optional[int] = None
+    _fitted: Optional[np.ndarray] = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, X: np.ndarray, *, n_init: int, seed: int) -> "KMeansFits":
-        return cls(fingerprint(X), n_init, seed)
+        fits = cls(fingerprint(X), n_init, seed)
+        fits._fitted = X
+        return fits
+
+    def count_distinct(self, X: np.ndarray) -> int:
+        """The number of distinct rows of ``X`` (the features of these fits): the largest k worth fitting."""
+        self._check(X)
+        if self.distinct_rows is None:
+            self.distinct_rows = len(np.unique(X, axis=0)) if len(X) else 0
+        return self.distinct_rows
 
     def fit(self, X: np.ndarray, ks: Sequence[int]) -> dict[int, KMeansResult]:
         """The fits for ``ks``, computing only those not held yet."""
-        if fingerprint(X) != self.features:
-            raise ValueError("these fits are for other features")
+        self._check(X)
         missing = [k for k in ks if k not in self.results]
         if missing:
             self.results.update(kmeans_sweep(X, missing, n_init=self.n_init, seed=self.seed))
         return {k: self.results[k] for k in ks}
 
+    def _check(self, X: np.ndarray) -> None:
+        """Refuse other features (the array these fits were made or loaded for is not hashed again)."""
+        if X is not self._fitted and fingerprint(X) != self.features:
+            raise ValueError("these fits are for other features")
+
     def save(self, path: Path) -> None:
         arrays = {"meta": np.array([self.n_init, self.seed]), "features": np.array(self.features)}
+        if self.distinct_rows is not None:
+            arrays["distinct_rows"] = np.array(self.distinct_rows)
         for k, result in self.results.items():
             arrays[f"labels_{k}"] = result.labels.astype(np.int16 if k < 2**15 else np.int64)
             arrays[f"centroids_{k}"] = result.centroids
@@ -102,6 +127,8 @@ class KMeansFits:
         with saved:
             if [int(v) for v in saved["meta"]] != [n_init, seed] or str(saved["features"]) != fits.features:
                 return fits
+            if "distinct_rows" in saved.files:
+                fits.distinct_rows = int(saved["distinct_rows"])
             for name in saved.files:
                 if name.startswith("labels_"):
                     k = int(name[len("labels_"):])
@@ -123,8 +150,8 @@ def evaluate_elbow(
     X: np.ndarray, ks: Sequence[int], *, n_init: int, seed: int, fits: Optional[KMeansFits] = None
 ) -> tuple[dict[int, float], Optional[int]]:
     """Inertia for each feasible k, and the knee of the curve (None when it has none)."""
-    feasible = [k for k in sorted(set(ks)) if 1 <= k <= _distinct_rows(X)]
     fits = fits or KMeansFits.of(X, n_init=n_init, seed=seed)
+    feasible = [k for k in sorted(set(ks)) if 1 <= k <= fits.count_distinct(X)]
     inertias = {k: float(result.inertia) for k, result in fits.fit(X, feasible).items()}
     return inertias, elbow_knee(inertias)
 
@@ -137,11 +164,10 @@ def evaluate_silhouette(
     Sharing the sample lets :func:`silhouette_sweep` compute each block of distances once for every k.
     """
     n = len(X)
-    distinct = _distinct_rows(X)
-    feasible = [k for k in sorted(set(ks)) if 2 <= k <= min(distinct, n - 1)]
+    fits = fits or KMeansFits.of(X, n_init=n_init, seed=seed)
+    feasible = [k for k in sorted(set(ks)) if 2 <= k <= min(fits.count_distinct(X), n - 1)]
     if not feasible:
         return SilhouetteSweep({}, n, None)
-    fits = fits or KMeansFits.of(X, n_init=n_init, seed=seed)
     labels_by_k = {k: result.labels for k, result in fits.fit(X, feasible).items()}
     if n > sample_size:
         index = np.sort(np.random.default_rng(seed).choice(n, size=sample_size, replace=False))
@@ -182,6 +208,48 @@ def choose_k_from_evaluation(setting: Union[int, str], evaluation: pd.DataFrame)
     return choose_k(silhouettes, elbow_knee(inertias))
 
 
+def silhouette_of(evaluation: pd.DataFrame, k: int) -> Optional[float]:
+    """The stored silhouette of ``k`` in ``cluster_evaluation``'s rows, or None when it was not scored."""
+    scored = evaluation.dropna(subset=["silhouette"])
+    values = scored.loc[scored["k"] == k, "silhouette"]
+    return float(values.iloc[0]) if len(values) else None
+
+
+@dataclass(frozen=True)
+class ClusterTables:
+    """What a clustering of the window writes: tables ``flash_cluster``, ``cluster_summary``, ``storm_rate`` and
+    ``lightning_jump``."""
+
+    assignments: pd.DataFrame
+    summary: pd.DataFrame
+    per_minute: pd.DataFrame
+    jumps: pd.DataFrame
+
+    def by_table(self) -> dict[str, pd.DataFrame]:
+        return {
+            "flash_cluster": self.assignments,
+            "cluster_summary": self.summary,
+            "storm_rate": self.per_minute,
+            "lightning_jump": self.jumps,
+        }
+
+
+def cluster_tables(flashes: pd.DataFrame, result: KMeansResult, transform: FeatureTransform) -> ClusterTables:
+    """Each flash's cluster, and each cluster as a storm: centroid back in lat/lon, counts, rates and jumps.
+
+    ``flashes`` are the preprocessed flashes (``flash_features``) in feature order; the centroids' first two
+    coordinates are the z-scored equal-area position (a third, time, is left out).
+    """
+    lat, lon = transform.to_latlon(result.centroids[:, :2])
+    summary = summarize_clusters(flashes, result.labels, np.column_stack([lat, lon]))
+    per_minute = storms.flash_rate_per_minute(flashes, result.labels)
+    jumps = storms.storm_jumps(per_minute)
+    summary = summary.merge(storms.storm_statistics(flashes, result.labels, jumps), on="cluster", how="left")
+    summary["n_jumps"] = summary["n_jumps"].fillna(0).astype("int64")  # a cluster with no flash has no statistics
+    assignments = flashes[["source_file", "flash_id"]].assign(cluster=result.labels.astype(np.int32))
+    return ClusterTables(assignments, summary, per_minute, jumps)
+
+
 def summarize_clusters(flashes: pd.DataFrame, labels: np.ndarray, centroids_latlon: np.ndarray) -> pd.DataFrame:
     """One row per cluster: centroid lat/lon, flash count, total energy (J) and time span."""
     frame = flashes.assign(cluster=np.asarray(labels, dtype=np.int64))
@@ -197,7 +265,3 @@ def summarize_clusters(flashes: pd.DataFrame, labels: np.ndarray, centroids_latl
     grouped.insert(0, "lat", np.asarray(centroids_latlon)[:, 0])
     grouped.insert(1, "lon", np.asarray(centroids_latlon)[:, 1])
     return grouped.reset_index()[["cluster", "lat", "lon", "n_flashes", "total_energy", "time_start", "time_end"]]
-
-
-def _distinct_rows(X: np.ndarray) -> int:
-    return len(np.unique(X, axis=0)) if len(X) else 0

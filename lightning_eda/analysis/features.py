@@ -379,7 +379,7 @@ class LatLonBox:
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
-        """(lon_min, lon_max, lat_min, lat_max), as :func:`lightning_eda.plots.cluster_map` takes it."""
+        """(lon_min, lon_max, lat_min, lat_max), as :func:`lightning_eda.plots.cluster_map.cluster_map` takes it."""
         return self.lon_min, self.lon_max, self.lat_min, self.lat_max
 
     def to_dict(self) -> dict[str, float]:

@@ -12,11 +12,12 @@ at the equator and at 50°N alike. No Dagster here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 
-from lightning_eda.analysis.features import FeatureTransform, laea_inverse
+from lightning_eda.analysis.features import FeatureTransform, LatLonBox, laea_inverse
 from lightning_eda.store.schemas import ANALYSIS_SCHEMAS
 
 DEFAULT_CELL_KM = 10.0
@@ -30,8 +31,7 @@ def flash_cells(events: pd.DataFrame, groups: pd.DataFrame, transform: FeatureTr
     parent_flash_id``. Events whose group is not in ``groups`` (orphans, see docs/glm_format.md) or whose position
     is missing are left out.
     """
-    if cell_km <= 0:
-        raise ValueError(f"cell_km={cell_km!r} must be > 0")
+    _check_cell(cell_km)
     parents = groups[["source_file", "group_id", "parent_flash_id"]].rename(
         columns={"group_id": "parent_group_id", "parent_flash_id": "flash_id"}
     )
@@ -60,6 +60,9 @@ class FlashExtentDensity:
     cell_km: float = DEFAULT_CELL_KM
     _counts: list[pd.Series] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        _check_cell(self.cell_km)
+
     def add(self, events: pd.DataFrame, groups: pd.DataFrame) -> None:
         cells = flash_cells(events, groups, self.transform, self.cell_km)
         self._counts.append(cells.groupby(["ix", "iy"]).size())
@@ -83,3 +86,28 @@ class FlashExtentDensity:
                 "cell_km": float(self.cell_km),
             }
         ).sort_values("flash_count", ascending=False, ignore_index=True)
+
+
+def window_density(
+    hours: Iterable[Mapping[str, pd.DataFrame]],
+    transform: FeatureTransform,
+    cell_km: float = DEFAULT_CELL_KM,
+    box: Optional[LatLonBox] = None,
+) -> pd.DataFrame:
+    """:meth:`FlashExtentDensity.table` of a window given hour by hour (``glm_event`` and ``glm_group`` rows each).
+
+    With ``box``, only events inside it count. An hour at a time keeps one hour's events in memory: a flash never
+    spans two granules, so the counts simply add.
+    """
+    density = FlashExtentDensity(transform, cell_km)
+    for hour in hours:
+        events = hour["glm_event"]
+        if box is not None:
+            events = events[box.contains(events["lat"].to_numpy(), events["lon"].to_numpy())]
+        density.add(events, hour["glm_group"])
+    return density.table()
+
+
+def _check_cell(cell_km: float) -> None:
+    if not cell_km > 0:
+        raise ValueError(f"cell_km={cell_km!r} must be > 0")

@@ -1,6 +1,6 @@
 """Asset checks: what a data engineer verifies before trusting the tables. Each is one query in lightning_eda.store.quality."""
 
-from typing import Optional
+from typing import Callable, Optional
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -11,8 +11,9 @@ from dagster import (
     multi_asset_check,
 )
 
-from lightning_eda.orchestration.assets.clustering import kmeans_cluster, preprocessor
+from lightning_eda.orchestration.assets.clustering import kmeans_cluster
 from lightning_eda.orchestration.assets.ingestor import load
+from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.constants import ANALYSIS_POOL
 from lightning_eda.orchestration.metadata import markdown_table
 from lightning_eda.orchestration.partitions import hour_for_partition_key
@@ -21,22 +22,22 @@ from lightning_eda.store import quality
 from lightning_eda.store.parquet_store import HourKey
 
 
-def coordinates_in_range(con) -> AssetCheckResult:
-    counts = quality.out_of_range_coordinates(con)
+def _none_counted(check_name: str, counts: dict[str, int], suffix: str = "", **options) -> AssetCheckResult:
+    """Passes when every count is 0; each count is shown under its name (with ``suffix``)."""
     return AssetCheckResult(
-        check_name="coordinates_in_range",
+        check_name=check_name,
         passed=sum(counts.values()) == 0,
-        metadata={f"{t}_bad": n for t, n in counts.items()},
+        metadata={f"{name}{suffix}": n for name, n in counts.items()},
+        **options,
     )
+
+
+def coordinates_in_range(con) -> AssetCheckResult:
+    return _none_counted("coordinates_in_range", quality.out_of_range_coordinates(con), "_bad")
 
 
 def no_duplicate_keys(con) -> AssetCheckResult:
-    counts = quality.duplicate_keys(con)
-    return AssetCheckResult(
-        check_name="no_duplicate_keys",
-        passed=sum(counts.values()) == 0,
-        metadata={f"{t}_duplicates": n for t, n in counts.items()},
-    )
+    return _none_counted("no_duplicate_keys", quality.duplicate_keys(con), "_duplicates")
 
 
 def row_counts_match_glm_file(con) -> AssetCheckResult:
@@ -62,14 +63,8 @@ def flash_times_within_granule(con) -> AssetCheckResult:
 
 
 def parent_ids_consistent(con) -> AssetCheckResult:
-    counts = quality.orphan_children(con)
     # Some real granules carry orphans (glmtools #77): worth a warning, not a reason to distrust the table.
-    return AssetCheckResult(
-        check_name="parent_ids_consistent",
-        passed=sum(counts.values()) == 0,
-        severity=AssetCheckSeverity.WARN,
-        metadata=dict(counts),
-    )
+    return _none_counted("parent_ids_consistent", quality.orphan_children(con), severity=AssetCheckSeverity.WARN)
 
 
 def no_failed_granules(con) -> AssetCheckResult:
@@ -98,7 +93,7 @@ LOAD_CHECKS = {
 
 
 # One step runs every check of `load` (each still shows on its own in the UI): a step per check would cost a
-# process start each and, in the duckdb pool, a turn each.
+# process start each.
 # In a partition's run the checks read that hour only: checking the whole store after every hour would cost more and
 # more as it grows (BENCHMARKS.md, section 8: 3 s after the first hour, 37 s after the ninth, with real granules).
 @multi_asset_check(
@@ -124,11 +119,16 @@ def _checked_hour(
     return data.hour_paths(archive, hour_for_partition_key(partition)).key
 
 
+def _judged(data: LightningDataResource, judge: Callable[..., tuple[bool, dict]]) -> AssetCheckResult:
+    """The result of one of :mod:`lightning_eda.store.quality`'s judgements over the analysis tables."""
+    with data.get_connection() as con:
+        passed, facts = judge(con)
+    return AssetCheckResult(passed=passed, metadata=facts)
+
+
 @asset_check(pool=ANALYSIS_POOL, asset=preprocessor, description="Features are finite and z-scored (mean 0, standard deviation 1).")
 def features_standardized(data: LightningDataResource) -> AssetCheckResult:
-    with data.get_connection() as con:
-        passed, facts = quality.feature_standardization(con)
-    return AssetCheckResult(passed=passed, metadata=facts)
+    return _judged(data, quality.feature_standardization)
 
 
 @asset_check(
@@ -137,9 +137,7 @@ def features_standardized(data: LightningDataResource) -> AssetCheckResult:
     description="Every preprocessed flash has exactly one cluster, and cluster_summary's counts add up.",
 )
 def every_flash_clustered(data: LightningDataResource) -> AssetCheckResult:
-    with data.get_connection() as con:
-        passed, facts = quality.clustering_coverage(con)
-    return AssetCheckResult(passed=passed, metadata=facts)
+    return _judged(data, quality.clustering_coverage)
 
 
 all_checks = [load_checks, features_standardized, every_flash_clustered]

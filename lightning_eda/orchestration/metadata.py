@@ -1,13 +1,14 @@
-"""What the UI shows beside each materialization: tables, plots, paths."""
+"""What the UI shows beside each materialization (tables, plots, paths), and how a user's error fails a step."""
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
 
-from dagster import MetadataValue
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue
 
-from lightning_eda.orchestration.resources import LightningDataResource
-from lightning_eda.plots.output import png_markdown, save_png
+from lightning_eda.analysis.analysis_store import SavedPlot
+from lightning_eda.analysis.runs import Markdown, Report
 
 
 def markdown_table(rows: Iterable[Sequence], header: Sequence[str], max_cell: int = 200) -> MetadataValue:
@@ -17,7 +18,34 @@ def markdown_table(rows: Iterable[Sequence], header: Sequence[str], max_cell: in
     return MetadataValue.md("\n".join(lines))
 
 
-def saved_plot(data: LightningDataResource, png: bytes, file_name: str, alt: str, key: str = "plot") -> dict:
-    """Save a plot under the data folder; the metadata shows it inline in the UI and names the file."""
-    path = save_png(png, data.root / "plots" / file_name)
-    return {key: MetadataValue.md(png_markdown(png, alt)), f"{key}_path": MetadataValue.path(str(path))}
+def metadata_values(facts: Mapping[str, object]) -> dict:
+    """Dagster's metadata for a report's facts: a plot shows inline under its key and names its file under
+    ``<key>_path``; markdown renders; dicts show as JSON; numbers, booleans and text stay as they are."""
+    values = {}
+    for key, value in facts.items():
+        if isinstance(value, SavedPlot):
+            values[key] = MetadataValue.md(value.markdown)
+            values[f"{key}_path"] = MetadataValue.path(str(value.path))
+        elif isinstance(value, Markdown):
+            values[key] = MetadataValue.md(value)
+        elif isinstance(value, dict):
+            values[key] = MetadataValue.json(value)
+        elif isinstance(value, Path):
+            values[key] = MetadataValue.path(str(value))
+        else:
+            values[key] = value
+    return values
+
+
+def materialized(context: AssetExecutionContext, analysis: Callable[[], Report]) -> MaterializeResult:
+    """Run one plain analysis, log its line and return its facts as the materialization's metadata.
+
+    A setting or an input the user can fix (``ValueError``, ``LookupError``) fails the step with the plain module's
+    message, without a traceback.
+    """
+    try:
+        report = analysis()
+    except (ValueError, LookupError) as exc:
+        raise Failure(description=str(exc)) from None
+    context.log.info(report.log)
+    return MaterializeResult(metadata=metadata_values(report.metadata))

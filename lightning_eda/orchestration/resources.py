@@ -1,9 +1,10 @@
-"""Resources: the granule archive (S3 or a local folder) and the data folder (which owns the database path).
+"""Resources: the granule archive (S3 or a local folder) and the data folder.
 
-Defaults come from the environment when the code location loads, so `dagster dev`, the daemon and
-`lightning-eda run` all read the same variables; every value can also be overridden in the launchpad.
+The data folder's resource hands out the objects that own its paths (the Parquet store, the analysis store,
+:func:`lightning_eda.store.catalog.database_path`); it derives none itself. Defaults come from the environment when the
+code location loads, so `dagster dev`, the daemon and `lightning-eda run` all read the same variables; every value can
+also be overridden in the launchpad.
 """
-
 
 import logging
 import os
@@ -14,10 +15,10 @@ from typing import Iterator, Mapping, Optional
 
 import duckdb
 from dagster import ConfigurableResource
-from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from lightning_eda import settings
+from lightning_eda.analysis.analysis_store import AnalysisStore
 from lightning_eda.store import catalog
 from lightning_eda.store.parquet_store import HourKey, ParquetStore
 from lightning_eda.ingest.archive import GranuleArchive, LocalArchive, S3Archive, make_s3_client
@@ -67,7 +68,7 @@ class GlmArchiveResource(ConfigurableResource):
 
 
 class LightningDataResource(ConfigurableResource):
-    """The data folder: raw granules, the Parquet store, plots and ``glm.duckdb``, whose paths it alone decides."""
+    """The data folder: raw granules, the Parquet store, the analyses' tables and plots, and ``glm.duckdb``."""
 
     data_dir: str = Field(default=settings.DEFAULT_DATA_DIR, description="Data folder (LIGHTNING_EDA_DATA_DIR).")
     write_csv: bool = Field(
@@ -77,24 +78,35 @@ class LightningDataResource(ConfigurableResource):
         default=True, description="Keep the granules under raw/ once their hour is loaded (LIGHTNING_EDA_KEEP_RAW)."
     )
 
+    _store: Optional[ParquetStore] = PrivateAttr(default=None)
+
     @property
     def root(self) -> Path:
         return Path(self.data_dir)
 
     @property
     def database_path(self) -> Path:
-        return self.root / settings.DATABASE_FILE_NAME
+        return catalog.database_path(self.root)
 
     @property
     def store(self) -> ParquetStore:
-        return ParquetStore(self.root)
+        if self._store is None:
+            self._store = ParquetStore(self.root)
+        return self._store
+
+    @property
+    def analyses(self) -> AnalysisStore:
+        return AnalysisStore(self.store)
 
     @contextmanager
     def get_connection(self, hour: Optional[HourKey] = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB over the store's views: the pipeline never takes ``glm.duckdb``'s lock.
+        """An in-memory DuckDB (dagster-duckdb's resource) over the store's views: the pipeline never takes
+        ``glm.duckdb``'s lock.
 
         With ``hour``, the GLM tables hold that hour only.
         """
+        from dagster_duckdb import DuckDBResource  # imported when a step reads, not when the code location loads
+
         with DuckDBResource(database=":memory:").get_connection() as con:
             yield catalog.attach_views(con, self.store, hour)
 
@@ -134,12 +146,8 @@ def build_resources(
 def resources_from_env(env: Optional[Mapping[str, str]] = None) -> dict:
     """Resources with defaults read from the environment (values are validated at run time)."""
     values = settings.env_values(env)
-    flags = {}
-    for field, variable in (("write_csv", "LIGHTNING_EDA_CSV"), ("keep_raw", "LIGHTNING_EDA_KEEP_RAW")):
-        try:
-            flags[field] = settings.parse_flag(variable, values[field])
-        except settings.ConfigError as exc:  # the code location must load; the CLI refuses the value before any run
-            log.warning("%s; using the default", exc)
+    # the code location must load with a bad flag (the default then applies); the CLI refuses it before any run
+    flags = settings.env_flags(values, on_error=lambda exc: log.warning("%s; using the default", exc))
     return build_resources(
         values["data_dir"],
         bucket=values["bucket"],

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from dagster import RunConfig
 
-from lightning_eda.orchestration.assets.clustering import PreprocessorConfig
 from lightning_eda.orchestration.assets.ingestor import TransformConfig
+from lightning_eda.orchestration.assets.preprocessor import PreprocessorConfig
 
 
-def cluster_run_config(start: datetime, *, hours: int) -> RunConfig:
-    """Cluster the window of ``hours`` hours from ``start`` (the other assets keep their defaults)."""
-    return RunConfig(ops={"preprocessor": PreprocessorConfig(window_start=f"{start:%Y-%m-%d %H:%M}", window_hours=hours)})
+def cluster_run_config(start_key: str, *, hours: int) -> RunConfig:
+    """Cluster the window of ``hours`` hours from the hour of partition key ``start_key`` (others keep defaults).
+
+    The window's start travels as the partition key, the one form the schedule, the sensor and the CLI all hold.
+    """
+    return RunConfig(ops={"preprocessor": PreprocessorConfig(window_start=start_key, window_hours=hours)})
 
 
 def ingest_run_config(*, redecode: bool = False) -> RunConfig:

@@ -13,8 +13,9 @@ from dagster import (
     schedule,
 )
 
-from lightning_eda.orchestration.partitions import hour_for_partition_key, partition_key_for_hour
+from lightning_eda.orchestration.partitions import partition_key_for_hour
 from lightning_eda.orchestration.run_config import cluster_run_config
+from lightning_eda.settings import latest_complete_hour
 from lightning_eda.utc import naive_utc
 
 # Granules appear 2–3 s after they end; 20 minutes past the hour leaves room for NOAA's occasional delays.
@@ -28,7 +29,7 @@ def hours_to_ingest(tick) -> list[tuple[str, bool]]:
     The revisit completes an hour whose granules were published late or failed to download: a late granule
     reaches the store at the next tick. A revisit of a complete hour with nothing new costs one listing.
     """
-    just_ended = naive_utc(tick).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    just_ended = latest_complete_hour(naive_utc(tick))
     return [(partition_key_for_hour(just_ended), False), (partition_key_for_hour(just_ended - timedelta(hours=1)), True)]
 
 
@@ -69,7 +70,7 @@ def build_automation(ingest_job, cluster_job):
             return SkipReason(f"{key} was a revisit of an earlier hour; the plots follow the newest one")
         return RunRequest(
             run_key=f"cluster-{key}",
-            run_config=cluster_run_config(hour_for_partition_key(key), hours=1),
+            run_config=cluster_run_config(key, hours=1),
             tags={"lightning_eda/window": key},
         )
 

@@ -114,9 +114,22 @@ def attach_views(
     return con
 
 
+def open_views(store: ParquetStore, hour: Optional[HourKey] = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the store's views: the pipeline's reads never touch ``glm.duckdb`` or its lock.
+
+    With ``hour``, the GLM tables hold that hour only.
+    """
+    return attach_views(duckdb.connect(":memory:"), store, hour)
+
+
 def connect_store(data_dir: str | Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the store's views: the pipeline's reads never touch ``glm.duckdb`` or its lock."""
-    return attach_views(duckdb.connect(":memory:"), ParquetStore(data_dir))
+    """:func:`open_views` of the store in ``data_dir``."""
+    return open_views(ParquetStore(data_dir))
+
+
+def database_path(data_dir: str | Path) -> Path:
+    """Where ``glm.duckdb`` lives: directly in the data folder."""
+    return Path(data_dir) / DATABASE_FILE_NAME
 
 
 @dataclass(frozen=True)
@@ -165,7 +178,7 @@ def refresh_database(data_dir: str | Path, *, force: bool = False) -> CatalogSta
     """
     store = ParquetStore(data_dir)
     store.ensure()
-    path = Path(data_dir) / DATABASE_FILE_NAME
+    path = database_path(data_dir)
     with _among_loaders(store):
         return _refresh_locked(store, path, force)
 

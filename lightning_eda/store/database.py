@@ -1,4 +1,4 @@
-"""Queries over the store's views, and the clustering tables' writes.
+"""Queries over the store's views.
 
 Every read takes a DuckDB connection holding the views of :mod:`lightning_eda.store.catalog`: the pipeline's own
 in-memory one (:func:`~lightning_eda.store.catalog.connect_store`), or ``glm.duckdb`` itself. Values reach SQL as
@@ -15,7 +15,6 @@ import duckdb
 import pandas as pd
 
 from lightning_eda.store.parquet_store import HourKey, ParquetStore
-from lightning_eda.utc import utc_now
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open ``glm.duckdb`` (or any DuckDB file) as a user does."""
@@ -93,40 +92,34 @@ def window_flashes(con: duckdb.DuckDBPyConnection, *, bucket: str, start: dateti
 # --- the clustering tables ----------------------------------------------------------------------------------------
 
 
-def read_features(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, dict]:
-    """The preprocessed flashes (row order = feature order) and the window they came from.
+def read_features(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The preprocessed flashes, in feature order."""
+    return con.execute("SELECT * FROM flash_features ORDER BY row_id").df()
 
-    Raises ``LookupError`` when the preprocessor has not written them yet.
-    """
-    window = con.execute("SELECT * FROM feature_window").df()
-    if window.empty:
-        raise LookupError("no preprocessed flashes")
-    frame = con.execute("SELECT * FROM flash_features ORDER BY row_id").df()
-    return frame, window.iloc[0].to_dict()
+
+def read_window_row(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """The row of ``feature_window``, or None before the preprocessor has written one."""
+    rows = con.execute("SELECT * FROM feature_window").df()
+    return None if rows.empty else rows.iloc[0].to_dict()
 
 
 def read_cluster_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute("SELECT * FROM cluster_summary ORDER BY cluster").df()
 
 
-def read_window(con: duckdb.DuckDBPyConnection) -> dict:
-    return con.execute("SELECT * FROM feature_window").df().iloc[0].to_dict()
-
-
-def read_clustered_flashes(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Flash positions with their cluster, the cluster summary and the window, for the map."""
-    points = con.execute(
+def read_clustered_flashes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Flash positions and energies with their cluster, for the map."""
+    return con.execute(
         "SELECT f.lat, f.lon, f.energy, c.cluster FROM flash_features f "
         "JOIN flash_cluster c USING (source_file, flash_id) ORDER BY f.row_id"
     ).df()
-    return points, read_cluster_summary(con), read_window(con)
 
 
-def read_storm_rates(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
-    """The cluster summary, flashes per minute, the flagged lightning jumps and the window, for the rate plot."""
+def read_storm_rates(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Flashes per minute of each cluster, and the flagged lightning jumps, for the rate plot."""
     per_minute = con.execute("SELECT * FROM storm_rate ORDER BY cluster, minute").df()
     jumps = con.execute("SELECT * FROM lightning_jump WHERE jump ORDER BY cluster, time").df()
-    return read_cluster_summary(con), per_minute, jumps, read_window(con)
+    return per_minute, jumps
 
 
 def loaded_granule_rows(
@@ -147,42 +140,17 @@ def loaded_granule_rows(
         yield rows
 
 
-_SCORE_TABLE = {"inertia": "elbow_scores", "silhouette": "silhouette_scores"}
-
-
-def upsert_evaluation(
-    store: ParquetStore,
-    column: str,
-    values: dict[int, float],
+def read_evaluation(
+    con: duckdb.DuckDBPyConnection,
     *,
-    n_points: int,
-    window_start: datetime,
-    window_end: datetime,
-    sample_size: int | None = None,
-) -> None:
-    """Write one evaluator's scores for the window (its own file: the two evaluators run at the same time)."""
-    if column not in _SCORE_TABLE:
-        raise ValueError(f"not an evaluation column: {column!r}")
-    frame = pd.DataFrame(
-        {
-            "k": [int(k) for k in sorted(values)],
-            column: [float(values[k]) for k in sorted(values)],
-            "n_points": n_points,
-            "window_start": pd.Timestamp(window_start),
-            "window_end": pd.Timestamp(window_end),
-            "evaluated_at": pd.Timestamp(utc_now()),
-        }
-    )
-    if column == "silhouette":
-        frame["silhouette_sample_size"] = pd.array([sample_size] * len(frame), dtype="Int32")
-    store.write_analysis(_SCORE_TABLE[column], frame)
-
-
-def read_evaluation(con: duckdb.DuckDBPyConnection, window: dict | None = None) -> pd.DataFrame:
-    """``cluster_evaluation`` by k, for the feature window when given (scores of other windows do not count)."""
-    if window is None:
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    n_points: int | None = None,
+) -> pd.DataFrame:
+    """``cluster_evaluation`` by k; given a window and its number of points, only that window's scores count."""
+    if window_start is None:
         return con.execute("SELECT * FROM cluster_evaluation ORDER BY k").df()
     return con.execute(
         "SELECT * FROM cluster_evaluation WHERE window_start = ? AND window_end = ? AND n_points = ? ORDER BY k",
-        [window["window_start"], window["window_end"], int(window["n_features"])],
+        [window_start, window_end, n_points],
     ).df()

@@ -1,0 +1,117 @@
+"""The analysis window: which hours' flashes the preprocessor kept, where, and how it projected them.
+
+Every analysis after the preprocessor (evaluators, k-means, maps, density) works on the same window. It travels as an
+:class:`AnalysisWindow` and becomes text only at the store's boundary: :meth:`AnalysisWindow.to_row` gives the row of
+``feature_window`` (the projection, the box and the drop counts as JSON), :meth:`AnalysisWindow.from_row` reads it
+back. No Dagster here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Mapping, Optional
+
+import pandas as pd
+
+from lightning_eda.analysis.features import FeatureTransform, LatLonBox
+
+
+def box_from_edges(
+    lat_min: Optional[float], lat_max: Optional[float], lon_min: Optional[float], lon_max: Optional[float]
+) -> Optional[LatLonBox]:
+    """The region of four edges, or None when none is set; ``ValueError`` when only some are, naming the others."""
+    edges = {"lat_min": lat_min, "lat_max": lat_max, "lon_min": lon_min, "lon_max": lon_max}
+    missing = [name for name, value in edges.items() if value is None]
+    if len(missing) == len(edges):
+        return None
+    if missing:
+        raise ValueError(f"set all of lat_min, lat_max, lon_min, lon_max or none (missing: {', '.join(missing)})")
+    return LatLonBox(**edges)
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """What the preprocessor is asked for, every value already parsed and checked.
+
+    ``start`` None means the latest loaded hour (looked up only then).
+    :func:`~lightning_eda.analysis.features.preprocess` checks the time weight.
+    """
+
+    start: Optional[datetime]
+    hours: int = 1
+    box: Optional[LatLonBox] = None
+    quality_flags: Optional[tuple[int, ...]] = None
+    time_weight_km_per_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.hours < 1:
+            raise ValueError(f"window_hours={self.hours} must be at least 1")
+
+    def bounds(self, latest_loaded: Optional[datetime]) -> tuple[datetime, datetime]:
+        """[start, end): from ``start``, or from ``latest_loaded`` when no start was given."""
+        start = self.start if self.start is not None else latest_loaded
+        if start is None:
+            raise ValueError("no hour is loaded yet: materialize the ingestor assets first")
+        return start, start + timedelta(hours=self.hours)
+
+
+@dataclass(frozen=True)
+class AnalysisWindow:
+    """The preprocessor's window: hours [start, end) of ``bucket``, the region kept and the projection fitted."""
+
+    bucket: str
+    start: datetime
+    end: datetime
+    transform: FeatureTransform
+    box: Optional[LatLonBox] = None
+    time_weight_km_per_min: float = 0.0
+    n_input: int = 0
+    n_features: int = 0
+    dropped: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return f"{self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"
+
+    @property
+    def title(self) -> str:
+        """What the maps and charts print above themselves."""
+        return f"{self.text} · {self.bucket}"
+
+    @property
+    def extent(self) -> Optional[tuple[float, float, float, float]]:
+        """The map extent of the region kept, or None to fit the map to the flashes."""
+        return self.box.extent if self.box else None
+
+    def to_row(self) -> dict[str, Any]:
+        """The row of ``feature_window``."""
+        return {
+            "bucket": self.bucket,
+            "window_start": self.start,
+            "window_end": self.end,
+            "n_input": self.n_input,
+            "n_features": self.n_features,
+            "dropped": json.dumps(dict(self.dropped)),
+            "transform": json.dumps(self.transform.to_dict()),
+            "box": json.dumps(self.box.to_dict()) if self.box else None,
+            "time_weight_km_per_min": self.time_weight_km_per_min,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AnalysisWindow:
+        """Inverse of :meth:`to_row` (timestamps may come back as pandas or NumPy values)."""
+        box = row.get("box")
+        weight = row.get("time_weight_km_per_min")
+        return cls(
+            bucket=str(row["bucket"]),
+            start=pd.Timestamp(row["window_start"]).to_pydatetime(),
+            end=pd.Timestamp(row["window_end"]).to_pydatetime(),
+            transform=FeatureTransform.from_dict(json.loads(row["transform"])),
+            box=LatLonBox(**json.loads(box)) if isinstance(box, str) and box else None,
+            time_weight_km_per_min=float(weight) if weight is not None and pd.notna(weight) else 0.0,
+            n_input=int(row["n_input"]),
+            n_features=int(row["n_features"]),
+            dropped={str(k): int(v) for k, v in json.loads(row.get("dropped") or "{}").items()},
+        )
