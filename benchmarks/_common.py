@@ -11,9 +11,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -111,7 +112,8 @@ class Report:
         """Write the kept lines under a header naming the time and the command that made them."""
         command = " ".join(["python", str(Path(sys.argv[0]).resolve().relative_to(ROOT)), *sys.argv[1:]])
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC {command}\n"
-                             + "\n".join(self.lines) + "\n")
+        self.path.write_text(
+            f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC {command}\n" + "\n".join(self.lines) + "\n"
+        )
         shown = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
         print(f"written to {shown}")

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from _common import ROOT, Report, high_water_mib, load_average, machine, reset_high_water, versions
 
 SAMPLE_SIZE = 20_000
@@ -78,17 +77,19 @@ def synthetic_day(n: int, n_cells: int, seed: int = 0):
     flash_id = (np.arange(n) - np.searchsorted(minute, minute)).astype(np.int32)  # from 0 in each one-minute granule
     names = np.array([f"OR_GLM-L2-LCFA_G16_s2026166{m // 60:02d}{m % 60:02d}000.nc" for m in range(1440)], dtype=object)
     source = names[minute]
-    flashes = pd.DataFrame({
-        "source_file": source,
-        "flash_id": flash_id,
-        "time_start": time_start,
-        "time_end": time_start + pd.to_timedelta(rng.uniform(0.05, 1.0, n), unit="s"),
-        "lat": lat.astype(np.float32).astype(np.float64),
-        "lon": lon.astype(np.float32).astype(np.float64),
-        "energy": rng.lognormal(-33, 1.0, n),
-        "quality_flag": np.where(rng.random(n) < 0.002, 1, 0).astype(np.int16),
-        "area": rng.lognormal(np.log(1.5e8), 0.8, n),
-    })
+    flashes = pd.DataFrame(
+        {
+            "source_file": source,
+            "flash_id": flash_id,
+            "time_start": time_start,
+            "time_end": time_start + pd.to_timedelta(rng.uniform(0.05, 1.0, n), unit="s"),
+            "lat": lat.astype(np.float32).astype(np.float64),
+            "lon": lon.astype(np.float32).astype(np.float64),
+            "energy": rng.lognormal(-33, 1.0, n),
+            "quality_flag": np.where(rng.random(n) < 0.002, 1, 0).astype(np.int16),
+            "area": rng.lognormal(np.log(1.5e8), 0.8, n),
+        }
+    )
     # events: 3-5 per flash within a few km; one group per flash (group_id = flash_id)
     per = rng.integers(3, 6, n)
     parent = np.repeat(np.arange(n), per)
@@ -102,10 +103,17 @@ def synthetic_day(n: int, n_cells: int, seed: int = 0):
         if not len(in_h):
             continue
         ev = np.flatnonzero(hour[parent] == h)
-        groups = pd.DataFrame({"source_file": source[in_h], "group_id": flash_id[in_h],
-                               "parent_flash_id": flash_id[in_h]})
-        events = pd.DataFrame({"source_file": source[parent[ev]], "parent_group_id": flash_id[parent[ev]],
-                               "lat": ev_lat[ev].astype(np.float32), "lon": ev_lon[ev].astype(np.float32)})
+        groups = pd.DataFrame(
+            {"source_file": source[in_h], "group_id": flash_id[in_h], "parent_flash_id": flash_id[in_h]}
+        )
+        events = pd.DataFrame(
+            {
+                "source_file": source[parent[ev]],
+                "parent_group_id": flash_id[parent[ev]],
+                "lat": ev_lat[ev].astype(np.float32),
+                "lon": ev_lon[ev].astype(np.float32),
+            }
+        )
         chunks.append((events, groups))
     return flashes, chunks, len(parent)
 
@@ -117,8 +125,8 @@ def synthetic_day(n: int, n_cells: int, seed: int = 0):
 
 def run_ours(n: int, n_cells: int, n_init: int) -> dict:
     from lightning_eda.analysis import clustering, storms
-    from lightning_eda.analysis.fed import DEFAULT_CELL_KM, FlashExtentDensity
     from lightning_eda.analysis.features import feature_matrix, preprocess
+    from lightning_eda.analysis.fed import DEFAULT_CELL_KM, FlashExtentDensity
     from lightning_eda.plots.cluster_map import cluster_map
     from lightning_eda.plots.curves import elbow_plot, silhouette_plot
     from lightning_eda.plots.fed_map import fed_map
@@ -140,14 +148,21 @@ def run_ours(n: int, n_cells: int, n_init: int) -> dict:
     pre = part("preprocess", lambda: preprocess(flashes))
     X = feature_matrix(pre.features, pre.time_weight_km_per_min)
     fits = clustering.KMeansFits.of(X, n_init=n_init, seed=SEED)
-    inertias, knee = part("elbow (k=1..40 fits)", lambda: clustering.evaluate_elbow(
-        X, clustering.DEFAULT_ELBOW_KS, n_init=n_init, seed=SEED, fits=fits))
-    sweep = part("silhouette (k=2..40, reusing fits)", lambda: clustering.evaluate_silhouette(
-        X, clustering.DEFAULT_SILHOUETTE_KS, n_init=n_init, seed=SEED, sample_size=SAMPLE_SIZE, fits=fits))
+    inertias, knee = part(
+        "elbow (k=1..40 fits)",
+        lambda: clustering.evaluate_elbow(X, clustering.DEFAULT_ELBOW_KS, n_init=n_init, seed=SEED, fits=fits),
+    )
+    sweep = part(
+        "silhouette (k=2..40, reusing fits)",
+        lambda: clustering.evaluate_silhouette(
+            X, clustering.DEFAULT_SILHOUETTE_KS, n_init=n_init, seed=SEED, sample_size=SAMPLE_SIZE, fits=fits
+        ),
+    )
 
     def choose():
         evaluation = pd.DataFrame({"k": list(inertias), "inertia": list(inertias.values())}).merge(
-            pd.DataFrame({"k": list(sweep.scores), "silhouette": list(sweep.scores.values())}), on="k", how="left")
+            pd.DataFrame({"k": list(sweep.scores), "silhouette": list(sweep.scores.values())}), on="k", how="left"
+        )
         k, reason = clustering.choose_k_from_evaluation("auto", evaluation)
         return k, reason, fits.fit(X, [k])[k]
 
@@ -172,26 +187,65 @@ def run_ours(n: int, n_cells: int, n_init: int) -> dict:
 
     table = part("FED (24 hourly chunks)", density)
     feats = pre.features
-    part("cluster_map", lambda: save_png(cluster_map(
-        feats["lat"].to_numpy(), feats["lon"].to_numpy(), result.labels, summary[["lat", "lon"]].to_numpy(),
-        energy=feats["energy"].to_numpy(), title="synthetic day"), out_dir / "cluster_map.png"))
-    part("fed_map", lambda: save_png(fed_map(
-        table["lat"].to_numpy(), table["lon"].to_numpy(), table["flash_count"].to_numpy(), cell_km=DEFAULT_CELL_KM,
-        title="synthetic day"), out_dir / "fed_map.png"))
+    part(
+        "cluster_map",
+        lambda: save_png(
+            cluster_map(
+                feats["lat"].to_numpy(),
+                feats["lon"].to_numpy(),
+                result.labels,
+                summary[["lat", "lon"]].to_numpy(),
+                energy=feats["energy"].to_numpy(),
+                title="synthetic day",
+            ),
+            out_dir / "cluster_map.png",
+        ),
+    )
+    part(
+        "fed_map",
+        lambda: save_png(
+            fed_map(
+                table["lat"].to_numpy(),
+                table["lon"].to_numpy(),
+                table["flash_count"].to_numpy(),
+                cell_km=DEFAULT_CELL_KM,
+                title="synthetic day",
+            ),
+            out_dir / "fed_map.png",
+        ),
+    )
     best_k = max(sweep.scores, key=sweep.scores.get)
-    part("elbow + silhouette plots", lambda: (
-        save_png(elbow_plot(list(inertias), list(inertias.values()), knee=knee), out_dir / "elbow.png"),
-        save_png(silhouette_plot(list(sweep.scores), list(sweep.scores.values()), best_k=best_k),
-                       out_dir / "silhouette.png")))
+    part(
+        "elbow + silhouette plots",
+        lambda: (
+            save_png(elbow_plot(list(inertias), list(inertias.values()), knee=knee), out_dir / "elbow.png"),
+            save_png(
+                silhouette_plot(list(sweep.scores), list(sweep.scores.values()), best_k=best_k),
+                out_dir / "silhouette.png",
+            ),
+        ),
+    )
     total = time.perf_counter() - total_start
     shutil.rmtree(out_dir, ignore_errors=True)
-    return {"parts": parts, "total": total, "k": int(k), "reason": reason, "knee": knee, "best_k": int(best_k),
-            "best_silhouette": float(sweep.scores[best_k]), "n_features": len(X), "n_events": n_events,
-            "fed_cells": len(table), "n_jumps": int(jumps["jump"].sum()) if len(jumps) else 0,
-            "iters": {str(kk): int(r.n_iter) for kk, r in fits.results.items()},
-            "inertias": {str(kk): float(v) for kk, v in inertias.items()},
-            "scores": {str(kk): float(v) for kk, v in sweep.scores.items()},
-            "run_peak_mib": high_water_mib(), "data_peak_mib": data_peak, "threads": thread_info()}
+    return {
+        "parts": parts,
+        "total": total,
+        "k": int(k),
+        "reason": reason,
+        "knee": knee,
+        "best_k": int(best_k),
+        "best_silhouette": float(sweep.scores[best_k]),
+        "n_features": len(X),
+        "n_events": n_events,
+        "fed_cells": len(table),
+        "n_jumps": int(jumps["jump"].sum()) if len(jumps) else 0,
+        "iters": {str(kk): int(r.n_iter) for kk, r in fits.results.items()},
+        "inertias": {str(kk): float(v) for kk, v in inertias.items()},
+        "scores": {str(kk): float(v) for kk, v in sweep.scores.items()},
+        "run_peak_mib": high_water_mib(),
+        "data_peak_mib": data_peak,
+        "threads": thread_info(),
+    }
 
 
 def run_sklearn(n: int, n_cells: int, n_init: int, final_k: int) -> dict:
@@ -222,10 +276,16 @@ def run_sklearn(n: int, n_cells: int, n_init: int, final_k: int) -> dict:
     KMeans(n_clusters=final_k, n_init=n_init, random_state=0).fit(X)
     final_s = time.perf_counter() - start
     total = time.perf_counter() - total_start
-    return {"parts": {"KMeans fits k=2..40": fit_s, "silhouette_score x39": sil_s, f"final KMeans k={final_k}": final_s},
-            "total": total, "best_k": max(scores, key=scores.get), "best_silhouette": max(scores.values()),
-            "inertias": {str(k): v for k, v in inertias.items()}, "run_peak_mib": high_water_mib(),
-            "data_peak_mib": data_peak, "threads": thread_info()}
+    return {
+        "parts": {"KMeans fits k=2..40": fit_s, "silhouette_score x39": sil_s, f"final KMeans k={final_k}": final_s},
+        "total": total,
+        "best_k": max(scores, key=scores.get),
+        "best_silhouette": max(scores.values()),
+        "inertias": {str(k): v for k, v in inertias.items()},
+        "run_peak_mib": high_water_mib(),
+        "data_peak_mib": data_peak,
+        "threads": thread_info(),
+    }
 
 
 def thread_info() -> str:
@@ -233,11 +293,12 @@ def thread_info() -> str:
 
     import lightning_eda.ml._parallel as parallel
 
-    pools = [f"{i['user_api']}:{i['internal_api']} {i['num_threads']} threads"
-             for i in threadpoolctl.threadpool_info()]
+    pools = [f"{i['user_api']}:{i['internal_api']} {i['num_threads']} threads" for i in threadpoolctl.threadpool_info()]
     env = {key: os.environ[key] for key in sorted(os.environ) if key.startswith(("OPENBLAS", "OMP_", "MKL_"))}
-    return (f"our pool MAX_THREADS={parallel.MAX_THREADS} (cpus {parallel.available_cpus()}); "
-            f"{', '.join(pools)}; env {env or 'none set'}")
+    return (
+        f"our pool MAX_THREADS={parallel.MAX_THREADS} (cpus {parallel.available_cpus()}); "
+        f"{', '.join(pools)}; env {env or 'none set'}"
+    )
 
 
 def child(side: str, **kwargs) -> dict:
@@ -248,7 +309,7 @@ def child(side: str, **kwargs) -> dict:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"{side} side failed (exit {proc.returncode})")
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main() -> None:
@@ -259,22 +320,30 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     say(f"{machine()}; {versions('numpy', 'sklearn')}")
-    say(f"day: n={args.n:,} flashes, {args.cells} storm cells, n_init={args.n_init} both sides, silhouette sample "
-        f"{SAMPLE_SIZE:,}, seed {SEED}")
+    say(
+        f"day: n={args.n:,} flashes, {args.cells} storm cells, n_init={args.n_init} both sides, silhouette sample "
+        f"{SAMPLE_SIZE:,}, seed {SEED}"
+    )
     ours = child("ours", n=args.n, n_cells=args.cells, n_init=args.n_init)
     say(f"threads (ours): {ours['threads']}")
-    say(f"ours (fresh process, load now {load_average()}): {ours['n_features']:,} flashes kept, {ours['n_events']:,} "
+    say(
+        f"ours (fresh process, load now {load_average()}): {ours['n_features']:,} flashes kept, {ours['n_events']:,} "
         f"events, k={ours['k']} ({ours['reason']}), knee {ours['knee']}, {ours['fed_cells']:,} FED cells, "
-        f"{ours['n_jumps']} jumps")
+        f"{ours['n_jumps']} jumps"
+    )
     for name, seconds in ours["parts"].items():
         say(f"  {name:<40} {seconds:8.2f} s")
     say(f"  {'total':<40} {ours['total']:8.2f} s")
-    say(f"  peak RSS during the run {ours['run_peak_mib']:.0f} MiB (building the synthetic day beforehand: "
-        f"{ours['data_peak_mib']:.0f} MiB)")
+    say(
+        f"  peak RSS during the run {ours['run_peak_mib']:.0f} MiB (building the synthetic day beforehand: "
+        f"{ours['data_peak_mib']:.0f} MiB)"
+    )
     theirs = child("sklearn", n=args.n, n_cells=args.cells, n_init=args.n_init, final_k=ours["k"])
     say(f"threads (sklearn): {theirs['threads']}")
-    say(f"scikit-learn (fresh process, load now {load_average()}): best silhouette k={theirs['best_k']} "
-        f"({theirs['best_silhouette']:.4f}; ours k={ours['best_k']}, {ours['best_silhouette']:.4f})")
+    say(
+        f"scikit-learn (fresh process, load now {load_average()}): best silhouette k={theirs['best_k']} "
+        f"({theirs['best_silhouette']:.4f}; ours k={ours['best_k']}, {ours['best_silhouette']:.4f})"
+    )
     for name, seconds in theirs["parts"].items():
         say(f"  {name:<40} {seconds:8.2f} s")
     say(f"  {'total':<40} {theirs['total']:8.2f} s")
@@ -287,9 +356,13 @@ def main() -> None:
     say(f"  n={args.n:,}  n_init={args.n_init}")
     say(f"  ours, whole clustering of the day        {ours['total']:8.2f} s")
     say(f"  scikit-learn, sweep + final fit          {theirs['total']:8.2f} s")
-    say(f"  ratio ours/sklearn                       {ratio:8.3f}   target <= {TARGET}: "
-        f"{'met' if ratio <= TARGET else 'NOT met'}")
-    say(f"  ratio of the sweeps alone (our elbow+silhouette+choose {sweep_ours:.2f} s) {sweep_ours / theirs['total']:.3f}")
+    say(
+        f"  ratio ours/sklearn                       {ratio:8.3f}   target <= {TARGET}: "
+        f"{'met' if ratio <= TARGET else 'NOT met'}"
+    )
+    say(
+        f"  ratio of the sweeps alone (our elbow+silhouette+choose {sweep_ours:.2f} s) {sweep_ours / theirs['total']:.3f}"
+    )
     say(f"  worst inertia ratio ours/sklearn over k=2..40  {worst:.6f}")
     say(f"  peak RSS of our run                      {ours['run_peak_mib']:8.0f} MiB")
     if not args.no_write:

@@ -30,8 +30,8 @@ import sys
 import tracemalloc
 
 import numpy as np
-
 from _common import ROOT, Report, high_water_mib, load_average, machine, reset_high_water, rss_mib, timed, versions
+
 from lightning_eda.testing.storm_points import flash_like
 
 REPORT = Report("ml")
@@ -41,11 +41,16 @@ say = REPORT.say
 def environment() -> str:
     import threadpoolctl
 
-    blas = [f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)"
-            for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    blas = [
+        f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)"
+        for i in threadpoolctl.threadpool_info()
+        if i["user_api"] == "blas"
+    ]
     env = {key: os.environ[key] for key in sorted(os.environ) if key.startswith(("OPENBLAS", "OMP_", "MKL_"))}
-    return (f"{machine()} (os.cpu_count={os.cpu_count()})\n{versions('numpy', 'sklearn')}, "
-            f"BLAS: {', '.join(blas) or 'unknown'}\nthreading environment: {env or 'none set'}")
+    return (
+        f"{machine()} (os.cpu_count={os.cpu_count()})\n{versions('numpy', 'sklearn')}, "
+        f"BLAS: {', '.join(blas) or 'unknown'}\nthreading environment: {env or 'none set'}"
+    )
 
 
 def bench_kmeans(n: int, k: int, n_init: int, reps: int) -> dict:
@@ -57,19 +62,32 @@ def bench_kmeans(n: int, k: int, n_init: int, reps: int) -> dict:
     ours_t, theirs_t, ratios = [], [], []
     for rep in range(reps):
         t_ours, result = timed(lambda: kmeans(X, k, n_init=n_init, seed=rep))
-        t_theirs, model = timed(lambda: KMeans(n_clusters=k, init="k-means++", n_init=n_init, max_iter=300,
-                                               tol=1e-4, random_state=rep).fit(X))
+        t_theirs, model = timed(
+            lambda: KMeans(n_clusters=k, init="k-means++", n_init=n_init, max_iter=300, tol=1e-4, random_state=rep).fit(
+                X
+            )
+        )
         ours_t.append(t_ours)
         theirs_t.append(t_theirs)
         ratios.append(result.inertia / model.inertia_)
-        say(f"  rep {rep}: ours {t_ours:.3f} s ({result.n_iter} it), sklearn {t_theirs:.3f} s ({model.n_iter_} it), "
-            f"inertia ratio {ratios[-1]:.6f}, load {load_average()}")
+        say(
+            f"  rep {rep}: ours {t_ours:.3f} s ({result.n_iter} it), sklearn {t_theirs:.3f} s ({model.n_iter_} it), "
+            f"inertia ratio {ratios[-1]:.6f}, load {load_average()}"
+        )
     ours, theirs = statistics.median(ours_t), statistics.median(theirs_t)
-    say(f"kmeans n={n:,} k={k} n_init={n_init}: median ours {ours:.3f} s, sklearn {theirs:.3f} s, "
+    say(
+        f"kmeans n={n:,} k={k} n_init={n_init}: median ours {ours:.3f} s, sklearn {theirs:.3f} s, "
         f"time ratio ours/sklearn {ours / theirs:.2f}, inertia ratio ours/sklearn "
-        f"min {min(ratios):.6f} max {max(ratios):.6f}")
-    return {"n": n, "ours": ours, "theirs": theirs, "time_ratio": ours / theirs, "inertia_max": max(ratios),
-            "inertia_min": min(ratios)}
+        f"min {min(ratios):.6f} max {max(ratios):.6f}"
+    )
+    return {
+        "n": n,
+        "ours": ours,
+        "theirs": theirs,
+        "time_ratio": ours / theirs,
+        "inertia_max": max(ratios),
+        "inertia_min": min(ratios),
+    }
 
 
 def bench_silhouette(n: int, ks: range, reps: int) -> dict:
@@ -86,12 +104,16 @@ def bench_silhouette(n: int, ks: range, reps: int) -> dict:
         ours_t.append(t_ours)
         theirs_t.append(t_theirs)
         diffs.append(max(abs(ours[k] - theirs[k]) for k in ks))
-        say(f"  rep {rep}: ours {t_ours:.3f} s, sklearn {t_theirs:.3f} s, largest |difference| {diffs[-1]:.2e}, "
-            f"load {load_average()}")
+        say(
+            f"  rep {rep}: ours {t_ours:.3f} s, sklearn {t_theirs:.3f} s, largest |difference| {diffs[-1]:.2e}, "
+            f"load {load_average()}"
+        )
     ours, theirs = statistics.median(ours_t), statistics.median(theirs_t)
-    say(f"silhouette n={n:,} k={ks.start}..{ks.stop - 1}: median ours (one sweep) {ours:.3f} s, sklearn (per k) "
+    say(
+        f"silhouette n={n:,} k={ks.start}..{ks.stop - 1}: median ours (one sweep) {ours:.3f} s, sklearn (per k) "
         f"{theirs:.3f} s, time ratio ours/sklearn {ours / theirs:.3f} (speed-up {theirs / ours:.1f}x), largest "
-        f"|difference| {max(diffs):.2e}")
+        f"|difference| {max(diffs):.2e}"
+    )
     return {"n": n, "ours": ours, "theirs": theirs, "speedup": theirs / ours, "diff": max(diffs)}
 
 
@@ -131,9 +153,15 @@ def sweep_child(n: int, k_lo: int, k_hi: int) -> dict:
     traced_scores = silhouette_sweep(X, labels_by_k)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"before_mib": before, "peak_mib": peak, "seconds": seconds, "traced_peak_mib": traced_peak / 2**20,
-            "x_mib": X.nbytes / 2**20, "same": scores == traced_scores,
-            "scores": {str(k): s for k, s in scores.items()}}
+    return {
+        "before_mib": before,
+        "peak_mib": peak,
+        "seconds": seconds,
+        "traced_peak_mib": traced_peak / 2**20,
+        "x_mib": X.nbytes / 2**20,
+        "same": scores == traced_scores,
+        "scores": {str(k): s for k, s in scores.items()},
+    }
 
 
 CHILDREN = {"_rss": rss_child, "_sweep": sweep_child}
@@ -147,9 +175,11 @@ def in_fresh_process(name: str, *args: int) -> dict:
 
 def bench_rss(n: int, k: int, n_init: int) -> dict:
     out = in_fresh_process("_rss", n, k, n_init)
-    say(f"kmeans n={n:,} k={k} n_init={n_init}: peak RSS during kmeans {out['peak_mib']:.0f} MiB, X itself "
+    say(
+        f"kmeans n={n:,} k={k} n_init={n_init}: peak RSS during kmeans {out['peak_mib']:.0f} MiB, X itself "
         f"{n * 2 * 8 / 2**20:.0f} MiB (peak while generating the data: {out['before_mib']:.0f} MiB), "
-        f"{out['seconds']:.2f} s, {out['n_iter']} iterations, load {load_average()}")
+        f"{out['seconds']:.2f} s, {out['n_iter']} iterations, load {load_average()}"
+    )
     return {"n": n, "k": k, "peak_mib": out["peak_mib"], "x_mib": n * 2 * 8 / 2**20}
 
 
@@ -159,14 +189,21 @@ def bench_sweep_alone(n: int, ks: range) -> dict:
     out = in_fresh_process("_sweep", n, ks.start, ks.stop)
     increase = out["peak_mib"] - out["before_mib"]
     best = max(out["scores"], key=out["scores"].get)
-    say(f"silhouette_sweep alone n={n:,} k={ks.start}..{ks.stop - 1} (fresh process): {out['seconds']:.2f} s; "
+    say(
+        f"silhouette_sweep alone n={n:,} k={ks.start}..{ks.stop - 1} (fresh process): {out['seconds']:.2f} s; "
         f"peak RSS increase during the sweep {increase:.0f} MiB (RSS {out['before_mib']:.0f} -> peak "
         f"{out['peak_mib']:.0f} MiB); tracemalloc peak of its allocations {out['traced_peak_mib']:.0f} MiB "
         f"(the library's budget for the n-by-K arrays: {_SUMS_BYTES / 2**20:.0f} MiB; X itself "
         f"{out['x_mib']:.1f} MiB; a full distance matrix would be {n * n * 8 / 2**30:.0f} GiB); best k={best} "
-        f"({out['scores'][best]:.4f}); traced run identical: {out['same']}; load {load_average()}")
-    return {"n": n, "seconds": out["seconds"], "increase_mib": increase, "traced_mib": out["traced_peak_mib"],
-            "budget_mib": _SUMS_BYTES / 2**20}
+        f"({out['scores'][best]:.4f}); traced run identical: {out['same']}; load {load_average()}"
+    )
+    return {
+        "n": n,
+        "seconds": out["seconds"],
+        "increase_mib": increase,
+        "traced_mib": out["traced_peak_mib"],
+        "budget_mib": _SUMS_BYTES / 2**20,
+    }
 
 
 def summary(kmeans_rows: list[dict], silhouette: dict | None, sweep: dict | None, rss: dict | None) -> str:
@@ -177,23 +214,46 @@ def summary(kmeans_rows: list[dict], silhouette: dict | None, sweep: dict | None
         rows.append((what, value, target, "-" if met is None else ("met" if met else "NOT met")))
 
     for r in kmeans_rows:
-        row(f"kmeans n={r['n']:,} k=8: time ratio ours/sklearn", f"{r['time_ratio']:.2f}", "<= 1.0",
-            r["time_ratio"] <= 1.0)
-        row(f"kmeans n={r['n']:,} k=8: inertia ratio (worst rep)", f"{r['inertia_max']:.6f}", "<= 1.001",
-            r["inertia_max"] <= 1.001)
+        row(
+            f"kmeans n={r['n']:,} k=8: time ratio ours/sklearn",
+            f"{r['time_ratio']:.2f}",
+            "<= 1.0",
+            r["time_ratio"] <= 1.0,
+        )
+        row(
+            f"kmeans n={r['n']:,} k=8: inertia ratio (worst rep)",
+            f"{r['inertia_max']:.6f}",
+            "<= 1.001",
+            r["inertia_max"] <= 1.001,
+        )
     if silhouette:
-        row(f"silhouette_sweep n={silhouette['n']:,} k=2..11: speed-up over per-k sklearn",
-            f"{silhouette['speedup']:.1f}x", ">= 20x", silhouette["speedup"] >= 20)
-        row("silhouette_sweep: largest |difference| from sklearn", f"{silhouette['diff']:.1e}", "<= 1e-6",
-            silhouette["diff"] <= 1e-6)
+        row(
+            f"silhouette_sweep n={silhouette['n']:,} k=2..11: speed-up over per-k sklearn",
+            f"{silhouette['speedup']:.1f}x",
+            ">= 20x",
+            silhouette["speedup"] >= 20,
+        )
+        row(
+            "silhouette_sweep: largest |difference| from sklearn",
+            f"{silhouette['diff']:.1e}",
+            "<= 1e-6",
+            silhouette["diff"] <= 1e-6,
+        )
     if sweep:
         row(f"silhouette_sweep alone n={sweep['n']:,} k=2..11: time", f"{sweep['seconds']:.1f} s", "-", None)
-        row(f"silhouette_sweep alone n={sweep['n']:,}: peak RSS increase (tracemalloc peak)",
-            f"{sweep['increase_mib']:.0f} MiB ({sweep['traced_mib']:.0f} MiB)", "bounded",
-            sweep["traced_mib"] <= 1.5 * sweep["budget_mib"])
+        row(
+            f"silhouette_sweep alone n={sweep['n']:,}: peak RSS increase (tracemalloc peak)",
+            f"{sweep['increase_mib']:.0f} MiB ({sweep['traced_mib']:.0f} MiB)",
+            "bounded",
+            sweep["traced_mib"] <= 1.5 * sweep["budget_mib"],
+        )
     if rss:
-        row(f"kmeans n={rss['n']:,} k={rss['k']}: peak RSS", f"{rss['peak_mib']:.0f} MiB", "< 1 GB (954 MiB)",
-            rss["peak_mib"] * 2**20 < 1e9)
+        row(
+            f"kmeans n={rss['n']:,} k={rss['k']}: peak RSS",
+            f"{rss['peak_mib']:.0f} MiB",
+            "< 1 GB (954 MiB)",
+            rss["peak_mib"] * 2**20 < 1e9,
+        )
     widths = [max(len(r[i]) for r in rows + [("measure", "value", "target", "")]) for i in range(4)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(("measure", "value", "target", ""), widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -205,11 +265,17 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each k-means timing (default 3)")
     parser.add_argument("--silhouette-reps", type=int, default=2, help="repetitions of the silhouette timing")
     parser.add_argument("--n-init", type=int, default=3, help="n_init for both k-means (default 3)")
-    parser.add_argument("--skip-memory", action="store_true",
-                        help="leave out the fresh-process measurements (sweep at n=100,000; kmeans RSS at 5M)")
-    parser.add_argument("--single-thread", action="store_true",
-                        help="one thread for both sides (our pool, OpenMP, BLAS): compares work per core, which a "
-                             "busy machine distorts less")
+    parser.add_argument(
+        "--skip-memory",
+        action="store_true",
+        help="leave out the fresh-process measurements (sweep at n=100,000; kmeans RSS at 5M)",
+    )
+    parser.add_argument(
+        "--single-thread",
+        action="store_true",
+        help="one thread for both sides (our pool, OpenMP, BLAS): compares work per core, which a "
+        "busy machine distorts less",
+    )
     parser.add_argument("--skip-silhouette", action="store_true", help="leave out both silhouette measurements")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {REPORT.path.relative_to(ROOT)}")
     args = parser.parse_args()
@@ -223,8 +289,10 @@ def main() -> None:
 
         lightning_eda.ml._parallel.MAX_THREADS = 1
         limits = threadpoolctl.threadpool_limits(limits=1)
-        say("single-thread mode: our pool, OpenMP and BLAS limited to one thread (the fresh-process measurements "
-            "still use the defaults)")
+        say(
+            "single-thread mode: our pool, OpenMP and BLAS limited to one thread (the fresh-process measurements "
+            "still use the defaults)"
+        )
     silhouette = sweep = rss = None
     with limits:
         say(environment())
@@ -233,8 +301,10 @@ def main() -> None:
         kmeans_rows = [bench_kmeans(n, 8, args.n_init, args.reps) for n in (100_000, 1_000_000)]
         if not args.skip_silhouette:
             say()
-            say("2. silhouette_sweep against sklearn.metrics.silhouette_score per k (median of %d, interleaved)"
-                % args.silhouette_reps)
+            say(
+                "2. silhouette_sweep against sklearn.metrics.silhouette_score per k (median of %d, interleaved)"
+                % args.silhouette_reps
+            )
             silhouette = bench_silhouette(20_000, range(2, 12), args.silhouette_reps)
     if not args.skip_memory:
         if not args.skip_silhouette:

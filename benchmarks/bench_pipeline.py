@@ -21,9 +21,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from _common import DEFAULT_GLM_DIR, Report, load_average, machine, real_granules, versions
 from dagster import DagsterEventType, materialize
 
-from _common import DEFAULT_GLM_DIR, Report, load_average, machine, real_granules, versions
 from lightning_eda.definitions import clustering_assets, ingest_assets
 from lightning_eda.orchestration.resources import build_resources
 from lightning_eda.testing.s3_server import LocalS3

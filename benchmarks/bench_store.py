@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from _common import DEFAULT_GLM_DIR, RESULTS_DIR, ROOT, Report, load_average, machine, real_granules, versions
+
 from lightning_eda.goes.layout import hour_prefix
 from lightning_eda.testing.synthetic_hour import bare_decode, make_hour
 
@@ -44,9 +45,7 @@ PRODUCT = "GLM-L2-LCFA"
 FIRST_HOUR = datetime(2019, 7, 1, 12)
 STEPS = ("extract", "transform", "load")
 # Settings the command reads: the benchmark sets its own and passes none of the caller's (nor any AWS_* variable).
-_OWN_VARIABLES = re.compile(
-    r"^(AWS_|GOES_|LIGHTNING_EDA_|S3_BUCKET$|PRODUCT$|BACKFILL_|DAGSTER_HOME$|AWS$)"
-)
+_OWN_VARIABLES = re.compile(r"^(AWS_|GOES_|LIGHTNING_EDA_|S3_BUCKET$|PRODUCT$|BACKFILL_|DAGSTER_HOME$|AWS$)")
 
 
 def code_state(rev: str | None) -> str:
@@ -54,21 +53,29 @@ def code_state(rev: str | None) -> str:
     if rev is not None:
         return f"code: lightning_eda/ as committed at {rev}"
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--", "lightning_eda"], cwd=ROOT,
-                                 capture_output=True, text=True, check=True).stdout.splitlines()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "lightning_eda"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         return "code: not a git checkout"
     return f"code: the working tree at {head}" + (
-        f" + uncommitted changes in {len(changed)} files of lightning_eda/" if changed else "")
+        f" + uncommitted changes in {len(changed)} files of lightning_eda/" if changed else ""
+    )
 
 
 def export_package(rev: str, dest: Path) -> str:
     """``lightning_eda/`` as committed at ``rev``, under ``dest``; returns the commit's short id."""
     dest.mkdir(parents=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     archive = subprocess.run(["git", "archive", commit, "lightning_eda"], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return commit
@@ -90,8 +97,9 @@ def build_mirror(real: list[Path], mirror: Path, hours: list[datetime]) -> list[
 def command_env(work: Path, name: str, mirror: Path, code: Path | None) -> tuple[dict, Path, Path]:
     data_dir, home = work / f"data_{name}", work / f"dagster_home_{name}"
     env = {k: v for k, v in os.environ.items() if not _OWN_VARIABLES.match(k)}
-    env.update(GOES_SOURCE_DIR=str(mirror), S3_BUCKET=BUCKET, LIGHTNING_EDA_DATA_DIR=str(data_dir),
-               DAGSTER_HOME=str(home))
+    env.update(
+        GOES_SOURCE_DIR=str(mirror), S3_BUCKET=BUCKET, LIGHTNING_EDA_DATA_DIR=str(data_dir), DAGSTER_HOME=str(home)
+    )
     if code is not None:  # ahead of the editable install (the command runs outside the project folder)
         env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env, data_dir, home
@@ -99,20 +107,29 @@ def command_env(work: Path, name: str, mirror: Path, code: Path | None) -> tuple
 
 def package_used(work: Path, env: dict) -> str:
     code = "import lightning_eda; print(lightning_eda.__file__)"
-    return subprocess.run([sys.executable, "-c", code], env=env, cwd=work, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=work, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
-def run_backfill(work: Path, name: str, mirror: Path, hours: list[datetime], code: Path | None,
-                 csv: bool = False) -> dict:
+def run_backfill(
+    work: Path, name: str, mirror: Path, hours: list[datetime], code: Path | None, csv: bool = False
+) -> dict:
     """One ``lightning-eda backfill`` in a fresh data folder and Dagster instance; its wall time and output."""
     env, data_dir, home = command_env(work, name, mirror, code)
     home.mkdir(parents=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # as `make dev` sets up .dagster_home
     if csv:
         env["LIGHTNING_EDA_CSV"] = "1"
-    command = [*cli_command(), "backfill", "--start", f"{hours[0]:%Y-%m-%dT%H}", "--end", f"{hours[-1]:%Y-%m-%dT%H}",
-               "--no-cluster"]
+    command = [
+        *cli_command(),
+        "backfill",
+        "--start",
+        f"{hours[0]:%Y-%m-%dT%H}",
+        "--end",
+        f"{hours[-1]:%Y-%m-%dT%H}",
+        "--no-cluster",
+    ]
     load_before = load_average()
     start = time.perf_counter()
     proc = subprocess.run(command, env=env, cwd=work, capture_output=True, text=True)
@@ -123,8 +140,15 @@ def run_backfill(work: Path, name: str, mirror: Path, hours: list[datetime], cod
     per_hour = [float(s) for s in re.findall(r"flashes in ([0-9.]+) s", proc.stdout)]
     if len(per_hour) != len(hours):
         raise RuntimeError(f"expected {len(hours)} loaded hours in the output:\n{proc.stdout}")
-    return {"wall": wall, "per_hour": per_hour, "data_dir": data_dir, "home": home, "stdout": proc.stdout,
-            "load_before": load_before, "load_after": load_average()}
+    return {
+        "wall": wall,
+        "per_hour": per_hour,
+        "data_dir": data_dir,
+        "home": home,
+        "stdout": proc.stdout,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
 
 
 def dagster_timings(home: Path) -> dict:
@@ -183,10 +207,15 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=2, help="repetitions of each side, interleaved (default 2)")
     parser.add_argument("--hours", type=int, default=6, help="synthetic hours of 180 granules (default 6)")
     parser.add_argument("--glm-dir", type=Path, default=DEFAULT_GLM_DIR)
-    parser.add_argument("--rev", help="measure lightning_eda/ as committed at this git revision (default: the "
-                        "working tree as it is)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "store.txt",
-                        help="results file (default benchmarks/results/store.txt)")
+    parser.add_argument(
+        "--rev", help="measure lightning_eda/ as committed at this git revision (default: the working tree as it is)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR / "store.txt",
+        help="results file (default benchmarks/results/store.txt)",
+    )
     args = parser.parse_args()
     real = real_granules(args.glm_dir)
     hours = [FIRST_HOUR + timedelta(hours=i) for i in range(args.hours)]
@@ -202,11 +231,15 @@ def main() -> int:
         mirror = work / "mirror"
         granules = build_mirror(real, mirror, hours)
         nc_bytes = sum(p.stat().st_size for p in granules)
-        report.say(f"mirror: {args.hours} hours × 180 = {len(granules)} granules, {nc_bytes / 1e6:.1f} MB, "
-                   f"{hours[0]:%Y-%m-%d %H}:00 .. {hours[-1]:%H}:00 UTC, {mirror}/{BUCKET}/{PRODUCT}/YYYY/DDD/HH/")
-        report.say(f"command: {' '.join(cli_command())} backfill --start {hours[0]:%Y-%m-%dT%H} "
-                   f"--end {hours[-1]:%Y-%m-%dT%H} --no-cluster  (GOES_SOURCE_DIR, S3_BUCKET={BUCKET}, "
-                   f"LIGHTNING_EDA_DATA_DIR and DAGSTER_HOME fresh per repetition, no AWS_* variables)")
+        report.say(
+            f"mirror: {args.hours} hours × 180 = {len(granules)} granules, {nc_bytes / 1e6:.1f} MB, "
+            f"{hours[0]:%Y-%m-%d %H}:00 .. {hours[-1]:%H}:00 UTC, {mirror}/{BUCKET}/{PRODUCT}/YYYY/DDD/HH/"
+        )
+        report.say(
+            f"command: {' '.join(cli_command())} backfill --start {hours[0]:%Y-%m-%dT%H} "
+            f"--end {hours[-1]:%Y-%m-%dT%H} --no-cluster  (GOES_SOURCE_DIR, S3_BUCKET={BUCKET}, "
+            f"LIGHTNING_EDA_DATA_DIR and DAGSTER_HOME fresh per repetition, no AWS_* variables)"
+        )
 
         bare, walls, rep_lines, timings, sizes = [], [], [], [], None
         for rep in range(args.reps):  # interleaved, order alternated: machine load drifts alike for both
@@ -252,7 +285,9 @@ def main() -> int:
         runs_sum = statistics.median(sum(t["runs"]) for t in timings)
         for step in STEPS:
             per = statistics.median(s for t in timings for s in t["steps"][step])
-            report.say(f"     {step:<34} {step_sums[step]:7.2f} s  ({per:5.2f} s an hour, {step_sums[step] / b:4.2f}× bare)")
+            report.say(
+                f"     {step:<34} {step_sums[step]:7.2f} s  ({per:5.2f} s an hour, {step_sums[step] / b:4.2f}× bare)"
+            )
         outside_steps = runs_sum - sum(step_sums.values())
         outside_runs = w - runs_sum
         report.say(

@@ -32,8 +32,9 @@ BENCHMARKS = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append",
-                        help="run only this benchmark (repeatable); default: all")
+    parser.add_argument(
+        "--only", choices=sorted(BENCHMARKS), action="append", help="run only this benchmark (repeatable); default: all"
+    )
     parser.add_argument("--glm-dir", help="real granules for the ingest benchmarks (default ../shared/data/glm)")
     parser.add_argument("--verbose", action="store_true", help="pass the benchmarks' standard error through")
     args = parser.parse_args()

@@ -42,8 +42,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from _common import DEFAULT_GLM_DIR, ROOT, Report, load_average, machine, real_granules, timed
+
 from lightning_eda.goes.granule import granule_to_csvs, read_granule
 from lightning_eda.ingest.decoding import default_workers, transform_granule, transform_granules
 from lightning_eda.ingest.hourly import files_table
@@ -53,12 +53,21 @@ from lightning_eda.testing.synthetic_hour import bare_decode, make_hour
 
 HOUR = datetime(2019, 7, 1, 18)  # as bench_pipeline.py (not imported: it is heavy, see the module notes)
 TABLES = {"flashes": "glm_flash", "groups": "glm_group", "events": "glm_event"}
-_DUCKDB_TYPES = {"string": "VARCHAR", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "double": "DOUBLE",
-                 "bool": "BOOLEAN", "timestamp[us]": "TIMESTAMP"}
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "double": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp[us]": "TIMESTAMP",
+}
 # The CSVs' columns in file order (source_file first), as the previous design's load declared them.
 CSV_COLUMNS = {
-    table: {f.name: _DUCKDB_TYPES[str(f.type.value_type if pa.types.is_dictionary(f.type) else f.type)]
-            for f in GLM_SCHEMAS[table]}
+    table: {
+        f.name: _DUCKDB_TYPES[str(f.type.value_type if pa.types.is_dictionary(f.type) else f.type)]
+        for f in GLM_SCHEMAS[table]
+    }
     for table in TABLES.values()
 }
 MAIN_MODULES = {  # what follows the interpreter on the command line
@@ -74,8 +83,9 @@ def write_parquet(granule, out_dir: Path) -> dict[str, Path]:
     source_file = granule.meta["source_file"]
     for table, frame in {"flashes": granule.flashes, "groups": granule.groups, "events": granule.events}.items():
         path = out_dir / f"{Path(source_file).stem}_{table}.parquet"
-        arrow = pa.Table.from_pandas(frame.assign(source_file=source_file)[["source_file", *frame.columns]],
-                                     preserve_index=False)
+        arrow = pa.Table.from_pandas(
+            frame.assign(source_file=source_file)[["source_file", *frame.columns]], preserve_index=False
+        )
         pq.write_table(arrow, path)
         paths[table] = path
     return paths
@@ -174,8 +184,11 @@ def main() -> int:
             for table, name in TABLES.items():
                 paths = [str(p) for p in files[table]]
                 if reader == "csv":
-                    con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_csv(?, header = true, columns = ?, "
-                                f"auto_detect = false)", [paths, CSV_COLUMNS[name]])
+                    con.execute(
+                        f"CREATE TABLE {name} AS SELECT * FROM read_csv(?, header = true, columns = ?, "
+                        f"auto_detect = false)",
+                        [paths, CSV_COLUMNS[name]],
+                    )
                 else:
                     con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet(?)", [paths])
             con.execute("CHECKPOINT")
@@ -191,8 +204,7 @@ def main() -> int:
                 walls[count].append(timed(lambda: transform_hour_granules(granules, work, count))[0])
         for count, values in walls.items():
             label = "one process" if count == 1 else f"{count} worker processes (spawn)"
-            report.say(f"   {label:<30} {statistics.median(values):6.2f} s  "
-                       f"({', '.join(f'{v:.2f}' for v in values)})")
+            report.say(f"   {label:<30} {statistics.median(values):6.2f} s  ({', '.join(f'{v:.2f}' for v in values)})")
     report.say("", "import time in a fresh interpreter (a spawn worker re-imports the parent's main module first):")
     for label, arguments in MAIN_MODULES.items():
         elapsed, _ = timed(lambda: subprocess.run([sys.executable, *arguments], check=True, capture_output=True))

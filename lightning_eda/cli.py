@@ -10,9 +10,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Optional, Sequence
 
 from lightning_eda import settings
 
@@ -41,7 +41,7 @@ def failure_message(result) -> str:
     return "the run failed (see the Dagster logs)"
 
 
-def instance_home(env: Optional[dict] = None) -> Path:
+def instance_home(env: dict | None = None) -> Path:
     """The Dagster instance folder: ``$DAGSTER_HOME``, else ``.dagster_home`` in the current folder.
 
     ``make dev`` uses the same default, so hours loaded from the terminal show as materialized in the UI.
@@ -139,8 +139,10 @@ def run_hour(config: settings.Settings, hour: datetime, *, verbose: bool = False
     """Ingest one hour, then cluster it and draw the plots."""
     from lightning_eda.orchestration.partitions import partition_key_for_hour
 
-    print(f"lightning-eda: {config.bucket}/{config.product} hour {hour:%Y-%m-%d %H}:00 UTC "
-          f"(partition {partition_key_for_hour(hour)})")
+    print(
+        f"lightning-eda: {config.bucket}/{config.product} hour {hour:%Y-%m-%d %H}:00 UTC "
+        f"(partition {partition_key_for_hour(hour)})"
+    )
     result = _ingest(hour, verbose)
     if not result.success:
         return _fail(failure_message(result), 1)
@@ -166,8 +168,10 @@ def backfill(config: settings.Settings, hours: list[datetime], *, force: bool, c
     from lightning_eda.store import catalog, database
 
     start, end = hours[0], hours[-1]
-    print(f"lightning-eda: backfill {config.bucket}/{config.product}, {len(hours)} hours "
-          f"{start:%Y-%m-%d %H}:00 .. {end:%Y-%m-%d %H}:00 UTC")
+    print(
+        f"lightning-eda: backfill {config.bucket}/{config.product}, {len(hours)} hours "
+        f"{start:%Y-%m-%d %H}:00 .. {end:%Y-%m-%d %H}:00 UTC"
+    )
     done = set()
     if not force:
         with catalog.connect_store(config.data_dir) as con:
@@ -186,8 +190,10 @@ def backfill(config: settings.Settings, hours: list[datetime], *, force: bool, c
             continue
         summary = _hour_summary(config, hour)
         incomplete += bool(summary["missing"])
-        print(f"{prefix} {summary['loaded']} granules ({summary['failed']} failed), {summary['flashes']} flashes "
-              f"in {time.monotonic() - began:.1f} s{_incomplete_note(summary)}")
+        print(
+            f"{prefix} {summary['loaded']} granules ({summary['failed']} failed), {summary['flashes']} flashes "
+            f"in {time.monotonic() - began:.1f} s{_incomplete_note(summary)}"
+        )
     if cluster and failures < len(hours):
         result = _cluster(start, len(hours), verbose)
         if not result.success:
@@ -213,16 +219,20 @@ def rebuild_database(config: settings.Settings) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lightning-eda", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="ingest, cluster and map the hour chosen by GOES_YEAR/GOES_DOY/GOES_HOUR")
     run.add_argument("--no-cluster", action="store_true", help="only extract, transform and load")
     fill = sub.add_parser("backfill", help="ingest every hour of a range (each once), then cluster the range")
-    fill.add_argument("--start", default=os.environ.get("BACKFILL_START", ""),
-                      help="first hour, e.g. 2018-07-02T04 or '2018-07-02 04:00' (env BACKFILL_START)")
-    fill.add_argument("--end", default=os.environ.get("BACKFILL_END", ""),
-                      help="last hour, included (env BACKFILL_END)")
+    fill.add_argument(
+        "--start",
+        default=os.environ.get("BACKFILL_START", ""),
+        help="first hour, e.g. 2018-07-02T04 or '2018-07-02 04:00' (env BACKFILL_START)",
+    )
+    fill.add_argument(
+        "--end", default=os.environ.get("BACKFILL_END", ""), help="last hour, included (env BACKFILL_END)"
+    )
     fill.add_argument("--force", action="store_true", help="decode and reload hours that are already complete")
     fill.add_argument("--no-cluster", action="store_true", help="skip clustering the range afterwards")
     for command in (run, fill):
@@ -245,6 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "rebuild-db":
         return rebuild_database(config)
     return backfill(config, hours, force=args.force, cluster=not args.no_cluster, verbose=args.verbose)
+
 
 if __name__ == "__main__":
     sys.exit(main())

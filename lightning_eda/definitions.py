@@ -8,8 +8,8 @@ from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silho
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.checks import all_checks
-from lightning_eda.orchestration.executors import executor_from_env
 from lightning_eda.orchestration.constants import CLUSTERING, DENSITY, EVALUATORS, INGESTOR, PREPROCESSOR
+from lightning_eda.orchestration.executors import executor_from_env
 from lightning_eda.orchestration.resources import resources_from_env
 from lightning_eda.orchestration.schedules import build_automation
 

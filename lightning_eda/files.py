@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO
 
 
 def atomic_write(
     path: str | os.PathLike[str],
     write: Callable[[BinaryIO], None],
     *,
-    expected_size: Optional[int] = None,
+    expected_size: int | None = None,
     size_error: Callable[[int], Exception] = lambda size: ValueError(f"wrote {size} bytes"),
     suffix: str = ".tmp",
 ) -> Path:

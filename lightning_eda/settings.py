@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Mapping, Optional
 
 from lightning_eda.utc import days_in_year, utc_now
 
@@ -58,7 +58,7 @@ def _parse_int(variable: str, raw: str, low: int, high: int, allowed: str) -> in
     return value
 
 
-def hour_from_parts(year: str, doy: str, hour: str, *, now: Optional[datetime] = None) -> datetime:
+def hour_from_parts(year: str, doy: str, hour: str, *, now: datetime | None = None) -> datetime:
     """The UTC hour named by GOES_YEAR, GOES_DOY (day of year) and GOES_HOUR, as a naive UTC datetime."""
     now = now or utc_now()
     y = _parse_int("GOES_YEAR", year, FIRST_GLM_YEAR, now.year, f"{FIRST_GLM_YEAR}..{now.year}")
@@ -73,13 +73,13 @@ def hour_from_parts(year: str, doy: str, hour: str, *, now: Optional[datetime] =
     return start
 
 
-def latest_complete_hour(now: Optional[datetime] = None, lag: timedelta = timedelta(minutes=0)) -> datetime:
+def latest_complete_hour(now: datetime | None = None, lag: timedelta = timedelta(minutes=0)) -> datetime:
     """The most recent UTC hour that has ended (``lag`` allows for NOAA's publication latency)."""
     now = (now or utc_now()) - lag
     return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
-def hour_from_env(env: Mapping[str, str], *, now: Optional[datetime] = None) -> datetime:
+def hour_from_env(env: Mapping[str, str], *, now: datetime | None = None) -> datetime:
     """GOES_YEAR/GOES_DOY/GOES_HOUR when all are set; the latest complete hour when none are."""
     names = ("GOES_YEAR", "GOES_DOY", "GOES_HOUR")
     given = {name: env.get(name, "").strip() for name in names}
@@ -99,12 +99,12 @@ class Settings:
     bucket: str
     product: str
     data_dir: Path
-    source_dir: Optional[Path]
+    source_dir: Path | None
     write_csv: bool = False
     keep_raw: bool = True
 
     @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         values = env_values(env)
         return cls(
             bucket=validate_bucket(values["bucket"]),
@@ -115,7 +115,7 @@ class Settings:
         )
 
 
-def env_values(env: Optional[Mapping[str, str]] = None) -> dict[str, Optional[str]]:
+def env_values(env: Mapping[str, str] | None = None) -> dict[str, str | None]:
     """The raw settings with their defaults, not yet validated (the code location must load even when one is bad)."""
     env = os.environ if env is None else env
     return {
@@ -133,7 +133,7 @@ FLAG_VARIABLES = {"write_csv": "LIGHTNING_EDA_CSV", "keep_raw": "LIGHTNING_EDA_K
 
 
 def env_flags(
-    values: Mapping[str, Optional[str]], on_error: Optional[Callable[[ConfigError], None]] = None
+    values: Mapping[str, str | None], on_error: Callable[[ConfigError], None] | None = None
 ) -> dict[str, bool]:
     """The yes/no settings of :func:`env_values`; a bad one raises, or with ``on_error`` is reported and left out."""
     flags = {}
@@ -158,7 +158,7 @@ def parse_flag(variable: str, raw: str) -> bool:
     return value
 
 
-def validate_source_dir(source_dir: Optional[str]) -> Optional[Path]:
+def validate_source_dir(source_dir: str | None) -> Path | None:
     if source_dir is None:
         return None
     if not Path(source_dir).is_dir():
@@ -185,7 +185,7 @@ def parse_hour(text: str, variable: str = "window_start") -> datetime:
 MAX_BACKFILL_HOURS = 24 * 366
 
 
-def hour_range(start: datetime, end: datetime, *, now: Optional[datetime] = None) -> list[datetime]:
+def hour_range(start: datetime, end: datetime, *, now: datetime | None = None) -> list[datetime]:
     """Every hour from start to end, both included; each must be a complete hour of the GLM era."""
     now = now or utc_now()
     if start.year < FIRST_GLM_YEAR:

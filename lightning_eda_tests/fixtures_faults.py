@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from reliability_helpers import HOUR_2019, SAMPLE_COUNTS, crash_states, random_tables, synthetic
 
 from lightning_eda.testing import lcfa_factory
 from lightning_eda.testing.faulty_s3 import FaultyS3
 from lightning_eda.testing.real_minute import FIRST_THREE, HOUR_2018
-from reliability_helpers import HOUR_2019, SAMPLE_COUNTS, crash_states, random_tables, synthetic
 
 
 @pytest.fixture
@@ -62,8 +62,6 @@ def bad_hour(s3, real_granules, tmp_path_factory):
     s3.put_granule(bucket, body, name=name)
     good[name] = SAMPLE_COUNTS
     return {"bucket": bucket, "bad": bad, "good": good, "real": real}
-
-
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 from dagster import DagsterInstance, materialize
-
 from ingest_runs import resources_for
+
 from lightning_eda.definitions import ingest_assets
 from lightning_eda.orchestration.assets.clustering import cluster_map, kmeans_cluster, storm_flash_rate
 from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silhouette_evaluator
-from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
+from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.checks import all_checks
 from lightning_eda.testing.real_minute import BUCKET, KEY_2018, serve_2018_minute
 
@@ -42,8 +42,9 @@ def scheduled_hour(s3, real_granules, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
     instance = DagsterInstance.ephemeral()
     tags = {"dagster/schedule_name": "hourly_ingest"}
-    result = materialize(ingest_assets, partition_key=KEY_2018, resources=resources_for(data_dir), instance=instance,
-                         tags=tags)
+    result = materialize(
+        ingest_assets, partition_key=KEY_2018, resources=resources_for(data_dir), instance=instance, tags=tags
+    )
     assert result.success
     yield data_dir, instance, result
     instance.dispose()
@@ -55,8 +56,12 @@ def pipeline(s3, real_granules, tmp_path_factory):
     serve_2018_minute(s3, real_granules)
     data_dir = tmp_path_factory.mktemp("data")
     resources = resources_for(data_dir)
-    ingest = materialize([extract, transform, load, *all_checks], partition_key=KEY_2018, resources=resources,
-                         selection=[extract, transform, load])
+    ingest = materialize(
+        [extract, transform, load, *all_checks],
+        partition_key=KEY_2018,
+        resources=resources,
+        selection=[extract, transform, load],
+    )
     assert ingest.success
     run_config = {
         "ops": {

@@ -38,7 +38,9 @@ def con(tmp_path):
             "INSERT INTO glm_group VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-14, 1e8, false, 0)",
             [flash_id * 10, flash_id, t],
         )
-        connection.execute("INSERT INTO glm_event VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-15)", [flash_id * 100, flash_id * 10, t])
+        connection.execute(
+            "INSERT INTO glm_event VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-15)", [flash_id * 100, flash_id * 10, t]
+        )
     yield connection
     connection.close()
 
@@ -50,6 +52,8 @@ def clustered(con):
         "CREATE TABLE flash_features AS SELECT * FROM (VALUES ('g1.nc', 1, -1.0::DOUBLE, 1.0::DOUBLE), ('g1.nc', 2, 1.0, -1.0), "
         "('g1.nc', 3, -1.0, -1.0), ('g1.nc', 4, 1.0, 1.0)) t(source_file, flash_id, f_x, f_y)"
     )
-    con.execute("CREATE TABLE flash_cluster AS SELECT source_file, flash_id, flash_id % 2 AS cluster FROM flash_features")
+    con.execute(
+        "CREATE TABLE flash_cluster AS SELECT source_file, flash_id, flash_id % 2 AS cluster FROM flash_features"
+    )
     con.execute("CREATE TABLE cluster_summary AS SELECT * FROM (VALUES (0, 2), (1, 2)) t(cluster, n_flashes)")
     return con

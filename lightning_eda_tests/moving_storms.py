@@ -107,8 +107,19 @@ def _scene_cells(start: pd.Timestamp, rng: np.random.Generator, x_offset: float)
     slots = [(x, y) for y in (-300.0, -100.0, 100.0, 300.0) for x in (-600.0, -200.0, 200.0)][:10]
     for number, ((x0, y0), rate) in enumerate(zip(slots, rng.permutation(rates))):
         speed, bearing = rng.uniform(5.0, 25.0), np.radians(rng.uniform(70.0, 110.0))
-        cells.append(Cell(number, start, end, x0, y0, speed * np.sin(bearing), speed * np.cos(bearing),
-                          rng.uniform(3.0, 7.0), float(rate)))
+        cells.append(
+            Cell(
+                number,
+                start,
+                end,
+                x0,
+                y0,
+                speed * np.sin(bearing),
+                speed * np.cos(bearing),
+                rng.uniform(3.0, 7.0),
+                float(rate),
+            )
+        )
 
     split_at = start + pd.Timedelta(minutes=50)
     parent = Cell(10, start, split_at, -600.0, 500.0, 12.0, 0.0, 5.0, 30.0)
@@ -124,7 +135,11 @@ def _scene_cells(start: pd.Timestamp, rng: np.random.Generator, x_offset: float)
     before = (merge_at - start).total_seconds() / 1000.0
     big = Cell(12, start, merge_at, meet_x - 15.0 * before, meet_y - 6.0 * before, 15.0, 6.0, 5.0, 20.0)
     small = Cell(13, start, merge_at, meet_x - 10.0 * before, meet_y + 8.0 * before, 10.0, -8.0, 4.0, 10.0)
-    cells += [big, small, Cell(12, merge_at, end, meet_x, meet_y, (2 * 15.0 + 10.0) / 3, (2 * 6.0 - 8.0) / 3, 6.0, 30.0)]
+    cells += [
+        big,
+        small,
+        Cell(12, merge_at, end, meet_x, meet_y, (2 * 15.0 + 10.0) / 3, (2 * 6.0 - 8.0) / 3, 6.0, 30.0),
+    ]
 
     jump_at = start + pd.Timedelta(minutes=64)
     cells.append(Cell(14, start + pd.Timedelta(minutes=44), end, 0.0, -500.0, 10.0, 3.0, 5.0, 15.0, jump_at=jump_at))
@@ -136,8 +151,14 @@ def _scene_flashes(cells: list[Cell], start: pd.Timestamp, rng: np.random.Genera
     parts = [_cell_flashes(cell, rng) for cell in cells]
     n_noise = 20 * 120
     noise_t = start + pd.to_timedelta(np.sort(rng.uniform(0, 7200, n_noise)), unit="s")
-    parts.append((noise_t, x_offset + rng.uniform(-800, 800, n_noise), rng.uniform(-600, 700, n_noise),
-                  np.full(n_noise, NOISE_CELL)))
+    parts.append(
+        (
+            noise_t,
+            x_offset + rng.uniform(-800, 800, n_noise),
+            rng.uniform(-600, 700, n_noise),
+            np.full(n_noise, NOISE_CELL),
+        )
+    )
     return parts
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from dagster import materialize
-
 from ingest_runs import resources_for
+
+from lightning_eda.goes.layout import hour_prefix
 from lightning_eda.ingest import decoding, hourly
 from lightning_eda.ingest.archive import ExtractReport
-from lightning_eda.goes.layout import hour_prefix
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.store import catalog
 from lightning_eda.store.parquet_store import ParquetStore
@@ -109,17 +109,29 @@ def random_tables(rng: np.random.Generator, n_flashes: int, groups_per_flash: in
     g_lat, g_lon = lat[g_flash] + rng.normal(0, 0.02, n_groups), lon[g_flash] + rng.normal(0, 0.02, n_groups)
     return {
         "flashes": {
-            "flash_id": flash_id, "time_start": start, "time_end": start + 0.3, "lat": lat, "lon": lon,
-            "energy": rng.uniform(1e-14, 1e-12, n_flashes), "area": rng.uniform(1e9, 5e9, n_flashes),
+            "flash_id": flash_id,
+            "time_start": start,
+            "time_end": start + 0.3,
+            "lat": lat,
+            "lon": lon,
+            "energy": rng.uniform(1e-14, 1e-12, n_flashes),
+            "area": rng.uniform(1e9, 5e9, n_flashes),
             "quality_flag": np.zeros(n_flashes, dtype=int),
         },
         "groups": {
-            "group_id": group_id, "parent_flash_id": flash_id[g_flash], "time": g_time, "lat": g_lat, "lon": g_lon,
-            "energy": rng.uniform(1e-15, 1e-13, n_groups), "area": rng.uniform(3e8, 9e8, n_groups),
+            "group_id": group_id,
+            "parent_flash_id": flash_id[g_flash],
+            "time": g_time,
+            "lat": g_lat,
+            "lon": g_lon,
+            "energy": rng.uniform(1e-15, 1e-13, n_groups),
+            "area": rng.uniform(3e8, 9e8, n_groups),
             "quality_flag": np.zeros(n_groups, dtype=int),
         },
         "events": {
-            "event_id": event_id, "parent_group_id": group_id[e_group], "time": g_time[e_group],
+            "event_id": event_id,
+            "parent_group_id": group_id[e_group],
+            "time": g_time[e_group],
             "lat": g_lat[e_group] + rng.normal(0, 0.01, n_events),
             "lon": g_lon[e_group] + rng.normal(0, 0.01, n_events),
             "energy": rng.uniform(3e-16, 1e-14, n_events),
@@ -129,7 +141,6 @@ def random_tables(rng: np.random.Generator, n_flashes: int, groups_per_flash: in
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
 
 
 def assert_hour_loaded_exactly_once(db: Path, data_dir: Path, bucket: str, counts: dict, bodies: dict) -> None:
@@ -167,7 +178,10 @@ def start_child(script: str, *args: str) -> subprocess.Popen:
     path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen(
         [sys.executable, "-c", script, *args],
-        cwd=PROJECT_DIR, env={**os.environ, "PYTHONPATH": path}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=PROJECT_DIR,
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
 
@@ -195,7 +209,6 @@ def crash_states(folder: Path) -> dict[str, dict[str, bytes]]:
     a = dict(synthetic(folder, HOUR_2019 + timedelta(seconds=20 * i)) for i in range(2))
     big = synthetic(folder, HOUR_2019 + timedelta(seconds=40), **random_tables(rng, 3000))
     return {"A": a, "B": {**a, big[0]: big[1]}}
-
 
 
 def decoded_state(granules: dict[str, bytes], folder: Path) -> dict:

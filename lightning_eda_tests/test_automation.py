@@ -15,11 +15,11 @@ from dagster import (
     build_schedule_context,
     materialize,
 )
+from ingest_runs import resources_for
 
-from lightning_eda.store import database
 from lightning_eda.definitions import clustering_assets, defs, ingest_assets
 from lightning_eda.orchestration.schedules import REVISIT_TAG
-from ingest_runs import resources_for
+from lightning_eda.store import database
 from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
 
 
@@ -95,7 +95,8 @@ def test_a_revisited_hour_is_not_reclustered(s3, real_granules, tmp_path):
     serve_2018_minute(s3, real_granules)
     instance = DagsterInstance.ephemeral()
     tags = {"dagster/schedule_name": "hourly_ingest", REVISIT_TAG: "true"}
-    result = materialize(ingest_assets, partition_key=KEY_2018, resources=resources_for(tmp_path), instance=instance,
-                         tags=tags)
+    result = materialize(
+        ingest_assets, partition_key=KEY_2018, resources=resources_for(tmp_path), instance=instance, tags=tags
+    )
     assert result.success
     assert isinstance(_sensor_output(instance, result), SkipReason)

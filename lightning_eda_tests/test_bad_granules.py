@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from dagster import DagsterInstance
+from reliability_helpers import HOUR_2019, KEY_2019, files_by_status, meta, rows, rows_per_file, run, run_messages
 
 from lightning_eda.cli import failure_message
 from lightning_eda.testing import lcfa_factory
 from lightning_eda.testing.real_minute import FIRST_THREE, KEY_2018
-from reliability_helpers import HOUR_2019, KEY_2019, files_by_status, meta, rows, rows_per_file, run, run_messages
 
 
 def test_bad_granules_are_recorded_as_failed_and_the_good_ones_load(bad_hour, s3, tmp_path):

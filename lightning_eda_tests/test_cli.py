@@ -25,9 +25,7 @@ def lightning_eda(env: dict, cwd: Path) -> subprocess.CompletedProcess:
     base.pop("DAGSTER_HOME", None)
     script = shutil.which("lightning-eda", path=str(Path(sys.executable).parent))
     command = [script] if script else [sys.executable, "-m", "lightning_eda.cli"]
-    return subprocess.run(
-        command + ["run"], env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run(command + ["run"], env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -123,7 +121,9 @@ def test_backfill_loads_each_hour_once_and_resumes(s3, tmp_path):
 
     for slot in range(2):  # hour 01 gets published late
         start = datetime(2023, 6, 1, 1, 30) + timedelta(seconds=20 * slot)
-        s3.put_granule(bucket, write_lcfa(made / lcfa_name("G16", start), platform="G16", start=start, **sample_tables()))
+        s3.put_granule(
+            bucket, write_lcfa(made / lcfa_name("G16", start), platform="G16", start=start, **sample_tables())
+        )
     second = _backfill(env, tmp_path, "--start", "2023-06-01T00", "--end", "2023-06-01T02", "--no-cluster")
     assert second.returncode == 0, second.stderr
     assert "[1/3] 2023-06-01 00:00 already loaded, skipped" in second.stdout

@@ -8,9 +8,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from lightning_eda.store import database
-from lightning_eda.orchestration.checks import all_checks
 from lightning_eda.ml import kmeans, silhouette_score
+from lightning_eda.orchestration.checks import all_checks
+from lightning_eda.store import database
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,7 +30,9 @@ def test_features_cover_the_window_and_map_back(pipeline):
 
 def test_evaluation_table_and_chosen_k(pipeline):
     data_dir, result, _ = pipeline
-    evaluation = rows(data_dir, "SELECT k, inertia, silhouette, silhouette_sample_size FROM cluster_evaluation ORDER BY k")
+    evaluation = rows(
+        data_dir, "SELECT k, inertia, silhouette, silhouette_sample_size FROM cluster_evaluation ORDER BY k"
+    )
     assert [r[0] for r in evaluation] == list(range(1, 9))
     inertias = [r[1] for r in evaluation]
     assert all(a >= b * 0.999 for a, b in zip(inertias, inertias[1:]))  # more clusters never fit worse
@@ -50,8 +52,14 @@ def test_clusters_are_consistent_with_a_refit(pipeline):
     k = result.asset_materializations_for_node("kmeans_cluster")[0].metadata["k"].value
     features = np.array(rows(data_dir, "SELECT f_x, f_y FROM flash_features ORDER BY row_id"))
     labels = np.array(
-        [r[0] for r in rows(data_dir, "SELECT c.cluster FROM flash_features f JOIN flash_cluster c "
-                                      "USING (source_file, flash_id) ORDER BY f.row_id")]
+        [
+            r[0]
+            for r in rows(
+                data_dir,
+                "SELECT c.cluster FROM flash_features f JOIN flash_cluster c "
+                "USING (source_file, flash_id) ORDER BY f.row_id",
+            )
+        ]
     )
     assert len(labels) == len(features) and set(labels) == set(range(k))
     summary = rows(data_dir, "SELECT cluster, lat, lon, n_flashes, total_energy FROM cluster_summary ORDER BY cluster")
@@ -80,8 +88,11 @@ def test_plots_are_pngs_on_disk_and_in_the_ui_metadata(pipeline):
 
 def test_the_summary_describes_each_storm(pipeline):
     data_dir, result, _ = pipeline
-    stats = rows(data_dir, "SELECT cluster, n_flashes, time_start, time_end, flash_rate, mean_energy, median_energy, "
-                           "mean_area, median_area, extent_km, duration_min, n_jumps FROM cluster_summary")
+    stats = rows(
+        data_dir,
+        "SELECT cluster, n_flashes, time_start, time_end, flash_rate, mean_energy, median_energy, "
+        "mean_area, median_area, extent_km, duration_min, n_jumps FROM cluster_summary",
+    )
     for cluster, n, start, end, rate, mean_e, median_e, mean_a, median_a, extent, duration, jumps in stats:
         assert duration == pytest.approx((end - start).total_seconds() / 60)
         assert rate == pytest.approx(n / max(duration, 1.0))
@@ -137,14 +148,29 @@ def test_the_analysis_store_owns_its_files_and_a_new_window_drops_the_old_fits(t
 
     analyses = AnalysisStore(ParquetStore(tmp_path))
     assert analyses.plots_dir == tmp_path / "plots" and analyses.fits_path.parent == tmp_path / "store" / "analysis"
-    flashes = pd.DataFrame({
-        "source_file": ["a.nc"] * 3, "flash_id": [1, 2, 3], "lat": [10.0, 10.5, 11.0], "lon": [-60.0, -60.5, -61.0],
-        "time_start": pd.to_datetime(["2018-07-02 04:00:01"] * 3), "time_end": pd.to_datetime(["2018-07-02 04:00:02"] * 3),
-        "energy": [1e-15] * 3, "quality_flag": [0] * 3, "area": [1e8] * 3,
-    })
+    flashes = pd.DataFrame(
+        {
+            "source_file": ["a.nc"] * 3,
+            "flash_id": [1, 2, 3],
+            "lat": [10.0, 10.5, 11.0],
+            "lon": [-60.0, -60.5, -61.0],
+            "time_start": pd.to_datetime(["2018-07-02 04:00:01"] * 3),
+            "time_end": pd.to_datetime(["2018-07-02 04:00:02"] * 3),
+            "energy": [1e-15] * 3,
+            "quality_flag": [0] * 3,
+            "area": [1e8] * 3,
+        }
+    )
     result = preprocess(flashes)
-    window = AnalysisWindow("noaa-goes16", datetime(2018, 7, 2, 4), datetime(2018, 7, 2, 5), result.transform,
-                            n_input=3, n_features=3, dropped=result.dropped)
+    window = AnalysisWindow(
+        "noaa-goes16",
+        datetime(2018, 7, 2, 4),
+        datetime(2018, 7, 2, 5),
+        result.transform,
+        n_input=3,
+        n_features=3,
+        dropped=result.dropped,
+    )
     analyses.fits_path.parent.mkdir(parents=True, exist_ok=True)
     analyses.fits_path.write_bytes(b"fits of the previous features")
     analyses.write_window(window, result.features)

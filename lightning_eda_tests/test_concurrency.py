@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 from lightning_eda.store import database
+from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
 PROJECT = Path(__file__).resolve().parents[1]
 BUCKET = "noaa-goes16"
@@ -80,16 +80,21 @@ def test_partitions_launched_together_load_at_the_same_time_and_each_hour_lands_
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", RUN_ONE_PARTITION, hour.strftime("%Y-%m-%d-%H:%M"), str(barrier), str(len(HOURS))],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for hour in HOURS
     ]
     outputs = [p.communicate(timeout=600)[0] for p in processes]
     assert [p.returncode for p in processes] == [0] * len(HOURS), "\n".join(o[-3000:] for o in outputs)
 
-
     with database.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as con:
-        per_hour = dict(con.execute("SELECT hour, count(*) FROM glm_file WHERE status = 'loaded' GROUP BY 1").fetchall())
+        per_hour = dict(
+            con.execute("SELECT hour, count(*) FROM glm_file WHERE status = 'loaded' GROUP BY 1").fetchall()
+        )
         flashes = con.execute("SELECT count(*), count(DISTINCT (source_file, flash_id)) FROM glm_flash").fetchone()
     assert per_hour == {hour: 4 for hour in HOURS}
     assert flashes == (2 * 4 * len(HOURS),) * 2

@@ -7,11 +7,10 @@ import uuid
 
 import pytest
 from dagster import DagsterInstance
+from reliability_helpers import HOUR_2019, KEY_2019, files_by_status, run, run_messages, synthetic
 
 from lightning_eda.cli import failure_message
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
-from reliability_helpers import HOUR_2019, KEY_2019, files_by_status, run, run_messages, synthetic
-
 
 DUMMY_KEY_ID = "AKIARELIABILITYDUMMY7"
 DUMMY_SECRET = "reliability-dummy-secret-Zq8wX"
@@ -37,8 +36,16 @@ ALL_THREE = (extract, transform, load)
         ((load,), {"bucket": "../../escape"}, "S3_BUCKET"),
         ((load,), {"bucket": "noaa-goes16", "product": "../../etc"}, "PRODUCT"),
     ],
-    ids=["bucket-case", "bucket-dotdot", "bucket-short", "product", "transform-bucket", "transform-product",
-         "load-bucket", "load-product"],
+    ids=[
+        "bucket-case",
+        "bucket-dotdot",
+        "bucket-short",
+        "product",
+        "transform-bucket",
+        "transform-product",
+        "load-bucket",
+        "load-product",
+    ],
 )
 def test_malformed_config_fails_before_any_request_or_write(proxy, tmp_path, archive, variable, assets):
     data_dir = tmp_path / "a" / "b" / "data"

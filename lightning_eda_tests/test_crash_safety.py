@@ -10,15 +10,26 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from reliability_helpers import (
+    HOUR_2019,
+    KEY_2019,
+    PRODUCT,
+    SAMPLE_COUNTS,
+    decoded_state,
+    rows,
+    rows_per_file,
+    run,
+    snapshot,
+    stage_and_load,
+    start_child,
+    synthetic,
+    wait_for_line,
+)
 
 from lightning_eda.cli import failure_message
 from lightning_eda.ingest import hourly
 from lightning_eda.store import catalog
 from lightning_eda.store.parquet_store import ParquetStore
-from reliability_helpers import (
-    HOUR_2019, KEY_2019, PRODUCT, SAMPLE_COUNTS, decoded_state, rows, rows_per_file, run, snapshot, stage_and_load,
-    start_child, synthetic, wait_for_line
-)
 
 # Child-process code: a loader that stages an hour then commits it, forever, alternating between two states of the
 # hour; with "hang-before" it stops just before the commit's rename, with "hang-after" just after it (before the
@@ -43,7 +54,9 @@ def install_hang(mode):
         parquet_store._fsync_dir = hang
 """
 
-CHILD_LOOP = CHILD_LOAD + """
+CHILD_LOOP = (
+    CHILD_LOAD
+    + """
 from reliability_helpers import crash_states, stage_and_load
 mode, data_dir, bucket, folder = sys.argv[1:]
 install_hang(mode)
@@ -54,6 +67,7 @@ while True:
     print("COMMITTED", i, flush=True)
     i += 1
 """
+)
 
 
 B_COUNTS = [SAMPLE_COUNTS, SAMPLE_COUNTS, (3000, 9000, 36000)]
@@ -69,7 +83,9 @@ def test_a_first_load_killed_at_its_commit_leaves_the_hour_absent_or_whole(crash
         # meanwhile the next hour loads beside it: partitions never wait for each other
         later = HOUR_2019 + timedelta(hours=1)
         stage_and_load(tmp_path, bucket, dict([synthetic(tmp_path / "later", later)]), later)
-        assert rows(tmp_path / "glm.duckdb", "SELECT hour, loaded FROM glm_hour WHERE hour = ?", [later]) == [(later, 1)]
+        assert rows(tmp_path / "glm.duckdb", "SELECT hour, loaded FROM glm_hour WHERE hour = ?", [later]) == [
+            (later, 1)
+        ]
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
@@ -110,7 +126,9 @@ def test_kills_at_any_moment_of_repeated_loads_leave_one_whole_state(crash_granu
     assert snapshot(db) == states["B"]
 
 
-CHILD_RUN = CHILD_LOAD + """
+CHILD_RUN = (
+    CHILD_LOAD
+    + """
 from dagster import materialize
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.resources import build_resources
@@ -119,6 +137,7 @@ bucket, data_dir, key = sys.argv[1:4]
 install_hang("hang-before")
 materialize([extract, transform, load], partition_key=key, resources=build_resources(data_dir, bucket=bucket))
 """
+)
 
 
 @pytest.mark.slow
@@ -190,10 +209,12 @@ def test_a_reader_sees_each_hour_entirely_old_or_entirely_new_while_it_is_replac
     def read():
         with catalog.connect_store(tmp_path) as con:
             while not stop.is_set():
-                seen.add(con.execute(
-                    "SELECT (SELECT count(*) FROM glm_file), (SELECT count(*) FROM glm_flash), "
-                    "(SELECT count(*) FROM glm_group), (SELECT count(*) FROM glm_event)"
-                ).fetchall()[0])
+                seen.add(
+                    con.execute(
+                        "SELECT (SELECT count(*) FROM glm_file), (SELECT count(*) FROM glm_flash), "
+                        "(SELECT count(*) FROM glm_group), (SELECT count(*) FROM glm_event)"
+                    ).fetchall()[0]
+                )
 
     reader = threading.Thread(target=read)
     reader.start()

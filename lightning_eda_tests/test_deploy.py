@@ -33,11 +33,14 @@ def test_the_default_executor_is_dagsters_own():
     assert executor_from_env({"LIGHTNING_EDA_EXECUTOR": "multiprocess"}) is None
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"LIGHTNING_EDA_EXECUTOR": "spark"}, "is not an executor: use one of multiprocess, celery"),
-    ({"LIGHTNING_EDA_EXECUTOR": "celery"}, "needs LIGHTNING_EDA_CELERY_BROKER"),
-    ({**CELERY_ENV, "LIGHTNING_EDA_CELERY_BACKEND": " "}, "needs LIGHTNING_EDA_CELERY_BACKEND"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"LIGHTNING_EDA_EXECUTOR": "spark"}, "is not an executor: use one of multiprocess, celery"),
+        ({"LIGHTNING_EDA_EXECUTOR": "celery"}, "needs LIGHTNING_EDA_CELERY_BROKER"),
+        ({**CELERY_ENV, "LIGHTNING_EDA_CELERY_BACKEND": " "}, "needs LIGHTNING_EDA_CELERY_BACKEND"),
+    ],
+)
 def test_a_bad_executor_setting_is_a_clear_error(env, message):
     with pytest.raises(ConfigError, match=message):
         executor_from_env(env)
@@ -55,8 +58,13 @@ def test_celery_executor_from_the_environment():
 
 def test_the_deployment_instance_config_is_valid(monkeypatch):
     # the values come from the environment on each machine (README, "Outgrowing one machine")
-    for name, value in {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USERNAME": "dagster",
-                        "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "dagster"}.items():
+    for name, value in {
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": "5432",
+        "DAGSTER_PG_USERNAME": "dagster",
+        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_DB": "dagster",
+    }.items():
         monkeypatch.setenv(name, value)
     from dagster._config import process_config
     from dagster._core.instance.config import dagster_instance_config_schema

@@ -266,15 +266,27 @@ def test_the_window_survives_its_row_as_the_store_gives_it_back():
 
     transform = FeatureTransform.fit(np.array([10.0, 12.0, 15.0]), np.array([-60.0, -58.0, -55.0]))
     window = AnalysisWindow(
-        bucket="noaa-goes16", start=datetime(2018, 7, 2, 4), end=datetime(2018, 7, 2, 6), transform=transform,
-        box=LatLonBox(0.0, 20.0, 170.0, -170.0), time_weight_km_per_min=5.0, n_input=10, n_features=7,
+        bucket="noaa-goes16",
+        start=datetime(2018, 7, 2, 4),
+        end=datetime(2018, 7, 2, 6),
+        transform=transform,
+        box=LatLonBox(0.0, 20.0, 170.0, -170.0),
+        time_weight_km_per_min=5.0,
+        n_input=10,
+        n_features=7,
         dropped={"outside_box": 2, "duplicate": 1},
     )
     row = window.to_row()
     assert json.loads(row["box"]) == {"lat_min": 0.0, "lat_max": 20.0, "lon_min": 170.0, "lon_max": -170.0}
     # what DuckDB's DataFrame gives back: pandas timestamps, NumPy numbers
-    stored = {**row, "window_start": pd.Timestamp(row["window_start"]), "window_end": pd.Timestamp(row["window_end"]),
-              "n_input": np.int64(10), "n_features": np.int64(7), "time_weight_km_per_min": np.float64(5.0)}
+    stored = {
+        **row,
+        "window_start": pd.Timestamp(row["window_start"]),
+        "window_end": pd.Timestamp(row["window_end"]),
+        "n_input": np.int64(10),
+        "n_features": np.int64(7),
+        "time_weight_km_per_min": np.float64(5.0),
+    }
     assert AnalysisWindow.from_row(stored) == window
     assert window.extent == (170.0, -170.0, 0.0, 20.0)
     assert window.text == "2018-07-02 04:00 – 2018-07-02 06:00 UTC" and window.title.endswith("· noaa-goes16")

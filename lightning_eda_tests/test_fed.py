@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lightning_eda.analysis.fed import FlashExtentDensity, flash_cells
 from lightning_eda.analysis.features import FeatureTransform, laea_inverse
+from lightning_eda.analysis.fed import FlashExtentDensity, flash_cells
 
 CENTRE = FeatureTransform(lat0=30.0, lon0=-90.0, x_mean=0.0, y_mean=0.0, x_std=1.0, y_std=1.0)
 
@@ -27,8 +27,13 @@ def planted() -> tuple[pd.DataFrame, pd.DataFrame]:
         {"source_file": ["g1", "g1", "g1", "g2"], "group_id": [10, 11, 20, 10], "parent_flash_id": [1, 1, 2, 1]}
     )
     points = [
-        ("g1", 10, 2.0, 3.0), ("g1", 10, 5.0, 5.0), ("g1", 11, 9.0, 1.0), ("g1", 11, 15.0, 2.0),
-        ("g1", 20, 4.0, 4.0), ("g1", 99, 4.0, 4.0), ("g2", 10, 1.0, 1.0),
+        ("g1", 10, 2.0, 3.0),
+        ("g1", 10, 5.0, 5.0),
+        ("g1", 11, 9.0, 1.0),
+        ("g1", 11, 15.0, 2.0),
+        ("g1", 20, 4.0, 4.0),
+        ("g1", 99, 4.0, 4.0),
+        ("g2", 10, 1.0, 1.0),
     ]
     rows = [(f, g, *at_km(x, y)) for f, g, x, y in points]
     events = pd.DataFrame(rows, columns=["source_file", "parent_group_id", "lat", "lon"])
@@ -58,7 +63,9 @@ def test_a_flash_counts_once_per_cell_its_events_touch():
     fed = FlashExtentDensity(CENTRE, cell_km=10.0)
     fed.add(events, groups)
     table = fed.table()
-    got = {(round(x / 10 - 0.5), round(y / 10 - 0.5)): n for x, y, n in table[["x_km", "y_km", "flash_count"]].to_numpy()}
+    got = {
+        (round(x / 10 - 0.5), round(y / 10 - 0.5)): n for x, y, n in table[["x_km", "y_km", "flash_count"]].to_numpy()
+    }
     # cell (0,0): g1 flash 1, g1 flash 2, g2 flash 1; cell (1,0): g1 flash 1; the orphan counts nowhere
     assert got == {(0, 0): 3, (1, 0): 1}
     assert got == independent_count(events, groups, 10.0)
@@ -72,13 +79,28 @@ def test_random_storms_match_the_independent_count_and_chunks_add_up(cell_km):
     groups, events = [], []
     for granule in ("g1", "g2", "g3"):
         n_groups = 400
-        groups.append(pd.DataFrame({"source_file": granule, "group_id": np.arange(n_groups),
-                                    "parent_flash_id": rng.integers(0, 60, n_groups)}))
+        groups.append(
+            pd.DataFrame(
+                {
+                    "source_file": granule,
+                    "group_id": np.arange(n_groups),
+                    "parent_flash_id": rng.integers(0, 60, n_groups),
+                }
+            )
+        )
         centre = rng.uniform(-200, 200, 2)
         xy = centre + rng.normal(0, 30, (3000, 2))
         lat, lon = laea_inverse(xy[:, 0], xy[:, 1], CENTRE.lat0, CENTRE.lon0)
-        events.append(pd.DataFrame({"source_file": granule, "parent_group_id": rng.integers(0, n_groups + 20, 3000),
-                                    "lat": lat, "lon": lon}))
+        events.append(
+            pd.DataFrame(
+                {
+                    "source_file": granule,
+                    "parent_group_id": rng.integers(0, n_groups + 20, 3000),
+                    "lat": lat,
+                    "lon": lon,
+                }
+            )
+        )
     whole = FlashExtentDensity(CENTRE, cell_km=cell_km)
     chunked = FlashExtentDensity(CENTRE, cell_km=cell_km)
     whole.add(pd.concat(events), pd.concat(groups))
@@ -87,8 +109,10 @@ def test_random_storms_match_the_independent_count_and_chunks_add_up(cell_km):
     expected = independent_count(pd.concat(events), pd.concat(groups), cell_km)
     for fed in (whole, chunked):
         table = fed.table()
-        got = {(int(np.floor(x / cell_km)), int(np.floor(y / cell_km))): n
-               for x, y, n in table[["x_km", "y_km", "flash_count"]].to_numpy()}
+        got = {
+            (int(np.floor(x / cell_km)), int(np.floor(y / cell_km))): n
+            for x, y, n in table[["x_km", "y_km", "flash_count"]].to_numpy()
+        }
         assert got == expected
 
 
@@ -108,17 +132,24 @@ def test_the_asset_maps_the_windows_density_as_the_definition_counts_it(s3, real
     import duckdb
     import matplotlib.image
     from dagster import materialize
-
     from ingest_runs import resources_for, run_hour
+
     from lightning_eda.orchestration.assets.density import flash_extent_density
     from lightning_eda.orchestration.assets.preprocessor import preprocessor
     from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
 
     serve_2018_minute(s3, real_granules)
     assert run_hour(tmp_path).success
-    result = materialize([preprocessor, flash_extent_density], resources=resources_for(tmp_path),
-                         run_config={"ops": {"preprocessor": {"config": {"window_start": KEY_2018}},
-                                             "flash_extent_density": {"config": {"cell_km": 20.0}}}})
+    result = materialize(
+        [preprocessor, flash_extent_density],
+        resources=resources_for(tmp_path),
+        run_config={
+            "ops": {
+                "preprocessor": {"config": {"window_start": KEY_2018}},
+                "flash_extent_density": {"config": {"cell_km": 20.0}},
+            }
+        },
+    )
     assert result.success
     with duckdb.connect(str(tmp_path / "glm.duckdb"), read_only=True) as con:
         table = con.execute("SELECT x_km, y_km, flash_count, cell_km FROM flash_extent_density").df()

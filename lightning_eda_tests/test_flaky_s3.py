@@ -11,14 +11,24 @@ import sys
 import time
 
 import pytest
+from reliability_helpers import (
+    HOUR_2019,
+    KEY_2019,
+    PRODUCT,
+    PROJECT_DIR,
+    assert_hour_loaded_exactly_once,
+    files_by_status,
+    meta,
+    part_files,
+    rows,
+    rows_per_file,
+    run,
+    sha,
+)
 
 from lightning_eda.cli import failure_message
 from lightning_eda.goes.layout import hour_prefix
 from lightning_eda.ingest.archive import STALE_PART_AGE
-from reliability_helpers import (
-    HOUR_2019, KEY_2019, PRODUCT, PROJECT_DIR, assert_hour_loaded_exactly_once, files_by_status, meta, part_files, rows,
-    rows_per_file, run, sha
-)
 
 
 def test_throttling_errors_cuts_and_timeouts_are_retried_and_every_granule_loads_once(flaky_hour, proxy, tmp_path):
@@ -101,7 +111,10 @@ def test_a_download_killed_midway_is_never_taken_as_complete(flaky_hour, proxy, 
     proxy.configure(every=1, modes=("stall",), scope="objects", match=big, delay=60)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD_EXTRACT, proxy.url, bucket, str(tmp_path / "raw" / bucket)],
-        cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -149,8 +162,11 @@ def test_a_resumed_backfill_completes_an_incomplete_hour_and_skips_complete_ones
 
     bucket, granules, counts = flaky_hour["bucket"], flaky_hour["granules"], flaky_hour["counts"]
     victim = sorted(granules)[5]
-    for name, value in {"S3_BUCKET": bucket, "LIGHTNING_EDA_DATA_DIR": str(tmp_path / "data"),
-                        "DAGSTER_HOME": str(tmp_path / "home")}.items():
+    for name, value in {
+        "S3_BUCKET": bucket,
+        "LIGHTNING_EDA_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+    }.items():
         monkeypatch.setenv(name, value)
     hour = ["--start", "2019-06-01T12", "--end", "2019-06-01T12", "--no-cluster"]
     proxy.configure(every=1, modes=("cut",), scope="objects", match=victim)

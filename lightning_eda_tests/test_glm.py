@@ -11,6 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lightning_eda.goes import granule as glm
+from lightning_eda.goes.granule import (
+    EVENT_COLUMNS,
+    FLASH_COLUMNS,
+    GROUP_COLUMNS,
+    GranuleError,
+    granule_to_csvs,
+    read_granule,
+)
+from lightning_eda.goes.layout import parse_granule_name
+from lightning_eda.goes.variables import QUALITY_FLAG_MISSING
 from lightning_eda.testing.lcfa_factory import (
     AREA_UNITS,
     ERAS,
@@ -24,17 +35,6 @@ from lightning_eda.testing.lcfa_factory import (
     write_empty_lcfa,
     write_lcfa,
 )
-from lightning_eda.goes import granule as glm
-from lightning_eda.goes.granule import (
-    EVENT_COLUMNS,
-    FLASH_COLUMNS,
-    GROUP_COLUMNS,
-    GranuleError,
-    granule_to_csvs,
-    read_granule,
-)
-from lightning_eda.goes.layout import parse_granule_name
-from lightning_eda.goes.variables import QUALITY_FLAG_MISSING
 
 START = datetime(2019, 6, 1, 12, 0, 0)
 COLUMNS = {"flashes": FLASH_COLUMNS, "groups": GROUP_COLUMNS, "events": EVENT_COLUMNS}
@@ -152,8 +152,9 @@ def test_stray_unsigned_on_millisecond_times_is_ignored(tmp_path):
     np.testing.assert_allclose(offsets_s(granule.flashes["time_start"]), [-1.5, 3.25], atol=1e-9)
     default_ms = default_decoding(path, "flash_time_offset_of_first_event")
     np.testing.assert_allclose(default_ms / 1000, [-1.5 + 131.072, 3.25], atol=1e-9)
-    assert "flash_time_offset_of_first_event: ignored stray _Unsigned: millisecond offsets are signed" in (
-        granule.meta["repairs"]
+    assert (
+        "flash_time_offset_of_first_event: ignored stray _Unsigned: millisecond offsets are signed"
+        in (granule.meta["repairs"])
     )
 
 
@@ -217,13 +218,34 @@ def hierarchy(flash_areas, group_areas, events_per_group) -> dict:
     group_ids = list(range(101, 101 + n))
     event_parents = [gid for gid, count in zip(group_ids, events_per_group) for _ in range(count)]
     return {
-        "flashes": {"flash_id": flash_ids, "time_start": [1.0] * n, "time_end": [2.0] * n, "lat": [10.0] * n,
-                    "lon": [-80.0] * n, "energy": [1e-13] * n, "area": flash_areas, "quality_flag": [0] * n},
-        "groups": {"group_id": group_ids, "parent_flash_id": flash_ids, "time": [1.0] * n, "lat": [10.0] * n,
-                   "lon": [-80.0] * n, "energy": [1e-14] * n, "area": group_areas, "quality_flag": [0] * n},
-        "events": {"event_id": list(range(1001, 1001 + len(event_parents))), "parent_group_id": event_parents,
-                   "time": [1.0] * len(event_parents), "lat": [10.0] * len(event_parents),
-                   "lon": [-80.0] * len(event_parents), "energy": [1e-15] * len(event_parents)},
+        "flashes": {
+            "flash_id": flash_ids,
+            "time_start": [1.0] * n,
+            "time_end": [2.0] * n,
+            "lat": [10.0] * n,
+            "lon": [-80.0] * n,
+            "energy": [1e-13] * n,
+            "area": flash_areas,
+            "quality_flag": [0] * n,
+        },
+        "groups": {
+            "group_id": group_ids,
+            "parent_flash_id": flash_ids,
+            "time": [1.0] * n,
+            "lat": [10.0] * n,
+            "lon": [-80.0] * n,
+            "energy": [1e-14] * n,
+            "area": group_areas,
+            "quality_flag": [0] * n,
+        },
+        "events": {
+            "event_id": list(range(1001, 1001 + len(event_parents))),
+            "parent_group_id": event_parents,
+            "time": [1.0] * len(event_parents),
+            "lat": [10.0] * len(event_parents),
+            "lon": [-80.0] * len(event_parents),
+            "energy": [1e-15] * len(event_parents),
+        },
     }
 
 
@@ -255,8 +277,12 @@ def test_km2_area_at_the_top_of_the_packed_range_is_flagged(tmp_path):
 
 @pytest.mark.parametrize(
     "variable, units, message",
-    [("flash_energy", "erg", "energy units"), ("event_energy", None, "energy units"),
-     ("group_area", "ha", "area units"), ("flash_area", None, "area units")],
+    [
+        ("flash_energy", "erg", "energy units"),
+        ("event_energy", None, "energy units"),
+        ("group_area", "ha", "area units"),
+        ("flash_area", None, "area units"),
+    ],
 )
 def test_unknown_energy_or_area_units_raise(tmp_path, variable, units, message):
     path = granule_file(tmp_path, attrs={variable: {"units": units}})
@@ -294,8 +320,9 @@ def test_meta_comes_from_attributes_and_dimensions(tmp_path):
 
 
 def test_coverage_attributes_win_over_the_file_name(tmp_path):
-    path = granule_file(tmp_path, global_attributes={"time_coverage_start": "2019-06-01T11:59:59.7Z",
-                                                     "platform_ID": "G19"})
+    path = granule_file(
+        tmp_path, global_attributes={"time_coverage_start": "2019-06-01T11:59:59.7Z", "platform_ID": "G19"}
+    )
     meta = read_granule(path).meta
     assert meta["time_start"] == datetime(2019, 6, 1, 11, 59, 59, 700_000)
     assert meta["platform"] == "G19"
@@ -425,9 +452,14 @@ def test_decoding_is_vectorised(tmp_path):
     n = 200_000
     rng = np.random.default_rng(0)
     tables = hierarchy([3.0e8], [1.0e8], [1])
-    tables["events"] = {"event_id": np.arange(n), "parent_group_id": np.full(n, 101),
-                        "time": rng.uniform(-2, 19.5, n), "lat": rng.uniform(-50, 50, n),
-                        "lon": rng.uniform(-140, -10, n), "energy": rng.uniform(1e-15, 1e-13, n)}
+    tables["events"] = {
+        "event_id": np.arange(n),
+        "parent_group_id": np.full(n, 101),
+        "time": rng.uniform(-2, 19.5, n),
+        "lat": rng.uniform(-50, 50, n),
+        "lon": rng.uniform(-140, -10, n),
+        "energy": rng.uniform(1e-15, 1e-13, n),
+    }
     path = granule_file(tmp_path, **tables)
     start = pd.Timestamp.now()
     granule = read_granule(path)
@@ -498,8 +530,9 @@ def test_real_times_lie_within_the_granule_window(decoded, name):
 def test_real_flash_times_are_the_first_and_last_event_times(decoded, name):
     """Three time variables decoded independently must agree across the hierarchy (to one packing step)."""
     granule = decoded(name)
-    events = granule.events.merge(granule.groups[["group_id", "parent_flash_id"]],
-                                  left_on="parent_group_id", right_on="group_id")
+    events = granule.events.merge(
+        granule.groups[["group_id", "parent_flash_id"]], left_on="parent_group_id", right_on="group_id"
+    )
     span = events.groupby("parent_flash_id")["time"].agg(["min", "max"])
     flashes = granule.flashes.set_index("flash_id").join(span, how="inner")
     assert len(flashes) >= 0.9 * len(granule.flashes)

@@ -9,13 +9,13 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from reliability_helpers import HOUR_2019, KEY_2019, PRODUCT, files_by_status, meta, run, synthetic
 
 from lightning_eda.cli import failure_message
 from lightning_eda.goes.layout import hour_prefix
 from lightning_eda.orchestration.assets.ingestor import transform
 from lightning_eda.testing import lcfa_factory
 from lightning_eda.testing.real_minute import HOUR_2018, KEY_2018
-from reliability_helpers import HOUR_2019, KEY_2019, PRODUCT, files_by_status, meta, run, synthetic
 
 
 def test_only_granule_keys_are_fetched_and_nothing_is_written_outside_the_data_folder(s3, proxy, tmp_path):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import netCDF4
 import numpy as np
+from ingest_runs import run_hour
 
 from lightning_eda.store import database
-from ingest_runs import run_hour
 from lightning_eda.testing.real_minute import FIRST_THREE
 
 
@@ -46,14 +46,18 @@ def test_loaded_values_equal_an_independent_netcdf4_read(hour_2018, tmp_path, gl
             event_lat = np.asarray(ds["event_lat"][:], dtype=np.float64)
             event_energy = np.asarray(ds["event_energy"][:], dtype=np.float64)
             event_id = np.asarray(ds["event_id"][:]).astype(np.int64)
-        rows = table_rows(db, "SELECT flash_id, lat, lon, energy FROM glm_flash WHERE source_file = ? ORDER BY flash_id", [name])
+        rows = table_rows(
+            db, "SELECT flash_id, lat, lon, energy FROM glm_flash WHERE source_file = ? ORDER BY flash_id", [name]
+        )
         got = np.array(rows, dtype=np.float64)
         order = np.argsort(flash_id)
         np.testing.assert_array_equal(got[:, 0], flash_id[order])
         np.testing.assert_allclose(got[:, 1], flash_lat[order], rtol=0, atol=1e-9)
         np.testing.assert_allclose(got[:, 2], flash_lon[order], rtol=0, atol=1e-9)
         np.testing.assert_allclose(got[:, 3], flash_energy[order], rtol=1e-6, atol=1e-21)
-        rows = table_rows(db, "SELECT event_id, lat, energy FROM glm_event WHERE source_file = ? ORDER BY event_id", [name])
+        rows = table_rows(
+            db, "SELECT event_id, lat, energy FROM glm_event WHERE source_file = ? ORDER BY event_id", [name]
+        )
         got = np.array(rows, dtype=np.float64)
         order = np.argsort(event_id)
         np.testing.assert_array_equal(got[:, 0], event_id[order])
@@ -96,10 +100,9 @@ def test_parallel_transform_equals_the_sequential_one(tmp_path):
     """Several worker processes decode the same records, in the same order, as one process; a bad file stays local."""
     from datetime import timedelta
 
-    from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
-
     from lightning_eda.ingest.decoding import transform_granules
     from lightning_eda.store.parquet_store import read_files, table_files
+    from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
     raw = tmp_path / "raw"
     raw.mkdir()

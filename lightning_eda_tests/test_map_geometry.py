@@ -305,8 +305,11 @@ def test_a_days_silhouette_title_stays_inside_the_figure():
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.plot(range(2, 41), np.linspace(0.5, 0.9, 39))
-    style_curve_axes(ax, "silhouette coefficient",
-                     "Silhouette — sample of 20,000 of 1,063,412 flashes, 2018-07-02 00:00 – 2018-07-03 00:00 UTC")
+    style_curve_axes(
+        ax,
+        "silhouette coefficient",
+        "Silhouette — sample of 20,000 of 1,063,412 flashes, 2018-07-02 00:00 – 2018-07-03 00:00 UTC",
+    )
     canvas.draw()
     box = ax.title.get_window_extent(canvas.get_renderer())
     assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1

@@ -206,7 +206,11 @@ def test_cluster_map_shows_the_fitted_box_the_legend_and_each_centroid_where_it_
     # The legend lists what legend_keys computes: 2,000 flashes (a third) per storm, then the two keys.
     keys = legend_keys(flashes, cluster_colors(3))
     assert [key.label for key in keys] == [
-        "0:  2,000  (33%)", "1:  2,000  (33%)", "2:  2,000  (33%)", "centroid", "size: energy rank",
+        "0:  2,000  (33%)",
+        "1:  2,000  (33%)",
+        "2:  2,000  (33%)",
+        "centroid",
+        "size: energy rank",
     ]
     (legend,) = canvas.fig.legends
     assert [text.get_text() for text in legend.get_texts()] == [key.label for key in keys]

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from fixtures_store import START
+
 from lightning_eda.store import database, quality
 
 
@@ -78,9 +78,22 @@ def test_dagster_asset_materialize_runs_one_partition_from_the_shell(s3, tmp_pat
     env |= {"S3_BUCKET": "noaa-goes16", "AWS_ENDPOINT_URL_S3": s3.url, "LIGHTNING_EDA_DATA_DIR": str(tmp_path / "data")}
     dagster = Path(sys.executable).parent / "dagster"
     result = subprocess.run(
-        [str(dagster), "asset", "materialize", "-m", "lightning_eda.definitions", "--select", "group:ingestor",
-         "--partition", "2024-03-07-09:00"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "lightning_eda.definitions",
+            "--select",
+            "group:ingestor",
+            "--partition",
+            "2024-03-07-09:00",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     with database.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as db:
@@ -134,16 +147,45 @@ def test_the_dagster_checks_report_the_planted_faults(tmp_path):
 
     store = ParquetStore(tmp_path)
     features = pd.DataFrame(
-        {"source_file": "g1.nc", "flash_id": [1, 2, 3, 4], "time_start": pd.Timestamp(START),
-         "time_end": pd.Timestamp(START), "lat": 30.0, "lon": -90.0, "energy": 1e-15, "quality_flag": 0,
-         "area": 1e8, "row_id": [0, 1, 2, 3], "x_km": 0.0, "y_km": 0.0, "f_x": [-1.0, 1.0, -1.0, 1.0],
-         "f_y": [1.0, -1.0, -1.0, 1.0], "f_t": 0.0}
+        {
+            "source_file": "g1.nc",
+            "flash_id": [1, 2, 3, 4],
+            "time_start": pd.Timestamp(START),
+            "time_end": pd.Timestamp(START),
+            "lat": 30.0,
+            "lon": -90.0,
+            "energy": 1e-15,
+            "quality_flag": 0,
+            "area": 1e8,
+            "row_id": [0, 1, 2, 3],
+            "x_km": 0.0,
+            "y_km": 0.0,
+            "f_x": [-1.0, 1.0, -1.0, 1.0],
+            "f_y": [1.0, -1.0, -1.0, 1.0],
+            "f_t": 0.0,
+        }
     )
     clusters = features[["source_file", "flash_id"]].assign(cluster=features["flash_id"] % 2)
-    summary = pd.DataFrame({"cluster": [0, 1], "lat": 30.0, "lon": -90.0, "n_flashes": [2, 2], "total_energy": 0.0,
-                            "time_start": pd.Timestamp(START), "time_end": pd.Timestamp(START), "flash_rate": 2.0,
-                            "mean_energy": 1e-15, "median_energy": 1e-15, "mean_area": 1e8, "median_area": 1e8,
-                            "extent_km": 1.0, "duration_min": 1.0, "n_jumps": 0, "first_jump": pd.NaT})
+    summary = pd.DataFrame(
+        {
+            "cluster": [0, 1],
+            "lat": 30.0,
+            "lon": -90.0,
+            "n_flashes": [2, 2],
+            "total_energy": 0.0,
+            "time_start": pd.Timestamp(START),
+            "time_end": pd.Timestamp(START),
+            "flash_rate": 2.0,
+            "mean_energy": 1e-15,
+            "median_energy": 1e-15,
+            "mean_area": 1e8,
+            "median_area": 1e8,
+            "extent_km": 1.0,
+            "duration_min": 1.0,
+            "n_jumps": 0,
+            "first_jump": pd.NaT,
+        }
+    )
     store.write_analysis("flash_features", features)
     store.write_analysis("flash_cluster", clusters)
     store.write_analysis("cluster_summary", summary)

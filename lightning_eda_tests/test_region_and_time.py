@@ -13,8 +13,19 @@ from lightning_eda.ml import kmeans
 def flashes(lat, lon, minutes=None) -> pd.DataFrame:
     n = len(lat)
     start = pd.Timestamp("2024-06-01 18:00") + pd.to_timedelta(np.zeros(n) if minutes is None else minutes, unit="min")
-    return pd.DataFrame({"source_file": "g.nc", "flash_id": np.arange(n), "time_start": start, "time_end": start,
-                         "lat": lat, "lon": lon, "energy": 1e-14, "quality_flag": 0, "area": 1e8})
+    return pd.DataFrame(
+        {
+            "source_file": "g.nc",
+            "flash_id": np.arange(n),
+            "time_start": start,
+            "time_end": start,
+            "lat": lat,
+            "lon": lon,
+            "energy": 1e-14,
+            "quality_flag": 0,
+            "area": 1e8,
+        }
+    )
 
 
 def test_a_box_across_the_antimeridian_keeps_the_flashes_between_170e_and_170w():
@@ -31,7 +42,9 @@ def test_a_box_across_the_antimeridian_keeps_the_flashes_between_170e_and_170w()
     assert preprocess(flashes(lat, lon), box=plain).dropped["outside_box"] == 4  # the other way round: not 180°
 
 
-@pytest.mark.parametrize("edges", [(10.0, 5.0, 0.0, 1.0), (-91.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 0.0), (0.0, 1.0, 0.0, 181.0)])
+@pytest.mark.parametrize(
+    "edges", [(10.0, 5.0, 0.0, 1.0), (-91.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 0.0), (0.0, 1.0, 0.0, 181.0)]
+)
 def test_impossible_boxes_are_refused(edges):
     with pytest.raises(ValueError):
         LatLonBox(*edges)
@@ -62,8 +75,8 @@ def test_the_preprocessor_asset_keeps_the_region_and_the_map_zooms_to_it(s3, rea
     """The real 2018 minute, region South America (the storms near 30°S): every kept flash lies in the box."""
     import duckdb
     from dagster import materialize
-
     from ingest_runs import resources_for, run_hour
+
     from lightning_eda.orchestration.assets.clustering import cluster_map, kmeans_cluster
     from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silhouette_evaluator
     from lightning_eda.orchestration.assets.preprocessor import preprocessor
@@ -75,19 +88,28 @@ def test_the_preprocessor_asset_keeps_the_region_and_the_map_zooms_to_it(s3, rea
     result = materialize(
         [preprocessor, elbow_evaluator, silhouette_evaluator, kmeans_cluster, cluster_map],
         resources=resources_for(tmp_path),
-        run_config={"ops": {"preprocessor": {"config": {"window_start": KEY_2018, **box, "time_weight_km_per_min": 5.0}},
-                            "elbow_evaluator": {"config": {"ks": [1, 2, 3, 4, 5], "n_init": 2}},
-                            "silhouette_evaluator": {"config": {"ks": [2, 3, 4, 5], "n_init": 2}},
-                            "kmeans_cluster": {"config": {"n_init": 2}}}},
+        run_config={
+            "ops": {
+                "preprocessor": {"config": {"window_start": KEY_2018, **box, "time_weight_km_per_min": 5.0}},
+                "elbow_evaluator": {"config": {"ks": [1, 2, 3, 4, 5], "n_init": 2}},
+                "silhouette_evaluator": {"config": {"ks": [2, 3, 4, 5], "n_init": 2}},
+                "kmeans_cluster": {"config": {"n_init": 2}},
+            }
+        },
     )
     assert result.success
     with duckdb.connect(str(tmp_path / "glm.duckdb"), read_only=True) as con:
         lat_min, lat_max, lon_min, lon_max, n = con.execute(
-            "SELECT min(lat), max(lat), min(lon), max(lon), count(*) FROM flash_features").fetchone()
+            "SELECT min(lat), max(lat), min(lon), max(lon), count(*) FROM flash_features"
+        ).fetchone()
         assert con.execute("SELECT time_weight_km_per_min FROM feature_window").fetchone() == (5.0,)
     assert -40 <= lat_min and lat_max <= -20 and -70 <= lon_min and lon_max <= -45 and 300 < n < 853
     meta = result.asset_materializations_for_node("preprocessor")[0].metadata
     assert meta["dropped_outside_box"].value == 853 - n
-    bad = materialize([preprocessor], resources=resources_for(tmp_path), raise_on_error=False,
-                      run_config={"ops": {"preprocessor": {"config": {"window_start": KEY_2018, "lat_min": -40.0}}}})
+    bad = materialize(
+        [preprocessor],
+        resources=resources_for(tmp_path),
+        raise_on_error=False,
+        run_config={"ops": {"preprocessor": {"config": {"window_start": KEY_2018, "lat_min": -40.0}}}},
+    )
     assert not bad.success

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from lightning_eda.store.catalog import database_path
 from lightning_eda.settings import (
     DEFAULT_BUCKET,
     DEFAULT_PRODUCT,
@@ -27,6 +26,7 @@ from lightning_eda.settings import (
     validate_bucket,
     validate_product,
 )
+from lightning_eda.store.catalog import database_path
 
 # A fixed "now": 2024-03-10 12:30 UTC, day of year 070 of a leap year (31 + 29 + 10).
 NOW = datetime(2024, 3, 10, 12, 30)
@@ -341,8 +341,11 @@ def test_a_bad_flag_is_refused_or_reported_and_left_out():
         env_flags(values)
     reported = []
     assert env_flags(values, on_error=reported.append) == {"keep_raw": False}
-    assert [str(e) for e in reported] == [str(ConfigError(
-        "LIGHTNING_EDA_CSV='maybe' is not a yes/no value: use 1 or 0 (also true/false, yes/no, on/off)"))]
+    assert [str(e) for e in reported] == [
+        str(
+            ConfigError("LIGHTNING_EDA_CSV='maybe' is not a yes/no value: use 1 or 0 (also true/false, yes/no, on/off)")
+        )
+    ]
 
 
 def test_reading_the_settings_loads_no_store_and_no_duckdb():

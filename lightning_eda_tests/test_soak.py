@@ -6,7 +6,6 @@ import importlib.util
 import sys
 
 import pytest
-
 from reliability_helpers import PROJECT_DIR
 
 
@@ -20,8 +19,16 @@ def test_soak_two_hours_through_faults_loads_every_granule_once(s3, tmp_path, gl
         s3, workdir=tmp_path, hours=2, fault_every=20, read_timeout=1.0, real_dir=glm_dir, real_every=60
     )
     assert figures["granules"] == 360 and figures["loaded_once"] == 360
-    for problem in ("missing", "unexpected", "duplicated", "failed", "wrong_counts", "duplicate_ids", "bad_bytes",
-                    "part_files"):
+    for problem in (
+        "missing",
+        "unexpected",
+        "duplicated",
+        "failed",
+        "wrong_counts",
+        "duplicate_ids",
+        "bad_bytes",
+        "part_files",
+    ):
         assert figures[problem] == 0, (problem, figures)
     assert figures["faults"] > 0 and figures["failed_runs"] == 0
     assert figures["orphan_rows"] == 0, figures

@@ -14,13 +14,13 @@ import pyarrow as pa
 import pytest
 from dagster import materialize
 
-from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 from lightning_eda import cli
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.resources import build_resources
 from lightning_eda.store import catalog
 from lightning_eda.store.parquet_store import HourKey, ParquetStore
 from lightning_eda.store.schemas import GLM_SCHEMAS, conform
+from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
 BUCKET = "store-tests"
 PRODUCT = "GLM-L2-LCFA"
@@ -88,7 +88,10 @@ def test_a_reader_holding_glm_duckdb_never_blocks_a_load_and_sees_the_new_hour(s
     ingest(data, HOUR_A)
     reader = subprocess.Popen(
         [sys.executable, "-c", READER, str(data / "glm.duckdb"), mode],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         reader.stdin.write("count\n")
@@ -188,11 +191,19 @@ def legacy_database(path: Path, source: Path) -> dict:
         con.execute(LEGACY_SCHEMA)
         for table, rows in tables.items():
             con.execute(f"INSERT INTO {table} SELECT * FROM rows")
-        con.execute("INSERT INTO cluster_evaluation VALUES (2, 10.0, 0.5, NULL, 4, '2024-05-05 03:00', "
-                    "'2024-05-05 04:00', '2024-05-05 05:00'), (3, 5.0, NULL, NULL, 4, '2024-05-05 03:00', "
-                    "'2024-05-05 04:00', '2024-05-05 05:00')")
-        return {t: sorted(con.execute(f"SELECT * EXCLUDE (loaded_at) FROM {t}" if t == "glm_file" else
-                                      f"SELECT * FROM {t}").fetchall()) for t in tables}
+        con.execute(
+            "INSERT INTO cluster_evaluation VALUES (2, 10.0, 0.5, NULL, 4, '2024-05-05 03:00', "
+            "'2024-05-05 04:00', '2024-05-05 05:00'), (3, 5.0, NULL, NULL, 4, '2024-05-05 03:00', "
+            "'2024-05-05 04:00', '2024-05-05 05:00')"
+        )
+        return {
+            t: sorted(
+                con.execute(
+                    f"SELECT * EXCLUDE (loaded_at) FROM {t}" if t == "glm_file" else f"SELECT * FROM {t}"
+                ).fetchall()
+            )
+            for t in tables
+        }
 
 
 def test_a_glm_duckdb_of_the_previous_version_is_migrated_on_first_run(s3, tmp_path):
@@ -226,9 +237,15 @@ def test_an_old_glm_duckdb_held_open_is_refused_with_one_line_saying_how_to_migr
     data.mkdir()
     legacy_database(data / "glm.duckdb", tmp_path / "source")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, duckdb; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
-         "sys.stdin.readline()", str(data / "glm.duckdb")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb; c = duckdb.connect(sys.argv[1]); print('open', flush=True); sys.stdin.readline()",
+            str(data / "glm.duckdb"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "open"
@@ -241,9 +258,9 @@ def test_an_old_glm_duckdb_held_open_is_refused_with_one_line_saying_how_to_migr
         holder.wait()
     with duckdb.connect(str(data / "glm.duckdb"), read_only=True) as con:  # nothing was dropped or shadowed
         assert con.execute("SELECT count(*) FROM glm_file").fetchone() == (1,)
-        assert con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'glm_file'").fetchone() == (
-            "BASE TABLE",
-        )
+        assert con.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = 'glm_file'"
+        ).fetchone() == ("BASE TABLE",)
 
 
 def test_a_partitions_checks_read_its_own_hour_only(s3, tmp_path):
@@ -262,8 +279,10 @@ def test_a_partitions_checks_read_its_own_hour_only(s3, tmp_path):
     store = ParquetStore(data_dir)
     flash_file = store.current(HourKey(BUCKET, PRODUCT, first)).files("glm_flash")[0]
     with duckdb.connect() as con:
-        con.execute(f"COPY (SELECT * REPLACE (95.0 AS lat) FROM read_parquet('{flash_file}')) TO '{flash_file}.new' "
-                    "(FORMAT parquet)")
+        con.execute(
+            f"COPY (SELECT * REPLACE (95.0 AS lat) FROM read_parquet('{flash_file}')) TO '{flash_file}.new' "
+            "(FORMAT parquet)"
+        )
     Path(f"{flash_file}.new").replace(flash_file)
 
     def checks(**kwargs) -> dict:

@@ -47,12 +47,27 @@ def planted_storms() -> tuple[pd.DataFrame, np.ndarray]:
     """Storm 0: 30 flashes over 10 minutes in a 20 km square; storm 1: 4 flashes in one minute."""
     rng = np.random.default_rng(0)
     start = T0 + pd.to_timedelta(np.linspace(0, 600, 30), unit="s")
-    a = pd.DataFrame({"time_start": start, "time_end": start + pd.Timedelta(seconds=1),
-                      "energy": np.arange(1.0, 31.0), "area": np.full(30, 2e8),
-                      "x_km": rng.uniform(0, 20, 30), "y_km": rng.uniform(0, 20, 30)})
+    a = pd.DataFrame(
+        {
+            "time_start": start,
+            "time_end": start + pd.Timedelta(seconds=1),
+            "energy": np.arange(1.0, 31.0),
+            "area": np.full(30, 2e8),
+            "x_km": rng.uniform(0, 20, 30),
+            "y_km": rng.uniform(0, 20, 30),
+        }
+    )
     b_start = T0 + pd.to_timedelta([0, 10, 20, 30], unit="s")
-    b = pd.DataFrame({"time_start": b_start, "time_end": b_start + pd.Timedelta(seconds=1), "energy": [1.0, 2, 3, 10],
-                      "area": [1e8, 1e8, 3e8, 3e8], "x_km": 500.0, "y_km": 500.0})
+    b = pd.DataFrame(
+        {
+            "time_start": b_start,
+            "time_end": b_start + pd.Timedelta(seconds=1),
+            "energy": [1.0, 2, 3, 10],
+            "area": [1e8, 1e8, 3e8, 3e8],
+            "x_km": 500.0,
+            "y_km": 500.0,
+        }
+    )
     return pd.concat([a, b], ignore_index=True), np.array([0] * 30 + [1] * 4)
 
 

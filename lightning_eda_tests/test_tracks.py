@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from moving_storms import CENTRE, NOISE_CELL, moving_storms, storm_day
 from scipy import ndimage
 from sklearn.metrics import adjusted_rand_score
 
@@ -16,7 +17,6 @@ from lightning_eda.analysis.jumps import ERDMANN_POELMAN_2023, SCHULTZ_2009, Jum
 from lightning_eda.analysis.storms import lightning_jumps
 from lightning_eda.analysis.tracks import FrameStorms, TrackingOptions, TrackState, link_storms, track_window
 from lightning_eda.ml import kmeans
-from moving_storms import CENTRE, NOISE_CELL, moving_storms, storm_day
 
 CELL_KM = 10.0
 T0 = pd.Timestamp("2024-06-01 18:00")
@@ -152,8 +152,14 @@ def test_a_state_from_another_projection_is_refused(scene):
     first = track_window(scene.flashes, T0, T0 + pd.Timedelta(minutes=20), TrackState.empty(), grid_storms, OPTIONS)
     elsewhere = TrackingOptions(projection_centre=(40.0, -90.0))
     with pytest.raises(ValueError, match="projection_centre"):
-        track_window(scene.flashes, T0 + pd.Timedelta(minutes=20), T0 + pd.Timedelta(minutes=40),
-                     first.state_after, grid_storms, elsewhere)
+        track_window(
+            scene.flashes,
+            T0 + pd.Timedelta(minutes=20),
+            T0 + pd.Timedelta(minutes=40),
+            first.state_after,
+            grid_storms,
+            elsewhere,
+        )
 
 
 def test_tracks_coast_through_missed_frames_then_end_and_quiet_windows_give_empty_tables(scene):
@@ -188,8 +194,9 @@ def test_options_refuse_frames_that_do_not_tile_an_hour():
 
 def link(last, sizes_before, centres, sizes, gate=20.0):
     last = np.asarray(last, dtype=float)
-    return link_storms(last, last, np.full(len(last), gate), np.asarray(sizes_before), np.asarray(centres, float),
-                       np.asarray(sizes))
+    return link_storms(
+        last, last, np.full(len(last), gate), np.asarray(sizes_before), np.asarray(centres, float), np.asarray(sizes)
+    )
 
 
 def test_a_split_keeps_the_id_on_the_larger_child():
@@ -292,8 +299,9 @@ def test_history_carries_a_series_across_windows():
     pd.testing.assert_frame_equal(pd.concat([first, second], ignore_index=True), whole, check_exact=True)
     assert second["jump"].sum() == 1
     # a jump flagged just before the boundary merges with one just after it
-    late, flagged_late = sigma_jumps(periods(1), [50.0], history=JumpHistory(rates=(20.0,) * 6,
-                                                                              last_flagged=T0 - pd.Timedelta(minutes=4)))
+    late, flagged_late = sigma_jumps(
+        periods(1), [50.0], history=JumpHistory(rates=(20.0,) * 6, last_flagged=T0 - pd.Timedelta(minutes=4))
+    )
     assert late["flagged"].iloc[0] and not late["jump"].iloc[0] and flagged_late.last_flagged == T0
     assert sigma_jumps(periods(1), [50.0], history=JumpHistory(rates=(20.0,) * 6))[0]["jump"].iloc[0]
 

@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 import duckdb
 import pytest
-
 from ui_helpers import (
     GRANULES_2018,
     INGEST_JOB,
@@ -127,7 +126,9 @@ def test_partitioned_assets_show_hourly_partitions(repository, expected):
 
 
 def test_ingest_run_launched_through_the_api_succeeds(ui, ingest_run):
-    assert ingest_run["status"] == "SUCCESS", f"run ended {ingest_run['status']}:\n{run_errors(ui, ingest_run['runId'])}"
+    assert ingest_run["status"] == "SUCCESS", (
+        f"run ended {ingest_run['status']}:\n{run_errors(ui, ingest_run['runId'])}"
+    )
     assert {"key": "dagster/partition", "value": PARTITION} in ingest_run["tags"]
     db = Path(ui.env["LIGHTNING_EDA_DATA_DIR"]) / "glm.duckdb"
     assert db.is_file(), f"no database at {db}"
@@ -138,7 +139,9 @@ def test_ingest_run_launched_through_the_api_succeeds(ui, ingest_run):
 
 
 def test_the_clustering_runs_from_the_ui_and_draws_its_plots(ui, cluster_run):
-    assert cluster_run["status"] == "SUCCESS", f"run ended {cluster_run['status']}:\n{run_errors(ui, cluster_run['runId'])}"
+    assert cluster_run["status"] == "SUCCESS", (
+        f"run ended {cluster_run['status']}:\n{run_errors(ui, cluster_run['runId'])}"
+    )
     data_dir = Path(ui.env["LIGHTNING_EDA_DATA_DIR"])
     for name in ("cluster_map.png", "elbow.png", "silhouette.png"):
         assert (data_dir / "plots" / name).read_bytes().startswith(b"\x89PNG"), name

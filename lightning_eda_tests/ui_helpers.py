@@ -12,8 +12,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 import yaml
 
@@ -135,9 +135,9 @@ class DagsterDev:
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "DagsterDev":
+    def start(self) -> DagsterDev:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "dagster.yaml").write_text(self.instance_yaml)
         dagster = Path(sys.executable).with_name("dagster")
@@ -184,18 +184,15 @@ class DagsterDev:
                 pass
             time.sleep(0.5)
 
-    def location_statuses(self) -> dict[str, tuple[str, Optional[str]]]:
+    def location_statuses(self) -> dict[str, tuple[str, str | None]]:
         data = self.graphql(
             """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
                  locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
         )
         entries = data["workspaceOrError"].get("locationEntries", [])
-        return {
-            e["name"]: (e["loadStatus"], (e["locationOrLoadError"] or {}).get("message"))
-            for e in entries
-        }
+        return {e["name"]: (e["loadStatus"], (e["locationOrLoadError"] or {}).get("message")) for e in entries}
 
-    def graphql(self, query: str, variables: Optional[dict] = None, timeout: float = 30.0) -> dict:
+    def graphql(self, query: str, variables: dict | None = None, timeout: float = 30.0) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         request = urllib.request.Request(
             f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}, method="POST"

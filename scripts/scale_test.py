@@ -43,10 +43,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Optional
 
 SCRIPT = Path(__file__).resolve()
 PROJECT = SCRIPT.parents[1]
@@ -79,15 +79,18 @@ def wait_for(what: str, ready: Callable[[], bool], timeout: float, every: float 
 # --- system packages ---------------------------------------------------------------------------------------------
 
 
-def postgres_bin() -> Optional[Path]:
+def postgres_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4]))
     return Path(found[-1]).parent if found else None
 
 
 def ensure_packages() -> None:
     """Install Debian's postgresql and redis-server when missing (as .ci/run installs Chromium)."""
-    missing = [pkg for pkg, present in (("postgresql", postgres_bin()), ("redis-server", shutil.which("redis-server")))
-               if not present]
+    missing = [
+        pkg
+        for pkg, present in (("postgresql", postgres_bin()), ("redis-server", shutil.which("redis-server")))
+        if not present
+    ]
     if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
@@ -120,7 +123,7 @@ class Postgres:
             cmd = ["runuser", "-u", self.as_user, "--", *cmd]
         return subprocess.run(cmd, check=check, capture_output=True, text=True)
 
-    def start(self) -> "Postgres":
+    def start(self) -> Postgres:
         for folder in (self.data, self.socket_dir):
             folder.mkdir(parents=True)
             if self.as_user:
@@ -151,8 +154,13 @@ class Postgres:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USERNAME": self.user,
-                "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": self.db}
+        return {
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_USERNAME": self.user,
+            "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_DB": self.db,
+        }
 
 
 class Service:
@@ -160,12 +168,19 @@ class Service:
 
     def __init__(self, name: str, cmd: list[str], log: Path, env: dict[str, str]) -> None:
         self.name, self.cmd, self.log_path, self.env = name, cmd, log, env
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Service":
+    def start(self) -> Service:
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, cwd=PROJECT, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd,
+            cwd=PROJECT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def output(self) -> str:
@@ -203,7 +218,7 @@ def children(pid: int) -> list[int]:
             text = Path(stat).read_text()
         except OSError:
             continue
-        ppid = int(text[text.rindex(")") + 2:].split()[1])
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
         if ppid == pid:
             found.append(int(Path(stat).parent.name))
     return found
@@ -221,7 +236,7 @@ def tree_cpu_seconds(pid: int) -> float:
             text = Path(f"/proc/{current}/stat").read_text()
         except OSError:
             continue
-        fields = text[text.rindex(")") + 2:].split()
+        fields = text[text.rindex(")") + 2 :].split()
         total += sum(int(v) for v in fields[11:15]) / _TICKS  # utime, stime, cutime, cstime
         todo.extend(children(current))
     return total
@@ -254,7 +269,7 @@ class GraphQL:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def __call__(self, query: str, variables: Optional[dict] = None) -> dict:
+    def __call__(self, query: str, variables: dict | None = None) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         request = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -305,12 +320,26 @@ class Deployment:
             **self.postgres.env,
         }
 
-    def start(self) -> "Deployment":
+    def start(self) -> Deployment:
         self.stack.callback(self.postgres.stop)
         self.postgres.start()
         say(f"started PostgreSQL ({self.postgres.version()}) on 127.0.0.1:{self.postgres.port}")
-        redis = self._service("redis", [shutil.which("redis-server"), "--port", str(self.redis_port), "--bind",
-                                        "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.root)])
+        redis = self._service(
+            "redis",
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+            ],
+        )
         wait_for("Redis", lambda: "Ready to accept connections" in redis.output(), 30)
         version = subprocess.run([shutil.which("redis-server"), "--version"], capture_output=True, text=True).stdout
         say(f"started Redis ({version.split()[2]}) on 127.0.0.1:{self.redis_port}")
@@ -320,20 +349,40 @@ class Deployment:
         assert limit in instance_yaml, "deploy/dagster.yaml no longer sets max_concurrent_runs: 4"
         (self.home / "dagster.yaml").write_text(instance_yaml.replace(limit, f"max_concurrent_runs: {self.max_runs}"))
         for i in range(1, self.n_workers + 1):
-            self.workers.append(self._service(f"worker{i}", [
-                str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-                "-y", str(PROJECT / "deploy" / "celery.yaml"), "-n", f"worker{i}", "--",
-                "--concurrency", "1", "--pool", "prefork",
-            ]))
+            self.workers.append(
+                self._service(
+                    f"worker{i}",
+                    [
+                        str(BIN / "dagster-celery"),
+                        "worker",
+                        "start",
+                        "-A",
+                        "dagster_celery.app",
+                        "-y",
+                        str(PROJECT / "deploy" / "celery.yaml"),
+                        "-n",
+                        f"worker{i}",
+                        "--",
+                        "--concurrency",
+                        "1",
+                        "--pool",
+                        "prefork",
+                    ],
+                )
+            )
         for worker in self.workers:
             wait_for(f"Celery {worker.name}", lambda w=worker: " ready." in w.output() or not w.alive(), 120)
             if not worker.alive():
                 raise RuntimeError(f"Celery {worker.name} exited:\n{worker.output()[-3000:]}")
-        say(f"started {len(self.workers)} Celery workers ({', '.join(f'{w.name}@{socket.gethostname()}' for w in self.workers)}), "
-            "one process each")
+        say(
+            f"started {len(self.workers)} Celery workers ({', '.join(f'{w.name}@{socket.gethostname()}' for w in self.workers)}), "
+            "one process each"
+        )
         self.daemon = self._service("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
-        self.web = self._service("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p",
-                                               str(self.web_port), "-w", "workspace.yaml"])
+        self.web = self._service(
+            "webserver",
+            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.web_port), "-w", "workspace.yaml"],
+        )
         wait_for("the Dagster webserver", self.graphql.up, 180)
         say(f"started the Dagster webserver on {self.graphql.url} and the daemon (instance in PostgreSQL)")
         return self
@@ -348,16 +397,20 @@ class Deployment:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time so far of each part of the deployment."""
-        figures = {"Celery workers": sum(tree_cpu_seconds(w.proc.pid) for w in self.workers),
-                   "daemon, its code server and the run processes": tree_cpu_seconds(self.daemon.proc.pid),
-                   "webserver and its code server": tree_cpu_seconds(self.web.proc.pid)}
+        figures = {
+            "Celery workers": sum(tree_cpu_seconds(w.proc.pid) for w in self.workers),
+            "daemon, its code server and the run processes": tree_cpu_seconds(self.daemon.proc.pid),
+            "webserver and its code server": tree_cpu_seconds(self.web.proc.pid),
+        }
         try:
-            figures["PostgreSQL"] = tree_cpu_seconds(int((self.postgres.data / "postmaster.pid").read_text().split()[0]))
+            figures["PostgreSQL"] = tree_cpu_seconds(
+                int((self.postgres.data / "postmaster.pid").read_text().split()[0])
+            )
         except (OSError, ValueError, IndexError):
             pass
         return figures
 
-    def worker_pool_process(self, name: str) -> Optional[int]:
+    def worker_pool_process(self, name: str) -> int | None:
         """The pool process of the Celery worker ``name`` (where its steps run)."""
         worker = next(w for w in self.workers if w.name == name)
         # dagster-celery → celery (the worker's main process) → its pool process
@@ -386,15 +439,22 @@ def wait_for_backfill(deployment: Deployment, instance, backfill_id: str, timeou
         faults.stopping.set()
         faults.join(30)
     # runs still being retried keep the backfill's partitions open a little after its own status settles
-    wait_for("the backfill's runs to finish", lambda: all(
-        r.is_finished for r in instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
-    ), 300, every=2)
+    wait_for(
+        "the backfill's runs to finish",
+        lambda: all(r.is_finished for r in instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))),
+        300,
+        every=2,
+    )
     return status
 
 
 def launch_backfill(deployment: Deployment, partitions: list[str]) -> str:
-    params = {"partitionNames": partitions, "assetSelection": [{"path": [a]} for a in INGEST_ASSETS],
-              "fromFailure": False, "tags": []}
+    params = {
+        "partitionNames": partitions,
+        "assetSelection": [{"path": [a]} for a in INGEST_ASSETS],
+        "fromFailure": False,
+        "tags": [],
+    }
     result = deployment.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
         raise RuntimeError(f"launching the backfill failed: {result}")
@@ -438,21 +498,38 @@ def run_history(instance, run) -> tuple[list[dict], list[tuple]]:
                 started[entry.step_key] = (str(worker.value), entry.timestamp)
         elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
             worker, start = started.pop(entry.step_key, ("?", entry.timestamp))
-            steps.append({"run": run.run_id, "step": entry.step_key, "worker": worker, "start": start,
-                          "end": entry.timestamp, "ok": event.event_type == DagsterEventType.STEP_SUCCESS,
-                          "partition": partition})
+            steps.append(
+                {
+                    "run": run.run_id,
+                    "step": entry.step_key,
+                    "worker": worker,
+                    "start": start,
+                    "end": entry.timestamp,
+                    "ok": event.event_type == DagsterEventType.STEP_SUCCESS,
+                    "partition": partition,
+                }
+            )
         elif event.event_type == DagsterEventType.RUN_FAILURE:
             error = getattr(event.event_specific_data, "error", None)
             lines = error.to_string().splitlines() if error is not None else []
             named = [line.strip() for line in lines if "Error" in line and ":" in line]
             failures.append((run.run_id, partition, named[-1] if named else entry.message))
     for step_key, (worker, start) in started.items():  # began on a worker, not ended (yet, or its process died)
-        steps.append({"run": run.run_id, "step": step_key, "worker": worker, "start": start, "end": None,
-                      "ok": False, "partition": partition})
+        steps.append(
+            {
+                "run": run.run_id,
+                "step": step_key,
+                "worker": worker,
+                "start": start,
+                "end": None,
+                "ok": False,
+                "partition": partition,
+            }
+        )
     return steps, failures
 
 
-def overlapping_workers(steps: list[dict]) -> Optional[tuple[dict, dict]]:
+def overlapping_workers(steps: list[dict]) -> tuple[dict, dict] | None:
     done = [s for s in steps if s["end"] is not None and s["worker"] != "?"]
     for a in done:
         for b in done:
@@ -484,13 +561,30 @@ def one_process_run(root: Path, s3_url: str, hours: list[datetime]) -> tuple[Pat
     home = root / "home-one-process"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "LIGHTNING_EDA_DATA_DIR": str(data_dir), "S3_BUCKET": BUCKET,
-           "AWS_ENDPOINT_URL_S3": s3_url}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LIGHTNING_EDA_DATA_DIR": str(data_dir),
+        "S3_BUCKET": BUCKET,
+        "AWS_ENDPOINT_URL_S3": s3_url,
+    }
     env.pop("LIGHTNING_EDA_EXECUTOR", None)
     started = time.monotonic()
-    subprocess.run([str(BIN / "lightning-eda"), "backfill", "--start", hours[0].strftime("%Y-%m-%dT%H"), "--end",
-                    hours[-1].strftime("%Y-%m-%dT%H"), "--no-cluster"], check=True, cwd=PROJECT, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(BIN / "lightning-eda"),
+            "backfill",
+            "--start",
+            hours[0].strftime("%Y-%m-%dT%H"),
+            "--end",
+            hours[-1].strftime("%Y-%m-%dT%H"),
+            "--no-cluster",
+        ],
+        check=True,
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     return data_dir, time.monotonic() - started
 
 
@@ -504,9 +598,9 @@ class Faults(threading.Thread):
         super().__init__(daemon=True, name="faults")
         self.deployment, self.backfill_id, self.instance = deployment, backfill_id, instance
         self.stopping = threading.Event()
-        self.killed: Optional[dict] = None
-        self.restarted_at: Optional[float] = None
-        self.error: Optional[BaseException] = None
+        self.killed: dict | None = None
+        self.restarted_at: float | None = None
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
@@ -537,13 +631,17 @@ class Faults(threading.Thread):
                 steps = [s for s in run_history(self.instance, run)[0] if s["step"] == "transform"]
                 finished = self.instance.get_run_by_id(run.run_id).is_finished
                 if any(s["ok"] for s in steps):
-                    say(f"fault: {worker}'s pool process {pid} was killed after transform of {killed['partition']} "
-                        "had ended; trying another")
+                    say(
+                        f"fault: {worker}'s pool process {pid} was killed after transform of {killed['partition']} "
+                        "had ended; trying another"
+                    )
                     break
                 if finished:
                     self.killed = killed
-                    say(f"fault: SIGKILLed {worker}'s pool process {pid} while it ran transform of "
-                        f"{killed['partition']} (run {run.run_id[:8]})")
+                    say(
+                        f"fault: SIGKILLed {worker}'s pool process {pid} while it ran transform of "
+                        f"{killed['partition']} (run {run.run_id[:8]})"
+                    )
                     return
                 time.sleep(0.5)
 
@@ -551,8 +649,9 @@ class Faults(threading.Thread):
         """A run of the backfill whose transform step has started on a worker and not ended, and that worker."""
         from dagster import DagsterRunStatus, RunsFilter
 
-        runs = self.instance.get_runs(RunsFilter(tags={"dagster/backfill": self.backfill_id},
-                                                 statuses=[DagsterRunStatus.STARTED]))
+        runs = self.instance.get_runs(
+            RunsFilter(tags={"dagster/backfill": self.backfill_id}, statuses=[DagsterRunStatus.STARTED])
+        )
         for run in runs:
             if run.run_id in tried:
                 continue
@@ -581,14 +680,16 @@ class Faults(threading.Thread):
         started = time.monotonic()
         self.deployment.postgres.restart()
         self.restarted_at = time.time()
-        say(f"fault: restarted PostgreSQL (pg_ctl restart -m fast, {time.monotonic() - started:.1f} s) "
-            "with runs in flight")
+        say(
+            f"fault: restarted PostgreSQL (pg_ctl restart -m fast, {time.monotonic() - started:.1f} s) "
+            "with runs in flight"
+        )
 
 
 # --- main ------------------------------------------------------------------------------------------------------------
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hours", type=int, default=6, help="hour partitions to backfill (default 6)")
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
@@ -596,8 +697,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-faults", action="store_true", help="no killed worker process, no PostgreSQL restart")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds the backfill may take")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, stores)")
-    parser.add_argument("--real-every", type=int, default=6,
-                        help="every Nth granule a copy of a real one from ../shared/data/glm (default 6; 1: all)")
+    parser.add_argument(
+        "--real-every",
+        type=int,
+        default=6,
+        help="every Nth granule a copy of a real one from ../shared/data/glm (default 6; 1: all)",
+    )
     args = parser.parse_args(argv)
     if args.hours < 6 or args.workers < 2:
         parser.error("the scale test needs at least 6 hours and 2 workers")
@@ -607,6 +712,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
     import soak  # noqa: E402 - after the packages: it imports the project and moto; it sits beside this script
+
     from lightning_eda.testing.s3_server import LocalS3  # noqa: E402
 
     root = Path(tempfile.mkdtemp(prefix="lightning-eda-scale-"))
@@ -627,8 +733,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         real_every = args.real_every if real_dir.is_dir() else 0
         expected = soak.make_day(s3, BUCKET, FIRST_HOUR, args.hours, root / "granules", real_dir, real_every, say)
         n_real = sum(1 for facts in expected.values() if facts["real"])
-        say(f"started a local S3 server (moto) at {s3.url} with {len(expected)} granules in {args.hours} hours "
-            f"({n_real} of them copies of real ones)")
+        say(
+            f"started a local S3 server (moto) at {s3.url} with {len(expected)} granules in {args.hours} hours "
+            f"({n_real} of them copies of real ones)"
+        )
 
         deployment = Deployment(root, args.workers, s3.url, root / "data", args.max_runs)
         stack.callback(deployment.stop)
@@ -645,8 +753,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         partitions = [h.strftime("%Y-%m-%d-%H:%M") for h in hours]
         started = time.monotonic()
         backfill_id = launch_backfill(deployment, partitions)
-        say(f"launched backfill {backfill_id} of {len(partitions)} partitions ({partitions[0]} .. {partitions[-1]}) "
-            "through GraphQL")
+        say(
+            f"launched backfill {backfill_id} of {len(partitions)} partitions ({partitions[0]} .. {partitions[-1]}) "
+            "through GraphQL"
+        )
         faults = None if args.no_faults else Faults(deployment, backfill_id, instance)
         if faults:
             faults.start()
@@ -665,15 +775,22 @@ def main(argv: Optional[list[str]] = None) -> int:
             if relaunched:
                 for run_id, partition, message in step_history(instance, backfill_id)["failures"]:
                     say(f"failed run {run_id[:8]} ({partition}): {message.splitlines()[0][:200]}")
-                say(f"recovery: {len(relaunched)} partition(s) failed for good ({', '.join(relaunched)}); "
-                    "launching a backfill of them through GraphQL, as a user would")
+                say(
+                    f"recovery: {len(relaunched)} partition(s) failed for good ({', '.join(relaunched)}); "
+                    "launching a backfill of them through GraphQL, as a user would"
+                )
                 retry_id = launch_backfill(deployment, relaunched)
                 wait_for_backfill(deployment, instance, retry_id, args.timeout, None)
                 extra = step_history(instance, retry_id)
                 history = {key: history[key] + extra[key] for key in history}
-        say("CPU seconds since the deployment started: " + ", ".join(f"{name} {value:.0f}" for name, value in cpu.items()))
-        say(f"backfill {status} in {elapsed:.0f} s: {len(history['runs'])} runs, "
-            f"{sum(s['ok'] for s in history['steps'])} steps succeeded, {sum(not s['ok'] for s in history['steps'])} failed")
+        say(
+            "CPU seconds since the deployment started: "
+            + ", ".join(f"{name} {value:.0f}" for name, value in cpu.items())
+        )
+        say(
+            f"backfill {status} in {elapsed:.0f} s: {len(history['runs'])} runs, "
+            f"{sum(s['ok'] for s in history['steps'])} steps succeeded, {sum(not s['ok'] for s in history['steps'])} failed"
+        )
         figures["celery_seconds"] = elapsed
 
         # every partition materialized
@@ -699,8 +816,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             problems.append("no two steps on different workers overlapped in time")
         else:
             a, b = pair
-            say(f"overlap: {a['step']} of {a['partition']} on {a['worker']} and {b['step']} of {b['partition']} on "
-                f"{b['worker']} ran at the same time")
+            say(
+                f"overlap: {a['step']} of {a['partition']} on {a['worker']} and {b['step']} of {b['partition']} on "
+                f"{b['worker']} ran at the same time"
+            )
         # the faults
         if faults:
             if faults.error:
@@ -708,30 +827,53 @@ def main(argv: Optional[list[str]] = None) -> int:
             if faults.killed is None:
                 problems.append("no worker process was killed (no transform step seen in time)")
             else:
-                retried = [s for s in history["steps"] if s["ok"] and s["step"] == "transform"
-                           and s["partition"] == faults.killed["partition"] and s["run"] != faults.killed["run"]]
+                retried = [
+                    s
+                    for s in history["steps"]
+                    if s["ok"]
+                    and s["step"] == "transform"
+                    and s["partition"] == faults.killed["partition"]
+                    and s["run"] != faults.killed["run"]
+                ]
                 if not retried:
                     problems.append(f"the killed transform of {faults.killed['partition']} was not retried")
                 else:
-                    say(f"retried: transform of {faults.killed['partition']} succeeded in run {retried[0]['run'][:8]} "
-                        f"(a retry of the failed run) on {retried[0]['worker']}")
+                    say(
+                        f"retried: transform of {faults.killed['partition']} succeeded in run {retried[0]['run'][:8]} "
+                        f"(a retry of the failed run) on {retried[0]['worker']}"
+                    )
             if faults.restarted_at is None:
                 problems.append("PostgreSQL was not restarted (too few steps ended)")
             else:
-                reconnects = sum(service.output().count("Retrying failed database connection")
-                                 for service in [deployment.daemon, deployment.web, *deployment.workers])
-                say(f"PostgreSQL restart: {reconnects} connection attempts retried by dagster-postgres in the daemon, "
-                    "webserver and workers (run processes log theirs in the runs)")
+                reconnects = sum(
+                    service.output().count("Retrying failed database connection")
+                    for service in [deployment.daemon, deployment.web, *deployment.workers]
+                )
+                say(
+                    f"PostgreSQL restart: {reconnects} connection attempts retried by dagster-postgres in the daemon, "
+                    "webserver and workers (run processes log theirs in the runs)"
+                )
             if not relaunched:
                 for run_id, partition, message in history["failures"]:
                     say(f"failed run {run_id[:8]} ({partition}): {message.splitlines()[0][:200]}")
         # the store: every hour once, every granule once with its rows
         report = soak.verify(deployment.data_dir, BUCKET, expected)
-        say("store: {loaded_once} granules loaded once of {n}, {duplicated} duplicated, {missing} missing, "
+        say(
+            "store: {loaded_once} granules loaded once of {n}, {duplicated} duplicated, {missing} missing, "
             "{wrong_counts} with wrong rows, {orphan_rows} orphan rows, {part_files} temporary files".format(
-                n=len(expected), **report))
-        if (report["loaded_once"] != len(expected) or report["duplicated"] or report["missing"] or report["wrong_counts"]
-                or report["orphan_rows"] or report["duplicate_ids"] or report["bad_bytes"] or report["part_files"]):
+                n=len(expected), **report
+            )
+        )
+        if (
+            report["loaded_once"] != len(expected)
+            or report["duplicated"]
+            or report["missing"]
+            or report["wrong_counts"]
+            or report["orphan_rows"]
+            or report["duplicate_ids"]
+            or report["bad_bytes"]
+            or report["part_files"]
+        ):
             problems.append(f"the store is not every granule exactly once: {report}")
         celery_digest = store_digest(deployment.data_dir)
         if len(celery_digest["hours"]) != len(hours):
@@ -742,9 +884,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         if store_digest(single_dir) != celery_digest:
             problems.append("the store differs from a one-process run of the same hours")
         else:
-            say(f"the store equals a one-process run of the same hours (lightning-eda backfill, {single_seconds:.0f} s)")
-        say(f"throughput: Celery {len(hours) / elapsed * 60:.2f} partitions/min with {args.workers} workers, "
-            f"one process {len(hours) / single_seconds * 60:.2f} partitions/min")
+            say(
+                f"the store equals a one-process run of the same hours (lightning-eda backfill, {single_seconds:.0f} s)"
+            )
+        say(
+            f"throughput: Celery {len(hours) / elapsed * 60:.2f} partitions/min with {args.workers} workers, "
+            f"one process {len(hours) / single_seconds * 60:.2f} partitions/min"
+        )
     if problems:
         for problem in problems:
             say(f"problem: {problem}")
@@ -753,8 +899,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     faults_text = "" if args.no_faults else ", a killed worker process retried, PostgreSQL restarted"
     if relaunched:
         faults_text += f"; {len(relaunched)} partition(s) failed by a fault and relaunched"
-    say(f"scale-test: PASS ({len(hours)} partitions on {args.workers} Celery workers{faults_text}; "
-        "the store equals a one-process run)")
+    say(
+        f"scale-test: PASS ({len(hours)} partitions on {args.workers} Celery workers{faults_text}; "
+        "the store equals a one-process run)"
+    )
     return 0
 
 

@@ -51,10 +51,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Optional
 
 SCRIPT = Path(__file__).resolve()
 PROJECT = SCRIPT.parents[1]
@@ -127,8 +127,17 @@ def reader_main(db_path: str) -> int:
         final_error = f"{type(exc).__name__}: {exc}"
     con.close()
     say(
-        event="final", connected=True, connect_retries=connect_retries, queries=queries, errors=errors,
-        error_samples=error_samples, decreases=decreases, first=first, last=last, final=final, final_error=final_error,
+        event="final",
+        connected=True,
+        connect_retries=connect_retries,
+        queries=queries,
+        errors=errors,
+        error_samples=error_samples,
+        decreases=decreases,
+        first=first,
+        last=last,
+        final=final,
+        final_error=final_error,
     )
     return 0
 
@@ -138,16 +147,16 @@ if __name__ == "__main__" and sys.argv[1:2] == ["_reader"]:
 
 from dagster import materialize  # noqa: E402
 
-from lightning_eda.store import catalog, database  # noqa: E402
-from lightning_eda.store.parquet_store import ParquetStore  # noqa: E402
-from lightning_eda.store.schemas import DATA_TABLES  # noqa: E402
-from lightning_eda.orchestration.assets.ingestor import extract, load, transform  # noqa: E402
 from lightning_eda.cli import failure_message  # noqa: E402
 from lightning_eda.goes.granule import read_granule  # noqa: E402
 from lightning_eda.goes.layout import hour_prefix, parse_granule_name  # noqa: E402
 from lightning_eda.ingest.hourly import HourPaths  # noqa: E402
+from lightning_eda.orchestration.assets.ingestor import extract, load, transform  # noqa: E402
 from lightning_eda.orchestration.partitions import partition_key_for_hour  # noqa: E402
 from lightning_eda.orchestration.resources import build_resources  # noqa: E402
+from lightning_eda.store import catalog, database  # noqa: E402
+from lightning_eda.store.parquet_store import ParquetStore  # noqa: E402
+from lightning_eda.store.schemas import DATA_TABLES  # noqa: E402
 from lightning_eda.testing import lcfa_factory  # noqa: E402
 from lightning_eda.testing.faulty_s3 import MODES, FaultyS3  # noqa: E402
 from lightning_eda.testing.s3_server import LocalS3  # noqa: E402
@@ -183,8 +192,14 @@ def _write_synthetic(job: tuple[str, datetime, bool]) -> bytes:
 
 
 def make_day(
-    s3: LocalS3, bucket: str, first_hour: datetime, hours: int, staging: Path, real_dir: Optional[Path],
-    real_every: int, log: Callable[[str], None],
+    s3: LocalS3,
+    bucket: str,
+    first_hour: datetime,
+    hours: int,
+    staging: Path,
+    real_dir: Path | None,
+    real_every: int,
+    log: Callable[[str], None],
 ) -> dict[str, dict]:
     """Write and upload one granule per 20 s slot; returns {name: {"counts", "sha", "real"}}."""
     staging.mkdir(parents=True, exist_ok=True)
@@ -270,7 +285,10 @@ def run_hour_killed(
     with open(log_path, "w") as child_log:
         child = subprocess.Popen(
             [sys.executable, str(SCRIPT), "_run_hour", str(data_dir), bucket, hour.isoformat(), str(read_timeout)],
-            stdout=child_log, stderr=child_log, cwd=PROJECT, env=dict(os.environ),
+            stdout=child_log,
+            stderr=child_log,
+            cwd=PROJECT,
+            env=dict(os.environ),
             start_new_session=True,  # its own process group: the kill takes its decoder pool with it
         )
     trigger = None
@@ -315,10 +333,14 @@ class Reader:
         self._log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, str(SCRIPT), "_reader", str(db_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=PROJECT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            cwd=PROJECT,
         )
-        self.connected: Optional[dict] = None
-        self.final: Optional[dict] = None
+        self.connected: dict | None = None
+        self.final: dict | None = None
         self.ended = False  # its stdout has closed
         self._messages: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._read, name="soak-reader", daemon=True)
@@ -372,9 +394,17 @@ class Reader:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
-        return {**(self.final or {"connected": self.connected is not None, "errors": 1,
-                                  "error_samples": ["the reader ended without its final report"]}),
-                "exit_code": self.proc.returncode}
+        return {
+            **(
+                self.final
+                or {
+                    "connected": self.connected is not None,
+                    "errors": 1,
+                    "error_samples": ["the reader ended without its final report"],
+                }
+            ),
+            "exit_code": self.proc.returncode,
+        }
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -449,7 +479,7 @@ def verify(data_dir: Path, bucket: str, expected: dict[str, dict]) -> dict:
 
 
 def run_soak(
-    s3: Optional[LocalS3] = None,
+    s3: LocalS3 | None = None,
     *,
     workdir: Path,
     day: datetime = datetime(2018, 7, 2),
@@ -457,14 +487,14 @@ def run_soak(
     fault_every: int = 30,
     modes: tuple[str, ...] = MODES,
     read_timeout: float = 2.0,
-    real_dir: Optional[Path] = DEFAULT_REAL_DIR,
+    real_dir: Path | None = DEFAULT_REAL_DIR,
     real_every: int = 30,
     bucket: str = "soak-goes16",
     max_passes: int = 5,
     reader: bool = True,
     kill: bool = True,
     kill_at: str = "staging",
-    kill_hour: Optional[int] = None,
+    kill_hour: int | None = None,
     reader_connect_timeout: float = 120.0,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -484,7 +514,7 @@ def run_soak(
     archive_log = logging.getLogger("lightning_eda.ingest.archive")
     old_level, old_endpoint = archive_log.level, os.environ.get("AWS_ENDPOINT_URL_S3")
     proxy = FaultyS3(s3.url, every=0, modes=modes, scope="all", delay=max(4 * read_timeout, read_timeout + 3))
-    holder: Optional[Reader] = None
+    holder: Reader | None = None
     kill_index = (hours // 2 if kill_hour is None else kill_hour) if kill else None
     try:
         log(f"writing {hours * 180} granules into s3://{bucket} ...")
@@ -540,8 +570,10 @@ def run_soak(
                         note += f"; reader connected, sees {holder.connected['counts']}"
                     else:
                         note += "; reader did NOT connect"
-                log(f"  pass {attempt} {hour:%Y-%m-%d %H}:00  {time.monotonic() - t0:5.1f} s  {note}  "
-                    f"(faults so far {sum(proxy.faults.values())})")
+                log(
+                    f"  pass {attempt} {hour:%Y-%m-%d %H}:00  {time.monotonic() - t0:5.1f} s  {note}  "
+                    f"(faults so far {sum(proxy.faults.values())})"
+                )
             todo = again
             if not todo:
                 break
@@ -598,7 +630,7 @@ def run_soak(
             s3.stop()
 
 
-def _reader_figures(report: Optional[dict], final_counts: dict) -> dict:
+def _reader_figures(report: dict | None, final_counts: dict) -> dict:
     """The reader's figures; ``reader_final_matches``: its last query equals the store's totals at the end."""
     if report is None:
         return {"reader": False}
@@ -625,16 +657,28 @@ def verdict(figures: dict) -> list[str]:
     problems = []
     if figures["loaded_once"] != figures["granules"]:
         problems.append(f"loaded_once {figures['loaded_once']} of {figures['granules']}")
-    for key in ("missing", "unexpected", "duplicated", "failed", "wrong_counts", "orphan_rows", "duplicate_ids",
-                "bad_bytes", "part_files", "failed_runs"):
+    for key in (
+        "missing",
+        "unexpected",
+        "duplicated",
+        "failed",
+        "wrong_counts",
+        "orphan_rows",
+        "duplicate_ids",
+        "bad_bytes",
+        "part_files",
+        "failed_runs",
+    ):
         if figures[key]:
             problems.append(f"{key} {figures[key]}")
     if figures.get("reader"):
         if not figures["reader_connected"] or figures["reader_queries"] == 0:
             problems.append("the reader never held glm.duckdb")
         if figures["reader_errors"] or figures["reader_exit_code"] != 0:
-            problems.append(f"reader_errors {figures['reader_errors']} (exit {figures['reader_exit_code']}): "
-                            f"{figures['reader_error_samples']}")
+            problems.append(
+                f"reader_errors {figures['reader_errors']} (exit {figures['reader_exit_code']}): "
+                f"{figures['reader_error_samples']}"
+            )
         if figures["reader_saw_decrease"]:
             problems.append("the reader saw a count decrease")
         if not figures["reader_final_matches"]:
@@ -642,7 +686,7 @@ def verdict(figures: dict) -> list[str]:
     return problems
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--day", default="2018-07-02", help="UTC day to synthesise, YYYY-MM-DD")
     parser.add_argument("--hours", type=int, default=24, help="hours (partitions) to load from 00:00")
@@ -654,8 +698,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--max-passes", type=int, default=5, help="runs per hour at most (missing granules retried)")
     parser.add_argument("--no-reader", action="store_true", help="no process holding glm.duckdb open")
     parser.add_argument("--no-kill", action="store_true", help="no load killed mid-hour")
-    parser.add_argument("--kill-at", choices=KILL_POINTS, default="staging",
-                        help="kill when the hour's next version is staged, or when transform gets extract's report")
+    parser.add_argument(
+        "--kill-at",
+        choices=KILL_POINTS,
+        default="staging",
+        help="kill when the hour's next version is staged, or when transform gets extract's report",
+    )
     parser.add_argument("--kill-hour", type=int, default=None, help="which hour to kill (default: the middle one)")
     parser.add_argument("--workdir", type=Path, default=None, help="data folder parent (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -682,10 +730,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(json.dumps(figures, indent=1, default=str))
     print(f"workdir: {workdir}")
     if figures.get("reader"):
-        print(f"reader: {figures['reader_queries']} queries on one read-write connection to glm.duckdb, "
-              f"{figures['reader_errors']} errors, decrease seen: {figures['reader_saw_decrease']}, "
-              f"first {figures['reader_first_counts']}, last {figures['reader_last_counts']}, "
-              f"final {figures['reader_final_counts']} (matches the store: {figures['reader_final_matches']})")
+        print(
+            f"reader: {figures['reader_queries']} queries on one read-write connection to glm.duckdb, "
+            f"{figures['reader_errors']} errors, decrease seen: {figures['reader_saw_decrease']}, "
+            f"first {figures['reader_first_counts']}, last {figures['reader_last_counts']}, "
+            f"final {figures['reader_final_counts']} (matches the store: {figures['reader_final_matches']})"
+        )
     for note in figures["kill_notes"]:
         print(f"killed: {note}")
     problems = verdict(figures)

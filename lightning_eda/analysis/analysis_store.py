@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import duckdb
 import pandas as pd
@@ -64,7 +63,7 @@ class AnalysisStore:
         *,
         window: AnalysisWindow,
         n_points: int,
-        sample_size: Optional[int] = None,
+        sample_size: int | None = None,
     ) -> None:
         """One evaluator's score by k for the window (each evaluator has its own table: they may run together)."""
         if column not in SCORE_TABLES:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Sequence, Union
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -24,14 +25,14 @@ SILHOUETTE_TIE = 0.01
 class SilhouetteSweep:
     scores: dict[int, float]
     n_points: int
-    sample_size: Optional[int]  # None when every point was used
+    sample_size: int | None  # None when every point was used
 
     @property
     def sampled(self) -> bool:
         return self.sample_size is not None
 
     @property
-    def best_k(self) -> Optional[int]:
+    def best_k(self) -> int | None:
         """The k of the highest score (None when no k could be scored)."""
         return max(self.scores, key=self.scores.get) if self.scores else None
 
@@ -39,7 +40,7 @@ class SilhouetteSweep:
 AUTO_K = "auto"
 
 
-def parse_k(value: Union[int, str]) -> Union[int, Literal["auto"]]:
+def parse_k(value: int | str) -> int | Literal["auto"]:
     """The ``k`` setting: a whole number of clusters (``3`` or ``"3"``), or ``"auto"``."""
     if isinstance(value, str) and value.strip().lower() == AUTO_K:
         return AUTO_K
@@ -51,7 +52,7 @@ def parse_k(value: Union[int, str]) -> Union[int, Literal["auto"]]:
     return k
 
 
-def elbow_knee(inertias: dict[int, float]) -> Optional[int]:
+def elbow_knee(inertias: dict[int, float]) -> int | None:
     """The knee of the inertia curve (None when it has none or fewer than three points)."""
     return find_knee(list(inertias), list(inertias.values())) if len(inertias) >= 3 else None
 
@@ -75,11 +76,11 @@ class KMeansFits:
     n_init: int
     seed: int
     results: dict[int, KMeansResult] = field(default_factory=dict)
-    distinct_rows: Optional[int] = None
-    _fitted: Optional[np.ndarray] = field(default=None, init=False, repr=False, compare=False)
+    distinct_rows: int | None = None
+    _fitted: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def of(cls, X: np.ndarray, *, n_init: int, seed: int) -> "KMeansFits":
+    def of(cls, X: np.ndarray, *, n_init: int, seed: int) -> KMeansFits:
         fits = cls(fingerprint(X), n_init, seed)
         fits._fitted = X
         return fits
@@ -117,7 +118,7 @@ class KMeansFits:
         atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
     @classmethod
-    def load(cls, path: Path, X: np.ndarray, *, n_init: int, seed: int) -> "KMeansFits":
+    def load(cls, path: Path, X: np.ndarray, *, n_init: int, seed: int) -> KMeansFits:
         """The fits saved at ``path`` when they are for these features and settings; else none."""
         fits = cls.of(X, n_init=n_init, seed=seed)
         try:
@@ -131,10 +132,12 @@ class KMeansFits:
                 fits.distinct_rows = int(saved["distinct_rows"])
             for name in saved.files:
                 if name.startswith("labels_"):
-                    k = int(name[len("labels_"):])
+                    k = int(name[len("labels_") :])
                     inertia, n_iter = saved[f"scores_{k}"]
                     fits.results[k] = KMeansResult(
-                        centroids=saved[f"centroids_{k}"], labels=saved[name].astype(np.intp), inertia=float(inertia),
+                        centroids=saved[f"centroids_{k}"],
+                        labels=saved[name].astype(np.intp),
+                        inertia=float(inertia),
                         n_iter=int(n_iter),
                     )
         return fits
@@ -147,8 +150,8 @@ def fingerprint(X: np.ndarray) -> str:
 
 
 def evaluate_elbow(
-    X: np.ndarray, ks: Sequence[int], *, n_init: int, seed: int, fits: Optional[KMeansFits] = None
-) -> tuple[dict[int, float], Optional[int]]:
+    X: np.ndarray, ks: Sequence[int], *, n_init: int, seed: int, fits: KMeansFits | None = None
+) -> tuple[dict[int, float], int | None]:
     """Inertia for each feasible k, and the knee of the curve (None when it has none)."""
     fits = fits or KMeansFits.of(X, n_init=n_init, seed=seed)
     feasible = [k for k in sorted(set(ks)) if 1 <= k <= fits.count_distinct(X)]
@@ -157,7 +160,7 @@ def evaluate_elbow(
 
 
 def evaluate_silhouette(
-    X: np.ndarray, ks: Sequence[int], *, n_init: int, seed: int, sample_size: int, fits: Optional[KMeansFits] = None
+    X: np.ndarray, ks: Sequence[int], *, n_init: int, seed: int, sample_size: int, fits: KMeansFits | None = None
 ) -> SilhouetteSweep:
     """Fit k-means on every point for each k, then score all clusterings on one shared (seeded) sample.
 
@@ -177,7 +180,7 @@ def evaluate_silhouette(
     return SilhouetteSweep(silhouette_sweep(X, labels_by_k), n, None)
 
 
-def choose_k(silhouettes: dict[int, float], knee: Optional[int]) -> tuple[int, str]:
+def choose_k(silhouettes: dict[int, float], knee: int | None) -> tuple[int, str]:
     """The k with the best silhouette; among ks within SILHOUETTE_TIE of it, the knee if present, else the smallest."""
     if not silhouettes:
         if knee is not None:
@@ -192,7 +195,7 @@ def choose_k(silhouettes: dict[int, float], knee: Optional[int]) -> tuple[int, s
     return tied[0], f"silhouettes of k={tied} within {SILHOUETTE_TIE}; smallest k taken (knee: {knee})"
 
 
-def choose_k_from_evaluation(setting: Union[int, str], evaluation: pd.DataFrame) -> tuple[int, str]:
+def choose_k_from_evaluation(setting: int | str, evaluation: pd.DataFrame) -> tuple[int, str]:
     """The final k: the configured number, or for ``"auto"`` :func:`choose_k` over the stored evaluation.
 
     ``evaluation`` has the columns of ``cluster_evaluation`` (``k``, ``inertia``, ``silhouette``); missing scores
@@ -208,7 +211,7 @@ def choose_k_from_evaluation(setting: Union[int, str], evaluation: pd.DataFrame)
     return choose_k(silhouettes, elbow_knee(inertias))
 
 
-def silhouette_of(evaluation: pd.DataFrame, k: int) -> Optional[float]:
+def silhouette_of(evaluation: pd.DataFrame, k: int) -> float | None:
     """The stored silhouette of ``k`` in ``cluster_evaluation``'s rows, or None when it was not scored."""
     scored = evaluation.dropna(subset=["silhouette"])
     values = scored.loc[scored["k"] == k, "silhouette"]

@@ -190,7 +190,6 @@ def laea_inverse(
     return lat, lon
 
 
-
 def projection_centre(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
     """Centre for the projection: arithmetic mean latitude and circular mean longitude (degrees).
 
@@ -356,7 +355,9 @@ class LatLonBox:
 
     def __post_init__(self) -> None:
         if not -90.0 <= self.lat_min < self.lat_max <= 90.0:
-            raise ValueError(f"box latitudes {self.lat_min}..{self.lat_max} must satisfy -90 <= lat_min < lat_max <= 90")
+            raise ValueError(
+                f"box latitudes {self.lat_min}..{self.lat_max} must satisfy -90 <= lat_min < lat_max <= 90"
+            )
         for name in ("lon_min", "lon_max"):
             if not -180.0 <= getattr(self, name) <= 180.0:
                 raise ValueError(f"box {name}={getattr(self, name)} must lie in [-180, 180]")

@@ -11,8 +11,8 @@ at the equator and at 50°N alike. No Dagster here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,9 @@ DEFAULT_CELL_KM = 10.0
 FED_COLUMNS = ANALYSIS_SCHEMAS["flash_extent_density"].names
 
 
-def flash_cells(events: pd.DataFrame, groups: pd.DataFrame, transform: FeatureTransform, cell_km: float) -> pd.DataFrame:
+def flash_cells(
+    events: pd.DataFrame, groups: pd.DataFrame, transform: FeatureTransform, cell_km: float
+) -> pd.DataFrame:
     """The distinct (cell, flash) pairs: columns ``ix``, ``iy`` (cell indices), ``source_file``, ``flash_id``.
 
     ``events`` needs ``source_file, parent_group_id, lat, lon``; ``groups`` needs ``source_file, group_id,
@@ -35,7 +37,9 @@ def flash_cells(events: pd.DataFrame, groups: pd.DataFrame, transform: FeatureTr
     parents = groups[["source_file", "group_id", "parent_flash_id"]].rename(
         columns={"group_id": "parent_group_id", "parent_flash_id": "flash_id"}
     )
-    joined = events[["source_file", "parent_group_id", "lat", "lon"]].merge(parents, on=["source_file", "parent_group_id"])
+    joined = events[["source_file", "parent_group_id", "lat", "lon"]].merge(
+        parents, on=["source_file", "parent_group_id"]
+    )
     joined = joined[np.isfinite(joined["lat"].to_numpy(float)) & np.isfinite(joined["lon"].to_numpy(float))]
     x, y = transform.to_xy(joined["lat"].to_numpy(float), joined["lon"].to_numpy(float))
     cells = pd.DataFrame(
@@ -92,7 +96,7 @@ def window_density(
     hours: Iterable[Mapping[str, pd.DataFrame]],
     transform: FeatureTransform,
     cell_km: float = DEFAULT_CELL_KM,
-    box: Optional[LatLonBox] = None,
+    box: LatLonBox | None = None,
 ) -> pd.DataFrame:
     """:meth:`FlashExtentDensity.table` of a window given hour by hour (``glm_event`` and ``glm_group`` rows each).
 

@@ -8,8 +8,9 @@ The plotting stack is imported only by the functions that draw. No Dagster here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -111,9 +112,7 @@ def score_elbow(analyses: AnalysisStore, *, ks: Sequence[int], n_init: int, seed
     return Report(metadata, f"knee at k={knee}; plot at {plot.path}")
 
 
-def score_silhouette(
-    analyses: AnalysisStore, *, ks: Sequence[int], n_init: int, seed: int, sample_size: int
-) -> Report:
+def score_silhouette(analyses: AnalysisStore, *, ks: Sequence[int], n_init: int, seed: int, sample_size: int) -> Report:
     """The silhouette of each k's clustering (table ``silhouette_scores``) and its plot with the best k."""
     from lightning_eda.plots.curves import silhouette_plot
 
@@ -140,7 +139,7 @@ def score_silhouette(
     return Report(metadata, f"best silhouette at k={sweep.best_k} ({basis} points); plot at {plot.path}")
 
 
-def cluster_window(analyses: AnalysisStore, *, k: Union[int, str], n_init: int, seed: int) -> Report:
+def cluster_window(analyses: AnalysisStore, *, k: int | str, n_init: int, seed: int) -> Report:
     """The final k-means (k as set, or chosen from the evaluators' scores) and the storm tables it gives."""
     with analyses.connect() as con:
         window, flashes, X = _window_features(con)
@@ -200,14 +199,22 @@ def map_flash_extent_density(analyses: AnalysisStore, *, product: str, cell_km: 
     with analyses.connect() as con:
         window = analyses.read_window(con)
     hours = database.loaded_granule_rows(
-        analyses.tables, bucket=window.bucket, product=product, start=window.start, end=window.end,
+        analyses.tables,
+        bucket=window.bucket,
+        product=product,
+        start=window.start,
+        end=window.end,
         tables=("glm_event", "glm_group"),
     )
     table = fed.window_density(hours, window.transform, cell_km, window.box)
     analyses.write_table("flash_extent_density", table)
     png = fed_map(
-        table["lat"].to_numpy(), table["lon"].to_numpy(), table["flash_count"].to_numpy(), cell_km=cell_km,
-        title=window.title, extent=window.extent,
+        table["lat"].to_numpy(),
+        table["lon"].to_numpy(),
+        table["flash_count"].to_numpy(),
+        cell_km=cell_km,
+        title=window.title,
+        extent=window.extent,
     )
     plot = analyses.save_plot(png, "flash_extent_density", "Flash extent density")
     metadata = {

@@ -74,7 +74,9 @@ def storm_statistics(flashes: pd.DataFrame, labels: np.ndarray, jumps: pd.DataFr
 
 def flash_rate_per_minute(flashes: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
     """Flashes per minute of each cluster, on every minute from its first flash to its last (zeros included)."""
-    frame = pd.DataFrame({"cluster": np.asarray(labels, dtype=np.int64), "minute": flashes["time_start"].dt.floor("min")})
+    frame = pd.DataFrame(
+        {"cluster": np.asarray(labels, dtype=np.int64), "minute": flashes["time_start"].dt.floor("min")}
+    )
     frame = frame.dropna(subset=["minute"])
     counts = frame.groupby(["cluster", "minute"]).size().rename("flashes").reset_index()
     filled = []
@@ -83,8 +85,13 @@ def flash_rate_per_minute(flashes: pd.DataFrame, labels: np.ndarray) -> pd.DataF
         series = storm.set_index("minute")["flashes"].reindex(minutes, fill_value=0)
         filled.append(pd.DataFrame({"cluster": cluster, "minute": minutes, "flashes": series.to_numpy()}))
     if not filled:
-        return pd.DataFrame({"cluster": pd.Series(dtype="int64"), "minute": pd.Series(dtype="datetime64[us]"),
-                             "flashes": pd.Series(dtype="int64")})
+        return pd.DataFrame(
+            {
+                "cluster": pd.Series(dtype="int64"),
+                "minute": pd.Series(dtype="datetime64[us]"),
+                "flashes": pd.Series(dtype="int64"),
+            }
+        )
     return pd.concat(filled, ignore_index=True)
 
 
@@ -121,8 +128,9 @@ def storm_jumps(per_minute: pd.DataFrame) -> pd.DataFrame:
             parts.append(found.assign(cluster=int(cluster)))
     columns = ["cluster", "time", "flash_rate", "dfrdt", "threshold", "jump"]
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(columns, ["int64", "datetime64[us]", float, float,
-                                                                          float, bool])})
+        return pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in zip(columns, ["int64", "datetime64[us]", float, float, float, bool])}
+        )
     return pd.concat(parts, ignore_index=True)[columns]
 
 

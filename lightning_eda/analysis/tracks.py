@@ -47,19 +47,61 @@ TIME_DTYPE = "datetime64[us]"
 ID_FRAME_FACTOR = 10_000
 
 STORM_TRACK_COLUMNS = [
-    "track_id", "frame_start", "frame_end", "lat", "lon", "x_km", "y_km", "n_flashes", "flash_rate", "extent_km",
-    "total_energy", "mean_area", "parent_id", "event",
+    "track_id",
+    "frame_start",
+    "frame_end",
+    "lat",
+    "lon",
+    "x_km",
+    "y_km",
+    "n_flashes",
+    "flash_rate",
+    "extent_km",
+    "total_energy",
+    "mean_area",
+    "parent_id",
+    "event",
 ]
 FLASH_TRACK_COLUMNS = ["source_file", "flash_id", "time_start", "frame_start", "track_id"]
 TRACK_EVENT_COLUMNS = ["frame_start", "event", "track_id", "other_track_id"]
 TRACK_SUMMARY_COLUMNS = [
-    "track_id", "parent_id", "merged_into", "start", "end", "duration_min", "n_frames", "n_flashes", "path_km",
-    "mean_speed_ms", "peak_flash_rate", "n_jumps", "first_jump", "is_open",
+    "track_id",
+    "parent_id",
+    "merged_into",
+    "start",
+    "end",
+    "duration_min",
+    "n_frames",
+    "n_flashes",
+    "path_km",
+    "mean_speed_ms",
+    "peak_flash_rate",
+    "n_jumps",
+    "first_jump",
+    "is_open",
 ]
 TRACK_RATE_COLUMNS = ["track_id", *JUMP_COLUMNS]
 STATE_COLUMNS = [
-    "track_id", "parent_id", "start", "last_seen", "end", "x_km", "y_km", "lat", "lon", "vx_ms", "vy_ms", "missed",
-    "n_frames", "n_flashes", "last_n_flashes", "path_km", "peak_flash_rate", "n_jumps", "first_jump", "recent_rates",
+    "track_id",
+    "parent_id",
+    "start",
+    "last_seen",
+    "end",
+    "x_km",
+    "y_km",
+    "lat",
+    "lon",
+    "vx_ms",
+    "vy_ms",
+    "missed",
+    "n_frames",
+    "n_flashes",
+    "last_n_flashes",
+    "path_km",
+    "peak_flash_rate",
+    "n_jumps",
+    "first_jump",
+    "recent_rates",
     "last_flagged",
 ]
 
@@ -140,8 +182,9 @@ class _Track:
     jump_history: JumpHistory = field(default_factory=JumpHistory)
     merged_into: int = -1
 
-    def continued(self, frame_start: pd.Timestamp, frame_end: pd.Timestamp, centre: np.ndarray, n_flashes: int,
-                  flash_rate: float) -> _Track:
+    def continued(
+        self, frame_start: pd.Timestamp, frame_end: pd.Timestamp, centre: np.ndarray, n_flashes: int, flash_rate: float
+    ) -> _Track:
         """This track one storm later: its velocity is the step just made, averaged with the previous estimate."""
         seconds = (frame_start - self.last_seen).total_seconds()
         step_x, step_y = centre[0] - self.x_km, centre[1] - self.y_km
@@ -149,9 +192,18 @@ class _Track:
         if self.n_frames > 1:
             vx, vy = 0.5 * (self.vx_ms + vx), 0.5 * (self.vy_ms + vy)
         return replace(
-            self, last_seen=frame_start, end=frame_end, x_km=float(centre[0]), y_km=float(centre[1]), vx_ms=vx,
-            vy_ms=vy, missed=0, n_frames=self.n_frames + 1, n_flashes=self.n_flashes + n_flashes,
-            last_n_flashes=n_flashes, path_km=self.path_km + float(np.hypot(step_x, step_y)),
+            self,
+            last_seen=frame_start,
+            end=frame_end,
+            x_km=float(centre[0]),
+            y_km=float(centre[1]),
+            vx_ms=vx,
+            vy_ms=vy,
+            missed=0,
+            n_frames=self.n_frames + 1,
+            n_flashes=self.n_flashes + n_flashes,
+            last_n_flashes=n_flashes,
+            path_km=self.path_km + float(np.hypot(step_x, step_y)),
             peak_flash_rate=max(self.peak_flash_rate, flash_rate),
         )
 
@@ -328,8 +380,9 @@ def track_window(
     """
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     _check_window(start, end, options)
-    missing = [c for c in ("source_file", "flash_id", "time_start", "lat", "lon", "energy", "area")
-               if c not in flashes.columns]
+    missing = [
+        c for c in ("source_file", "flash_id", "time_start", "lat", "lon", "energy", "area") if c not in flashes.columns
+    ]
     if missing:
         raise ValueError(f"track_window: flashes lack columns {missing}")
     inside = (flashes["time_start"] >= start) & (flashes["time_start"] < end)
@@ -364,7 +417,12 @@ def track_window(
     summary = _summary_table([*tracker.closed, *tracker.open], {t.track_id for t in tracker.open})
     logger.info(
         "track_window %s..%s: %d flashes, %d track-frames, %d tracks open at the end, %d jumps",
-        start, end, len(window), len(storm_track), len(tracker.open), int(track_rate["jump"].sum()),
+        start,
+        end,
+        len(window),
+        len(storm_track),
+        len(tracker.open),
+        int(track_rate["jump"].sum()),
     )
     return TrackResult(
         storm_track=storm_track,
@@ -404,8 +462,10 @@ class _Tracker:
         if len(x):
             labels = np.asarray(cluster_frame(x, y, expected if len(expected) else None))
             if labels.shape != (len(x),) or not np.issubdtype(labels.dtype, np.integer):
-                raise ValueError(f"cluster_frame returned {labels.dtype} labels of shape {labels.shape}, "
-                                 f"expected integers of shape ({len(x)},)")
+                raise ValueError(
+                    f"cluster_frame returned {labels.dtype} labels of shape {labels.shape}, "
+                    f"expected integers of shape ({len(x)},)"
+                )
         storms = FrameStorms.of(x, y, energy, area, labels, options.min_flashes)
         sizes, centres = storms.n_flashes, storms.centres
 
@@ -432,9 +492,17 @@ class _Tracker:
                 parent = links.parent_of_storm[c]
                 velocity = (self.open[parent].vx_ms, self.open[parent].vy_ms) if parent >= 0 else (0.0, 0.0)
                 track = _Track(
-                    track_id=int(track_ids[c]), parent_id=self.open[parent].track_id if parent >= 0 else -1,
-                    start=frame_start, last_seen=frame_start, end=frame_end, x_km=centres[c, 0], y_km=centres[c, 1],
-                    vx_ms=velocity[0], vy_ms=velocity[1], n_flashes=int(sizes[c]), last_n_flashes=int(sizes[c]),
+                    track_id=int(track_ids[c]),
+                    parent_id=self.open[parent].track_id if parent >= 0 else -1,
+                    start=frame_start,
+                    last_seen=frame_start,
+                    end=frame_end,
+                    x_km=centres[c, 0],
+                    y_km=centres[c, 1],
+                    vx_ms=velocity[0],
+                    vy_ms=velocity[1],
+                    n_flashes=int(sizes[c]),
+                    last_n_flashes=int(sizes[c]),
                     peak_flash_rate=rate,
                 )
                 event = "split" if parent >= 0 else "start"
@@ -443,11 +511,18 @@ class _Tracker:
             continued.append(track)
             self.rows.append(
                 {
-                    "track_id": track.track_id, "frame_start": frame_start, "frame_end": frame_end,
-                    "x_km": centres[c, 0], "y_km": centres[c, 1], "n_flashes": int(sizes[c]), "flash_rate": rate,
-                    "extent_km": storms.extent_km[c], "total_energy": storms.total_energy[c],
+                    "track_id": track.track_id,
+                    "frame_start": frame_start,
+                    "frame_end": frame_end,
+                    "x_km": centres[c, 0],
+                    "y_km": centres[c, 1],
+                    "n_flashes": int(sizes[c]),
+                    "flash_rate": rate,
+                    "extent_km": storms.extent_km[c],
+                    "total_energy": storms.total_energy[c],
                     "mean_area": storms.mean_area[c],
-                    "parent_id": track.parent_id, "event": event,
+                    "parent_id": track.parent_id,
+                    "event": event,
                 }
             )
 
@@ -522,7 +597,11 @@ class FrameLinks:
 
 
 def link_storms(
-    last: np.ndarray, expected: np.ndarray, gate_km: np.ndarray, track_sizes: np.ndarray, centres: np.ndarray,
+    last: np.ndarray,
+    expected: np.ndarray,
+    gate_km: np.ndarray,
+    track_sizes: np.ndarray,
+    centres: np.ndarray,
     sizes: np.ndarray,
 ) -> FrameLinks:
     """Link a frame's storms to the open tracks (the rule of ``docs/tracking.md``).
@@ -628,32 +707,56 @@ def _storm_track_table(rows: list[dict], centre: tuple[float, float]) -> pd.Data
     table = pd.DataFrame(rows, columns=[c for c in STORM_TRACK_COLUMNS if c not in ("lat", "lon")])
     lat, lon = laea_inverse(table["x_km"].to_numpy(float), table["y_km"].to_numpy(float), *centre)
     table = table.assign(lat=lat, lon=lon, parent_id=_nullable_ids(table["parent_id"].to_numpy(np.int64)))
-    table = table.astype({"frame_start": TIME_DTYPE, "frame_end": TIME_DTYPE, "track_id": "int64", "n_flashes": "int64", "flash_rate": "float64", "extent_km": "float64",
-                          "total_energy": "float64", "mean_area": "float64", "x_km": "float64", "y_km": "float64"})
+    table = table.astype(
+        {
+            "frame_start": TIME_DTYPE,
+            "frame_end": TIME_DTYPE,
+            "track_id": "int64",
+            "n_flashes": "int64",
+            "flash_rate": "float64",
+            "extent_km": "float64",
+            "total_energy": "float64",
+            "mean_area": "float64",
+            "x_km": "float64",
+            "y_km": "float64",
+        }
+    )
     return table[STORM_TRACK_COLUMNS]
 
 
-def _judge_jumps(tracker: _Tracker, storm_track: pd.DataFrame, flash_track: pd.DataFrame,
-                 options: TrackingOptions) -> pd.DataFrame:
+def _judge_jumps(
+    tracker: _Tracker, storm_track: pd.DataFrame, flash_track: pd.DataFrame, options: TrackingOptions
+) -> pd.DataFrame:
     """The jump algorithm on each track's 2-minute periods lying wholly in frames it had a storm in."""
     minutes = pd.DataFrame(
         {
             "track_id": np.repeat(storm_track["track_id"].to_numpy(), options.frame_minutes),
-            "minute": (np.repeat(storm_track["frame_start"].to_numpy("datetime64[ns]"), options.frame_minutes)
-                       + np.tile(np.arange(options.frame_minutes) * np.timedelta64(60, "s"), len(storm_track))),
+            "minute": (
+                np.repeat(storm_track["frame_start"].to_numpy("datetime64[ns]"), options.frame_minutes)
+                + np.tile(np.arange(options.frame_minutes) * np.timedelta64(60, "s"), len(storm_track))
+            ),
         }
     )
     tracked = flash_track.dropna(subset=["track_id"])
     counts = (
-        pd.DataFrame({"track_id": tracked["track_id"].astype("int64"),
-                      "minute": tracked["time_start"].dt.floor("min").astype("datetime64[ns]")})
-        .groupby(["track_id", "minute"]).size().rename("flashes").reset_index()
+        pd.DataFrame(
+            {
+                "track_id": tracked["track_id"].astype("int64"),
+                "minute": tracked["time_start"].dt.floor("min").astype("datetime64[ns]"),
+            }
+        )
+        .groupby(["track_id", "minute"])
+        .size()
+        .rename("flashes")
+        .reset_index()
     )
     minutes = minutes.merge(counts, on=["track_id", "minute"], how="left").fillna({"flashes": 0})
     minutes["period_start"] = minutes["minute"].dt.floor(f"{PERIOD_MINUTES}min")
-    periods = minutes.groupby(["track_id", "period_start"], sort=True).agg(
-        n_minutes=("minute", "size"), flashes=("flashes", "sum")
-    ).reset_index()
+    periods = (
+        minutes.groupby(["track_id", "period_start"], sort=True)
+        .agg(n_minutes=("minute", "size"), flashes=("flashes", "sum"))
+        .reset_index()
+    )
     periods = periods[periods["n_minutes"] == PERIOD_MINUTES]
     by_id = {t.track_id: t for t in [*tracker.open, *tracker.closed]}
     ids = periods["track_id"].to_numpy(np.int64)
@@ -663,16 +766,24 @@ def _judge_jumps(tracker: _Tracker, storm_track: pd.DataFrame, flash_track: pd.D
     parts = []
     for lo, hi in itertools.pairwise(bounds):
         track = by_id[int(ids[lo])]
-        columns, track.jump_history = sigma_jump_columns(starts[lo:hi], rates[lo:hi], options.jumps,
-                                                         track.jump_history)
+        columns, track.jump_history = sigma_jump_columns(starts[lo:hi], rates[lo:hi], options.jumps, track.jump_history)
         found = columns["period_start"][columns["jump"]]
         track.n_jumps += len(found)
         if track.first_jump is None and len(found):
             track.first_jump = pd.Timestamp(found[0])
         parts.append({"track_id": ids[lo:hi], **columns})
     judged = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) if parts else [] for c in TRACK_RATE_COLUMNS})
-    judged = judged.astype({"track_id": "int64", "period_start": TIME_DTYPE, "flash_rate": float, "dfrdt": float,
-                            "threshold": float, "flagged": bool, "jump": bool})
+    judged = judged.astype(
+        {
+            "track_id": "int64",
+            "period_start": TIME_DTYPE,
+            "flash_rate": float,
+            "dfrdt": float,
+            "threshold": float,
+            "flagged": bool,
+            "jump": bool,
+        }
+    )
     return judged.sort_values(["period_start", "track_id"], kind="stable", ignore_index=True)
 
 
@@ -682,11 +793,19 @@ def _summary_table(tracks: list[_Track], open_ids: set[int]) -> pd.DataFrame:
         moving_s = (t.last_seen - t.start).total_seconds()
         rows.append(
             {
-                "track_id": t.track_id, "parent_id": t.parent_id, "merged_into": t.merged_into, "start": t.start,
-                "end": t.end, "duration_min": (t.end - t.start).total_seconds() / 60.0, "n_frames": t.n_frames,
-                "n_flashes": t.n_flashes, "path_km": t.path_km,
+                "track_id": t.track_id,
+                "parent_id": t.parent_id,
+                "merged_into": t.merged_into,
+                "start": t.start,
+                "end": t.end,
+                "duration_min": (t.end - t.start).total_seconds() / 60.0,
+                "n_frames": t.n_frames,
+                "n_flashes": t.n_flashes,
+                "path_km": t.path_km,
                 "mean_speed_ms": t.path_km * 1000.0 / moving_s if moving_s > 0 else np.nan,
-                "peak_flash_rate": t.peak_flash_rate, "n_jumps": t.n_jumps, "first_jump": t.first_jump,
+                "peak_flash_rate": t.peak_flash_rate,
+                "n_jumps": t.n_jumps,
+                "first_jump": t.first_jump,
                 "is_open": t.track_id in open_ids,
             }
         )

@@ -9,9 +9,10 @@ back. No Dagster here.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import pandas as pd
 
@@ -19,8 +20,8 @@ from lightning_eda.analysis.features import FeatureTransform, LatLonBox
 
 
 def box_from_edges(
-    lat_min: Optional[float], lat_max: Optional[float], lon_min: Optional[float], lon_max: Optional[float]
-) -> Optional[LatLonBox]:
+    lat_min: float | None, lat_max: float | None, lon_min: float | None, lon_max: float | None
+) -> LatLonBox | None:
     """The region of four edges, or None when none is set; ``ValueError`` when only some are, naming the others."""
     edges = {"lat_min": lat_min, "lat_max": lat_max, "lon_min": lon_min, "lon_max": lon_max}
     missing = [name for name, value in edges.items() if value is None]
@@ -39,17 +40,17 @@ class WindowRequest:
     :func:`~lightning_eda.analysis.features.preprocess` checks the time weight.
     """
 
-    start: Optional[datetime]
+    start: datetime | None
     hours: int = 1
-    box: Optional[LatLonBox] = None
-    quality_flags: Optional[tuple[int, ...]] = None
+    box: LatLonBox | None = None
+    quality_flags: tuple[int, ...] | None = None
     time_weight_km_per_min: float = 0.0
 
     def __post_init__(self) -> None:
         if self.hours < 1:
             raise ValueError(f"window_hours={self.hours} must be at least 1")
 
-    def bounds(self, latest_loaded: Optional[datetime]) -> tuple[datetime, datetime]:
+    def bounds(self, latest_loaded: datetime | None) -> tuple[datetime, datetime]:
         """[start, end): from ``start``, or from ``latest_loaded`` when no start was given."""
         start = self.start if self.start is not None else latest_loaded
         if start is None:
@@ -65,7 +66,7 @@ class AnalysisWindow:
     start: datetime
     end: datetime
     transform: FeatureTransform
-    box: Optional[LatLonBox] = None
+    box: LatLonBox | None = None
     time_weight_km_per_min: float = 0.0
     n_input: int = 0
     n_features: int = 0
@@ -81,7 +82,7 @@ class AnalysisWindow:
         return f"{self.text} · {self.bucket}"
 
     @property
-    def extent(self) -> Optional[tuple[float, float, float, float]]:
+    def extent(self) -> tuple[float, float, float, float] | None:
         """The map extent of the region kept, or None to fit the map to the flashes."""
         return self.box.extent if self.box else None
 

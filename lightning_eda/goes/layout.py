@@ -151,9 +151,7 @@ def is_granule_key(key: str, product: str) -> bool:
     if len(parts) != 5:
         return False
     folder, year, doy, hour, name = parts
-    if folder != product or not (
-        _YEAR_RE.fullmatch(year) and _DOY_RE.fullmatch(doy) and _HOUR_RE.fullmatch(hour)
-    ):
+    if folder != product or not (_YEAR_RE.fullmatch(year) and _DOY_RE.fullmatch(doy) and _HOUR_RE.fullmatch(hour)):
         return False
     try:
         parsed = parse_granule_name(name)
@@ -185,4 +183,3 @@ def _check_product(product: str) -> None:
     """Refuse product names that could inject path segments into keys."""
     if not isinstance(product, str) or not PRODUCT_RE.fullmatch(product):
         raise ValueError(f"product {product!r} is not a GLM L2 product name like {LCFA_PRODUCT!r}")
-

@@ -78,7 +78,6 @@ def decode_quality_flag(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     return flags.astype(np.int16)
 
 
-
 def parse_utc_text(text: str) -> datetime:
     """Parse ``2018-07-02T04:33:00.0Z`` or ``2018-07-02 04:33:00.000`` to a naive UTC datetime.
 

@@ -12,11 +12,12 @@ import logging
 import random
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
@@ -26,10 +27,12 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     EndpointConnectionError,
     NoCredentialsError,
     ProfileNotFound,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 
 from lightning_eda.files import atomic_write
@@ -70,7 +73,7 @@ class GranuleArchive(Protocol):
 
 def make_s3_client(
     *,
-    endpoint_url: Optional[str] = None,
+    endpoint_url: str | None = None,
     max_attempts: int = 5,
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
@@ -182,7 +185,9 @@ class LocalArchive:
         folder = self.root / prefix
         if not folder.is_dir():
             return []
-        granules = [RemoteGranule(prefix + path.name, path.stat().st_size) for path in folder.iterdir() if path.is_file()]
+        granules = [
+            RemoteGranule(prefix + path.name, path.stat().st_size) for path in folder.iterdir() if path.is_file()
+        ]
         return _only_granules(granules, self.product)
 
     def fetch(self, granule: RemoteGranule, dest: Path) -> None:
@@ -248,7 +253,7 @@ def extract_hour(
     *,
     max_workers: int = 8,
     attempts: int = 4,
-    skip: Optional[dict[str, int]] = None,
+    skip: dict[str, int] | None = None,
 ) -> ExtractReport:
     """Mirror one hour of granules into ``raw_dir`` (same key layout), skipping complete files already there.
 
@@ -273,7 +278,7 @@ def extract_hour(
         else:
             todo.append((granule, dest))
 
-    def run(item: tuple[RemoteGranule, Path]) -> tuple[RemoteGranule, Path, Optional[str]]:
+    def run(item: tuple[RemoteGranule, Path]) -> tuple[RemoteGranule, Path, str | None]:
         granule, dest = item
         try:
             fetch_with_retries(archive, granule, dest, attempts=attempts)

@@ -17,7 +17,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -39,24 +38,26 @@ class GranuleRecord:
     source_file: str
     size_bytes: int
     status: str  # "loaded", "failed" (cannot be decoded: permanent) or "missing" (not fetched yet: retried)
-    error: Optional[str] = None
-    platform: Optional[str] = None
-    orbital_slot: Optional[str] = None
-    time_start: Optional[str] = None
-    time_end: Optional[str] = None
+    error: str | None = None
+    platform: str | None = None
+    orbital_slot: str | None = None
+    time_start: str | None = None
+    time_end: str | None = None
     n_flashes: int = 0
     n_groups: int = 0
     n_events: int = 0
     csv: dict[str, str] = field(default_factory=dict)
 
 
-def _iso(value) -> Optional[str]:
+def _iso(value) -> str | None:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
     return pd.Timestamp(value).isoformat()
 
 
-def transform_granule(path: Path, csv_dir: Optional[Path] = None) -> tuple[GranuleRecord, Optional[dict[str, pa.Table]]]:
+def transform_granule(
+    path: Path, csv_dir: Path | None = None
+) -> tuple[GranuleRecord, dict[str, pa.Table] | None]:
     """Decode one granule into typed Arrow tables (and CSVs when ``csv_dir`` is given).
 
     Any failure is recorded, never raised, so one bad file cannot stop an hour.
@@ -116,7 +117,7 @@ def may_start_processes() -> bool:
 
 _SPAWN = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Dagster's do)
 _pool_lock = threading.Lock()
-_pool: Optional[ProcessPoolExecutor] = None
+_pool: ProcessPoolExecutor | None = None
 _pool_workers = 0
 
 
@@ -153,7 +154,7 @@ def _discard_pool() -> None:
         _pool = None
 
 
-def decode_chunk(files: list[Path], folder: Path, part: str, csv_dir: Optional[Path] = None) -> list[GranuleRecord]:
+def decode_chunk(files: list[Path], folder: Path, part: str, csv_dir: Path | None = None) -> list[GranuleRecord]:
     """Decode granules and write their rows as ``<table>-<part>.parquet`` in ``folder`` (in a decoder process).
 
     Rows go straight to disk from the process that decoded them: nothing but the small records crosses a pipe.
@@ -171,7 +172,7 @@ def decode_chunk(files: list[Path], folder: Path, part: str, csv_dir: Optional[P
 
 
 def transform_granules(
-    files: list[Path], folder: Path, csv_dir: Optional[Path] = None, workers: Optional[int] = None
+    files: list[Path], folder: Path, csv_dir: Path | None = None, workers: int | None = None
 ) -> list[GranuleRecord]:
     """Decode granules on every core into part files of ``folder``; records in ``files`` order.
 
@@ -201,7 +202,7 @@ def transform_granules(
     return [record for i in range(len(chunks)) for record in done[i]]
 
 
-def _transform_isolated(path: Path, folder: Path, part: str, csv_dir: Optional[Path]) -> GranuleRecord:
+def _transform_isolated(path: Path, folder: Path, part: str, csv_dir: Path | None) -> GranuleRecord:
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=_SPAWN) as pool:
             return pool.submit(decode_chunk, [path], folder, part, csv_dir).result()[0]

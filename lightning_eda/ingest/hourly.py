@@ -23,7 +23,6 @@ import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import pandas as pd
 import pyarrow as pa
@@ -184,7 +183,7 @@ def files_table(records: list[GranuleRecord]) -> pa.Table:
 class TransformResult:
     records: list[GranuleRecord]  # what this transform decoded or recorded as missing
     kept: int  # granules carried over unchanged
-    staged: Optional[Path]  # None when the hour is already as it should be
+    staged: Path | None  # None when the hour is already as it should be
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)

@@ -1,6 +1,6 @@
 """Asset checks: what a data engineer verifies before trusting the tables. Each is one query in lightning_eda.store.quality."""
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -42,7 +42,16 @@ def no_duplicate_keys(con) -> AssetCheckResult:
 
 def row_counts_match_glm_file(con) -> AssetCheckResult:
     mismatches = quality.row_count_mismatches(con)
-    header = ["source_file", "status", "flashes expected", "found", "groups expected", "found", "events expected", "found"]
+    header = [
+        "source_file",
+        "status",
+        "flashes expected",
+        "found",
+        "groups expected",
+        "found",
+        "events expected",
+        "found",
+    ]
     return AssetCheckResult(
         check_name="row_counts_match_glm_file",
         passed=not mismatches,
@@ -111,7 +120,7 @@ def load_checks(context: AssetCheckExecutionContext, archive: GlmArchiveResource
 
 def _checked_hour(
     context: AssetCheckExecutionContext, archive: GlmArchiveResource, data: LightningDataResource
-) -> Optional[HourKey]:
+) -> HourKey | None:
     """The hour of the run's partition, or None (the whole store) in a run without one."""
     partition = context.run.tags.get("dagster/partition")  # Dagster's partition tag, set on every partition's run
     if not partition:
@@ -126,7 +135,11 @@ def _judged(data: LightningDataResource, judge: Callable[..., tuple[bool, dict]]
     return AssetCheckResult(passed=passed, metadata=facts)
 
 
-@asset_check(pool=ANALYSIS_POOL, asset=preprocessor, description="Features are finite and z-scored (mean 0, standard deviation 1).")
+@asset_check(
+    pool=ANALYSIS_POOL,
+    asset=preprocessor,
+    description="Features are finite and z-scored (mean 0, standard deviation 1).",
+)
 def features_standardized(data: LightningDataResource) -> AssetCheckResult:
     return _judged(data, quality.feature_standardization)
 

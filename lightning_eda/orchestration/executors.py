@@ -8,7 +8,7 @@ The definitions are the same everywhere; ``LIGHTNING_EDA_EXECUTOR`` picks the ex
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from dagster import ExecutorDefinition
 
@@ -36,7 +36,7 @@ CELERY_CONFIG = {
 }
 
 
-def executor_from_env(env: Optional[Mapping[str, str]] = None) -> Optional[ExecutorDefinition]:
+def executor_from_env(env: Mapping[str, str] | None = None) -> ExecutorDefinition | None:
     """The executor named by ``LIGHTNING_EDA_EXECUTOR``; None for ``multiprocess``, Dagster's own default."""
     env = os.environ if env is None else env
     name = env.get(EXECUTOR_VARIABLE, "").strip().lower() or "multiprocess"

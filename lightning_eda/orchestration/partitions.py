@@ -18,4 +18,3 @@ def partition_key_for_hour(hour: datetime) -> str:
 
 def hour_for_partition_key(key: str) -> datetime:
     return datetime.strptime(key, PARTITION_FORMAT)
-

@@ -8,10 +8,10 @@ also be overridden in the launchpad.
 
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
 
 import duckdb
 from dagster import ConfigurableResource
@@ -19,10 +19,10 @@ from pydantic import Field, PrivateAttr
 
 from lightning_eda import settings
 from lightning_eda.analysis.analysis_store import AnalysisStore
-from lightning_eda.store import catalog
-from lightning_eda.store.parquet_store import HourKey, ParquetStore
 from lightning_eda.ingest.archive import GranuleArchive, LocalArchive, S3Archive, make_s3_client
 from lightning_eda.ingest.hourly import HourPaths
+from lightning_eda.store import catalog
+from lightning_eda.store.parquet_store import HourKey, ParquetStore
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,10 @@ class GlmArchiveResource(ConfigurableResource):
 
     bucket: str = Field(default=settings.DEFAULT_BUCKET, description="S3 bucket, e.g. noaa-goes19 (S3_BUCKET).")
     product: str = Field(default=settings.DEFAULT_PRODUCT, description="Product folder (PRODUCT).")
-    source_dir: Optional[str] = Field(
+    source_dir: str | None = Field(
         default=None, description="Read granules from this local folder laid out like the bucket (GOES_SOURCE_DIR)."
     )
-    endpoint_url: Optional[str] = Field(
+    endpoint_url: str | None = Field(
         default=None,
         description="S3 endpoint; unset means boto3's own resolution (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS).",
     )
@@ -72,13 +72,14 @@ class LightningDataResource(ConfigurableResource):
 
     data_dir: str = Field(default=settings.DEFAULT_DATA_DIR, description="Data folder (LIGHTNING_EDA_DATA_DIR).")
     write_csv: bool = Field(
-        default=False, description="Also write each granule's flash, group and event CSVs under csv/ (LIGHTNING_EDA_CSV)."
+        default=False,
+        description="Also write each granule's flash, group and event CSVs under csv/ (LIGHTNING_EDA_CSV).",
     )
     keep_raw: bool = Field(
         default=True, description="Keep the granules under raw/ once their hour is loaded (LIGHTNING_EDA_KEEP_RAW)."
     )
 
-    _store: Optional[ParquetStore] = PrivateAttr(default=None)
+    _store: ParquetStore | None = PrivateAttr(default=None)
 
     @property
     def root(self) -> Path:
@@ -99,7 +100,7 @@ class LightningDataResource(ConfigurableResource):
         return AnalysisStore(self.store)
 
     @contextmanager
-    def get_connection(self, hour: Optional[HourKey] = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def get_connection(self, hour: HourKey | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB (dagster-duckdb's resource) over the store's views: the pipeline never takes
         ``glm.duckdb``'s lock.
 
@@ -125,8 +126,8 @@ def build_resources(
     *,
     bucket: str = settings.DEFAULT_BUCKET,
     product: str = settings.DEFAULT_PRODUCT,
-    source_dir: Optional[str | os.PathLike] = None,
-    data_options: Optional[dict] = None,
+    source_dir: str | os.PathLike | None = None,
+    data_options: dict | None = None,
     **archive_options,
 ) -> dict:
     """The resources every run needs, by key; the environment loader, the tests, soak and benchmarks all use it.
@@ -137,13 +138,16 @@ def build_resources(
     data_options = data_options or {}
     return {
         "archive": GlmArchiveResource(
-            bucket=bucket, product=product, source_dir=None if source_dir is None else str(source_dir), **archive_options
+            bucket=bucket,
+            product=product,
+            source_dir=None if source_dir is None else str(source_dir),
+            **archive_options,
         ),
         "data": LightningDataResource(data_dir=str(data_dir), **data_options),
     }
 
 
-def resources_from_env(env: Optional[Mapping[str, str]] = None) -> dict:
+def resources_from_env(env: Mapping[str, str] | None = None) -> dict:
     """Resources with defaults read from the environment (values are validated at run time)."""
     values = settings.env_values(env)
     # the code location must load with a bad flag (the default then applies); the CLI refuses it before any run

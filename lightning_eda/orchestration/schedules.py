@@ -30,7 +30,10 @@ def hours_to_ingest(tick) -> list[tuple[str, bool]]:
     reaches the store at the next tick. A revisit of a complete hour with nothing new costs one listing.
     """
     just_ended = latest_complete_hour(naive_utc(tick))
-    return [(partition_key_for_hour(just_ended), False), (partition_key_for_hour(just_ended - timedelta(hours=1)), True)]
+    return [
+        (partition_key_for_hour(just_ended), False),
+        (partition_key_for_hour(just_ended - timedelta(hours=1)), True),
+    ]
 
 
 def build_automation(ingest_job, cluster_job):

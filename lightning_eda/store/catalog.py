@@ -16,10 +16,10 @@ import fcntl
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
 
 import duckdb
 
@@ -60,12 +60,13 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def view_statements(store: ParquetStore, hour: Optional[HourKey] = None) -> list[str]:
+def view_statements(store: ParquetStore, hour: HourKey | None = None) -> list[str]:
     """``CREATE OR REPLACE VIEW`` for every table users query, reading ``store`` by absolute path.
 
     With ``hour``, the GLM tables hold that hour only (what a partition's checks read: their cost stays that of one
     hour however long the store grows).
     """
+
     def scan(table: str) -> str:
         if hour is not None:
             files = ", ".join(_quote(path) for path in store.hour_files(table, hour))
@@ -106,7 +107,7 @@ def view_statements(store: ParquetStore, hour: Optional[HourKey] = None) -> list
 
 
 def attach_views(
-    con: duckdb.DuckDBPyConnection, store: ParquetStore, hour: Optional[HourKey] = None
+    con: duckdb.DuckDBPyConnection, store: ParquetStore, hour: HourKey | None = None
 ) -> duckdb.DuckDBPyConnection:
     store.ensure()
     for statement in view_statements(store, hour):
@@ -114,7 +115,7 @@ def attach_views(
     return con
 
 
-def open_views(store: ParquetStore, hour: Optional[HourKey] = None) -> duckdb.DuckDBPyConnection:
+def open_views(store: ParquetStore, hour: HourKey | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the store's views: the pipeline's reads never touch ``glm.duckdb`` or its lock.
 
     With ``hour``, the GLM tables hold that hour only.
@@ -156,8 +157,12 @@ def _marker(store: ParquetStore) -> Path:
 def _made_for(store: ParquetStore, path: Path) -> dict:
     """What glm.duckdb's views depend on: the layout's version, where the store and the file are, the views' SQL."""
     digest = hashlib.sha256("\n".join(view_statements(store)).encode()).hexdigest()
-    return {"format_version": FORMAT_VERSION, "store": str(store.root.resolve()), "database": str(path.resolve()),
-            "views": digest}
+    return {
+        "format_version": FORMAT_VERSION,
+        "store": str(store.root.resolve()),
+        "database": str(path.resolve()),
+        "views": digest,
+    }
 
 
 def _views_made_for(store: ParquetStore, path: Path) -> bool:
@@ -216,7 +221,9 @@ def _refresh_locked(store: ParquetStore, path: Path, force: bool) -> CatalogStat
             raise
         if _marker(store).exists() and not force:  # views made by an earlier run: they still read every new hour
             log.warning("%s is held open; its views were made for another store or version", path)
-            return CatalogStatus("stale", "held open by another process; run `lightning-eda rebuild-db` once it is closed")
+            return CatalogStatus(
+                "stale", "held open by another process; run `lightning-eda rebuild-db` once it is closed"
+            )
         raise CatalogBusy(
             f"{path} needs its views made or its tables of an earlier lightning_eda migrated, and another process "
             "holds it open: close it, then run `lightning-eda rebuild-db` (or any run); nothing was changed"
@@ -229,7 +236,9 @@ def _refresh_locked(store: ParquetStore, path: Path, force: bool) -> CatalogStat
 
 def _legacy_tables(con) -> list[str]:
     """Tables of the previous version (base tables, not views), the data tables first."""
-    names = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    names = {
+        row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()
+    }
     order = [*GLM_SCHEMAS, "cluster_evaluation", *ANALYSIS_SCHEMAS]
     return [t for t in order if t in names]
 

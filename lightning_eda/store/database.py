@@ -7,14 +7,15 @@ bound parameters, never as formatted strings.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import pandas as pd
 
 from lightning_eda.store.parquet_store import HourKey, ParquetStore
+
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open ``glm.duckdb`` (or any DuckDB file) as a user does."""
@@ -49,7 +50,18 @@ def hour_summary(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime)
         """,
         [bucket, hour],
     ).fetchone()
-    keys = ["files", "loaded", "failed", "missing", "flashes", "groups", "events", "time_start", "time_end", "why_missing"]
+    keys = [
+        "files",
+        "loaded",
+        "failed",
+        "missing",
+        "flashes",
+        "groups",
+        "events",
+        "time_start",
+        "time_end",
+        "why_missing",
+    ]
     return dict(zip(keys, row))
 
 
@@ -57,8 +69,7 @@ def incomplete_note(summary: dict) -> str | None:
     """Why an hour of :func:`hour_summary` is incomplete, for logs and run summaries (None when it is complete)."""
     if not summary["missing"]:
         return None
-    return (f"{summary['missing']} granules missing ({summary['why_missing']}); "
-            "the next run of this hour fetches them")
+    return f"{summary['missing']} granules missing ({summary['why_missing']}); the next run of this hour fetches them"
 
 
 def flash_preview(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime, limit: int = 10) -> pd.DataFrame:

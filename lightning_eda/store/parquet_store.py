@@ -37,7 +37,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import pandas as pd
 import pyarrow as pa
@@ -100,7 +99,7 @@ def read_files(files: list[Path], table: str) -> pa.Table:
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
-def write_part(folder: Path, table: str, parts: list[pa.Table], name: str) -> Optional[Path]:
+def write_part(folder: Path, table: str, parts: list[pa.Table], name: str) -> Path | None:
     """Write (and fsync) one file of ``table`` into a version folder being staged; None when there are no rows."""
     parts = [part for part in parts if part.num_rows]
     if not parts:
@@ -166,7 +165,7 @@ class ParquetStore:
 
     # --- reading --------------------------------------------------------------------------------------------------
 
-    def current(self, key: HourKey) -> Optional[HourVersion]:
+    def current(self, key: HourKey) -> HourVersion | None:
         """The hour's folder, or None before it is first loaded."""
         folder = self.hour_dir(key)
         try:
@@ -201,7 +200,6 @@ class ParquetStore:
                     hours.append(hour)
         return sorted(hours)
 
-
     # --- writing --------------------------------------------------------------------------------------------------
 
     def new_staging(self) -> Path:
@@ -219,8 +217,11 @@ class ParquetStore:
             data = tables.get(table)
             if (data is not None and data.num_rows) or not table_files(folder, table):
                 path = folder / f"{table}.parquet"
-                pq.write_table(conform(data if data is not None else empty_table(table), GLM_SCHEMAS[table]), path,
-                               **_WRITE_OPTIONS)
+                pq.write_table(
+                    conform(data if data is not None else empty_table(table), GLM_SCHEMAS[table]),
+                    path,
+                    **_WRITE_OPTIONS,
+                )
                 _fsync_file(path)
         (folder / _VERSION_FILE).write_text(folder.name.split("-", 1)[0])
         _fsync_file(folder / _VERSION_FILE)
@@ -283,7 +284,6 @@ class ParquetStore:
 
     def write_analysis(self, table: str, data: pa.Table | pd.DataFrame) -> None:
         write_parquet(conform(data, ANALYSIS_SCHEMAS[table]), self.analysis_file(table))
-
 
 
 _VERSION_FILE = ".version"

@@ -23,9 +23,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
 MODES = ("slowdown", "error500", "cut", "delay", "stall")
@@ -49,7 +49,7 @@ class Seen:
     method: str
     path: str  # raw request target, still percent-encoded, with the query
     headers: tuple[tuple[str, str], ...]
-    fault: Optional[str]
+    fault: str | None
 
     @property
     def is_list(self) -> bool:
@@ -112,10 +112,10 @@ class FaultyS3:
         every: int = 0,
         modes: Sequence[str] = ("slowdown",),
         scope: str = "all",
-        match: Optional[str] = None,
+        match: str | None = None,
         delay: float = 2.0,
-        max_faults: Optional[int] = None,
-    ) -> "FaultyS3":
+        max_faults: int | None = None,
+    ) -> FaultyS3:
         """Change the fault plan (the eligible-request counter restarts)."""
         unknown = [m for m in modes if m not in MODES]
         if unknown or not modes:
@@ -134,7 +134,7 @@ class FaultyS3:
             self._injected = 0
         return self
 
-    def start(self) -> "FaultyS3":
+    def start(self) -> FaultyS3:
         self._thread.start()
         return self
 
@@ -144,7 +144,7 @@ class FaultyS3:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FaultyS3":
+    def __enter__(self) -> FaultyS3:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -177,7 +177,7 @@ class FaultyS3:
             return False
         return self.match is None or self.match in unquote(target)
 
-    def _decide(self, method: str, target: str, headers) -> Optional[str]:
+    def _decide(self, method: str, target: str, headers) -> str | None:
         with self._lock:
             fault = None
             if self.every > 0 and self._eligible_for(method, target):
@@ -237,7 +237,7 @@ class FaultyS3:
                     self._send_head(status, reason, headers, len(payload))
                     if self.command != "HEAD":
                         self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError, socket.timeout):
+                except (TimeoutError, BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
             def _send_head(self, status, reason, headers, length) -> None:

@@ -41,8 +41,15 @@ _WEST_PLATFORMS = {"G17", "G18"}
 
 _DIMS = {"flash": "number_of_flashes", "group": "number_of_groups", "event": "number_of_events"}
 _TABLES = {"flash": "flashes", "group": "groups", "event": "events"}
-_FILLED = {"event_energy", "group_energy", "flash_energy", "group_area", "flash_area", "group_quality_flag",
-           "flash_quality_flag"}
+_FILLED = {
+    "event_energy",
+    "group_energy",
+    "flash_energy",
+    "group_area",
+    "flash_area",
+    "group_quality_flag",
+    "flash_quality_flag",
+}
 
 _COLUMNS = {
     "flash": ("flash_id", "time_start", "time_end", "lat", "lon", "energy", "area", "quality_flag"),
@@ -130,8 +137,12 @@ def area_encoding(area_units: str) -> dict[str, Any]:
 def event_lon_encoding(platform: str) -> dict[str, Any]:
     """Packing of ``event_lon``; GOES-West's offset puts decoded longitudes below -180."""
     side = "West" if platform in _WEST_PLATFORMS else "East"
-    return {"_Unsigned": "true", "scale_factor": _LAT["scale_factor"], "add_offset": _LON_OFFSET[side],
-            "units": "degrees_east"}
+    return {
+        "_Unsigned": "true",
+        "scale_factor": _LAT["scale_factor"],
+        "add_offset": _LON_OFFSET[side],
+        "units": "degrees_east",
+    }
 
 
 def write_lcfa(
@@ -211,8 +222,14 @@ def write_lcfa(
 def write_empty_lcfa(path: str | Path, *, global_attributes: bool | Mapping[str, Any] = False, **kwargs) -> Path:
     """A zero-record granule, by default with no global attributes at all (seen in the archive)."""
     tables = empty_tables()
-    return write_lcfa(path, flashes=tables["flashes"], groups=tables["groups"], events=tables["events"],
-                      global_attributes=global_attributes, **kwargs)
+    return write_lcfa(
+        path,
+        flashes=tables["flashes"],
+        groups=tables["groups"],
+        events=tables["events"],
+        global_attributes=global_attributes,
+        **kwargs,
+    )
 
 
 def _columns(table: Mapping[str, Sequence], level: str) -> dict[str, np.ndarray]:
@@ -293,8 +310,12 @@ def _variable_specs(columns, era, area_units, platform, start, stray_unsigned_ti
     return {
         "event_id": ("i4", ed, uid, _unsigned_ids(e["event_id"], "i4")),
         "event_time_offset": ("i2", ed, times, _pack_time(e["time"], times)),
-        "event_lat": ("i2", ed, {"_Unsigned": "true", **_LAT, "units": "degrees_north"},
-                      pack_unsigned(e["lat"], _LAT["scale_factor"], _LAT["add_offset"])),
+        "event_lat": (
+            "i2",
+            ed,
+            {"_Unsigned": "true", **_LAT, "units": "degrees_north"},
+            pack_unsigned(e["lat"], _LAT["scale_factor"], _LAT["add_offset"]),
+        ),
         "event_lon": ("i2", ed, lon_enc, pack_event_lon(e["lon"], lon_enc)),
         "event_energy": energy("event", e["energy"]),
         "event_parent_group_id": ("i4", ed, uid, _unsigned_ids(e["parent_group_id"], "i4")),
@@ -302,8 +323,7 @@ def _variable_specs(columns, era, area_units, platform, start, stray_unsigned_ti
         "group_time_offset": ("i2", gd, times, _pack_time(g["time"], times)),
         "group_lat": ("f4", gd, {"units": "degrees_north"}, g["lat"].astype(np.float32)),
         "group_lon": ("f4", gd, {"units": "degrees_east"}, g["lon"].astype(np.float32)),
-        "group_area": ("i2", gd, area,
-                       pack_unsigned(g["area"] * area_scale, area["scale_factor"], area["add_offset"])),
+        "group_area": ("i2", gd, area, pack_unsigned(g["area"] * area_scale, area["scale_factor"], area["add_offset"])),
         "group_energy": energy("group", g["energy"]),
         "group_parent_flash_id": ("i2", gd, uid, _unsigned_ids(g["parent_flash_id"], "i2")),
         "group_quality_flag": ("i2", gd, flag, _pack_quality(g["quality_flag"])),
@@ -312,8 +332,7 @@ def _variable_specs(columns, era, area_units, platform, start, stray_unsigned_ti
         "flash_time_offset_of_last_event": ("i2", fd, times, _pack_time(f["time_end"], times)),
         "flash_lat": ("f4", fd, {"units": "degrees_north"}, f["lat"].astype(np.float32)),
         "flash_lon": ("f4", fd, {"units": "degrees_east"}, f["lon"].astype(np.float32)),
-        "flash_area": ("i2", fd, area,
-                       pack_unsigned(f["area"] * area_scale, area["scale_factor"], area["add_offset"])),
+        "flash_area": ("i2", fd, area, pack_unsigned(f["area"] * area_scale, area["scale_factor"], area["add_offset"])),
         "flash_energy": energy("flash", f["energy"]),
         "flash_quality_flag": ("i2", fd, flag, _pack_quality(f["quality_flag"])),
     }

@@ -6,7 +6,6 @@ moto is a development dependency (the ``dev`` extra): it is imported when a serv
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
 import boto3
 
@@ -22,7 +21,7 @@ class LocalS3:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.url = ""
 
-    def start(self) -> "LocalS3":
+    def start(self) -> LocalS3:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"
@@ -53,7 +52,7 @@ class LocalS3:
         return key
 
     def put_granule(
-        self, bucket: str, source: Union[Path, bytes], name: str | None = None, product: str = "GLM-L2-LCFA"
+        self, bucket: str, source: Path | bytes, name: str | None = None, product: str = "GLM-L2-LCFA"
     ) -> str:
         """Upload a granule under the real key layout, ``PRODUCT/YYYY/DDD/HH/<name>`` from its start time."""
         if isinstance(source, Path):

@@ -40,7 +40,7 @@ def restamp(source: Path, folder: Path, start: datetime) -> Path:
             if match and variable.name != "product_time":
                 epoch = datetime.fromisoformat(match.group(2).replace(" ", "T")) + shift
                 text = epoch.strftime("%Y-%m-%d %H:%M:%S.") + f"{epoch.microsecond // 1000:03d}"
-                variable.setncattr("units", units[: match.start(2)] + text + units[match.end(2):])
+                variable.setncattr("units", units[: match.start(2)] + text + units[match.end(2) :])
         if "time_coverage_start" in ds.ncattrs():
             ds.setncattr("time_coverage_start", _coverage(start))
             ds.setncattr("time_coverage_end", _coverage(end))

@@ -1,6 +1,7 @@
 """The ``kmeans_cluster`` group: the final k-means over the window, the storm tables, the map and the rate chart."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from pydantic import Field, field_validator

@@ -46,7 +46,9 @@ def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: L
     for error in report.failed.values():
         context.log.warning(f"download failed (the granule stays missing; the next run retries it): {error}")
     if report.failed and not report.files and not report.already_loaded:
-        raise Failure(description=f"every one of the {report.listed} granules failed to download from {source.description}")
+        raise Failure(
+            description=f"every one of the {report.listed} granules failed to download from {source.description}"
+        )
     return MaterializeResult(
         metadata={
             "source": source.description,
@@ -126,9 +128,7 @@ def load(context: AssetExecutionContext, archive: GlmArchiveResource, data: Ligh
         preview = database.flash_preview(con, bucket=archive.bucket, hour=paths.hour)
     complete = summary["missing"] == 0
     if not complete:
-        context.log.warning(
-            f"{paths.hour:%Y-%m-%d %H}:00 UTC is incomplete: {database.incomplete_note(summary)}"
-        )
+        context.log.warning(f"{paths.hour:%Y-%m-%d %H}:00 UTC is incomplete: {database.incomplete_note(summary)}")
     context.log.info(f"committed {counts} for {paths.hour:%Y-%m-%d %H}:00 UTC; glm.duckdb {status}")
     return MaterializeResult(
         metadata={

@@ -4,7 +4,6 @@ The clustering assets are not partitioned: each works on the window the preproce
 day or any range of hours when configured), recorded in ``feature_window`` so every downstream asset reads the same one.
 """
 
-from typing import Optional
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from pydantic import Field
@@ -24,13 +23,13 @@ class PreprocessorConfig(Config):
         description="UTC start of the window, e.g. '2018-07-02 04:00' or a partition key; empty: the latest loaded hour.",
     )
     window_hours: int = Field(default=1, description="Length of the window in hours (24 for a day).")
-    quality_flags: Optional[list[int]] = Field(
+    quality_flags: list[int] | None = Field(
         default=None, description="Keep only flashes with these quality flags, e.g. [0]; null keeps all."
     )
-    lat_min: Optional[float] = Field(default=None, description="Region: southern edge (degrees); set all four or none.")
-    lat_max: Optional[float] = Field(default=None, description="Region: northern edge (degrees).")
-    lon_min: Optional[float] = Field(default=None, description="Region: western edge (degrees).")
-    lon_max: Optional[float] = Field(
+    lat_min: float | None = Field(default=None, description="Region: southern edge (degrees); set all four or none.")
+    lat_max: float | None = Field(default=None, description="Region: northern edge (degrees).")
+    lon_min: float | None = Field(default=None, description="Region: western edge (degrees).")
+    lon_max: float | None = Field(
         default=None, description="Region: eastern edge (degrees); below lon_min crosses the antimeridian."
     )
     time_weight_km_per_min: float = Field(
