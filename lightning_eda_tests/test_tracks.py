@@ -15,7 +15,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from lightning_eda.analysis.jumps import ERDMANN_POELMAN_2023, SCHULTZ_2009, JumpCriteria, JumpHistory, sigma_jumps
 from lightning_eda.analysis.storms import lightning_jumps
-from lightning_eda.analysis.tracks import FrameStorms, TrackingOptions, TrackState, link_storms, track_window
+from lightning_eda.analysis.track_frames import FrameStorms, link_storms
+from lightning_eda.analysis.tracks import TrackingOptions, TrackState, track_window
 from lightning_eda.ml import kmeans
 
 CELL_KM = 10.0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -29,19 +29,17 @@ from lightning_eda.analysis.jumps import (
     JUMP_COLUMNS,
     SCHULTZ_2009,
     JumpCriteria,
-    JumpHistory,
     sigma_jump_columns,
 )
 from lightning_eda.analysis.storms import PERIOD_MINUTES
+from lightning_eda.analysis.track_frames import FrameStorms, link_storms
+from lightning_eda.analysis.track_state import TIME_DTYPE, OpenTrack, TrackState, nullable_ids, times
 
 logger = logging.getLogger(__name__)
 
 #: ``cluster_frame(x_km, y_km, expected_centres_km)``: one storm label per flash (-1: in no storm). The expected
 #: centres, shape (m, 2) or None when no track is open, are the open tracks' predicted positions, to seed k-means.
 FrameClusterer = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
-
-#: Every time column, as the store keeps them.
-TIME_DTYPE = "datetime64[us]"
 
 #: Ids are ``YYYYMMDDHHMM`` of the frame a track starts in, times this, plus its rank among that frame's new tracks.
 ID_FRAME_FACTOR = 10_000
@@ -81,29 +79,6 @@ TRACK_SUMMARY_COLUMNS = [
     "is_open",
 ]
 TRACK_RATE_COLUMNS = ["track_id", *JUMP_COLUMNS]
-STATE_COLUMNS = [
-    "track_id",
-    "parent_id",
-    "start",
-    "last_seen",
-    "end",
-    "x_km",
-    "y_km",
-    "lat",
-    "lon",
-    "vx_ms",
-    "vy_ms",
-    "missed",
-    "n_frames",
-    "n_flashes",
-    "last_n_flashes",
-    "path_km",
-    "peak_flash_rate",
-    "n_jumps",
-    "first_jump",
-    "recent_rates",
-    "last_flagged",
-]
 
 
 @dataclass(frozen=True)
@@ -156,159 +131,6 @@ class TrackingOptions:
     @property
     def frame(self) -> pd.Timedelta:
         return pd.Timedelta(minutes=self.frame_minutes)
-
-
-@dataclass
-class _Track:
-    """One open track while a window is processed (positions in the options' plane, km; velocity in m/s)."""
-
-    track_id: int
-    parent_id: int  # -1: none
-    start: pd.Timestamp  # start of its first frame
-    last_seen: pd.Timestamp  # start of the last frame it had a storm in
-    end: pd.Timestamp  # end of that frame
-    x_km: float
-    y_km: float
-    vx_ms: float = 0.0
-    vy_ms: float = 0.0
-    missed: int = 0
-    n_frames: int = 1
-    n_flashes: int = 0
-    last_n_flashes: int = 0
-    path_km: float = 0.0
-    peak_flash_rate: float = 0.0
-    n_jumps: int = 0
-    first_jump: pd.Timestamp | None = None
-    jump_history: JumpHistory = field(default_factory=JumpHistory)
-    merged_into: int = -1
-
-    def continued(
-        self, frame_start: pd.Timestamp, frame_end: pd.Timestamp, centre: np.ndarray, n_flashes: int, flash_rate: float
-    ) -> _Track:
-        """This track one storm later: its velocity is the step just made, averaged with the previous estimate."""
-        seconds = (frame_start - self.last_seen).total_seconds()
-        step_x, step_y = centre[0] - self.x_km, centre[1] - self.y_km
-        vx, vy = step_x * 1000.0 / seconds, step_y * 1000.0 / seconds
-        if self.n_frames > 1:
-            vx, vy = 0.5 * (self.vx_ms + vx), 0.5 * (self.vy_ms + vy)
-        return replace(
-            self,
-            last_seen=frame_start,
-            end=frame_end,
-            x_km=float(centre[0]),
-            y_km=float(centre[1]),
-            vx_ms=vx,
-            vy_ms=vy,
-            missed=0,
-            n_frames=self.n_frames + 1,
-            n_flashes=self.n_flashes + n_flashes,
-            last_n_flashes=n_flashes,
-            path_km=self.path_km + float(np.hypot(step_x, step_y)),
-            peak_flash_rate=max(self.peak_flash_rate, flash_rate),
-        )
-
-    def predicted(self, at: pd.Timestamp) -> tuple[float, float]:
-        seconds = (at - self.last_seen).total_seconds()
-        return self.x_km + self.vx_ms * seconds / 1000.0, self.y_km + self.vy_ms * seconds / 1000.0
-
-
-@dataclass(frozen=True)
-class TrackState:
-    """The tracks still open at the end of a window: what the next window continues.
-
-    ``tracks`` has :data:`STATE_COLUMNS`, one row per open track sorted by id; :meth:`to_frame` and
-    :meth:`from_frame` pass it through a table (e.g. the store's, keyed by the hour the state ends) unchanged:
-    floats stay float64 so that continuing from a stored state is bit-for-bit continuing in memory.
-    """
-
-    tracks: pd.DataFrame
-
-    @classmethod
-    def empty(cls) -> TrackState:
-        return cls._of([], (0.0, 0.0))
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> TrackState:
-        missing = [c for c in STATE_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"TrackState.from_frame: missing columns {missing}")
-        return cls(frame[STATE_COLUMNS].sort_values("track_id", kind="stable").reset_index(drop=True))
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.tracks.copy()
-
-    def __len__(self) -> int:
-        return len(self.tracks)
-
-    @classmethod
-    def _of(cls, tracks: list[_Track], centre: tuple[float, float]) -> TrackState:
-        x = np.array([t.x_km for t in tracks], dtype=np.float64)
-        y = np.array([t.y_km for t in tracks], dtype=np.float64)
-        lat, lon = laea_inverse(x, y, *centre)
-        frame = pd.DataFrame(
-            {
-                "track_id": pd.Series([t.track_id for t in tracks], dtype="int64"),
-                "parent_id": _nullable_ids([t.parent_id for t in tracks]),
-                "start": _times([t.start for t in tracks]),
-                "last_seen": _times([t.last_seen for t in tracks]),
-                "end": _times([t.end for t in tracks]),
-                "x_km": x,
-                "y_km": y,
-                "lat": lat,
-                "lon": lon,
-                "vx_ms": np.array([t.vx_ms for t in tracks], dtype=np.float64),
-                "vy_ms": np.array([t.vy_ms for t in tracks], dtype=np.float64),
-                "missed": np.array([t.missed for t in tracks], dtype=np.int64),
-                "n_frames": np.array([t.n_frames for t in tracks], dtype=np.int64),
-                "n_flashes": np.array([t.n_flashes for t in tracks], dtype=np.int64),
-                "last_n_flashes": np.array([t.last_n_flashes for t in tracks], dtype=np.int64),
-                "path_km": np.array([t.path_km for t in tracks], dtype=np.float64),
-                "peak_flash_rate": np.array([t.peak_flash_rate for t in tracks], dtype=np.float64),
-                "n_jumps": np.array([t.n_jumps for t in tracks], dtype=np.int64),
-                "first_jump": _times([t.first_jump for t in tracks]),
-                "recent_rates": pd.Series([list(t.jump_history.rates) for t in tracks], dtype=object),
-                "last_flagged": _times([t.jump_history.last_flagged for t in tracks]),
-            }
-        )
-        return cls(frame)
-
-    def _tracks(self, centre: tuple[float, float]) -> list[_Track]:
-        """The open tracks, after checking the state was made in the plane centred on ``centre``."""
-        rows = self.tracks
-        if len(rows):
-            x, y = laea_forward(rows["lat"].to_numpy(float), rows["lon"].to_numpy(float), *centre)
-            off = np.hypot(x - rows["x_km"].to_numpy(float), y - rows["y_km"].to_numpy(float))
-            if off.max() > 1e-3:
-                raise ValueError(
-                    f"TrackState: its positions are {off.max():.3f} km off in the plane centred on {centre}: "
-                    "the state was made with another projection_centre"
-                )
-        return [
-            _Track(
-                track_id=int(r.track_id),
-                parent_id=-1 if pd.isna(r.parent_id) else int(r.parent_id),
-                start=pd.Timestamp(r.start),
-                last_seen=pd.Timestamp(r.last_seen),
-                end=pd.Timestamp(r.end),
-                x_km=float(r.x_km),
-                y_km=float(r.y_km),
-                vx_ms=float(r.vx_ms),
-                vy_ms=float(r.vy_ms),
-                missed=int(r.missed),
-                n_frames=int(r.n_frames),
-                n_flashes=int(r.n_flashes),
-                last_n_flashes=int(r.last_n_flashes),
-                path_km=float(r.path_km),
-                peak_flash_rate=float(r.peak_flash_rate),
-                n_jumps=int(r.n_jumps),
-                first_jump=None if pd.isna(r.first_jump) else pd.Timestamp(r.first_jump),
-                jump_history=JumpHistory(
-                    rates=tuple(float(v) for v in r.recent_rates),
-                    last_flagged=None if pd.isna(r.last_flagged) else pd.Timestamp(r.last_flagged),
-                ),
-            )
-            for r in rows.itertuples(index=False)
-        ]
 
 
 @dataclass(frozen=True)
@@ -393,7 +215,7 @@ def track_window(
     frame_starts = pd.date_range(start, end, freq=options.frame, inclusive="left")
     bounds = np.searchsorted(frame_of, np.arange(len(frame_starts) + 1))
 
-    tracker = _Tracker(state_before._tracks(options.projection_centre), options)
+    tracker = OpenTracker(state_before._tracks(options.projection_centre), options)
     flash_track = np.full(len(window), -1, dtype=np.int64)
     energy = window["energy"].to_numpy(float)
     area = window["area"].to_numpy(float)
@@ -408,7 +230,7 @@ def track_window(
             "flash_id": window["flash_id"],
             "time_start": window["time_start"].astype(TIME_DTYPE),
             "frame_start": pd.Series(frame_starts[frame_of] if len(window) else [], dtype=TIME_DTYPE),
-            "track_id": _nullable_ids(flash_track),
+            "track_id": nullable_ids(flash_track),
         }
     )[FLASH_TRACK_COLUMNS]
     track_rate = _judge_jumps(tracker, storm_track, flash_table, options)
@@ -443,12 +265,12 @@ def _check_window(start: pd.Timestamp, end: pd.Timestamp, options: TrackingOptio
             raise ValueError(f"track_window: {name}={at} is not on the {grid} grid of frames and jump periods")
 
 
-class _Tracker:
+class OpenTracker:
     """The frame-by-frame loop: open tracks, links, and the rows each frame adds."""
 
-    def __init__(self, tracks: list[_Track], options: TrackingOptions):
+    def __init__(self, tracks: list[OpenTrack], options: TrackingOptions):
         self.open = tracks
-        self.closed: list[_Track] = []
+        self.closed: list[OpenTrack] = []
         self.options = options
         self.rows: list[dict] = []
         self.events: list[tuple] = []
@@ -481,7 +303,7 @@ class _Tracker:
         first_id = int(frame_start.strftime("%Y%m%d%H%M")) * ID_FRAME_FACTOR
         track_ids = np.where(new, first_id + np.cumsum(new) - 1, open_ids[links.track_of_storm])
 
-        continued: list[_Track] = []
+        continued: list[OpenTrack] = []
         for c in range(len(sizes)):
             carried = links.track_of_storm[c]
             rate = sizes[c] / options.frame_minutes
@@ -491,7 +313,7 @@ class _Tracker:
             else:
                 parent = links.parent_of_storm[c]
                 velocity = (self.open[parent].vx_ms, self.open[parent].vy_ms) if parent >= 0 else (0.0, 0.0)
-                track = _Track(
+                track = OpenTrack(
                     track_id=int(track_ids[c]),
                     parent_id=self.open[parent].track_id if parent >= 0 else -1,
                     start=frame_start,
@@ -539,174 +361,10 @@ class _Tracker:
         return np.append(track_ids, -1)[storms.storm_of]  # storm -1 (none) picks the appended -1
 
 
-@dataclass(frozen=True)
-class FrameStorms:
-    """One frame's storms: ``storm_of`` (each flash's storm, -1: none) and per storm its flashes, centroid (km),
-    extent (diagonal of the box holding the middle 90 % of its flashes, km), total energy (J) and mean flash area,
-    both over the flashes that have a value."""
-
-    storm_of: np.ndarray
-    n_flashes: np.ndarray
-    centres: np.ndarray
-    extent_km: np.ndarray
-    total_energy: np.ndarray
-    mean_area: np.ndarray
-
-    @classmethod
-    def of(cls, x, y, energy, area, labels: np.ndarray, min_flashes: int) -> FrameStorms:
-        """Storms from a clusterer's labels: clusters of fewer than ``min_flashes`` are not storms; storms are
-        numbered in the order of their labels."""
-        values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-        storm = (values >= 0) & (counts >= min_flashes)
-        storm_of = np.where(storm, np.cumsum(storm) - 1, -1)[inverse.reshape(-1)]
-        member = storm_of >= 0
-        members = storm_of[member]
-        n = int(storm.sum())
-
-        def total(v):
-            return np.bincount(members, weights=np.nan_to_num(v[member]), minlength=n)
-
-        sizes = np.bincount(members, minlength=n)
-        areas = np.bincount(members, weights=np.isfinite(area[member]), minlength=n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_area = total(area) / areas
-        return cls(
-            storm_of=storm_of,
-            n_flashes=sizes,
-            centres=np.column_stack([total(x), total(y)]) / np.maximum(sizes, 1)[:, None],
-            extent_km=np.hypot(_middle_spread(x[member], members, sizes), _middle_spread(y[member], members, sizes)),
-            total_energy=total(energy),
-            mean_area=mean_area,
-        )
-
-
-@dataclass(frozen=True)
-class FrameLinks:
-    """How one frame's storms continue the open tracks (indices into the tracks and storms given to
-    :func:`link_storms`).
-
-    ``track_of_storm[c]``: the track storm ``c`` continues, -1 for a new track. ``parent_of_storm[c]``: for a new
-    track split off an open one, that track, else -1. ``merged[c]``: other tracks ended in storm ``c``.
-    ``merged_into[t]``: the storm open track ``t`` ended in, -1 if it did not merge.
-    """
-
-    track_of_storm: np.ndarray
-    parent_of_storm: np.ndarray
-    merged: np.ndarray
-    merged_into: np.ndarray
-
-
-def link_storms(
-    last: np.ndarray,
-    expected: np.ndarray,
-    gate_km: np.ndarray,
-    track_sizes: np.ndarray,
-    centres: np.ndarray,
-    sizes: np.ndarray,
-) -> FrameLinks:
-    """Link a frame's storms to the open tracks (the rule of ``docs/tracking.md``).
-
-    Parameters
-    ----------
-    last, expected : ndarray, shape (m, 2)
-        Each open track's last position and its position predicted for this frame (km).
-    gate_km : ndarray, shape (m,)
-        How far each track can have moved since it was last seen (``max_speed × Δt + slack``).
-    track_sizes : ndarray, shape (m,)
-        Flashes of each track in its last frame (who is "larger" in a merge).
-    centres : ndarray, shape (k, 2)
-        The frame's storm centroids (km).
-    sizes : ndarray, shape (k,)
-        Flashes in each storm (who is "larger" in a split).
-
-    Notes
-    -----
-    1. A pair (track, storm) is possible when the storm is within the track's gate of its last position.
-    2. Possible pairs are taken nearest first (distance from the predicted position; ties by track, then storm),
-       each track and storm at most once: these continue.
-    3. A track left over with a possible storm ended in a merge with the nearest such storm; of all the tracks
-       ending in one storm (the one it continued included), the one with the most flashes in its last frame keeps
-       its id (ties: the earlier in ``last``), the others end ``merged_into`` it.
-    4. A storm left over with a possible track split off the nearest such track. Of the track's continuing storm
-       and its split-offs, the one with the most flashes keeps the track's id (ties: the continuing storm), the
-       others start new tracks whose parent is that track. When the continuing storm is also a merge, it keeps its
-       id (the merge decided it).
-    5. Other storms start new tracks; other tracks missed this frame.
-    """
-    m, k = len(last), len(centres)
-    track_of_storm = np.full(k, -1, dtype=np.int64)
-    parent_of_storm = np.full(k, -1, dtype=np.int64)
-    merged = np.zeros(k, dtype=bool)
-    merged_into = np.full(m, -1, dtype=np.int64)
-    if m == 0 or k == 0:
-        return FrameLinks(track_of_storm, parent_of_storm, merged, merged_into)
-    from_last = np.hypot(*(centres[None, :, :] - last[:, None, :]).transpose(2, 0, 1))
-    from_expected = np.hypot(*(centres[None, :, :] - expected[:, None, :]).transpose(2, 0, 1))
-    possible = from_last <= gate_km[:, None]
-    ti, ci = np.nonzero(possible)
-    storm_of_track = np.full(m, -1, dtype=np.int64)
-    for p in np.lexsort((ci, ti, from_expected[ti, ci])):
-        t, c = ti[p], ci[p]
-        if storm_of_track[t] < 0 and track_of_storm[c] < 0:
-            storm_of_track[t], track_of_storm[c] = c, t
-    distance = np.where(possible, from_expected, np.inf)
-
-    for t in np.flatnonzero((storm_of_track < 0) & possible.any(axis=1)):
-        c = int(np.argmin(distance[t]))
-        merged_into[t] = c
-    for c in np.unique(merged_into[merged_into >= 0]):
-        family = [int(track_of_storm[c]), *np.flatnonzero(merged_into == c).tolist()]
-        keeper = min(family, key=lambda t: (-track_sizes[t], t))
-        merged_into[keeper] = -1
-        merged_into[[t for t in family if t != keeper]] = c
-        track_of_storm[c], merged[c] = keeper, True
-        storm_of_track[family] = -1
-        storm_of_track[keeper] = c
-
-    for t in range(m):
-        offspring = [c for c in np.flatnonzero((track_of_storm < 0) & possible[t]) if np.argmin(distance[:, c]) == t]
-        if not offspring:
-            continue
-        own = int(storm_of_track[t])
-        if own >= 0 and not merged[own]:
-            keeper = max([own, *offspring], key=lambda c: (sizes[c], c == own))
-            if keeper != own:
-                track_of_storm[keeper], track_of_storm[own] = t, -1
-                offspring = [own, *[c for c in offspring if c != keeper]]
-        parent_of_storm[offspring] = t
-    return FrameLinks(track_of_storm, parent_of_storm, merged, merged_into)
-
-
-def _middle_spread(values: np.ndarray, groups: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """95th minus 5th percentile of ``values`` in each group (linear interpolation, as ``np.percentile``), all groups
-    in one sort: a storm's extent without a pass over the frame per storm."""
-    order = np.lexsort((values, groups))
-    ordered = values[order]
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-
-    def percentile(q: float) -> np.ndarray:
-        h = (sizes - 1) * q
-        low = np.floor(h).astype(np.int64)
-        high = np.minimum(low + 1, sizes - 1)
-        return ordered[first + low] + (h - low) * (ordered[first + high] - ordered[first + low])
-
-    return percentile(0.95) - percentile(0.05)
-
-
-def _nullable_ids(values) -> pd.Series:
-    ids = pd.Series(np.asarray(values, dtype=np.int64), dtype="Int64")
-    return ids.mask(ids < 0)
-
-
-def _times(values) -> pd.Series:
-    """Timestamps (None: NaT) at the store's resolution."""
-    return pd.to_datetime(pd.Series([pd.NaT if v is None else v for v in values], dtype=object)).astype(TIME_DTYPE)
-
-
 def _storm_track_table(rows: list[dict], centre: tuple[float, float]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=[c for c in STORM_TRACK_COLUMNS if c not in ("lat", "lon")])
     lat, lon = laea_inverse(table["x_km"].to_numpy(float), table["y_km"].to_numpy(float), *centre)
-    table = table.assign(lat=lat, lon=lon, parent_id=_nullable_ids(table["parent_id"].to_numpy(np.int64)))
+    table = table.assign(lat=lat, lon=lon, parent_id=nullable_ids(table["parent_id"].to_numpy(np.int64)))
     table = table.astype(
         {
             "frame_start": TIME_DTYPE,
@@ -725,7 +383,7 @@ def _storm_track_table(rows: list[dict], centre: tuple[float, float]) -> pd.Data
 
 
 def _judge_jumps(
-    tracker: _Tracker, storm_track: pd.DataFrame, flash_track: pd.DataFrame, options: TrackingOptions
+    tracker: OpenTracker, storm_track: pd.DataFrame, flash_track: pd.DataFrame, options: TrackingOptions
 ) -> pd.DataFrame:
     """The jump algorithm on each track's 2-minute periods lying wholly in frames it had a storm in."""
     minutes = pd.DataFrame(
@@ -787,7 +445,7 @@ def _judge_jumps(
     return judged.sort_values(["period_start", "track_id"], kind="stable", ignore_index=True)
 
 
-def _summary_table(tracks: list[_Track], open_ids: set[int]) -> pd.DataFrame:
+def _summary_table(tracks: list[OpenTrack], open_ids: set[int]) -> pd.DataFrame:
     rows = []
     for t in sorted(tracks, key=lambda t: t.track_id):
         moving_s = (t.last_seen - t.start).total_seconds()
@@ -812,10 +470,10 @@ def _summary_table(tracks: list[_Track], open_ids: set[int]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=TRACK_SUMMARY_COLUMNS)
     return table.assign(
         track_id=table["track_id"].astype("int64"),
-        parent_id=_nullable_ids(table["parent_id"].to_numpy(np.int64)),
-        merged_into=_nullable_ids(table["merged_into"].to_numpy(np.int64)),
-        start=_times(table["start"].tolist()),
-        end=_times(table["end"].tolist()),
-        first_jump=_times(table["first_jump"].tolist()),
+        parent_id=nullable_ids(table["parent_id"].to_numpy(np.int64)),
+        merged_into=nullable_ids(table["merged_into"].to_numpy(np.int64)),
+        start=times(table["start"].tolist()),
+        end=times(table["end"].tolist()),
+        first_jump=times(table["first_jump"].tolist()),
         is_open=table["is_open"].astype(bool),
     )
