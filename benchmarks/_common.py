@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages: on a shared machine, what to read each timing against."""
-    return "(%.2f, %.2f, %.2f)" % os.getloadavg() if hasattr(os, "getloadavg") else "unknown"
+    return "({:.2f}, {:.2f}, {:.2f})".format(*os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
 
 
 def cores() -> int:

@@ -6,9 +6,9 @@ flash within a few km of it and one group per flash, for the flash extent densit
 granules; flash and group ids are unique within a granule.
 
 Ours, timed part by part in one fresh process: ``preprocess``; ``evaluate_elbow`` over k = 1..40 and
-``evaluate_silhouette`` over k = 2..40 sharing one ``KMeansFits`` (silhouette sample 20,000); ``choose_k_from_evaluation``;
-the final fit taken from the fits with its cluster summary and storm statistics (rates, jumps); the flash extent
-density chunked by hour; and the cluster map, FED map, elbow and silhouette plots.
+``evaluate_silhouette`` over k = 2..40 sharing one ``KMeansFits`` (silhouette sample 20,000);
+``choose_k_from_evaluation``; the final fit taken from the fits with its cluster summary and storm statistics (rates,
+jumps); the flash extent density chunked by hour; and the cluster map, FED map, elbow and silhouette plots.
 
 scikit-learn, in another fresh process on the same features (our preprocess, not timed on that side):
 ``KMeans(n_clusters=k, n_init=N, random_state=0)`` for each k = 2..40, ``silhouette_score`` of each on the same
@@ -308,7 +308,7 @@ def child(side: str, **kwargs) -> dict:
     if proc.returncode:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"{side} side failed (exit {proc.returncode})")
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    line = next(out for out in proc.stdout.splitlines() if out.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
 
 
@@ -361,7 +361,8 @@ def main() -> None:
         f"{'met' if ratio <= TARGET else 'NOT met'}"
     )
     say(
-        f"  ratio of the sweeps alone (our elbow+silhouette+choose {sweep_ours:.2f} s) {sweep_ours / theirs['total']:.3f}"
+        f"  ratio of the sweeps alone (our elbow+silhouette+choose {sweep_ours:.2f} s) "
+        f"{sweep_ours / theirs['total']:.3f}"
     )
     say(f"  worst inertia ratio ours/sklearn over k=2..40  {worst:.6f}")
     say(f"  peak RSS of our run                      {ours['run_peak_mib']:8.0f} MiB")

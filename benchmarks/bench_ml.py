@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -61,12 +62,9 @@ def bench_kmeans(n: int, k: int, n_init: int, reps: int) -> dict:
     X = flash_like(n, k=k, seed=1)
     ours_t, theirs_t, ratios = [], [], []
     for rep in range(reps):
-        t_ours, result = timed(lambda: kmeans(X, k, n_init=n_init, seed=rep))
-        t_theirs, model = timed(
-            lambda: KMeans(n_clusters=k, init="k-means++", n_init=n_init, max_iter=300, tol=1e-4, random_state=rep).fit(
-                X
-            )
-        )
+        t_ours, result = timed(functools.partial(kmeans, X, k, n_init=n_init, seed=rep))
+        sklearn_kmeans = KMeans(n_clusters=k, init="k-means++", n_init=n_init, max_iter=300, tol=1e-4, random_state=rep)
+        t_theirs, model = timed(functools.partial(sklearn_kmeans.fit, X))
         ours_t.append(t_ours)
         theirs_t.append(t_theirs)
         ratios.append(result.inertia / model.inertia_)
@@ -255,8 +253,8 @@ def summary(kmeans_rows: list[dict], silhouette: dict | None, sweep: dict | None
             rss["peak_mib"] * 2**20 < 1e9,
         )
     widths = [max(len(r[i]) for r in rows + [("measure", "value", "target", "")]) for i in range(4)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(("measure", "value", "target", ""), widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(("measure", "value", "target", ""), widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
@@ -297,13 +295,13 @@ def main() -> None:
     with limits:
         say(environment())
         say()
-        say("1. kmeans against sklearn.cluster.KMeans (median of %d, interleaved)" % args.reps)
+        say(f"1. kmeans against sklearn.cluster.KMeans (median of {args.reps}, interleaved)")
         kmeans_rows = [bench_kmeans(n, 8, args.n_init, args.reps) for n in (100_000, 1_000_000)]
         if not args.skip_silhouette:
             say()
             say(
-                "2. silhouette_sweep against sklearn.metrics.silhouette_score per k (median of %d, interleaved)"
-                % args.silhouette_reps
+                "2. silhouette_sweep against sklearn.metrics.silhouette_score per k "
+                f"(median of {args.silhouette_reps}, interleaved)"
             )
             silhouette = bench_silhouette(20_000, range(2, 12), args.silhouette_reps)
     if not args.skip_memory:

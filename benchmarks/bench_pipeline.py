@@ -87,7 +87,7 @@ def main() -> int:
             b, o = statistics.median(bare), statistics.median(ours)
             report.say(
                 "",
-                "1. ingest (median of %d, interleaved)" % args.reps,
+                f"1. ingest (median of {args.reps}, interleaved)",
                 *rep_lines,
                 f"   netCDF4 open + decode only : {b:7.2f} s  ({len(granules) / b:6.1f} granules/s)",
                 f"   extract → transform → load : {o:7.2f} s  ({len(granules) / o:6.1f} granules/s)",

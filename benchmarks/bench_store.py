@@ -274,12 +274,15 @@ def main() -> int:
             f"1. backfill against bare decode over the same {n} granules (median of {args.reps}, interleaved)",
             *rep_lines,
             f"   netCDF4 open + decode only (1 process) : {b:7.2f} s  ({n / b:6.1f} granules/s)  spread {spread(bare)}",
-            f"   lightning-eda backfill (whole command) : {w:7.2f} s  ({n / w:6.1f} granules/s)  spread {spread(walls)}",
-            f"   ratio backfill / bare decode           : {w / b:7.2f}  (target ≤ 1.5; the CSV design: 2.9 on one hour)",
-            f"   best of {args.reps} instead of median            : bare {min(bare):.2f} s, backfill {min(walls):.2f} s, "
-            f"ratio {min(walls) / min(bare):.2f}",
+            f"   lightning-eda backfill (whole command) : {w:7.2f} s  ({n / w:6.1f} granules/s)  "
+            f"spread {spread(walls)}",
+            f"   ratio backfill / bare decode           : {w / b:7.2f}  "
+            "(target ≤ 1.5; the CSV design: 2.9 on one hour)",
+            f"   best of {args.reps} instead of median            : bare {min(bare):.2f} s, "
+            f"backfill {min(walls):.2f} s, ratio {min(walls) / min(bare):.2f}",
             "",
-            "   where the backfill's time goes (median over repetitions of the sum over hours, from its Dagster instance):",
+            "   where the backfill's time goes (median over repetitions of the sum over hours, "
+            "from its Dagster instance):",
         )
         step_sums = {step: statistics.median(sum(t["steps"][step]) for t in timings) for step in STEPS}
         runs_sum = statistics.median(sum(t["runs"]) for t in timings)
@@ -330,7 +333,8 @@ def main() -> int:
             f"backfill {csv_run['wall']:.1f} s (load {csv_run['load_before']} → {csv_run['load_after']}; "
             f"one run, not interleaved):",
             *[f"   {name + '/' if name != 'glm.duckdb' else name:<37} {mb(size)}" for name, size in csv_sizes.items()],
-            f"   kept besides raw/                     {mb(csv_kept)}   ratio to the granules {csv_kept / hour_bytes:.2f}"
+            f"   kept besides raw/                     {mb(csv_kept)}   "
+            f"ratio to the granules {csv_kept / hour_bytes:.2f}"
             f"  (csv/ alone {csv_sizes.get('csv', 0) / hour_bytes:.2f}×; per day {csv_kept * 24 / 1e9:.1f} GB)",
             "",
             f"(load average at the end {load_average()})",

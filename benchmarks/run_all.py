@@ -3,11 +3,13 @@ bench_clustering.py, one process each.
 
 Each script prints its report and writes its results file (``benchmarks/results/ml.txt``, ``pipeline.txt``,
 ``transform_breakdown.txt``, ``store.txt``, ``clustering.txt``); each stays runnable alone. This is what ``make bench``
-runs; it is not part of the test suite and takes about twenty-five minutes (the clustering day alone about twelve). The benchmarks' standard error (Dagster's run log, the local S3 server's request
-log) is kept out of the way and shown only when a benchmark fails (``--verbose`` shows it as it comes).
+runs; it is not part of the test suite and takes about twenty-five minutes (the clustering day alone about twelve).
+The benchmarks' standard error (Dagster's run log, the local S3 server's request log) is kept out of the way and shown
+only when a benchmark fails (``--verbose`` shows it as it comes).
 
 Run from the project root:
-``python benchmarks/run_all.py [--only ml|pipeline|transform_breakdown|store|clustering] [--glm-dir ../shared/data/glm]``.
+``python benchmarks/run_all.py [--only ml|pipeline|transform_breakdown|store|clustering]
+[--glm-dir ../shared/data/glm]``.
 Exits non-zero if any benchmark failed (the others still run).
 """
 

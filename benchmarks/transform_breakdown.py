@@ -4,7 +4,8 @@ A diagnostic beside ``bench_pipeline.py`` and ``bench_store.py``: on the same sy
 copies of the real granules), in one process, one granule after another (no worker processes), it times
 
 * netCDF4's bare open + decode of the file (``synthetic_hour.bare_decode``);
-* ``lightning_eda.goes.granule.read_granule`` (the project's decoder: every variable from its own attributes, into tables);
+* ``lightning_eda.goes.granule.read_granule`` (the project's decoder: every variable from its own attributes, into
+  tables);
 * ``lightning_eda.ingest.decoding.transform_granule`` (what a transform worker does per granule: read_granule, then
   the three tables conformed to the store's typed Arrow schemas, each row tagged with its ``source_file``);
 * ``lightning_eda.goes.granule.granule_to_csvs`` (the CSVs written only with ``LIGHTNING_EDA_CSV=1``; before the
@@ -29,6 +30,7 @@ Prints its report and writes it to ``benchmarks/results/transform_breakdown.txt`
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import shutil
 import statistics
@@ -131,13 +133,13 @@ def main() -> int:
         for path in granules:
             times = {key: [] for key in best}
             for _ in range(args.reps):
-                times["bare"].append(timed(lambda: bare_decode([path]))[0])
-                t, granule = timed(lambda: read_granule(path))
+                times["bare"].append(timed(functools.partial(bare_decode, [path]))[0])
+                t, granule = timed(functools.partial(read_granule, path))
                 times["read"].append(t)
-                times["granule"].append(timed(lambda: transform_granule(path))[0])
-                t, written = timed(lambda: granule_to_csvs(granule, csv_dir))
+                times["granule"].append(timed(functools.partial(transform_granule, path))[0])
+                t, written = timed(functools.partial(granule_to_csvs, granule, csv_dir))
                 times["csv"].append(t)
-                t, pq_written = timed(lambda: write_parquet(granule, parquet_dir))
+                t, pq_written = timed(functools.partial(write_parquet, granule, parquet_dir))
                 times["parquet"].append(t)
             for key in best:
                 best[key].append(min(times[key]))
@@ -173,7 +175,8 @@ def main() -> int:
         staged_bytes = sum(p.stat().st_size for p in staged.iterdir())
         report.say(
             "",
-            f"ParquetStore.stage of the hour's four tables (zstd, fsync), best of {args.reps}: {min(stage_times):.2f} s "
+            f"ParquetStore.stage of the hour's four tables (zstd, fsync), best of {args.reps}: "
+            f"{min(stage_times):.2f} s "
             f"-> {staged_bytes / 1e6:.0f} MB ({staged_bytes / nc_bytes:.2f}x the NetCDF)",
             "",
             "load into a fresh DuckDB database (the hour's three tables, one statement each):",
@@ -199,15 +202,16 @@ def main() -> int:
         workers = default_workers()
         report.say("", f"transform_granules over the hour, wall time (median of {args.reps}, interleaved):")
         walls: dict[int, list[float]] = {1: [], workers: []}
-        for rep in range(args.reps):
+        for _ in range(args.reps):
             for count in walls:
-                walls[count].append(timed(lambda: transform_hour_granules(granules, work, count))[0])
+                walls[count].append(timed(functools.partial(transform_hour_granules, granules, work, count))[0])
         for count, values in walls.items():
             label = "one process" if count == 1 else f"{count} worker processes (spawn)"
             report.say(f"   {label:<30} {statistics.median(values):6.2f} s  ({', '.join(f'{v:.2f}' for v in values)})")
     report.say("", "import time in a fresh interpreter (a spawn worker re-imports the parent's main module first):")
     for label, arguments in MAIN_MODULES.items():
-        elapsed, _ = timed(lambda: subprocess.run([sys.executable, *arguments], check=True, capture_output=True))
+        command = [sys.executable, *arguments]
+        elapsed, _ = timed(functools.partial(subprocess.run, command, check=True, capture_output=True))
         report.say(f"   {label:<52} {elapsed:5.2f} s")
     report.say(f"(load average at the end {load_average()})")
     report.write()

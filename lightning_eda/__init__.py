@@ -1,7 +1,7 @@
 """lightning_eda: explore GOES GLM lightning with Dagster.
 
-``defs`` is imported lazily so that the plain modules (``lightning_eda.goes.granule``, ``lightning_eda.ml``, ...) can be used
-without loading Dagster.
+``defs`` is imported lazily so that the plain modules (``lightning_eda.goes.granule``, ``lightning_eda.ml``, ...) can
+be used without loading Dagster.
 """
 
 __all__ = ["defs"]

@@ -49,8 +49,8 @@ def con(tmp_path):
 def clustered(con):
     """Four z-scored features (mean 0, std 1 in both columns), each in one cluster, and a summary that adds up."""
     con.execute(
-        "CREATE TABLE flash_features AS SELECT * FROM (VALUES ('g1.nc', 1, -1.0::DOUBLE, 1.0::DOUBLE), ('g1.nc', 2, 1.0, -1.0), "
-        "('g1.nc', 3, -1.0, -1.0), ('g1.nc', 4, 1.0, 1.0)) t(source_file, flash_id, f_x, f_y)"
+        "CREATE TABLE flash_features AS SELECT * FROM (VALUES ('g1.nc', 1, -1.0::DOUBLE, 1.0::DOUBLE), "
+        "('g1.nc', 2, 1.0, -1.0), ('g1.nc', 3, -1.0, -1.0), ('g1.nc', 4, 1.0, 1.0)) t(source_file, flash_id, f_x, f_y)"
     )
     con.execute(
         "CREATE TABLE flash_cluster AS SELECT source_file, flash_id, flash_id % 2 AS cluster FROM flash_features"

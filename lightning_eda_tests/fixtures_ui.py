@@ -110,7 +110,10 @@ def browser(ui, tmp_path_factory):
     except ImportError:
         missing.append("the selenium package")
     if missing:
-        why = f"Chromium UI tests need {', '.join(missing)} (apt-get install chromium chromium-driver; pip install selenium)"
+        why = (
+            f"Chromium UI tests need {', '.join(missing)} "
+            "(apt-get install chromium chromium-driver; pip install selenium)"
+        )
         if os.environ.get("CI"):
             pytest.fail(f"{why}: CI installs them, so their absence is a failure there")
         pytest.skip(why)

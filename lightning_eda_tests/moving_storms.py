@@ -105,7 +105,7 @@ def _scene_cells(start: pd.Timestamp, rng: np.random.Generator, x_offset: float)
     cells: list[Cell] = []
     rates = [4.0, 6.0, 8.0, 12.0, 15.0, 18.0, 20.0, 25.0, 30.0, 40.0]
     slots = [(x, y) for y in (-300.0, -100.0, 100.0, 300.0) for x in (-600.0, -200.0, 200.0)][:10]
-    for number, ((x0, y0), rate) in enumerate(zip(slots, rng.permutation(rates))):
+    for number, ((x0, y0), rate) in enumerate(zip(slots, rng.permutation(rates), strict=True)):
         speed, bearing = rng.uniform(5.0, 25.0), np.radians(rng.uniform(70.0, 110.0))
         cells.append(
             Cell(
@@ -174,7 +174,8 @@ def _cell_flashes(cell: Cell, rng: np.random.Generator):
 
 
 def _as_store_rows(parts, rng: np.random.Generator) -> pd.DataFrame:
-    """Flash rows as the store holds them: granule file, per-file ``flash_id``, times, lat/lon, energy (J), area (m²)."""
+    """Flash rows as the store holds them: granule file, per-file ``flash_id``, times, lat/lon, energy (J), area
+    (m²)."""
     times = pd.DatetimeIndex(np.concatenate([np.asarray(p[0], dtype="datetime64[ns]") for p in parts]))
     x = np.concatenate([p[1] for p in parts])
     y = np.concatenate([p[2] for p in parts])

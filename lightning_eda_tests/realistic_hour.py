@@ -44,7 +44,8 @@ def granule_flashes(path: Path) -> pd.DataFrame:
 def cycled_hour(
     granules: Sequence[pd.DataFrame], *, hour: datetime = HOUR, offset: int = 0, slots: int = SLOTS_PER_HOUR
 ) -> pd.DataFrame:
-    """``slots`` copies of the granules' flashes, cycled from ``granules[offset]``, slot i starting at ``hour + i·20 s``.
+    """``slots`` copies of the granules' flashes, cycled from ``granules[offset]``, slot i starting at
+    ``hour + i·20 s``.
 
     Each copy gets its own ``source_file`` (the slot's number), so ``(source_file, flash_id)`` stays a key.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib.image
@@ -35,7 +36,7 @@ def test_evaluation_table_and_chosen_k(pipeline):
     )
     assert [r[0] for r in evaluation] == list(range(1, 9))
     inertias = [r[1] for r in evaluation]
-    assert all(a >= b * 0.999 for a, b in zip(inertias, inertias[1:]))  # more clusters never fit worse
+    assert all(a >= b * 0.999 for a, b in itertools.pairwise(inertias))  # more clusters never fit worse
     assert evaluation[0][2] is None and all(r[2] is not None for r in evaluation[1:])
     assert all(r[3] == 500 for r in evaluation[1:])  # 853 > 500: scored on a seeded sample, and it says so
     meta = result.asset_materializations_for_node("silhouette_evaluator")[0].metadata
@@ -93,7 +94,7 @@ def test_the_summary_describes_each_storm(pipeline):
         "SELECT cluster, n_flashes, time_start, time_end, flash_rate, mean_energy, median_energy, "
         "mean_area, median_area, extent_km, duration_min, n_jumps FROM cluster_summary",
     )
-    for cluster, n, start, end, rate, mean_e, median_e, mean_a, median_a, extent, duration, jumps in stats:
+    for _cluster, n, start, end, rate, mean_e, median_e, mean_a, median_a, extent, duration, jumps in stats:
         assert duration == pytest.approx((end - start).total_seconds() / 60)
         assert rate == pytest.approx(n / max(duration, 1.0))
         assert mean_e > 0 and median_e > 0 and mean_a > 0 and median_a > 0 and extent > 0

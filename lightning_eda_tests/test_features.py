@@ -68,7 +68,7 @@ def test_clean_flashes_counts_each_reason_once():
     assert counts == {"missing_coordinates": 3, "out_of_range": 3, "quality_flag": 1, "duplicate": 1}
     assert list(counts) == list(DROP_REASONS)
     assert sum(counts.values()) + len(clean) == len(df)
-    assert list(zip(clean.source_file, clean.flash_id)) == [("a.nc", 1), ("a.nc", 6), ("b.nc", 1)]
+    assert list(zip(clean.source_file, clean.flash_id, strict=True)) == [("a.nc", 1), ("a.nc", 6), ("b.nc", 1)]
     assert clean.loc[0, "lat"] == 29.0  # the first copy of a duplicate is kept
     assert list(clean.index) == [0, 1, 2]
     assert list(clean.columns) == list(df.columns)

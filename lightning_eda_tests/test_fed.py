@@ -104,7 +104,7 @@ def test_random_storms_match_the_independent_count_and_chunks_add_up(cell_km):
     whole = FlashExtentDensity(CENTRE, cell_km=cell_km)
     chunked = FlashExtentDensity(CENTRE, cell_km=cell_km)
     whole.add(pd.concat(events), pd.concat(groups))
-    for e, g in zip(events, groups):  # an hour at a time, as the asset reads them
+    for e, g in zip(events, groups, strict=True):  # an hour at a time, as the asset reads them
         chunked.add(e, g)
     expected = independent_count(pd.concat(events), pd.concat(groups), cell_km)
     for fed in (whole, chunked):

@@ -216,7 +216,7 @@ def hierarchy(flash_areas, group_areas, events_per_group) -> dict:
     n = len(flash_areas)
     flash_ids = list(range(1, n + 1))
     group_ids = list(range(101, 101 + n))
-    event_parents = [gid for gid, count in zip(group_ids, events_per_group) for _ in range(count)]
+    event_parents = [gid for gid, count in zip(group_ids, events_per_group, strict=True) for _ in range(count)]
     return {
         "flashes": {
             "flash_id": flash_ids,
@@ -262,8 +262,8 @@ def test_saturated_wrapped_and_zero_areas_are_flagged(tmp_path):
     rows = list(cases.values())
     tables = hierarchy([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
     granule = read_granule(granule_file(tmp_path, era="2019+", area_units="m2", **tables))
-    assert dict(zip(cases, granule.flashes["area_saturated"])) == {k: r[3] for k, r in cases.items()}
-    assert dict(zip(cases, granule.groups["area_saturated"])) == {k: r[4] for k, r in cases.items()}
+    assert dict(zip(cases, granule.flashes["area_saturated"], strict=True)) == {k: r[3] for k, r in cases.items()}
+    assert dict(zip(cases, granule.groups["area_saturated"], strict=True)) == {k: r[4] for k, r in cases.items()}
     assert granule.flashes["area"].iloc[2] == 0.0  # flagged, but the value is kept
 
 

@@ -1,4 +1,5 @@
-"""The ingestor assets end to end: a local S3 server over HTTP, real granules under the real key layout, DuckDB on disk."""
+"""The ingestor assets end to end: a local S3 server over HTTP, real granules under the real key layout, DuckDB on
+disk."""
 
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ def test_parallel_transform_equals_the_sequential_one(tmp_path):
         one, two = (read_files(table_files(folders[w], table), table) for w in (1, 2))
         assert one.num_rows == 6 * {"glm_flash": 2, "glm_group": 3, "glm_event": 5}[table]
         assert one.to_pylist() == two.to_pylist(), table
-    for one, two in zip(sequential, parallel):
+    for one, two in zip(sequential, parallel, strict=True):
         for kind in one.csv:  # the CSVs asked for (LIGHTNING_EDA_CSV=1) are the same bytes too
             assert Path(one.csv[kind]).read_bytes() == Path(two.csv[kind]).read_bytes()
 

@@ -349,7 +349,10 @@ def test_a_bad_flag_is_refused_or_reported_and_left_out():
 
 
 def test_reading_the_settings_loads_no_store_and_no_duckdb():
-    code = "import sys, lightning_eda.settings; print(sorted(m for m in sys.modules if m.startswith(('duckdb', 'pyarrow'))))"
+    code = (
+        "import sys, lightning_eda.settings; "
+        "print(sorted(m for m in sys.modules if m.startswith(('duckdb', 'pyarrow'))))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

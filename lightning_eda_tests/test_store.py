@@ -172,7 +172,8 @@ CREATE TABLE glm_file (source_file VARCHAR NOT NULL, bucket VARCHAR NOT NULL, pr
     n_flashes INTEGER, n_groups INTEGER, n_events INTEGER, size_bytes BIGINT, status VARCHAR NOT NULL, error VARCHAR,
     loaded_at TIMESTAMP NOT NULL);
 CREATE TABLE glm_flash (source_file VARCHAR NOT NULL, flash_id INTEGER NOT NULL, time_start TIMESTAMP,
-    time_end TIMESTAMP, lat DOUBLE, lon DOUBLE, energy DOUBLE, area DOUBLE, area_saturated BOOLEAN, quality_flag SMALLINT);
+    time_end TIMESTAMP, lat DOUBLE, lon DOUBLE, energy DOUBLE, area DOUBLE, area_saturated BOOLEAN,
+    quality_flag SMALLINT);
 CREATE TABLE glm_group (source_file VARCHAR NOT NULL, group_id BIGINT NOT NULL, parent_flash_id INTEGER,
     time TIMESTAMP, lat DOUBLE, lon DOUBLE, energy DOUBLE, area DOUBLE, area_saturated BOOLEAN, quality_flag SMALLINT);
 CREATE TABLE glm_event (source_file VARCHAR NOT NULL, event_id BIGINT NOT NULL, parent_group_id BIGINT,
@@ -190,7 +191,7 @@ def legacy_database(path: Path, source: Path) -> dict:
     with duckdb.connect(str(path)) as con:
         con.execute(LEGACY_SCHEMA)
         for table, rows in tables.items():
-            con.execute(f"INSERT INTO {table} SELECT * FROM rows")
+            con.from_arrow(rows).insert_into(table)
         con.execute(
             "INSERT INTO cluster_evaluation VALUES (2, 10.0, 0.5, NULL, 4, '2024-05-05 03:00', "
             "'2024-05-05 04:00', '2024-05-05 05:00'), (3, 5.0, NULL, NULL, 4, '2024-05-05 03:00', "

@@ -1,9 +1,10 @@
-"""`make scale-test`: the pipeline on Dagster's distributed machinery (PostgreSQL instance, Celery over Redis), for real.
+"""`make scale-test`: the pipeline on Dagster's distributed machinery (PostgreSQL instance, Celery over Redis), for
+real.
 
 On this machine, in a temporary folder, it starts:
 
-- **PostgreSQL** from Debian's packages (``initdb`` + ``pg_ctl``, on 127.0.0.1, a free port): the Dagster instance's run,
-  event-log and schedule storage (``deploy/dagster.yaml``);
+- **PostgreSQL** from Debian's packages (``initdb`` + ``pg_ctl``, on 127.0.0.1, a free port): the Dagster instance's
+  run, event-log and schedule storage (``deploy/dagster.yaml``);
 - **Redis** (``redis-server`` on 127.0.0.1): the Celery broker and result backend;
 - **two Celery workers** (``dagster-celery worker start -y deploy/celery.yaml``, one process each);
 - the **Dagster webserver and daemon** on that instance, with ``LIGHTNING_EDA_EXECUTOR=celery``;
@@ -374,10 +375,8 @@ class Deployment:
             wait_for(f"Celery {worker.name}", lambda w=worker: " ready." in w.output() or not w.alive(), 120)
             if not worker.alive():
                 raise RuntimeError(f"Celery {worker.name} exited:\n{worker.output()[-3000:]}")
-        say(
-            f"started {len(self.workers)} Celery workers ({', '.join(f'{w.name}@{socket.gethostname()}' for w in self.workers)}), "
-            "one process each"
-        )
+        names = ", ".join(f"{w.name}@{socket.gethostname()}" for w in self.workers)
+        say(f"started {len(self.workers)} Celery workers ({names}), one process each")
         self.daemon = self._service("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
         self.web = self._service(
             "webserver",
@@ -789,7 +788,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         say(
             f"backfill {status} in {elapsed:.0f} s: {len(history['runs'])} runs, "
-            f"{sum(s['ok'] for s in history['steps'])} steps succeeded, {sum(not s['ok'] for s in history['steps'])} failed"
+            f"{sum(s['ok'] for s in history['steps'])} steps succeeded, "
+            f"{sum(not s['ok'] for s in history['steps'])} failed"
         )
         figures["celery_seconds"] = elapsed
 

@@ -1,8 +1,9 @@
 """Soak test: a synthetic day of GLM granules loaded hour by hour through an S3 endpoint that keeps failing.
 
 The day's 4,320 granules (one per 20 s slot) are served by the local S3 server (moto over HTTP) under the real key
-layout, behind ``lightning_eda.testing.faulty_s3.FaultyS3``, which throttles (503 SlowDown), fails (500), cuts bodies halfway and holds
-connections past the client's read timeout on every Nth request. Each hour is materialized with the real
+layout, behind ``lightning_eda.testing.faulty_s3.FaultyS3``, which throttles (503 SlowDown), fails (500), cuts
+bodies halfway and holds connections past the client's read timeout on every Nth request. Each hour is materialized
+with the real
 ``extract → transform → load`` assets, which write a new version of the hour into the Parquet store under
 ``data/store/`` (``data/glm.duckdb`` holds only views over it). A granule whose download outlives its retries is
 recorded as ``missing``; an hour left with missing granules (or a failed run) is run again, as a resumed backfill

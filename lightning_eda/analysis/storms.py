@@ -126,12 +126,17 @@ def storm_jumps(per_minute: pd.DataFrame) -> pd.DataFrame:
         found = lightning_jumps(storm.set_index("minute")["flashes"])
         if len(found):
             parts.append(found.assign(cluster=int(cluster)))
-    columns = ["cluster", "time", "flash_rate", "dfrdt", "threshold", "jump"]
+    dtypes = {
+        "cluster": "int64",
+        "time": "datetime64[us]",
+        "flash_rate": float,
+        "dfrdt": float,
+        "threshold": float,
+        "jump": bool,
+    }
     if not parts:
-        return pd.DataFrame(
-            {c: pd.Series(dtype=t) for c, t in zip(columns, ["int64", "datetime64[us]", float, float, float, bool])}
-        )
-    return pd.concat(parts, ignore_index=True)[columns]
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
+    return pd.concat(parts, ignore_index=True)[list(dtypes)]
 
 
 def largest_storms(summary: pd.DataFrame, n: int = 5) -> pd.DataFrame:

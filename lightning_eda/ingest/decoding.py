@@ -55,9 +55,7 @@ def _iso(value) -> str | None:
     return pd.Timestamp(value).isoformat()
 
 
-def transform_granule(
-    path: Path, csv_dir: Path | None = None
-) -> tuple[GranuleRecord, dict[str, pa.Table] | None]:
+def transform_granule(path: Path, csv_dir: Path | None = None) -> tuple[GranuleRecord, dict[str, pa.Table] | None]:
     """Decode one granule into typed Arrow tables (and CSVs when ``csv_dir`` is given).
 
     Any failure is recorded, never raised, so one bad file cannot stop an hour.

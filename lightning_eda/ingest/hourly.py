@@ -104,7 +104,7 @@ def settled_granules(store: ParquetStore, key: HourKey, files: pa.Table | None =
     files = (files if files is not None else store.read(key, "glm_file")).to_pydict()
     return {
         name: size
-        for name, status, size in zip(files["source_file"], files["status"], files["size_bytes"])
+        for name, status, size in zip(files["source_file"], files["status"], files["size_bytes"], strict=True)
         if status in SETTLED
     }
 
@@ -254,7 +254,8 @@ def check_staged_counts(staged: Path) -> dict[str, int]:
 
 
 def load_hour(paths: HourPaths, store: ParquetStore, *, keep_raw: bool = True) -> dict[str, int]:
-    """Swap the staged version in as the hour's (one exchange), then tidy: superseded versions, work files, raw granules.
+    """Swap the staged version in as the hour's (one exchange), then tidy: superseded versions, work files, raw
+    granules.
 
     Returns rows per table of what was committed (all zero when transform found nothing to change).
     """

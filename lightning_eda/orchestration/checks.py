@@ -1,4 +1,7 @@
-"""Asset checks: what a data engineer verifies before trusting the tables. Each is one query in lightning_eda.store.quality."""
+"""Asset checks: what a data engineer verifies before trusting the tables.
+
+Each is one query in lightning_eda.store.quality.
+"""
 
 from collections.abc import Callable
 

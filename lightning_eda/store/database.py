@@ -62,7 +62,7 @@ def hour_summary(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime)
         "time_end",
         "why_missing",
     ]
-    return dict(zip(keys, row))
+    return dict(zip(keys, row, strict=True))
 
 
 def incomplete_note(summary: dict) -> str | None:

@@ -89,7 +89,8 @@ class HourVersion:
 
 
 def table_files(folder: Path, table: str) -> list[Path]:
-    """A table's files in a version folder: ``<table>.parquet`` and the decoder processes' ``<table>-<part>.parquet``."""
+    """A table's files in a version folder: ``<table>.parquet`` and the decoder processes'
+    ``<table>-<part>.parquet``."""
     return sorted(folder.glob(f"{table}.parquet")) + sorted(folder.glob(f"{table}-*.parquet"))
 
 
