@@ -168,13 +168,32 @@ def test_chunk_size_does_not_change_the_answer(monkeypatch):
     np.testing.assert_allclose(tiny.inertia, default.inertia, rtol=1e-10)
 
 
-def test_single_thread_gives_the_same_answer(monkeypatch):
-    X = flash_like(5000, seed=4)
-    default = kmeans(X, 7, n_init=2, seed=3)
-    monkeypatch.setattr("lightning_eda.ml._parallel.MAX_THREADS", 1)
-    single = kmeans(X, 7, n_init=2, seed=3)
-    np.testing.assert_array_equal(single.labels, default.labels)
-    assert single.inertia == default.inertia
+@pytest.mark.parametrize("k", [7, 60])
+def test_thread_count_does_not_change_the_answer(monkeypatch, k):
+    # 1, 2 and 5 threads (more than this machine's cores) through LIGHTNING_EDA_THREADS: bit-identical results, for
+    # both the small-k and the large-k assignment paths.
+    X = flash_like(20_000, k=12, seed=4, max_spread=0.5)
+    results = []
+    for threads in ("1", "2", "5"):
+        monkeypatch.setenv("LIGHTNING_EDA_THREADS", threads)
+        with ChunkRunner() as runner:
+            assert runner.n_threads == int(threads)
+        results.append(kmeans(X, k, n_init=2, seed=3))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.labels, results[0].labels)
+        np.testing.assert_array_equal(other.centroids, results[0].centroids)
+        assert (other.inertia, other.n_iter) == (results[0].inertia, results[0].n_iter)
+
+
+def test_thread_count_defaults_to_the_available_cores_and_rejects_bad_values(monkeypatch):
+    import lightning_eda.ml._parallel as parallel
+
+    monkeypatch.delenv("LIGHTNING_EDA_THREADS", raising=False)
+    assert parallel.default_threads() == parallel.available_cpus()
+    for bad in ("0", "-2", "two", "1.5"):
+        monkeypatch.setenv("LIGHTNING_EDA_THREADS", bad)
+        with pytest.raises(ValueError, match=f"LIGHTNING_EDA_THREADS='{bad}'"):
+            ChunkRunner()
 
 
 @pytest.mark.parametrize("k", [2, 5, 33, 60])
@@ -324,7 +343,7 @@ def test_runs_without_threadpoolctl(monkeypatch, caplog):
     np.testing.assert_array_equal(fallback.labels, default.labels)
     np.testing.assert_allclose(fallback.inertia, default.inertia, rtol=1e-12)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
-    assert ChunkRunner().n_threads == min(parallel.MAX_THREADS, parallel.available_cpus())
+    assert ChunkRunner().n_threads == parallel.default_threads()
 
 
 # --- scale, memory, imports -----------------------------------------------------------------------------------------
