@@ -247,6 +247,15 @@ def _centres_near_box(C: np.ndarray, lo: np.ndarray, hi: np.ndarray, slack: floa
     return np.flatnonzero(gap_sq <= u_sq + slack)
 
 
+def _nearest_two_by_row(D: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_nearest_two` for ``D`` of shape (m, k), points by centres (k >= 2); ``D`` may be overwritten."""
+    labels = D.argmin(axis=1)
+    rows = np.arange(D.shape[0])
+    best = D[rows, labels]
+    D[rows, labels] = np.inf
+    return labels, best, D.min(axis=1)
+
+
 def _distances_from_partial(partial: np.ndarray, x_sq: np.ndarray) -> np.ndarray:
     """Turn ``|c|^2 - 2 c.x`` into ``|x - c|``, clipping the rounding error that can make it negative."""
     out = partial + x_sq
@@ -263,12 +272,13 @@ def _half_separation(C: np.ndarray) -> np.ndarray:
     """
     k, d = C.shape
     half = np.empty(k)
-    rows = max(1, 2**20 // k)
+    rows = max(1, 2**15 // k)  # blocks of pairs whose temporaries stay in the CPU caches
     for start in range(0, k, rows):
         stop = min(k, start + rows)
         sq = np.zeros((stop - start, k))
+        diff = np.empty((stop - start, k))
         for j in range(d):
-            diff = C[start:stop, j, None] - C[None, :, j]
+            np.subtract(C[start:stop, j, None], C[None, :, j], out=diff)
             diff *= diff
             sq += diff
         sq[np.arange(stop - start), np.arange(start, stop)] = np.inf
@@ -363,7 +373,7 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
         total = cum_pot[-1]
         if total > 0:
             targets = rng.uniform(size=n_trials) * total
-            candidates = np.array([_sample_point(closest, chunks, cum_pot, t) for t in targets], dtype=np.intp)
+            candidates = _sample_points(closest, chunks, cum_pot, targets)
         else:  # only reachable through rounding: every point sits on a centre
             candidates = rng.integers(n, size=n_trials)
         cand_aug = augmented(candidates)
@@ -385,18 +395,25 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
     return chosen, labels, closest
 
 
-def _sample_point(closest: np.ndarray, chunks, cum_pot: np.ndarray, target: float) -> int:
-    """Index of the point where the cumulative potential first exceeds ``target`` (chunk first, then point)."""
-    i = min(int(np.searchsorted(cum_pot, target, side="right")), len(chunks) - 1)
-    start, stop = chunks[i]
-    local = np.cumsum(closest[start:stop])
-    offset = target - (cum_pot[i - 1] if i else 0.0)
-    j = int(np.searchsorted(local, offset, side="right"))
-    if j >= stop - start:
-        # Rounding put the target past this chunk's own cumulative sum: take its last point with positive mass.
-        positive = np.flatnonzero(closest[start:stop] > 0)
-        j = int(positive[-1]) if positive.size else stop - start - 1
-    return start + j
+def _sample_points(closest: np.ndarray, chunks, cum_pot: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Index of the point where the cumulative potential first exceeds each target (chunk first, then point).
+
+    Targets falling in the same chunk share one cumulative sum of its potentials (at k = 1000 the per-target sums
+    were a quarter of the seeding's time).
+    """
+    which = np.minimum(np.searchsorted(cum_pot, targets, side="right"), len(chunks) - 1)
+    points = np.empty(len(targets), dtype=np.intp)
+    for i in np.unique(which):
+        start, stop = chunks[i]
+        mine = np.flatnonzero(which == i)
+        local = np.cumsum(closest[start:stop])
+        j = np.searchsorted(local, targets[mine] - (cum_pot[i - 1] if i else 0.0), side="right")
+        if j.max() >= stop - start:
+            # Rounding put a target past this chunk's own cumulative sum: take its last point with positive mass.
+            positive = np.flatnonzero(closest[start:stop] > 0)
+            j[j >= stop - start] = positive[-1] if positive.size else stop - start - 1
+        points[mine] = start + j
+    return points
 
 
 class _Workspace:
@@ -466,6 +483,7 @@ class _HamerlyState:
         self.C = C
         self.CT = np.ascontiguousarray(C.T)
         self.C_aug = _augmented_centres(C)
+        self.C_aug_T = np.ascontiguousarray(self.C_aug.T)
         self.half_sep = _half_separation(C)
 
     def _sums(self, cols, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -495,7 +513,8 @@ class _HamerlyState:
             block = points[:, b0:b1]
             if prune:
                 ids = _centres_near_box(self.C, block[:d].min(axis=1), block[:d].max(axis=1), self.prune_slack)
-                near, first[b0:b1], second[b0:b1] = _nearest_two(self.C_aug[ids] @ block)
+                # points by centres: the search along each contiguous row is several times faster than down columns
+                near, first[b0:b1], second[b0:b1] = _nearest_two_by_row(block.T @ self.C_aug_T[:, ids])
                 labels[b0:b1] = ids.take(near)
             else:
                 labels[b0:b1], first[b0:b1], second[b0:b1] = _nearest_two(self.C_aug @ block)
