@@ -81,7 +81,10 @@ def make_scene(case: Case, seed: int) -> np.ndarray:
 
 
 def load_average() -> str:
-    return "(%.2f, %.2f, %.2f)" % os.getloadavg() if hasattr(os, "getloadavg") else "unknown"
+    if not hasattr(os, "getloadavg"):
+        return "unknown"
+    one, five, fifteen = os.getloadavg()
+    return f"({one:.2f}, {five:.2f}, {fifteen:.2f})"
 
 
 def timed(fn):
@@ -104,10 +107,11 @@ def run_case(case: Case, scenes: int, reps: int, threads: int) -> dict:
         X = make_scene(case, seed=scene)
         ours_times, theirs_times = [], []
         for _ in range(reps):
-            t_ours, ours = timed(lambda: kmeans(X, case.k, n_init=case.n_init, seed=scene))
+            t_ours, ours = timed(lambda X=X, seed=scene: kmeans(X, case.k, n_init=case.n_init, seed=seed))
             with threadpool_limits(limits=threads, user_api="openmp"):
-                t_theirs, theirs = timed(lambda: KMeans(n_clusters=case.k, init="k-means++", n_init=case.n_init,
-                                                        max_iter=300, tol=1e-4, random_state=scene).fit(X))
+                t_theirs, theirs = timed(lambda X=X, seed=scene: KMeans(
+                    n_clusters=case.k, init="k-means++", n_init=case.n_init, max_iter=300, tol=1e-4, random_state=seed,
+                ).fit(X))
             ours_times.append(t_ours)
             theirs_times.append(t_theirs)
         ratio = ours.inertia / theirs.inertia_

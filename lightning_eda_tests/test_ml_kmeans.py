@@ -163,7 +163,8 @@ def test_same_iterates_as_plain_lloyd_at_storm_scale(seed):
     # k = 60 takes the pruned nearest-centre search (k >= _PRUNE_K) on points in locality order (n > 4,096), with
     # duplicates (a third of the points snapped to a grid) and background points between the storms.
     rng = np.random.default_rng(seed)
-    X = np.concatenate([flash_like(5400, k=40, seed=seed, max_spread=0.3), rng.uniform((-110, 20), (-70, 45), (600, 2))])
+    background = rng.uniform((-110, 20), (-70, 45), (600, 2))
+    X = np.concatenate([flash_like(5400, k=40, seed=seed, max_spread=0.3), background])
     X[::3] = np.round(X[::3], 1)
     # starting centres off the grid: grid points equidistant from two grid centres are exact ties, which the
     # expanded distances break by rounding (see _lloyd_hamerly)

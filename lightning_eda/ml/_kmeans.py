@@ -2,9 +2,11 @@
 
 ``kmeans`` validates its input and normalises the seed once, then calls private routines that trust their arguments:
 ``_prepare`` (centre the data, squared norms, a locality order of the points), ``_kmeans_plusplus`` (greedy seeding,
-skipping the chunks of points a new centre cannot reach) and ``_lloyd_hamerly`` (Lloyd's iterations with Hamerly's
-bounds, starting from the seeding's assignment). Every pass over the points works on row chunks of a few megabytes, run on a small
-thread pool (:mod:`lightning_eda.ml._parallel`), so memory stays O(n * d) whatever the number of points.
+skipping the cells of points a candidate cannot reach) and ``_lloyd_hamerly`` (Lloyd's iterations with Hamerly's
+bounds, starting from the seeding's assignment; from ``_PRUNE_K`` clusters on, the nearest-centre search of a block
+of points skips the centres that cannot be nearest to any of them). Every pass over the points works on row chunks of
+a few megabytes, run on a small thread pool (:mod:`lightning_eda.ml._parallel`), so memory stays O(n * d) whatever
+the number of points.
 """
 
 from __future__ import annotations
@@ -326,16 +328,16 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
     scikit-learn). A running array of those squared distances is kept and lowered after each choice, so nothing is
     recomputed for the earlier centres.
 
-    ``chunks`` are runs of consecutive points of one size, the last maybe shorter (:func:`_seed_cells`), whose potential (sum of running distances) and
-    largest running distance are kept. A candidate can lower the running distances of a chunk only if it is closer
-    to the chunk's bounding box than that largest distance; the other chunks keep their sums without being read. The
-    points being in locality order (:func:`_locality_order`), each step reads only the points of the chunks near its
-    candidates, gathered into one array (or all points while the candidates reach more than half of them), so a step
-    costs O(n * d * n_candidates) at first and far less once the centres cover the data. The candidates are
-    evaluated on the worker threads when their work is large, and the winner's distances are kept for the update,
-    so temporaries take up to ``n_candidates`` floats per point. ``boxes`` are the chunks' boxes
-    (:func:`_chunk_boxes`), computed when not given; ``work`` holds the per-point arrays to fill (fresh ones when not
-    given), and the labels and distances returned are its arrays.
+    ``chunks`` are runs of consecutive points of one size, the last maybe shorter (:func:`_seed_cells`), whose
+    potential (sum of running distances) and largest running distance are kept. A candidate can lower the running
+    distances of a chunk only if it is closer to the chunk's bounding box than that largest distance; the other
+    chunks keep their sums without being read. The points being in locality order (:func:`_locality_order`), each
+    step reads only the points of the chunks near its candidates, gathered into one array (or all points while the
+    candidates reach more than half of them), so a step costs O(n * d * n_candidates) at first and far less once
+    the centres cover the data. The candidates are evaluated on the worker threads when their work is large, and the
+    winner's distances are kept for the update, so temporaries take up to ``n_candidates`` floats per point.
+    ``boxes`` are the chunks' boxes (:func:`_chunk_boxes`), computed when not given; ``work`` holds the per-point
+    arrays to fill (fresh ones when not given), and the labels and distances returned are its arrays.
 
     Sampling is done in two stages, first a chunk by its share of the potential and then a point inside the chunk,
     which avoids a cumulative sum over all points at every step.
@@ -779,12 +781,16 @@ def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-
     Notes
     -----
     Seeding costs O(n d k log k) per run at most; the points being kept in a locality order (a Z-order curve), each
-    seeding step reads only the chunks of points whose bounding box its candidates are near enough to, which on
-    clustered data such as storms is a small part of them once a few centres are chosen. A Lloyd iteration costs O(n d k) for the points that must be examined and
-    O(n) for the others: Hamerly's bounds (an upper bound on the distance to the assigned centre, a lower bound on
-    the distance to any other) skip points whose assignment cannot change, which after the first few iterations is
-    most of them. Distances use ``|x|^2 - 2 x.c + |c|^2`` on centred data, in row chunks of a few megabytes, so
-    memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). Work is split over two threads.
+    seeding step reads only the cells of 256 consecutive points whose bounding box its candidates are near enough to,
+    which on clustered data such as storms is a small part of them once a few centres are chosen. A Lloyd iteration
+    costs O(n d k) for the points that must be examined and O(n) for the others: Hamerly's bounds (an upper bound on
+    the distance to the assigned centre, a lower bound on the distance to any other) skip points whose assignment
+    cannot change, which after the first few iterations is most of them. At storm scale (k from 24 on) the points
+    examined are searched in blocks of 256 neighbours against only the centres that can be nearest or second nearest
+    to some point of the block's bounding box, a few percent of them for k in the hundreds; the labels are those of a
+    search over all centres. Distances use ``|x|^2 - 2 x.c + |c|^2`` on centred data, in row chunks of a few
+    megabytes, so memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). Work is split over the worker
+    threads (``LIGHTNING_EDA_THREADS``, default the cores available); the results do not depend on their number.
 
     A cluster left empty by an iteration is re-seeded with the point farthest from its centre, taken from a cluster
     that keeps other points (as scikit-learn does). Duplicate points are fine; only the count of distinct points
