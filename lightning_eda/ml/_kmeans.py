@@ -46,6 +46,10 @@ _PARALLEL_MIN_WORK = 2**18
 #: Points per cell of the k-means++ seeding (:func:`_seed_cells`).
 _SEED_CELL_ROWS = 256
 
+#: A seeding candidate that reaches more than this share of the points is evaluated on all of them: gathering the
+#: reached points costs more than computing on the others.
+_GATHER_MAX_SHARE = 0.5
+
 #: From this many clusters on, the nearest-centre search takes points in blocks of at most ``_PRUNE_ROWS`` (near one
 #: another, the points being in locality order) and searches only the centres that can be nearest to some point of
 #: the block's bounding box (:func:`_centres_near_box`): at storm scale, k in the hundreds, a few percent of them.
@@ -362,7 +366,7 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
 
     def reached_points(cells: np.ndarray) -> np.ndarray | None:
         # indices of the points of ``cells`` (ascending), or None for "all points" when that is most of them
-        if 2 * cells.size * cell_rows >= n:
+        if cells.size * cell_rows >= _GATHER_MAX_SHARE * n:
             return None
         if cells.size == 0:  # a candidate drawn at random on a centre, when every point sits on one
             return np.empty(0, dtype=np.intp)
