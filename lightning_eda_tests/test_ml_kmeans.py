@@ -158,6 +158,42 @@ def test_same_iterates_as_plain_lloyd(seed, tol):
     assert n_iter == ref_n_iter
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_same_iterates_as_plain_lloyd_at_storm_scale(seed):
+    # k = 60 takes the pruned nearest-centre search (k >= _PRUNE_K) on points in locality order (n > 4,096), with
+    # duplicates (a third of the points snapped to a grid) and background points between the storms.
+    rng = np.random.default_rng(seed)
+    background = rng.uniform((-110, 20), (-70, 45), (600, 2))
+    X = np.concatenate([flash_like(5400, k=40, seed=seed, max_spread=0.3), background])
+    X[::3] = np.round(X[::3], 1)
+    # starting centres off the grid: grid points equidistant from two grid centres are exact ties, which the
+    # expanded distances break by rounding (see _lloyd_hamerly)
+    centres = X[1 + 3 * rng.choice(len(X) // 3, 60, replace=False)]
+    assert 60 >= km_module._PRUNE_K
+    C, labels, inertia, n_iter = run_from(X, centres, tol=0.0)
+    ref_C, ref_labels, ref_inertia, ref_n_iter = lloyd_reference(X, centres, 300, 0.0)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_allclose(C, ref_C, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(inertia, ref_inertia, rtol=1e-10)
+    assert n_iter == ref_n_iter
+
+
+def test_centres_near_a_box_keep_every_possible_nearest_and_second_nearest():
+    rng = np.random.default_rng(2)
+    C = rng.uniform(-10, 10, (300, 2))
+    C[:40] = np.round(C[:40])  # equal centres and exact ties on a grid
+    for _ in range(50):
+        P = rng.uniform(-10, 10, 2) + rng.uniform(0, 2, 2) * rng.uniform(0, 1, (200, 2))
+        P[::2] = np.round(P[::2])
+        kept = km_module._centres_near_box(C, P.min(0), P.max(0), 0.0)
+        d2 = ((P[:, None] - C[None]) ** 2).sum(-1)
+        ordered = np.sort(d2, axis=1)
+        sub = d2[:, kept]
+        np.testing.assert_array_equal(kept[sub.argmin(1)], d2.argmin(1))
+        np.testing.assert_array_equal(np.sort(sub, axis=1)[:, :2], ordered[:, :2])
+        assert kept.size < 0.5 * len(C)  # the point of it: most centres are dropped for a small box
+
+
 def test_chunk_size_does_not_change_the_answer(monkeypatch):
     X = flash_like(3000, seed=3)
     default = kmeans(X, 6, n_init=2, seed=1)
@@ -168,13 +204,32 @@ def test_chunk_size_does_not_change_the_answer(monkeypatch):
     np.testing.assert_allclose(tiny.inertia, default.inertia, rtol=1e-10)
 
 
-def test_single_thread_gives_the_same_answer(monkeypatch):
-    X = flash_like(5000, seed=4)
-    default = kmeans(X, 7, n_init=2, seed=3)
-    monkeypatch.setattr("lightning_eda.ml._parallel.MAX_THREADS", 1)
-    single = kmeans(X, 7, n_init=2, seed=3)
-    np.testing.assert_array_equal(single.labels, default.labels)
-    assert single.inertia == default.inertia
+@pytest.mark.parametrize("k", [7, 60])
+def test_thread_count_does_not_change_the_answer(monkeypatch, k):
+    # 1, 2 and 5 threads (more than this machine's cores) through LIGHTNING_EDA_THREADS: bit-identical results, for
+    # both the small-k and the large-k assignment paths.
+    X = flash_like(20_000, k=12, seed=4, max_spread=0.5)
+    results = []
+    for threads in ("1", "2", "5"):
+        monkeypatch.setenv("LIGHTNING_EDA_THREADS", threads)
+        with ChunkRunner() as runner:
+            assert runner.n_threads == int(threads)
+        results.append(kmeans(X, k, n_init=2, seed=3))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.labels, results[0].labels)
+        np.testing.assert_array_equal(other.centroids, results[0].centroids)
+        assert (other.inertia, other.n_iter) == (results[0].inertia, results[0].n_iter)
+
+
+def test_thread_count_defaults_to_the_available_cores_and_rejects_bad_values(monkeypatch):
+    import lightning_eda.ml._parallel as parallel
+
+    monkeypatch.delenv("LIGHTNING_EDA_THREADS", raising=False)
+    assert parallel.default_threads() == parallel.available_cpus()
+    for bad in ("0", "-2", "two", "1.5"):
+        monkeypatch.setenv("LIGHTNING_EDA_THREADS", bad)
+        with pytest.raises(ValueError, match=f"LIGHTNING_EDA_THREADS='{bad}'"):
+            ChunkRunner()
 
 
 @pytest.mark.parametrize("k", [2, 5, 33, 60])
@@ -324,7 +379,7 @@ def test_runs_without_threadpoolctl(monkeypatch, caplog):
     np.testing.assert_array_equal(fallback.labels, default.labels)
     np.testing.assert_allclose(fallback.inertia, default.inertia, rtol=1e-12)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
-    assert ChunkRunner().n_threads == min(parallel.MAX_THREADS, parallel.available_cpus())
+    assert ChunkRunner().n_threads == parallel.default_threads()
 
 
 # --- scale, memory, imports -----------------------------------------------------------------------------------------

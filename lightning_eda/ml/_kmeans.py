@@ -2,9 +2,11 @@
 
 ``kmeans`` validates its input and normalises the seed once, then calls private routines that trust their arguments:
 ``_prepare`` (centre the data, squared norms, a locality order of the points), ``_kmeans_plusplus`` (greedy seeding,
-skipping the chunks of points a new centre cannot reach) and ``_lloyd_hamerly`` (Lloyd's iterations with Hamerly's
-bounds, starting from the seeding's assignment). Every pass over the points works on row chunks of a few megabytes, run on a small
-thread pool (:mod:`lightning_eda.ml._parallel`), so memory stays O(n * d) whatever the number of points.
+skipping the cells of points a candidate cannot reach) and ``_lloyd_hamerly`` (Lloyd's iterations with Hamerly's
+bounds, starting from the seeding's assignment; from ``_PRUNE_K`` clusters on, the nearest-centre search of a block
+of points skips the centres that cannot be nearest to any of them). Every pass over the points works on row chunks of
+a few megabytes, run on a small thread pool (:mod:`lightning_eda.ml._parallel`), so memory stays O(n * d) whatever
+the number of points.
 """
 
 from __future__ import annotations
@@ -35,6 +37,24 @@ _MIN_CHUNK_ROWS = 4096
 #: Up to this many clusters the nearest/second-nearest search loops over the centres with whole-chunk operations;
 #: above it, one ``argmin`` over the centre axis costs less than ``k`` Python-level calls.
 _SMALL_K = 32
+
+#: Seeding steps whose work (points times centres or candidates) is below this run in the calling thread: at storm
+#: scale most steps reach a few chunks, and handing those to the threads cost more than the work (a millisecond per
+#: step on a busy machine, a second over the thousand steps of k = 1000).
+_PARALLEL_MIN_WORK = 2**18
+
+#: Points per cell of the k-means++ seeding (:func:`_seed_cells`).
+_SEED_CELL_ROWS = 256
+
+#: A seeding candidate that reaches more than this share of the points is evaluated on all of them: gathering the
+#: reached points costs more than computing on the others.
+_GATHER_MAX_SHARE = 0.5
+
+#: From this many clusters on, the nearest-centre search takes points in blocks of at most ``_PRUNE_ROWS`` (near one
+#: another, the points being in locality order) and searches only the centres that can be nearest to some point of
+#: the block's bounding box (:func:`_centres_near_box`): at storm scale, k in the hundreds, a few percent of them.
+_PRUNE_K = 24
+_PRUNE_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -103,37 +123,58 @@ class _Prepared:
 
 
 def _prepare(X: np.ndarray) -> _Prepared:
-    """Centre validated points, put them in a locality order and precompute what every k-means run needs."""
+    """Centre validated points, put them in a locality order and precompute what every k-means run needs.
+
+    The work is done on the transposed copy (one contiguous row per feature): NumPy's reductions and gathers along
+    the rows of a narrow (n, d) array are several times slower (measured at n = 400,000, d = 2: 30 ms for
+    ``X.min(axis=0)`` against under 1 ms per row, 75 ms for ``X[order]`` against 5 ms for row-wise ``take``).
+    """
     n, d = X.shape
-    mean = X.mean(axis=0)
-    order = _locality_order(X, min_rows=_MIN_CHUNK_ROWS)
     XTa = np.empty((d + 2, n))
-    np.subtract((X if order is None else X[order]).T, mean[:, None], out=XTa[:d])
+    points = XTa[:d]
+    np.copyto(points, X.T)
+    mean = points.mean(axis=1)
+    points -= mean[:, None]
+    order = _locality_order(points, min_rows=_MIN_CHUNK_ROWS)
+    if order is not None:
+        for row in points:
+            row[:] = row.take(order)
     XTa[d] = 1.0
-    np.einsum("ij,ij->j", XTa[:d], XTa[:d], out=XTa[d + 1])
+    np.einsum("ij,ij->j", points, points, out=XTa[d + 1])
     return _Prepared(XTa=XTa, mean=mean, mean_variance=float(XTa[d + 1].sum() / (n * d)), order=order)
 
 
-def _locality_order(X: np.ndarray, min_rows: int) -> np.ndarray | None:
-    """A permutation of the points that keeps near points together: their order along a Z-order (Morton) curve.
+#: Bits of the Z-order key: 16 per coordinate in 2-D, a 65,536-step grid over each coordinate's range, fine enough that
+#: a few hundred consecutive points fill a small box even inside a dense storm (what the nearest-centre search of a
+#: block prunes its centres by); a 32-bit key sorts in about 25 ms per 400,000 points.
+_ORDER_KEY_BITS = 32
 
-    Consecutive runs of points then fill small boxes, which is what lets the k-means++ seeding skip the chunks a new
-    centre cannot reach (:func:`_kmeans_plusplus`). Each coordinate is cut into ``2**bits`` equal steps over its range
-    and the steps' bits are interleaved into one 63-bit key; one sort of the keys gives the order. ``None`` (keep the
-    given order) for at most ``min_rows`` points: they make one chunk anyway.
+
+def _locality_order(points: np.ndarray, min_rows: int) -> np.ndarray | None:
+    """A permutation of the points (columns of ``points``, shape (d, n)) that keeps near points together.
+
+    The order is along a Z-order (Morton) curve. Consecutive runs of points then fill small boxes, which is what lets
+    the k-means++ seeding skip the chunks a new centre cannot reach (:func:`_kmeans_plusplus`) and the nearest-centre
+    search skip the centres a block of points cannot be nearest to (:meth:`_HamerlyState.nearest`). Each coordinate
+    is cut into ``2**bits`` equal steps over its range and the steps' bits are interleaved into one key (a table
+    spreads each coordinate's bits at once); one sort of the keys gives the order. ``None`` (keep the given order)
+    for at most ``min_rows`` points: they make one chunk anyway.
     """
-    n, d = X.shape
+    d, n = points.shape
     if n <= min_rows:
         return None
-    bits = max(1, min(10, 63 // d))
-    dims = np.argsort(-(X.max(axis=0) - X.min(axis=0)), kind="stable")[:63 // bits]  # the widest, if d > 63
-    key = np.zeros(n, dtype=np.uint64)
+    lo, hi = points.min(axis=1), points.max(axis=1)
+    bits = max(1, min(16, _ORDER_KEY_BITS // d))
+    dims = np.argsort(-(hi - lo), kind="stable")[:_ORDER_KEY_BITS // bits]  # the widest, if d is large
+    values = np.arange(2**bits, dtype=np.uint32)
+    spread = np.zeros(2**bits, dtype=np.uint32)  # value v with its bit b moved to bit b * len(dims)
+    for bit in range(bits):
+        spread |= ((values >> np.uint32(bit)) & np.uint32(1)) << np.uint32(bit * len(dims))
+    key = np.zeros(n, dtype=np.uint32)
     for rank, j in enumerate(dims):
-        lo, hi = X[:, j].min(), X[:, j].max()
-        scale = (2**bits - 1) / (hi - lo) if hi > lo else 0.0
-        steps = ((X[:, j] - lo) * scale).astype(np.uint64)
-        for bit in range(bits):
-            key |= ((steps >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * len(dims) + rank)
+        scale = (2**bits - 1) / (hi[j] - lo[j]) if hi[j] > lo[j] else 0.0
+        steps = ((points[j] - lo[j]) * scale).astype(np.intp)
+        key |= spread.take(steps, mode="clip") << np.uint32(rank)
     return np.argsort(key)
 
 
@@ -195,6 +236,35 @@ def _nearest_two(D: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return labels, best, second
 
 
+def _centres_near_box(C: np.ndarray, lo: np.ndarray, hi: np.ndarray, slack: float) -> np.ndarray:
+    """Indices, ascending, of the centres that can be nearest or second nearest to some point of the box [lo, hi].
+
+    Every point of the box is within ``u`` of the two centres whose farthest box corners are nearest (``u`` the
+    larger of those two farthest-corner distances), so its two nearest centres are within ``u`` too; a centre
+    farther than ``u`` from the whole box is neither. ``slack`` (squared units) widens the test by far more than the
+    rounding of the expanded distances, so the centres dropped could not win even a rounding-level tie: searching
+    the rest gives the labels, nearest and second-nearest distances of a search over all centres, ties going to the
+    lowest index as before. Costs O(k d) per box against O(k d) per point for the search it prunes.
+    """
+    below = lo - C  # (k, d): positive where the centre lies below the box along that axis
+    above = C - hi
+    gap = np.maximum(np.maximum(below, above), 0.0)
+    reach = np.maximum(-below, -above)  # distance along each axis to the farthest face
+    gap_sq = np.einsum("ij,ij->i", gap, gap)
+    reach_sq = np.einsum("ij,ij->i", reach, reach)
+    u_sq = np.partition(reach_sq, 1)[1]
+    return np.flatnonzero(gap_sq <= u_sq + slack)
+
+
+def _nearest_two_by_row(D: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_nearest_two` for ``D`` of shape (m, k), points by centres (k >= 2); ``D`` may be overwritten."""
+    labels = D.argmin(axis=1)
+    rows = np.arange(D.shape[0])
+    best = D[rows, labels]
+    D[rows, labels] = np.inf
+    return labels, best, D.min(axis=1)
+
+
 def _distances_from_partial(partial: np.ndarray, x_sq: np.ndarray) -> np.ndarray:
     """Turn ``|c|^2 - 2 c.x`` into ``|x - c|``, clipping the rounding error that can make it negative."""
     out = partial + x_sq
@@ -203,30 +273,49 @@ def _distances_from_partial(partial: np.ndarray, x_sq: np.ndarray) -> np.ndarray
 
 
 def _half_separation(C: np.ndarray) -> np.ndarray:
-    """Half the distance from each centre to its nearest other centre (``inf`` when k == 1)."""
+    """Half the distance from each centre to its nearest other centre (``inf`` when k == 1).
+
+    Computed from coordinate differences, one feature at a time over blocks of centre pairs (not through
+    ``|a|^2 + |b|^2 - 2 a.b``, whose rounding could overstate the separation that Hamerly's test trusts). At
+    k = 1000 this takes a few milliseconds; summing a (k, k, d) array over its short last axis took half a second.
+    """
     k, d = C.shape
     half = np.empty(k)
-    rows = max(1, 2**20 // max(1, k * d))
+    rows = max(1, 2**15 // k)  # blocks of pairs whose temporaries stay in the CPU caches
     for start in range(0, k, rows):
-        block = C[start:start + rows]
-        dist = np.sqrt(((block[:, None, :] - C[None, :, :]) ** 2).sum(axis=2))
-        dist[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])] = np.inf
-        half[start:start + rows] = 0.5 * dist.min(axis=1)
+        stop = min(k, start + rows)
+        sq = np.zeros((stop - start, k))
+        diff = np.empty((stop - start, k))
+        for j in range(d):
+            np.subtract(C[start:stop, j, None], C[None, :, j], out=diff)
+            diff *= diff
+            sq += diff
+        sq[np.arange(stop - start), np.arange(start, stop)] = np.inf
+        half[start:stop] = 0.5 * np.sqrt(sq.min(axis=1))
     return half
 
 
 def _chunk_boxes(data: _Prepared, chunks) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper corners (n_chunks, d) of the bounding box of each chunk's points."""
     P = data.XTa[:-2]
-    lows = np.array([P[:, start:stop].min(axis=1) for start, stop in chunks])
-    highs = np.array([P[:, start:stop].max(axis=1) for start, stop in chunks])
-    return lows, highs
+    starts = [start for start, _ in chunks]
+    return np.minimum.reduceat(P, starts, axis=1).T, np.maximum.reduceat(P, starts, axis=1).T
 
 
 def _box_sq_distances(points: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
     """Squared distance (m, n_chunks) from each of ``points`` (m, d) to each chunk's box: 0 inside it."""
     gap = np.maximum(lows[None] - points[:, None], 0.0) + np.maximum(points[:, None] - highs[None], 0.0)
     return np.einsum("mcd,mcd->mc", gap, gap)
+
+
+def _seed_cells(data: _Prepared) -> list[tuple[int, int]]:
+    """The runs of consecutive points the k-means++ seeding reaches or skips as a whole (see :func:`_kmeans_plusplus`).
+
+    Small (``_SEED_CELL_ROWS`` points) so that each fills a small box: measured on a storm-scale scene (n = 44,000,
+    k = 1000, 10 % background flashes), a candidate near the end of the seeding reached 32 % of the points through
+    chunks of 5,500 and 3 % through cells of 256. Independent of k and of the thread count.
+    """
+    return chunk_bounds(data.n_samples, _SEED_CELL_ROWS)
 
 
 def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: ChunkRunner,
@@ -243,12 +332,16 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
     scikit-learn). A running array of those squared distances is kept and lowered after each choice, so nothing is
     recomputed for the earlier centres.
 
-    A candidate can lower the running distances of a chunk only if it is closer to the chunk's bounding box than the
-    chunk's largest running distance; other chunks keep their sums without being read. The points being in locality
-    order (:func:`_locality_order`), each step reads only the chunks near its candidates, so a step costs
-    O(n * d * n_candidates) at first and far less once the centres cover the data. ``boxes`` are the chunks' boxes
-    (:func:`_chunk_boxes`), computed when not given; ``work`` holds the per-point arrays to fill (fresh ones when not
-    given), and the labels and distances returned are its arrays.
+    ``chunks`` are runs of consecutive points of one size, the last maybe shorter (:func:`_seed_cells`), whose
+    potential (sum of running distances) and largest running distance are kept. A candidate can lower the running
+    distances of a chunk only if it is closer to the chunk's bounding box than that largest distance; the other
+    chunks keep their sums without being read. The points being in locality order (:func:`_locality_order`), each
+    step reads only the points of the chunks near its candidates, gathered into one array (or all points while the
+    candidates reach more than half of them), so a step costs O(n * d * n_candidates) at first and far less once
+    the centres cover the data. The candidates are evaluated on the worker threads when their work is large, and the
+    winner's distances are kept for the update, so temporaries take up to ``n_candidates`` floats per point.
+    ``boxes`` are the chunks' boxes (:func:`_chunk_boxes`), computed when not given; ``work`` holds the per-point
+    arrays to fill (fresh ones when not given), and the labels and distances returned are its arrays.
 
     Sampling is done in two stages, first a chunk by its share of the potential and then a point inside the chunk,
     which avoids a cumulative sum over all points at every step.
@@ -257,81 +350,103 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
     n = data.n_samples
     n_trials = 2 + int(np.log(k))
     lows, highs = _chunk_boxes(data, chunks) if boxes is None else boxes
+    starts = np.array([start for start, _ in chunks])
+    sizes = np.array([stop - start for start, stop in chunks])
+    cell_rows = int(sizes[0])  # all cells but the last have this many points (:func:`_seed_cells`)
     chosen = np.empty(k, dtype=np.intp)
     chosen[0] = rng.integers(n)
     work = _Workspace(n) if work is None else work
-    closest, labels, closer = work.closest, work.labels, work.closer
-    labels[:] = 0
-    chunk_max = np.empty(len(chunks))
+    closest, labels = work.closest, work.labels
+    cell_pot = np.empty(len(chunks))
+    cell_max = np.empty(len(chunks))
 
     def augmented(ids: np.ndarray) -> np.ndarray:
         # [-2 x, |x|^2, 1] for the points ``ids``, shape (len(ids), d + 2): times XTa, squared distances (_Prepared)
         return np.concatenate([-2.0 * data.points(ids), x_sq[ids][:, None], np.ones((len(ids), 1))], axis=1)
 
-    def lower_closest(i: int, centre_aug: np.ndarray, label: int) -> float:
-        start, stop = chunks[i]
-        d2 = (centre_aug @ XTa[:, start:stop])[0]
-        np.maximum(d2, 0.0, out=d2)  # rounding can leave tiny negatives; sampling needs non-negative weights
-        near = closest[start:stop]
-        if label == 0:
-            near[:] = d2
+    def reached_points(cells: np.ndarray) -> np.ndarray | None:
+        # indices of the points of ``cells`` (ascending), or None for "all points" when that is most of them
+        if cells.size * cell_rows >= _GATHER_MAX_SHARE * n:
+            return None
+        if cells.size == 0:  # a candidate drawn at random on a centre, when every point sits on one
+            return np.empty(0, dtype=np.intp)
+        ids = (cells[:, None] * cell_rows + np.arange(cell_rows)).ravel()
+        return ids if cells[-1] < len(chunks) - 1 else ids[ids < n]
+
+    def squared_distances(centre_aug: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
+        d2 = centre_aug @ (XTa if ids is None else XTa.take(ids, axis=1))
+        return np.maximum(d2, 0.0, out=d2)  # rounding can leave tiny negatives; sampling needs non-negative weights
+
+    def trial(centre_aug: np.ndarray, cells: np.ndarray, total: float):
+        # the candidate's potential, its squared distances to the points it reaches, and those points
+        ids = reached_points(cells)
+        d2 = squared_distances(centre_aug, ids)
+        if ids is None:
+            return float(np.minimum(d2, closest).sum()), d2, ids
+        return total - float(cell_pot[cells].sum()) + float(np.minimum(d2, closest[ids]).sum()), d2, ids
+
+    def lower_closest(label: int, d2: np.ndarray, ids: np.ndarray | None, cells: np.ndarray) -> None:
+        if ids is not None and ids.size == 0:
+            return
+        near = closest if ids is None else closest[ids]
+        # strictly closer only: a tie keeps the earlier centre, the lowest index, as an argmin would
+        closer = d2 < near
+        if ids is None:
+            labels[closer] = label
         else:
-            # strictly closer only: a tie keeps the earlier centre, the lowest index, as an argmin would
-            np.less(d2, near, out=closer[start:stop])
-            np.copyto(labels[start:stop], label, where=closer[start:stop])
-            np.minimum(near, d2, out=near)
-        chunk_max[i] = near.max()
-        return float(near.sum())
+            labels[ids[closer]] = label
+        np.minimum(near, d2, out=near)
+        if ids is None:
+            cell_pot[:] = np.add.reduceat(closest, starts)
+            cell_max[:] = np.maximum.reduceat(closest, starts)
+            return
+        closest[ids] = near
+        offsets = np.cumsum(sizes[cells]) - sizes[cells]
+        cell_pot[cells] = np.add.reduceat(near, offsets)
+        cell_max[cells] = np.maximum.reduceat(near, offsets)
 
-    def candidate_potentials(i: int, cand_aug: np.ndarray) -> np.ndarray:
-        # Potentials only rank the candidates, so the rounding-level negatives need no clipping here.
-        start, stop = chunks[i]
-        d2 = cand_aug @ XTa[:, start:stop]
-        np.minimum(d2, closest[start:stop], out=d2)
-        return d2.sum(axis=1)
-
-    def reachable(ids: np.ndarray) -> np.ndarray:
-        # (len(ids), n_chunks): may the point ids[j] lower some running distance in chunk c?
-        return _box_sq_distances(data.points(ids), lows, highs) < chunk_max[None, :]
-
-    centre_aug = augmented(chosen[:1])
-    chunk_pot = np.array(runner.map(lambda i: lower_closest(i, centre_aug, 0), len(chunks)))
+    closest[:] = squared_distances(augmented(chosen[:1])[0], None)
+    labels[:] = 0
+    cell_pot[:] = np.add.reduceat(closest, starts)
+    cell_max[:] = np.maximum.reduceat(closest, starts)
     for c in range(1, k):
-        cum_pot = np.cumsum(chunk_pot)
-        total = cum_pot[-1]
+        cum_pot = np.cumsum(cell_pot)
+        total = float(cum_pot[-1])
         if total > 0:
-            targets = rng.uniform(size=n_trials) * total
-            candidates = np.array([_sample_point(closest, chunks, cum_pot, t) for t in targets], dtype=np.intp)
+            candidates = _sample_points(closest, cell_rows, cum_pot, rng.uniform(size=n_trials) * total)
         else:  # only reachable through rounding: every point sits on a centre
             candidates = rng.integers(n, size=n_trials)
         cand_aug = augmented(candidates)
-        # Each candidate's potential: the chunks it cannot reach keep their sums, the others are computed.
-        per_chunk = np.tile(chunk_pot, (n_trials, 1))
-        reach = reachable(candidates)
-        touched = np.flatnonzero(reach.any(axis=0))
-        sums = runner.map(lambda j: candidate_potentials(touched[j], cand_aug[reach[:, touched[j]]]), len(touched))
-        for i, chunk_sums in zip(touched, sums):
-            per_chunk[reach[:, i], i] = chunk_sums
-        chosen[c] = candidates[int(np.argmin(per_chunk.sum(axis=1)))]
-        centre_aug = augmented(chosen[c:c + 1])
-        touched = np.flatnonzero(reachable(chosen[c:c + 1])[0])
-        for i, pot in zip(touched, runner.map(lambda j: lower_closest(touched[j], centre_aug, c), len(touched))):
-            chunk_pot[i] = pot
+        reach = _box_sq_distances(data.points(candidates), lows, highs) < cell_max[None, :]
+        cells = [np.flatnonzero(row) for row in reach]
+        trials = runner.map(lambda j: trial(cand_aug[j], cells[j], total), n_trials,
+                            parallel=int((reach @ sizes).sum()) >= _PARALLEL_MIN_WORK)
+        best = int(np.argmin([potential for potential, _, _ in trials]))
+        chosen[c] = candidates[best]
+        _, d2, ids = trials[best]
+        lower_closest(c, d2, ids, cells[best])
     return chosen, labels, closest
 
 
-def _sample_point(closest: np.ndarray, chunks, cum_pot: np.ndarray, target: float) -> int:
-    """Index of the point where the cumulative potential first exceeds ``target`` (chunk first, then point)."""
-    i = min(int(np.searchsorted(cum_pot, target, side="right")), len(chunks) - 1)
-    start, stop = chunks[i]
-    local = np.cumsum(closest[start:stop])
-    offset = target - (cum_pot[i - 1] if i else 0.0)
-    j = int(np.searchsorted(local, offset, side="right"))
-    if j >= stop - start:
-        # Rounding put the target past this chunk's own cumulative sum: take its last point with positive mass.
-        positive = np.flatnonzero(closest[start:stop] > 0)
-        j = int(positive[-1]) if positive.size else stop - start - 1
-    return start + j
+def _sample_points(closest: np.ndarray, cell_rows: int, cum_pot: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Index of the point where the cumulative potential first exceeds each target (cell first, then point).
+
+    Cells are runs of ``cell_rows`` consecutive points (the last may be shorter) and ``cum_pot`` their cumulative
+    potentials. All targets are resolved at once, one row of ``cell_rows`` running sums per target.
+    """
+    n = closest.size
+    cells = np.minimum(np.searchsorted(cum_pot, targets, side="right"), cum_pot.size - 1)
+    ids = cells[:, None] * cell_rows + np.arange(cell_rows)
+    inside = ids < n
+    weights = np.where(inside, closest.take(ids, mode="clip"), 0.0)
+    offsets = targets - np.where(cells > 0, cum_pot[cells - 1], 0.0)
+    # the first running sum above the offset; rounding may put an offset past its cell's own sum: then the cell's
+    # last point with positive mass (or its last point)
+    j = (np.cumsum(weights, axis=1) <= offsets[:, None]).sum(axis=1)
+    last = np.where(weights > 0, np.arange(cell_rows), -1).max(axis=1)
+    last = np.where(last >= 0, last, inside.sum(axis=1) - 1)
+    j = np.where(j < inside.sum(axis=1), j, last)
+    return cells * cell_rows + j
 
 
 class _Workspace:
@@ -344,7 +459,6 @@ class _Workspace:
     def __init__(self, n: int) -> None:
         self.closest = np.empty(n)
         self.labels = np.zeros(n, dtype=np.intp)
-        self.closer = np.empty(n, dtype=bool)
         self.upper = self.closest
         self.lower = np.empty(n)
 
@@ -361,12 +475,14 @@ class _HamerlyState:
         n = data.n_samples
         self.data, self.k, self.chunks = data, k, chunks
         self.block_rows = _block_rows(data, k)
+        # centres are means of points, so |c|^2 <= max |x|^2: this bounds the rounding of every expanded distance
+        self.prune_slack = 1e-9 * float(data.x_sq.max()) if k >= _PRUNE_K else 0.0
         work = _Workspace(n) if work is None else work
         self.labels, self.upper, self.lower = work.labels, work.upper, work.lower
         self.first = True
         self.seeded = False
         self.shift = np.zeros(k)
-        self.max_shift = 0.0
+        self.other_max_shift = np.zeros(k)
         self.set_centres(np.zeros((k, data.n_features)))
 
     def seed_assignment(self, labels: np.ndarray, sq_distances: np.ndarray) -> None:
@@ -381,10 +497,25 @@ class _HamerlyState:
         self.lower[:] = 0.0
         self.seeded = True
 
+    def set_shift(self, shift: np.ndarray) -> None:
+        """Record how far each centre moved; a point's lower bound drops by the largest move of the other centres.
+
+        (Hamerly's refinement: the distance to every centre but a point's own can shrink at most by the largest shift
+        among those centres, which is the second largest shift for the points of the centre that moved most.)
+        """
+        self.shift = shift
+        if self.k == 1:
+            self.other_max_shift = np.zeros(1)
+            return
+        top = int(np.argmax(shift))
+        self.other_max_shift = np.full(self.k, shift[top])
+        self.other_max_shift[top] = np.max(np.delete(shift, top))
+
     def set_centres(self, C: np.ndarray) -> None:
         self.C = C
         self.CT = np.ascontiguousarray(C.T)
         self.C_aug = _augmented_centres(C)
+        self.C_aug_T = np.ascontiguousarray(self.C_aug.T)
         self.half_sep = _half_separation(C)
 
     def _sums(self, cols, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -403,13 +534,22 @@ class _HamerlyState:
         """
         XTa = self.data.XTa[:-1]  # without the squared norms: ranking centres needs only |c|^2 - 2 c.x
         points = XTa[:, cols] if isinstance(cols, slice) else XTa.take(cols, axis=1)
-        m = points.shape[1]
+        m, d = points.shape[1], self.data.n_features
         labels = np.empty(m, dtype=np.intp)
         first = np.empty(m)
         second = np.empty(m)
-        for b0 in range(0, m, self.block_rows):
-            b1 = min(m, b0 + self.block_rows)
-            labels[b0:b1], first[b0:b1], second[b0:b1] = _nearest_two(self.C_aug @ points[:, b0:b1])
+        prune = self.k >= _PRUNE_K
+        rows = min(self.block_rows, _PRUNE_ROWS) if prune else self.block_rows
+        for b0 in range(0, m, rows):
+            b1 = min(m, b0 + rows)
+            block = points[:, b0:b1]
+            if prune:
+                ids = _centres_near_box(self.C, block[:d].min(axis=1), block[:d].max(axis=1), self.prune_slack)
+                # points by centres: the search along each contiguous row is several times faster than down columns
+                near, first[b0:b1], second[b0:b1] = _nearest_two_by_row(block.T @ self.C_aug_T[:, ids])
+                labels[b0:b1] = ids.take(near)
+            else:
+                labels[b0:b1], first[b0:b1], second[b0:b1] = _nearest_two(self.C_aug @ block)
         x_sq = self.data.x_sq[cols]
         return labels, _distances_from_partial(first, x_sq), _distances_from_partial(second, x_sq)
 
@@ -429,7 +569,7 @@ class _HamerlyState:
             return sums, counts, stop - start
         # mode="clip" skips the bounds check (labels are always valid), which makes these gathers much cheaper
         ub += self.shift.take(lab, mode="clip")
-        lb -= self.max_shift
+        lb -= self.other_max_shift.take(lab, mode="clip")
         bound = np.maximum(self.half_sep.take(lab, mode="clip"), lb)
         # ">=" rather than ">": a point tied with another centre is re-examined, so ties go to the lowest index as in
         # plain Lloyd (a tie kept by the bounds could leave two centres on the same spot for good).
@@ -541,7 +681,7 @@ def _lloyd_hamerly(data: _Prepared, centres: np.ndarray, max_iter: int, tol_abs:
             n_changed += _relocate_empty(state, empty, sums, counts, runner)
         new_centres = sums / counts[:, None]
         shift = np.sqrt(((new_centres - state.C) ** 2).sum(axis=1))
-        state.shift, state.max_shift = shift, float(shift.max())
+        state.set_shift(shift)
         state.set_centres(new_centres)
         if n_changed == 0:
             strict = True
@@ -579,10 +719,11 @@ def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, to
             C, labels, inertia, n_iter = _lloyd_hamerly(data, np.ascontiguousarray(init - data.mean), max_iter, tol_abs,
                                                         runner, chunks, work=work)
         return _result(data, C, labels, inertia, n_iter)
-    boxes = _chunk_boxes(data, chunks)
+    cells = _seed_cells(data)
+    boxes = _chunk_boxes(data, cells)
     with ChunkRunner() as runner:
         for run in range(n_init):
-            chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, chunks, boxes, work)
+            chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, cells, boxes, work)
             centres = np.ascontiguousarray(data.points(chosen))
             C, labels, inertia, n_iter = _lloyd_hamerly(data, centres, max_iter, tol_abs, runner, chunks,
                                                         seeded=(seed_labels, seed_sq_distances), work=work)
@@ -644,12 +785,16 @@ def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-
     Notes
     -----
     Seeding costs O(n d k log k) per run at most; the points being kept in a locality order (a Z-order curve), each
-    seeding step reads only the chunks of points whose bounding box its candidates are near enough to, which on
-    clustered data such as storms is a small part of them once a few centres are chosen. A Lloyd iteration costs O(n d k) for the points that must be examined and
-    O(n) for the others: Hamerly's bounds (an upper bound on the distance to the assigned centre, a lower bound on
-    the distance to any other) skip points whose assignment cannot change, which after the first few iterations is
-    most of them. Distances use ``|x|^2 - 2 x.c + |c|^2`` on centred data, in row chunks of a few megabytes, so
-    memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). Work is split over two threads.
+    seeding step reads only the cells of 256 consecutive points whose bounding box its candidates are near enough to,
+    which on clustered data such as storms is a small part of them once a few centres are chosen. A Lloyd iteration
+    costs O(n d k) for the points that must be examined and O(n) for the others: Hamerly's bounds (an upper bound on
+    the distance to the assigned centre, a lower bound on the distance to any other) skip points whose assignment
+    cannot change, which after the first few iterations is most of them. At storm scale (k from 24 on) the points
+    examined are searched in blocks of 256 neighbours against only the centres that can be nearest or second nearest
+    to some point of the block's bounding box, a few percent of them for k in the hundreds; the labels are those of a
+    search over all centres. Distances use ``|x|^2 - 2 x.c + |c|^2`` on centred data, in row chunks of a few
+    megabytes, so memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). Work is split over the worker
+    threads (``LIGHTNING_EDA_THREADS``, default the cores available); the results do not depend on their number.
 
     A cluster left empty by an iteration is re-seeded with the point farthest from its centre, taken from a cluster
     that keeps other points (as scikit-learn does). Duplicate points are fine; only the count of distinct points

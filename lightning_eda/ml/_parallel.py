@@ -1,6 +1,6 @@
 """Chunk sizes and a small thread pool for the NumPy kernels of :mod:`lightning_eda.ml`.
 
-NumPy releases the GIL inside its loops and BLAS calls, so two Python threads working on different row chunks keep two
+NumPy releases the GIL inside its loops and BLAS calls, so Python threads working on different row chunks keep as many
 cores busy. Two rules keep that fast and reproducible:
 
 * Work is split into a fixed list of chunks and results come back in chunk order, so every floating-point sum is done
@@ -10,6 +10,10 @@ cores busy. Two rules keep that fast and reproducible:
   them again over threads that spin while they wait, which on a two-core machine, worse on a busy one, makes k-means
   several times slower (measured 7-9 s instead of 1 s at a million points). While a runner is active BLAS is
   therefore limited to one thread through ``threadpoolctl``, the standard tool for this (scikit-learn depends on it).
+
+How many threads: ``LIGHTNING_EDA_THREADS`` (a positive integer) when set, otherwise the CPUs this process may run
+on (``os.sched_getaffinity(0)`` where available, else ``os.cpu_count()``). Set it below the core count to leave cores
+to other work, or to 1 for no worker threads at all. Results do not depend on it (see the first rule above).
 
 ``threadpoolctl`` only changes speed, never results. Without it, our threads are used only if the environment already
 keeps BLAS to one thread (``OPENBLAS_NUM_THREADS=1``, ``OMP_NUM_THREADS=1`` or ``MKL_NUM_THREADS=1``); otherwise
@@ -29,8 +33,8 @@ T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-#: Upper bound on worker threads; the project's machines have two cores.
-MAX_THREADS = 2
+#: Environment variable that sets the number of worker threads (default: the CPUs the process may run on).
+THREADS_ENV = "LIGHTNING_EDA_THREADS"
 
 _blas_controller = None
 _warned = False
@@ -42,6 +46,24 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """Worker threads of a runner: ``LIGHTNING_EDA_THREADS`` when set, else :func:`available_cpus`.
+
+    Read at every call, so a change of the variable applies to the next runner. A value that is not a positive
+    integer raises ``ValueError`` naming it rather than silently falling back.
+    """
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return available_cpus()
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"{THREADS_ENV}={value!r} must be a positive integer (the number of worker threads)")
+    return threads
 
 
 def _blas_controller_or_none():
@@ -86,12 +108,12 @@ class ChunkRunner:
     Parameters
     ----------
     n_threads : int or None, default=None
-        Worker threads; ``None`` means ``min(MAX_THREADS, available_cpus())``. Forced to 1 when BLAS may start
+        Worker threads; ``None`` means :func:`default_threads`. Forced to 1 when BLAS may start
         threads of its own that cannot be limited (see the module notes).
     """
 
     def __init__(self, n_threads: int | None = None):
-        wanted = min(MAX_THREADS, available_cpus()) if n_threads is None else max(1, int(n_threads))
+        wanted = default_threads() if n_threads is None else max(1, int(n_threads))
         self._controller = _blas_controller_or_none()
         if self._controller is None and not _blas_single_threaded_by_environment():
             wanted = 1
@@ -111,9 +133,13 @@ class ChunkRunner:
         self._stack.close()
         self._executor = None
 
-    def map(self, fn: Callable[[int], T], n_items: int) -> list[T]:
-        """Return ``[fn(0), fn(1), ..., fn(n_items - 1)]``, computed on the worker threads."""
-        if self._executor is None or n_items <= 1:
+    def map(self, fn: Callable[[int], T], n_items: int, parallel: bool = True) -> list[T]:
+        """Return ``[fn(0), fn(1), ..., fn(n_items - 1)]``, computed on the worker threads.
+
+        ``parallel=False`` computes them in the calling thread, for work too small to pay the hand-off to the
+        threads (tens of microseconds per call, a millisecond and more on a busy machine). Results are the same.
+        """
+        if self._executor is None or n_items <= 1 or not parallel:
             return [fn(i) for i in range(n_items)]
         results: list = [None] * n_items
         n_workers = min(self.n_threads, n_items)

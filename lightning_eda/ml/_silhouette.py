@@ -340,8 +340,8 @@ def silhouette_sweep(X, labels_by_k: Mapping) -> dict:
     Each block of pairwise distances is computed once (upper triangle only, by symmetry) and reduced for all the
     clusterings in the same pass, with one BLAS product against their side-by-side one-hot label matrices. Time:
     O(n^2 d) for the distances, once, plus O(n^2 K) for the reductions, K the total number of clusters; memory
-    O(n K) within a fixed budget (clusterings are split into several passes when K is large). Two threads share the
-    blocks.
+    O(n K) within a fixed budget (clusterings are split into several passes when K is large). The worker threads
+    (``LIGHTNING_EDA_THREADS``, default the available cores) share the blocks.
 
     References
     ----------
