@@ -14,7 +14,7 @@ scikit-learn, in another fresh process on the same features (our preprocess, not
 ``KMeans(n_clusters=k, n_init=N, random_state=0)`` for each k = 2..40, ``silhouette_score`` of each on the same
 20,000-point sample, and one final ``KMeans`` at our chosen k (a user refits).
 
-Both sides run with the same thread settings (the defaults: our pool of ``MAX_THREADS`` and OpenMP/BLAS as
+Both sides run with the same thread settings (the defaults: our pool of ``default_threads()`` and OpenMP/BLAS as
 threadpoolctl reports them). Peak memory is the child's VmHWM: over the whole child and, reset with
 ``/proc/self/clear_refs`` after the data are built, during the timed run alone.
 
@@ -296,7 +296,7 @@ def thread_info() -> str:
     pools = [f"{i['user_api']}:{i['internal_api']} {i['num_threads']} threads" for i in threadpoolctl.threadpool_info()]
     env = {key: os.environ[key] for key in sorted(os.environ) if key.startswith(("OPENBLAS", "OMP_", "MKL_"))}
     return (
-        f"our pool MAX_THREADS={parallel.MAX_THREADS} (cpus {parallel.available_cpus()}); "
+        f"our pool of {parallel.default_threads()} threads (cpus {parallel.available_cpus()}); "
         f"{', '.join(pools)}; env {env or 'none set'}"
     )
 

@@ -51,8 +51,16 @@ CASES = [
 ]
 
 
-def storm_scene(n: int, n_storms: int, seed: int, *, concentration: float, spread: tuple[float, float],
-                background: float = 0.0, snapped: float = 0.0) -> np.ndarray:
+def storm_scene(
+    n: int,
+    n_storms: int,
+    seed: int,
+    *,
+    concentration: float,
+    spread: tuple[float, float],
+    background: float = 0.0,
+    snapped: float = 0.0,
+) -> np.ndarray:
     """Lon/lat flashes in ``n_storms`` storms over the contiguous US, in a random order.
 
     Storm sizes are Dirichlet(``concentration``) shares of the storm flashes (below 1: a few large systems and many
@@ -99,8 +107,9 @@ def run_case(case: Case, scenes: int, reps: int, threads: int) -> dict:
 
     from lightning_eda.ml import kmeans
 
-    print(f"\n{case.name}: n={case.n:,} k={case.k} n_init={case.n_init} ({case.scene}), load {load_average()}",
-          flush=True)
+    print(
+        f"\n{case.name}: n={case.n:,} k={case.k} n_init={case.n_init} ({case.scene}), load {load_average()}", flush=True
+    )
     ours_total = theirs_total = 0.0
     inertia_ratios = []
     for scene in range(scenes):
@@ -109,22 +118,42 @@ def run_case(case: Case, scenes: int, reps: int, threads: int) -> dict:
         for _ in range(reps):
             t_ours, ours = timed(lambda X=X, seed=scene: kmeans(X, case.k, n_init=case.n_init, seed=seed))
             with threadpool_limits(limits=threads, user_api="openmp"):
-                t_theirs, theirs = timed(lambda X=X, seed=scene: KMeans(
-                    n_clusters=case.k, init="k-means++", n_init=case.n_init, max_iter=300, tol=1e-4, random_state=seed,
-                ).fit(X))
+                t_theirs, theirs = timed(
+                    lambda X=X, seed=scene: KMeans(
+                        n_clusters=case.k,
+                        init="k-means++",
+                        n_init=case.n_init,
+                        max_iter=300,
+                        tol=1e-4,
+                        random_state=seed,
+                    ).fit(X)
+                )
             ours_times.append(t_ours)
             theirs_times.append(t_theirs)
         ratio = ours.inertia / theirs.inertia_
         inertia_ratios.append(ratio)
         ours_total += min(ours_times)
         theirs_total += min(theirs_times)
-        print(f"  scene {scene}: ours {min(ours_times):.3f} s ({ours.n_iter} it), scikit-learn {min(theirs_times):.3f}"
-              f" s ({theirs.n_iter_} it), time ratio {min(ours_times) / min(theirs_times):.3f}, inertia ratio "
-              f"{ratio:.5f}, load {load_average()}", flush=True)
-    summary = {"case": case, "ours": ours_total, "theirs": theirs_total, "time_ratio": ours_total / theirs_total,
-               "inertia_max": max(inertia_ratios), "inertia_min": min(inertia_ratios), "load": load_average()}
-    print(f"  {case.name}: time ratio {summary['time_ratio']:.3f} (target <= {case.time_target}), inertia ratio "
-          f"{summary['inertia_min']:.5f} - {summary['inertia_max']:.5f} (target <= {case.inertia_target})", flush=True)
+        print(
+            f"  scene {scene}: ours {min(ours_times):.3f} s ({ours.n_iter} it), scikit-learn {min(theirs_times):.3f}"
+            f" s ({theirs.n_iter_} it), time ratio {min(ours_times) / min(theirs_times):.3f}, inertia ratio "
+            f"{ratio:.5f}, load {load_average()}",
+            flush=True,
+        )
+    summary = {
+        "case": case,
+        "ours": ours_total,
+        "theirs": theirs_total,
+        "time_ratio": ours_total / theirs_total,
+        "inertia_max": max(inertia_ratios),
+        "inertia_min": min(inertia_ratios),
+        "load": load_average(),
+    }
+    print(
+        f"  {case.name}: time ratio {summary['time_ratio']:.3f} (target <= {case.time_target}), inertia ratio "
+        f"{summary['inertia_min']:.5f} - {summary['inertia_max']:.5f} (target <= {case.inertia_target})",
+        flush=True,
+    )
     return summary
 
 
@@ -136,24 +165,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions per scene (minimum kept)")
     parser.add_argument("--scenes", type=int, default=3, help="scenes (seeds) per case")
-    parser.add_argument("--case", action="append", choices=[case.name for case in CASES],
-                        help="cases to run (repeatable); default: all")
+    parser.add_argument(
+        "--case", action="append", choices=[case.name for case in CASES], help="cases to run (repeatable); default: all"
+    )
     args = parser.parse_args()
     threads = default_threads()
-    print(f"threads: ours {threads} (LIGHTNING_EDA_THREADS={os.environ.get('LIGHTNING_EDA_THREADS', 'unset')}), "
-          f"scikit-learn OpenMP limited to {threads}; cpu_count {os.cpu_count()}, load average {load_average()}")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scikit-learn {sklearn.__version__}; "
-          f"{args.reps} interleaved repetitions per scene, minimum kept; {args.scenes} scenes per case")
-    summaries = [run_case(case, args.scenes, args.reps, threads)
-                 for case in CASES if args.case is None or case.name in args.case]
-    print("\n| case | n | k | n_init | ours (s, sum of minima) | scikit-learn (s) | time ratio | target | "
-          "inertia ratio (min - max) | load after |")
+    print(
+        f"threads: ours {threads} (LIGHTNING_EDA_THREADS={os.environ.get('LIGHTNING_EDA_THREADS', 'unset')}), "
+        f"scikit-learn OpenMP limited to {threads}; cpu_count {os.cpu_count()}, load average {load_average()}"
+    )
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, scikit-learn {sklearn.__version__}; "
+        f"{args.reps} interleaved repetitions per scene, minimum kept; {args.scenes} scenes per case"
+    )
+    summaries = [
+        run_case(case, args.scenes, args.reps, threads) for case in CASES if args.case is None or case.name in args.case
+    ]
+    print(
+        "\n| case | n | k | n_init | ours (s, sum of minima) | scikit-learn (s) | time ratio | target | "
+        "inertia ratio (min - max) | load after |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for s in summaries:
         case = s["case"]
-        print(f"| {case.name} | {case.n:,} | {case.k} | {case.n_init} | {s['ours']:.3f} | {s['theirs']:.3f} | "
-              f"**{s['time_ratio']:.3f}** | <= {case.time_target} | {s['inertia_min']:.5f} - {s['inertia_max']:.5f} "
-              f"| {s['load']} |")
+        print(
+            f"| {case.name} | {case.n:,} | {case.k} | {case.n_init} | {s['ours']:.3f} | {s['theirs']:.3f} | "
+            f"**{s['time_ratio']:.3f}** | <= {case.time_target} | {s['inertia_min']:.5f} - {s['inertia_max']:.5f} "
+            f"| {s['load']} |"
+        )
 
 
 if __name__ == "__main__":

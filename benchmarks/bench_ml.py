@@ -283,9 +283,9 @@ def main() -> None:
         import sklearn.metrics  # noqa: F401
         import threadpoolctl
 
-        import lightning_eda.ml._parallel
+        from lightning_eda.ml._parallel import THREADS_ENV
 
-        lightning_eda.ml._parallel.MAX_THREADS = 1
+        os.environ[THREADS_ENV] = "1"  # read by each runner as it starts
         limits = threadpoolctl.threadpool_limits(limits=1)
         say(
             "single-thread mode: our pool, OpenMP and BLAS limited to one thread (the fresh-process measurements "

@@ -3,6 +3,7 @@ fixture modules beside this file, one per concern."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,29 @@ def s3(s3_server):
         mp.delenv(name, raising=False)  # the pipeline reads anonymously; no credentials may be needed
     yield s3_server
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def sklearn_single_threaded():
+    """scikit-learn's OpenMP loops on one thread (the reference side of the ml tests): on small inputs and a busy
+    machine that is much faster."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Make every way of opening a connection fail loudly, and record the attempts."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network access is disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return attempts

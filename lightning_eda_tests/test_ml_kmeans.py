@@ -6,29 +6,14 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 from sklearn.cluster import KMeans
 
 import lightning_eda.ml._kmeans as km_module
 from lightning_eda.ml import KMeansResult, elbow_sweep, find_knee, kmeans, kmeans_sweep
 from lightning_eda.ml._parallel import ChunkRunner
+from lightning_eda.testing.storm_points import flash_like
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _sklearn_single_threaded():
-    """Run scikit-learn's OpenMP loops on one thread: on small inputs and a busy machine that is much faster."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
-
-
-def flash_like(n, k=6, seed=0, max_spread=1.5):
-    """Lon/lat points in ``k`` storm cells of varied size (Dirichlet shares) and spread (0.05 to ``max_spread``)."""
-    rng = np.random.default_rng(seed)
-    centres = np.column_stack([rng.uniform(-110, -70, k), rng.uniform(20, 45, k)])
-    sizes = rng.multinomial(n, rng.dirichlet(np.full(k, 1.5)))
-    spread = rng.uniform(0.05, max_spread, k)
-    X = np.concatenate([c + s * rng.standard_normal((m, 2)) for c, s, m in zip(centres, spread, sizes)])
-    return X[rng.permutation(n)]
+pytestmark = pytest.mark.usefixtures("sklearn_single_threaded")
 
 
 def blobs(centres, n_per, spread, seed=0):
@@ -44,7 +29,7 @@ def lloyd_reference(X, centres, max_iter, tol_abs):
     k = len(C)
     previous = None
     strict = False
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (the count of iterations run is read after the loop)
         labels = ((X[:, None, :] - C[None]) ** 2).sum(-1).argmin(1)
         new = np.array([X[labels == j].mean(axis=0) for j in range(k)])
         shift = ((new - C) ** 2).sum()
@@ -67,8 +52,13 @@ def run_from(X, centres, max_iter=300, tol=1e-4):
     k = len(centres)
     with ChunkRunner() as runner:
         C, labels, inertia, n_iter = km_module._lloyd_hamerly(
-            data, np.asarray(centres, dtype=float) - data.mean, max_iter, tol * data.mean_variance, runner,
-            km_module._chunks_for(data, k))
+            data,
+            np.asarray(centres, dtype=float) - data.mean,
+            max_iter,
+            tol * data.mean_variance,
+            runner,
+            km_module._chunks_for(data, k),
+        )
     return C + data.mean, data.in_input_order(labels), inertia, n_iter
 
 
@@ -85,6 +75,7 @@ def assert_sound(X, result, k):
 
 
 # --- agreement with known answers and scikit-learn ---------------------------------------------------------------
+
 
 def test_recovers_known_centres():
     centres = np.array([[-100.0, 30.0], [-90.0, 35.0], [-80.0, 25.0], [-95.0, 42.0]])
@@ -248,39 +239,50 @@ def test_kmeans_plusplus_picks_one_point_per_separated_blob():
     X = blobs(centres, 200, 0.5, seed=1)
     data = km_module._prepare(X)
     with ChunkRunner() as runner:
-        chosen, _, _ = km_module._kmeans_plusplus(data, 5, np.random.default_rng(0), runner,
-                                            km_module._chunks_for(data, 5))
+        chosen, _, _ = km_module._kmeans_plusplus(
+            data, 5, np.random.default_rng(0), runner, km_module._chunks_for(data, 5)
+        )
     nearest_blob = (((data.points(chosen) + data.mean)[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
     assert sorted(nearest_blob) == [0, 1, 2, 3, 4]
 
 
 # --- edge cases ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("X, k, message", [
-    (np.zeros((0, 2)), 1, "n_samples=0"),
-    (np.zeros((5, 0)), 1, "n_features=0"),
-    (np.arange(6.0), 2, "ndim=1"),
-    (np.zeros((2, 2, 2)), 1, "ndim=3"),
-    (np.array([[0.0, 1.0], [np.nan, 2.0]]), 1, "non-finite"),
-    (np.array([[0.0, 1.0], [np.inf, 2.0]]), 1, "X\\[1, 0\\]=inf"),
-    (np.array([[1 + 1j, 0.0]]), 1, "complex"),
-    (np.array([["a", "b"]]), 1, "numeric"),
-    (np.eye(3), 0, "k=0 must be >= 1"),
-    (np.eye(3), -2, "k=-2"),
-    (np.eye(3), 2.5, "k must be an integer"),
-    (np.eye(3), True, "k must be an integer"),
-    (np.eye(3), 4, "n_samples=3 should be >= k=4"),
-    (np.array([[1.0, 1.0]] * 5 + [[2.0, 2.0]] * 5), 3, "number of distinct points in X \\(2 distinct"),
-])
+
+@pytest.mark.parametrize(
+    "X, k, message",
+    [
+        (np.zeros((0, 2)), 1, "n_samples=0"),
+        (np.zeros((5, 0)), 1, "n_features=0"),
+        (np.arange(6.0), 2, "ndim=1"),
+        (np.zeros((2, 2, 2)), 1, "ndim=3"),
+        (np.array([[0.0, 1.0], [np.nan, 2.0]]), 1, "non-finite"),
+        (np.array([[0.0, 1.0], [np.inf, 2.0]]), 1, "X\\[1, 0\\]=inf"),
+        (np.array([[1 + 1j, 0.0]]), 1, "complex"),
+        (np.array([["a", "b"]]), 1, "numeric"),
+        (np.eye(3), 0, "k=0 must be >= 1"),
+        (np.eye(3), -2, "k=-2"),
+        (np.eye(3), 2.5, "k must be an integer"),
+        (np.eye(3), True, "k must be an integer"),
+        (np.eye(3), 4, "n_samples=3 should be >= k=4"),
+        (np.array([[1.0, 1.0]] * 5 + [[2.0, 2.0]] * 5), 3, "number of distinct points in X \\(2 distinct"),
+    ],
+)
 def test_invalid_input_raises_with_values(X, k, message):
     with pytest.raises(ValueError, match=message):
         kmeans(X, k)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"n_init": 0}, "n_init=0"), ({"max_iter": 0}, "max_iter=0"), ({"tol": -1.0}, "tol=-1.0"),
-    ({"tol": float("nan")}, "tol=nan"), ({"n_init": 1.5}, "n_init must be an integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_init": 0}, "n_init=0"),
+        ({"max_iter": 0}, "max_iter=0"),
+        ({"tol": -1.0}, "tol=-1.0"),
+        ({"tol": float("nan")}, "tol=nan"),
+        ({"n_init": 1.5}, "n_init must be an integer"),
+    ],
+)
 def test_invalid_options_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         kmeans(np.eye(4), 2, **kwargs)
@@ -384,6 +386,7 @@ def test_runs_without_threadpoolctl(monkeypatch, caplog):
 
 # --- scale, memory, imports -----------------------------------------------------------------------------------------
 
+
 def test_memory_stays_linear_in_n():
     # An n x k float64 temporary would take 80 MB here; chunking keeps the peak to the O(n) arrays.
     X = np.random.default_rng(0).uniform(0, 1, (200_000, 2))
@@ -421,6 +424,7 @@ def test_no_sklearn_scipy_or_dagster_at_run_time():
 
 
 # --- elbow sweep ----------------------------------------------------------------------------------------------------
+
 
 def test_elbow_sweep_matches_kmeans_and_finds_the_blobs():
     centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])

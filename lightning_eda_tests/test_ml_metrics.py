@@ -5,28 +5,13 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 from sklearn.metrics import silhouette_score as sk_silhouette
 
 import lightning_eda.ml._silhouette as sil_module
 from lightning_eda.ml import find_knee, silhouette_score, silhouette_sweep
+from lightning_eda.testing.storm_points import flash_like
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _sklearn_single_threaded():
-    """Run scikit-learn's OpenMP loops on one thread: on small inputs and a busy machine that is much faster."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
-
-
-def flash_like(n, k=6, seed=0):
-    """Lon/lat points in ``k`` storm cells of varied size (Dirichlet shares) and spread (0.05 to 1.5 degrees)."""
-    rng = np.random.default_rng(seed)
-    centres = np.column_stack([rng.uniform(-110, -70, k), rng.uniform(20, 45, k)])
-    sizes = rng.multinomial(n, rng.dirichlet(np.full(k, 1.5)))
-    spread = rng.uniform(0.05, 1.5, k)
-    X = np.concatenate([c + s * rng.standard_normal((m, 2)) for c, s, m in zip(centres, spread, sizes)])
-    return X[rng.permutation(n)]
+pytestmark = pytest.mark.usefixtures("sklearn_single_threaded")
 
 
 def nearest_labels(X, k, seed):
@@ -101,18 +86,23 @@ def test_sampled_score_is_the_exact_score_of_the_documented_sample():
     sample = np.random.default_rng(123).permutation(len(X))[:700]
     expected = sk_silhouette(X[sample], labels[sample])
     assert silhouette_score(X, labels, sample_size=700, seed=123) == pytest.approx(expected, abs=1e-6)
-    assert silhouette_score(X, labels, sample_size=700, seed=123) == silhouette_score(X, labels, sample_size=700,
-                                                                                      seed=123)
-    assert silhouette_score(X, labels, sample_size=5000, seed=1) == pytest.approx(silhouette_score(X, labels),
-                                                                                  abs=1e-12)
+    assert silhouette_score(X, labels, sample_size=700, seed=123) == silhouette_score(
+        X, labels, sample_size=700, seed=123
+    )
+    assert silhouette_score(X, labels, sample_size=5000, seed=1) == pytest.approx(
+        silhouette_score(X, labels), abs=1e-12
+    )
 
 
-@pytest.mark.parametrize("block_bytes, max_columns, sums_bytes", [
-    (8 * 7 * 7, 512, 256 * 2**20),  # 7 x 7 distance blocks, one-hot products
-    (8 * 50 * 50, 1, 256 * 2**20),  # runs path for every labelling
-    (8 * 13 * 13, 1, 8 * 40 * 6),  # runs path with a handful of rows per block
-    (8 * 64 * 64, 4, 256 * 2**20),  # labellings split into several one-hot passes
-])
+@pytest.mark.parametrize(
+    "block_bytes, max_columns, sums_bytes",
+    [
+        (8 * 7 * 7, 512, 256 * 2**20),  # 7 x 7 distance blocks, one-hot products
+        (8 * 50 * 50, 1, 256 * 2**20),  # runs path for every labelling
+        (8 * 13 * 13, 1, 8 * 40 * 6),  # runs path with a handful of rows per block
+        (8 * 64 * 64, 4, 256 * 2**20),  # labellings split into several one-hot passes
+    ],
+)
 def test_chunking_does_not_change_the_scores(monkeypatch, block_bytes, max_columns, sums_bytes):
     X = flash_like(700, seed=6)
     labels_by_k = {k: nearest_labels(X, k, k) for k in (2, 3, 5)}
@@ -167,12 +157,15 @@ def test_distance_matrix_is_never_formed():
     assert peak < 40 * 2**20, f"peak traced memory {peak / 2**20:.1f} MiB"
 
 
-@pytest.mark.parametrize("labels, message", [
-    (np.zeros(10, int), "Number of labels is 1"),
-    (np.arange(10), "Number of labels is 10"),
-    (np.zeros(9, int), "labels must be 1-D with n_samples=10"),
-    (np.zeros((10, 1), int), "labels must be 1-D"),
-])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.zeros(10, int), "Number of labels is 1"),
+        (np.arange(10), "Number of labels is 10"),
+        (np.zeros(9, int), "labels must be 1-D with n_samples=10"),
+        (np.zeros((10, 1), int), "labels must be 1-D"),
+    ],
+)
 def test_invalid_labels_raise(labels, message):
     X = np.random.default_rng(0).normal(size=(10, 2))
     with pytest.raises(ValueError, match=message):
@@ -200,24 +193,31 @@ def test_invalid_inputs_raise():
 
 # --- find_knee --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ks, values, expected", [
-    (range(1, 11), [1 / k for k in range(1, 11)], 3),  # 1/k: the depth below the chord peaks at k = sqrt(10)
-    ([1, 2, 3, 4, 5, 6, 7, 8], [100, 70, 40, 10, 9, 8, 7, 6], 4),  # a sharp corner
-    ([2, 4, 8, 16], [50.0, 20.0, 10.0, 8.0], 4),  # uneven spacing
-    ([5, 1, 3, 2, 4], [1.0, 10.0, 2.0, 4.0, 1.5], 2),  # unsorted input
-    ([1, 2, 3, 4], [10.0, 5.0, 5.0, 5.0], 2),  # flat after the drop
-])
+
+@pytest.mark.parametrize(
+    "ks, values, expected",
+    [
+        (range(1, 11), [1 / k for k in range(1, 11)], 3),  # 1/k: the depth below the chord peaks at k = sqrt(10)
+        ([1, 2, 3, 4, 5, 6, 7, 8], [100, 70, 40, 10, 9, 8, 7, 6], 4),  # a sharp corner
+        ([2, 4, 8, 16], [50.0, 20.0, 10.0, 8.0], 4),  # uneven spacing
+        ([5, 1, 3, 2, 4], [1.0, 10.0, 2.0, 4.0, 1.5], 2),  # unsorted input
+        ([1, 2, 3, 4], [10.0, 5.0, 5.0, 5.0], 2),  # flat after the drop
+    ],
+)
 def test_find_knee_on_known_curves(ks, values, expected):
     assert find_knee(ks, values) == expected
 
 
-@pytest.mark.parametrize("ks, values", [
-    ([1, 2], [10.0, 1.0]),  # fewer than three points
-    ([1, 2, 3, 4, 5], [5.0, 4.0, 3.0, 2.0, 1.0]),  # straight line
-    ([1, 2, 3, 4, 5], [1.0, 2.0, 4.0, 8.0, 16.0]),  # increasing
-    ([1, 2, 3, 4, 5], [10.0, 9.8, 9.4, 8.0, 1.0]),  # concave: above the chord everywhere
-    ([1, 2, 3], [4.0, 4.0, 4.0]),  # flat
-])
+@pytest.mark.parametrize(
+    "ks, values",
+    [
+        ([1, 2], [10.0, 1.0]),  # fewer than three points
+        ([1, 2, 3, 4, 5], [5.0, 4.0, 3.0, 2.0, 1.0]),  # straight line
+        ([1, 2, 3, 4, 5], [1.0, 2.0, 4.0, 8.0, 16.0]),  # increasing
+        ([1, 2, 3, 4, 5], [10.0, 9.8, 9.4, 8.0, 1.0]),  # concave: above the chord everywhere
+        ([1, 2, 3], [4.0, 4.0, 4.0]),  # flat
+    ],
+)
 def test_find_knee_none_without_a_knee(ks, values):
     assert find_knee(ks, values) is None
 

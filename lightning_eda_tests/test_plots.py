@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -47,22 +46,6 @@ def blobs(centres, n_each, spread=0.5, seed=0):
     lon = np.concatenate([rng.normal(c[1], spread, n_each) for c in centres])
     labels = np.repeat(np.arange(len(centres)), n_each)
     return lat, lon, labels, np.asarray(centres, dtype=float)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Make every way of opening a connection fail loudly, and record the attempts."""
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network access is disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    return attempts
 
 
 # --------------------------------------------------------------------------------------------------------------

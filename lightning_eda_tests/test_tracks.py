@@ -74,7 +74,9 @@ def majority_track(flash_track: pd.DataFrame, cells: np.ndarray, cell: int) -> i
 def planted_cells(scene, result) -> np.ndarray:
     """The planted cell of each row of ``result.flash_track``."""
     cells = scene.flashes.set_index(["source_file", "flash_id"])["cell"]
-    return cells.loc[list(zip(result.flash_track["source_file"], result.flash_track["flash_id"]))].to_numpy()
+    return cells.loc[
+        list(zip(result.flash_track["source_file"], result.flash_track["flash_id"], strict=True))
+    ].to_numpy()
 
 
 def test_every_planted_cell_is_one_track(scene, two_hours):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -165,7 +164,7 @@ def _locality_order(points: np.ndarray, min_rows: int) -> np.ndarray | None:
         return None
     lo, hi = points.min(axis=1), points.max(axis=1)
     bits = max(1, min(16, _ORDER_KEY_BITS // d))
-    dims = np.argsort(-(hi - lo), kind="stable")[:_ORDER_KEY_BITS // bits]  # the widest, if d is large
+    dims = np.argsort(-(hi - lo), kind="stable")[: _ORDER_KEY_BITS // bits]  # the widest, if d is large
     values = np.arange(2**bits, dtype=np.uint32)
     spread = np.zeros(2**bits, dtype=np.uint32)  # value v with its bit b moved to bit b * len(dims)
     for bit in range(bits):
@@ -318,9 +317,15 @@ def _seed_cells(data: _Prepared) -> list[tuple[int, int]]:
     return chunk_bounds(data.n_samples, _SEED_CELL_ROWS)
 
 
-def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: ChunkRunner,
-                     chunks: list[tuple[int, int]], boxes=None, work: Optional["_Workspace"] = None,
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _kmeans_plusplus(
+    data: _Prepared,
+    k: int,
+    rng: np.random.Generator,
+    runner: ChunkRunner,
+    chunks: list[tuple[int, int]],
+    boxes=None,
+    work: _Workspace | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Choose ``k`` initial centres by greedy k-means++.
 
     Returns the centres' indices into the points and, for every point, the index (into those centres) of its
@@ -419,8 +424,11 @@ def _kmeans_plusplus(data: _Prepared, k: int, rng: np.random.Generator, runner: 
         cand_aug = augmented(candidates)
         reach = _box_sq_distances(data.points(candidates), lows, highs) < cell_max[None, :]
         cells = [np.flatnonzero(row) for row in reach]
-        trials = runner.map(lambda j: trial(cand_aug[j], cells[j], total), n_trials,
-                            parallel=int((reach @ sizes).sum()) >= _PARALLEL_MIN_WORK)
+        trials = runner.map(
+            lambda j, cand_aug=cand_aug, cells=cells, total=total: trial(cand_aug[j], cells[j], total),
+            n_trials,
+            parallel=int((reach @ sizes).sum()) >= _PARALLEL_MIN_WORK,
+        )
         best = int(np.argmin([potential for potential, _, _ in trials]))
         chosen[c] = candidates[best]
         _, d2, ids = trials[best]
@@ -471,7 +479,7 @@ class _HamerlyState:
     ``upper[i] < max(lower[i], half_sep[labels[i]])`` (Hamerly 2010): its centre is then provably still the nearest.
     """
 
-    def __init__(self, data: _Prepared, k: int, chunks, work: Optional["_Workspace"] = None):
+    def __init__(self, data: _Prepared, k: int, chunks, work: _Workspace | None = None):
         n = data.n_samples
         self.data, self.k, self.chunks = data, k, chunks
         self.block_rows = _block_rows(data, k)
@@ -607,8 +615,9 @@ class _HamerlyState:
         return np.einsum("ij,ij->j", diff, diff)
 
 
-def _relocate_empty(state: _HamerlyState, empty: np.ndarray, sums: np.ndarray, counts: np.ndarray,
-                    runner: ChunkRunner) -> int:
+def _relocate_empty(
+    state: _HamerlyState, empty: np.ndarray, sums: np.ndarray, counts: np.ndarray, runner: ChunkRunner
+) -> int:
     """Re-seed each empty cluster with the point farthest from its own (current) centre, as scikit-learn does.
 
     The point is moved into the empty cluster, so labels, sums and counts stay consistent; it is taken only from a
@@ -618,7 +627,7 @@ def _relocate_empty(state: _HamerlyState, empty: np.ndarray, sums: np.ndarray, c
     data, labels = state.data, state.labels
     dist = np.concatenate(runner.map(state.exact_sq_distances, len(state.chunks)))
     n_look = min(dist.size, empty.size + state.k)  # each cluster can hold back at most one point (its last)
-    top = np.argpartition(dist, dist.size - n_look)[dist.size - n_look:]
+    top = np.argpartition(dist, dist.size - n_look)[dist.size - n_look :]
     top = top[np.argsort(-dist[top], kind="stable")]
     moved = 0
     for p in top:
@@ -641,9 +650,16 @@ def _relocate_empty(state: _HamerlyState, empty: np.ndarray, sums: np.ndarray, c
     return moved
 
 
-def _lloyd_hamerly(data: _Prepared, centres: np.ndarray, max_iter: int, tol_abs: float, runner: ChunkRunner,
-                   chunks, seeded: tuple[np.ndarray, np.ndarray] | None = None,
-                   work: Optional["_Workspace"] = None) -> tuple[np.ndarray, np.ndarray, float, int]:
+def _lloyd_hamerly(
+    data: _Prepared,
+    centres: np.ndarray,
+    max_iter: int,
+    tol_abs: float,
+    runner: ChunkRunner,
+    chunks,
+    seeded: tuple[np.ndarray, np.ndarray] | None = None,
+    work: _Workspace | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Run Lloyd's algorithm from ``centres`` (centred coordinates); return centres, labels, inertia, iterations.
 
     Points, labels and ``seeded`` are in the prepared (locality) order. ``seeded``, when given, is each point's
@@ -664,7 +680,7 @@ def _lloyd_hamerly(data: _Prepared, centres: np.ndarray, max_iter: int, tol_abs:
     sums = counts = None
     strict = False
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (the count of iterations run is read after the loop)
         results = runner.map(lambda i: state.assign_chunk(i, True), len(chunks))
         results = [r for r in results if r is not None]
         n_changed = sum(r[2] for r in results)
@@ -700,12 +716,22 @@ def _check_k(X: np.ndarray, k: int) -> None:
         raise ValueError(f"n_samples={n} should be >= k={k}")
     distinct = count_distinct_rows_at_least(X, k)
     if distinct < k:
-        raise ValueError(f"k={k} exceeds the number of distinct points in X ({distinct} distinct among "
-                         f"n_samples={n}); choose k <= {distinct}")
+        raise ValueError(
+            f"k={k} exceeds the number of distinct points in X ({distinct} distinct among "
+            f"n_samples={n}); choose k <= {distinct}"
+        )
 
 
-def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, tol: float,
-                      rng: np.random.Generator, init: np.ndarray | None = None) -> KMeansResult:
+def _kmeans_validated(
+    data: _Prepared,
+    k: int,
+    *,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    rng: np.random.Generator,
+    init: np.ndarray | None = None,
+) -> KMeansResult:
     """Best of ``n_init`` seeded Lloyd runs on prepared data (arguments already checked).
 
     With ``init`` (k centres in X's coordinates), one Lloyd run starts from those centres instead.
@@ -716,8 +742,9 @@ def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, to
     work = _Workspace(data.n_samples)
     if init is not None:
         with ChunkRunner() as runner:
-            C, labels, inertia, n_iter = _lloyd_hamerly(data, np.ascontiguousarray(init - data.mean), max_iter, tol_abs,
-                                                        runner, chunks, work=work)
+            C, labels, inertia, n_iter = _lloyd_hamerly(
+                data, np.ascontiguousarray(init - data.mean), max_iter, tol_abs, runner, chunks, work=work
+            )
         return _result(data, C, labels, inertia, n_iter)
     cells = _seed_cells(data)
     boxes = _chunk_boxes(data, cells)
@@ -725,8 +752,9 @@ def _kmeans_validated(data: _Prepared, k: int, *, n_init: int, max_iter: int, to
         for run in range(n_init):
             chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, cells, boxes, work)
             centres = np.ascontiguousarray(data.points(chosen))
-            C, labels, inertia, n_iter = _lloyd_hamerly(data, centres, max_iter, tol_abs, runner, chunks,
-                                                        seeded=(seed_labels, seed_sq_distances), work=work)
+            C, labels, inertia, n_iter = _lloyd_hamerly(
+                data, centres, max_iter, tol_abs, runner, chunks, seeded=(seed_labels, seed_sq_distances), work=work
+            )
             logger.debug("k-means run %d/%d: k=%d inertia=%.6g n_iter=%d", run + 1, n_init, k, inertia, n_iter)
             if best is None or inertia < best[2]:
                 # keep these labels: the next run fills the previous best's array (no fresh array per run)
@@ -744,8 +772,9 @@ def _result(data: _Prepared, C: np.ndarray, labels: np.ndarray, inertia: float, 
     return KMeansResult(centroids=centroids, labels=labels, inertia=inertia, n_iter=n_iter)
 
 
-def kmeans(X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4, seed=None,
-           init=None) -> KMeansResult:
+def kmeans(
+    X, k: int, *, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4, seed=None, init=None
+) -> KMeansResult:
     """Cluster points with k-means: greedy k-means++ seeding, Lloyd iterations, best of ``n_init`` runs.
 
     Parameters
@@ -866,7 +895,8 @@ def kmeans_sweep(X, ks, **kmeans_kwargs) -> dict[int, KMeansResult]:
         Numbers of clusters, each valid for :func:`kmeans`; no repeats.
     **kmeans_kwargs
         ``n_init``, ``max_iter``, ``tol`` and ``seed``, passed to every run. Each ``k`` starts from
-        ``np.random.default_rng(seed)``, so with an int seed the entry for ``k`` equals ``kmeans(X, k, seed=seed, ...)``.
+        ``np.random.default_rng(seed)``, so with an int seed the entry for ``k`` equals
+        ``kmeans(X, k, seed=seed, ...)``.
 
     Returns
     -------

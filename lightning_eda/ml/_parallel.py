@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -74,9 +75,11 @@ def _blas_controller_or_none():
             import threadpoolctl
         except ImportError:
             if not _warned and not _blas_single_threaded_by_environment():
-                logger.warning("threadpoolctl is not installed, so BLAS threads cannot be limited: lightning_eda.ml "
-                               "runs on one thread. Install threadpoolctl or set OPENBLAS_NUM_THREADS=1 for the "
-                               "multi-threaded path.")
+                logger.warning(
+                    "threadpoolctl is not installed, so BLAS threads cannot be limited: lightning_eda.ml "
+                    "runs on one thread. Install threadpoolctl or set OPENBLAS_NUM_THREADS=1 for the "
+                    "multi-threaded path."
+                )
                 _warned = True
             return None
         _blas_controller = threadpoolctl.ThreadpoolController()
@@ -84,8 +87,10 @@ def _blas_controller_or_none():
 
 
 def _blas_single_threaded_by_environment() -> bool:
-    return any(os.environ.get(name, "").strip() == "1"
-               for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+    return any(
+        os.environ.get(name, "").strip() == "1"
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    )
 
 
 def rows_per_chunk(bytes_per_row: int, budget_bytes: int, n_rows: int) -> int:
@@ -121,7 +126,7 @@ class ChunkRunner:
         self._stack = ExitStack()
         self._executor = None
 
-    def __enter__(self) -> "ChunkRunner":
+    def __enter__(self) -> ChunkRunner:
         if self._controller is not None:
             # limit() applies the limit at once and restores the previous one on exit.
             self._stack.enter_context(self._controller.limit(limits=1, user_api="blas"))

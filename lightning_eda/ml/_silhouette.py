@@ -79,7 +79,7 @@ def _one_hot(codes_list: list[np.ndarray], n_labels_list: list[int]) -> np.ndarr
     M = np.zeros((n, sum(n_labels_list)))
     rows = np.arange(n)
     offset = 0
-    for codes, n_labels in zip(codes_list, n_labels_list):
+    for codes, n_labels in zip(codes_list, n_labels_list, strict=True):
         M[rows, offset + codes] = 1.0
         offset += n_labels
     return M
@@ -127,8 +127,9 @@ def _block_plan(M_block: np.ndarray, n_labels_list: list[int]) -> tuple[np.ndarr
     return active, np.ascontiguousarray(M_block[:, product_cols]), expand
 
 
-def _cluster_sums_onehot(ops: _Operands, codes_list: list[np.ndarray], n_labels_list: list[int],
-                         runner: ChunkRunner) -> np.ndarray:
+def _cluster_sums_onehot(
+    ops: _Operands, codes_list: list[np.ndarray], n_labels_list: list[int], runner: ChunkRunner
+) -> np.ndarray:
     """Per-point, per-cluster sums of distances ``S = D @ M`` (M: side-by-side one-hot matrices of the labellings).
 
     Only the upper-triangle blocks of the distance matrix ``D`` are computed. Each block is reduced with the plan of
@@ -143,7 +144,7 @@ def _cluster_sums_onehot(ops: _Operands, codes_list: list[np.ndarray], n_labels_
     bounds = chunk_bounds(ops.n, _block_size())
     plans = [_block_plan(M[j0:j1], n_labels_list) for j0, j1 in bounds]
     del M
-    pairs = [(I, J) for I in range(len(bounds)) for J in range(I, len(bounds))]
+    pairs = [(bi, bj) for bi in range(len(bounds)) for bj in range(bi, len(bounds))]
     n_workers = min(runner.n_threads, len(pairs))
 
     def accumulate(S: np.ndarray, rows: tuple[int, int], plan, products: np.ndarray, row_sums: np.ndarray) -> None:
@@ -151,17 +152,17 @@ def _cluster_sums_onehot(ops: _Operands, codes_list: list[np.ndarray], n_labels_
         values = products @ expand[:-1]
         values += np.multiply.outer(row_sums, expand[-1])
         if active.size == K:
-            S[rows[0]:rows[1]] += values
+            S[rows[0] : rows[1]] += values
         else:
-            S[rows[0]:rows[1], active] += values
+            S[rows[0] : rows[1], active] += values
 
     def work(t: int) -> np.ndarray:
         S = np.zeros((ops.n, K))
-        for I, J in pairs[t::n_workers]:
-            D = ops.distances(bounds[I], bounds[J])
-            accumulate(S, bounds[I], plans[J], D @ plans[J][1], D.sum(axis=1))
-            if I != J:
-                accumulate(S, bounds[J], plans[I], D.T @ plans[I][1], D.sum(axis=0))
+        for bi, bj in pairs[t::n_workers]:
+            D = ops.distances(bounds[bi], bounds[bj])
+            accumulate(S, bounds[bi], plans[bj], D @ plans[bj][1], D.sum(axis=1))
+            if bi != bj:
+                accumulate(S, bounds[bj], plans[bi], D.T @ plans[bi][1], D.sum(axis=0))
         return S
 
     partial = runner.map(work, n_workers)
@@ -254,7 +255,7 @@ def _silhouette_means(X: np.ndarray, codes_list: list[np.ndarray], n_labels_list
             for index in group:
                 codes, n_labels = codes_list[index], n_labels_list[index]
                 counts = np.bincount(codes, minlength=n_labels)
-                scores[index] = float(np.mean(_silhouette_values(S[:, offset:offset + n_labels], codes, counts)))
+                scores[index] = float(np.mean(_silhouette_values(S[:, offset : offset + n_labels], codes, counts)))
                 offset += n_labels
     return scores
 
@@ -356,4 +357,4 @@ def silhouette_sweep(X, labels_by_k: Mapping) -> dict:
     keys = list(labels_by_k)
     encoded = [encode_labels(labels_by_k[key], X.shape[0], name=f"labels_by_k[{key!r}]") for key in keys]
     scores = _silhouette_means(X, [codes for codes, _ in encoded], [n_labels for _, n_labels in encoded])
-    return dict(zip(keys, scores))
+    return dict(zip(keys, scores, strict=True))

@@ -26,8 +26,9 @@ def check_points(X, *, name: str = "X") -> np.ndarray:
         raise ValueError(f"{name} must be numeric; could not convert it to float64: {exc}") from exc
     if arr.ndim != 2:
         hint = " Use X.reshape(-1, 1) for a single feature." if arr.ndim == 1 else ""
-        raise ValueError(f"{name} must be 2-D of shape (n_samples, n_features), got ndim={arr.ndim} "
-                         f"with shape {arr.shape}.{hint}")
+        raise ValueError(
+            f"{name} must be 2-D of shape (n_samples, n_features), got ndim={arr.ndim} with shape {arr.shape}.{hint}"
+        )
     n_samples, n_features = arr.shape
     if n_samples == 0:
         raise ValueError(f"{name} is empty: n_samples=0 (shape {arr.shape}); at least one sample is required")
@@ -37,8 +38,10 @@ def check_points(X, *, name: str = "X") -> np.ndarray:
     if not finite.all():
         n_bad = int(arr.size - np.count_nonzero(finite))
         first = np.unravel_index(int(np.argmin(finite)), arr.shape)
-        raise ValueError(f"{name} contains {n_bad} non-finite value(s) (NaN or inf); the first is "
-                         f"{name}[{first[0]}, {first[1]}]={float(arr[first])!r}")
+        raise ValueError(
+            f"{name} contains {n_bad} non-finite value(s) (NaN or inf); the first is "
+            f"{name}[{first[0]}, {first[1]}]={float(arr[first])!r}"
+        )
     return arr
 
 
@@ -106,6 +109,8 @@ def encode_labels(labels, n_samples: int, *, name: str = "labels") -> tuple[np.n
     uniques, codes = np.unique(arr, return_inverse=True)
     n_labels = int(uniques.size)
     if not 2 <= n_labels <= n_samples - 1:
-        raise ValueError(f"Number of labels is {n_labels} in {name} with n_samples={n_samples}. "
-                         f"Valid values are 2 to n_samples - 1 (inclusive)")
+        raise ValueError(
+            f"Number of labels is {n_labels} in {name} with n_samples={n_samples}. "
+            f"Valid values are 2 to n_samples - 1 (inclusive)"
+        )
     return codes.reshape(-1).astype(np.intp, copy=False), n_labels
