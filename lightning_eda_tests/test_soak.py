@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 
 import pytest
 from reliability_helpers import PROJECT_DIR
@@ -11,10 +10,10 @@ from reliability_helpers import PROJECT_DIR
 
 @pytest.mark.slow
 def test_soak_two_hours_through_faults_loads_every_granule_once(s3, tmp_path, glm_dir, monkeypatch):
-    spec = importlib.util.spec_from_file_location("soak", PROJECT_DIR / "scripts" / "soak.py")
-    soak = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "soak", soak)  # its worker processes look its functions up by module name
-    spec.loader.exec_module(soak)
+    # as when it runs as a script, its folder is on sys.path: it imports its sibling modules by name, and so do the
+    # worker processes it starts (they are given the parent's sys.path)
+    monkeypatch.syspath_prepend(str(PROJECT_DIR / "scripts"))
+    soak = importlib.import_module("soak")
     figures = soak.run_soak(
         s3, workdir=tmp_path, hours=2, fault_every=20, read_timeout=1.0, real_dir=glm_dir, real_every=60
     )

@@ -40,132 +40,27 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
-import queue
-import select
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve()
-PROJECT = SCRIPT.parents[1]
-READER_PAUSE = 0.05
-"""Seconds the reader waits for a stop request between two rounds of queries (it does nothing else meanwhile)."""
+from _granule_day import make_day
+from _hour_run import KILL_POINTS, run_hour, run_hour_killed
+from _soak_reader import Reader, reader_figures, reader_problems
+from _store_check import STORE_FAULTS, verify
 
+from lightning_eda.cli import failure_message
+from lightning_eda.store import catalog, database
+from lightning_eda.testing.faulty_s3 import MODES, FaultyS3
+from lightning_eda.testing.s3_server import LocalS3
 
-# --- the reader: a user holding glm.duckdb open ------------------------------------------------------------------
-# It runs as ``soak.py _reader <glm.duckdb>`` and is dispatched before the imports below: it is a plain duckdb user,
-# with no lightning_eda, Dagster or moto in its process. It talks to the soak in JSON lines: on stdout it says
-# "connected" after its first query and "final" at the end; a line on its stdin (or its closing) asks it to stop.
-
-
-def reader_main(db_path: str) -> int:
-    import duckdb
-
-    def say(**message) -> None:
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
-
-    def stop_requested(timeout: float) -> bool:
-        readable, _, _ = select.select([sys.stdin], [], [], timeout)
-        return bool(readable)  # a "stop" line or EOF (the soak went away): either way, stop
-
-    con = None
-    connect_retries, connect_error = 0, None
-    while con is None:  # wait for the first hour's load to create the file, then for it to let go of it
-        if os.path.exists(db_path):
-            try:
-                con = duckdb.connect(db_path)  # READ-WRITE, as a user's notebook would
-                break
-            except duckdb.Error as exc:  # the pipeline is writing its views right now: try again shortly
-                connect_retries, connect_error = connect_retries + 1, f"{type(exc).__name__}: {exc}"
-        if stop_requested(READER_PAUSE):
-            say(event="final", connected=False, connect_retries=connect_retries, connect_error=connect_error)
-            return 0
-
-    def counts() -> tuple[int, int]:
-        events = con.execute("SELECT count(*) FROM glm_event").fetchone()[0]
-        hours = con.execute("SELECT count(*) FROM glm_hour").fetchone()[0]
-        return int(events), int(hours)
-
-    queries = errors = decreases = 0
-    error_samples: list[str] = []
-    first = last = None
-    while True:
-        try:
-            seen = counts()
-        except Exception as exc:  # noqa: BLE001 - every error counts against the store, whatever its kind
-            queries += 2
-            errors += 1
-            if len(error_samples) < 5:
-                error_samples.append(f"{type(exc).__name__}: {exc}")
-        else:
-            queries += 2
-            if last is not None and (seen[0] < last[0] or seen[1] < last[1]):
-                decreases += 1
-            if first is None:
-                first = seen
-                say(event="connected", counts=seen, connect_retries=connect_retries)
-            last = seen
-        if stop_requested(READER_PAUSE):
-            break
-    final, final_error = None, None
-    try:  # the last query, on the connection opened before the later hours were loaded
-        final = counts()
-        queries += 2
-    except Exception as exc:  # noqa: BLE001
-        errors += 1
-        final_error = f"{type(exc).__name__}: {exc}"
-    con.close()
-    say(
-        event="final",
-        connected=True,
-        connect_retries=connect_retries,
-        queries=queries,
-        errors=errors,
-        error_samples=error_samples,
-        decreases=decreases,
-        first=first,
-        last=last,
-        final=final,
-        final_error=final_error,
-    )
-    return 0
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["_reader"]:
-    sys.exit(reader_main(sys.argv[2]))
-
-from dagster import materialize  # noqa: E402
-
-from lightning_eda.cli import failure_message  # noqa: E402
-from lightning_eda.goes.granule import read_granule  # noqa: E402
-from lightning_eda.goes.layout import hour_prefix, parse_granule_name  # noqa: E402
-from lightning_eda.ingest.hourly import HourPaths  # noqa: E402
-from lightning_eda.orchestration.assets.ingestor import extract, load, transform  # noqa: E402
-from lightning_eda.orchestration.partitions import partition_key_for_hour  # noqa: E402
-from lightning_eda.orchestration.resources import build_resources  # noqa: E402
-from lightning_eda.store import catalog, database  # noqa: E402
-from lightning_eda.store.parquet_store import ParquetStore  # noqa: E402
-from lightning_eda.store.schemas import DATA_TABLES  # noqa: E402
-from lightning_eda.testing import lcfa_factory  # noqa: E402
-from lightning_eda.testing.faulty_s3 import MODES, FaultyS3  # noqa: E402
-from lightning_eda.testing.s3_server import LocalS3  # noqa: E402
-
-PRODUCT = "GLM-L2-LCFA"
-DEFAULT_REAL_DIR = PROJECT.parent / "shared" / "data" / "glm"
-SLOT = timedelta(seconds=20)
-KILL_POINTS = ("staging", "work")
+DEFAULT_REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glm"
 
 
 class _RetryCounter(logging.Handler):
@@ -178,305 +73,6 @@ class _RetryCounter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith("retrying "):
             self.count += 1
-
-
-def _write_synthetic(job: tuple[str, datetime, bool]) -> bytes:
-    """One synthetic granule's bytes (run in a worker process: netCDF/HDF5 writes do not overlap in threads)."""
-    path, start, empty = job
-    if empty:
-        lcfa_factory.write_empty_lcfa(path, start=start)
-    else:
-        lcfa_factory.write_lcfa(path, start=start)
-    body = Path(path).read_bytes()
-    Path(path).unlink()
-    return body
-
-
-def make_day(
-    s3: LocalS3,
-    bucket: str,
-    first_hour: datetime,
-    hours: int,
-    staging: Path,
-    real_dir: Path | None,
-    real_every: int,
-    log: Callable[[str], None],
-) -> dict[str, dict]:
-    """Write and upload one granule per 20 s slot; returns {name: {"counts", "sha", "real"}}."""
-    staging.mkdir(parents=True, exist_ok=True)
-    reals = sorted(real_dir.glob("OR_GLM-L2-LCFA_*.nc")) if real_dir and real_dir.is_dir() and real_every else []
-    real_counts = {}
-    for path in reals:
-        meta = read_granule(path).meta
-        real_counts[path] = (meta["n_flashes"], meta["n_groups"], meta["n_events"])
-    plan = []  # (name, key, real source or None, synthetic job or None, counts)
-    for i in range(hours * 180):
-        start = first_hour + i * SLOT
-        if reals and i % real_every == real_every // 2:
-            source = reals[(i // real_every) % len(reals)]
-            name = lcfa_factory.lcfa_name(parse_granule_name(source.name).platform, start)
-            plan.append((name, source, None, real_counts[source]))
-        else:
-            name = lcfa_factory.lcfa_name("G16", start)
-            empty = i % 9 == 0
-            plan.append((name, None, (str(staging / name), start, empty), (0, 0, 0) if empty else (2, 3, 5)))
-    jobs = [job for _, _, job, _ in plan if job is not None]
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        written = iter(list(pool.map(_write_synthetic, jobs, chunksize=32)))
-    bodies = {name: (source.read_bytes() if source else next(written)) for name, source, _, _ in plan}
-    log(f"  written {len(plan)} granules")
-    expected = {
-        name: {"counts": counts, "sha": hashlib.sha256(bodies[name]).hexdigest(), "real": source is not None}
-        for name, source, _, counts in plan
-    }
-    s3.create_bucket(bucket)
-    admin = s3.admin  # one client for every upload (LocalS3.put makes a new one each time)
-
-    def upload(name: str) -> None:
-        key = hour_prefix(PRODUCT, parse_granule_name(name).start) + name
-        admin.put_object(Bucket=bucket, Key=key, Body=bodies[name], ACL="public-read")
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(upload, bodies))
-    return expected
-
-
-def run_hour(data_dir: Path, bucket: str, hour: datetime, read_timeout: float):
-    return materialize(
-        [extract, transform, load],
-        partition_key=partition_key_for_hour(hour),
-        resources=build_resources(data_dir, bucket=bucket, read_timeout=read_timeout),
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-    )
-
-
-def run_hour_main(data_dir: str, bucket: str, hour: str, read_timeout: str) -> int:
-    """``soak.py _run_hour ...``: one hour's run in a process of its own (the one that gets killed)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    archive_log = logging.getLogger("lightning_eda.ingest.archive")
-    archive_log.addHandler(handler)  # its "retrying ..." lines are counted by the soak
-    archive_log.setLevel(logging.INFO)
-    result = run_hour(Path(data_dir), bucket, datetime.fromisoformat(hour), float(read_timeout))
-    return 0 if result.success else 1
-
-
-def _entries(folder: Path) -> set[str]:
-    try:
-        return set(os.listdir(folder))
-    except FileNotFoundError:
-        return set()
-
-
-def run_hour_killed(
-    data_dir: Path, bucket: str, hour: datetime, read_timeout: float, kill_at: str, log_path: Path
-) -> dict:
-    """Run the hour in a child process and SIGKILL it (and its decoder workers) at ``kill_at``.
-
-    ``staging``: as soon as a new folder appears under ``store/.staging/`` (transform is writing the hour's next
-    version, load has not renamed it in); ``work``: as soon as a complete file appears in the hour's ``work/`` folder
-    (extract has handed its report to transform). Polls the folders; never sleeps a fixed time.
-    """
-    store = ParquetStore(data_dir)
-    paths = HourPaths(data_dir, bucket, PRODUCT, hour)
-    staging_before = _entries(store.staging_root)
-    version_before = store.current(paths.key)
-    t0 = time.monotonic()
-    with open(log_path, "w") as child_log:
-        child = subprocess.Popen(
-            [sys.executable, str(SCRIPT), "_run_hour", str(data_dir), bucket, hour.isoformat(), str(read_timeout)],
-            stdout=child_log,
-            stderr=child_log,
-            cwd=PROJECT,
-            env=dict(os.environ),
-            start_new_session=True,  # its own process group: the kill takes its decoder pool with it
-        )
-    trigger = None
-    try:
-        while child.poll() is None:
-            if kill_at == "staging":
-                new = _entries(store.staging_root) - staging_before
-                trigger = f"staging folder {sorted(new)[0]}" if new else None
-            else:
-                files = sorted(f for f in _entries(paths.work_dir) if not f.startswith("."))  # not atomic_write's temp
-                trigger = f"work file {files[0]}" if files else None
-            if trigger:
-                os.killpg(child.pid, signal.SIGKILL)
-                break
-            time.sleep(0.002)
-    finally:
-        if child.poll() is None and trigger is None:  # the soak itself is being interrupted
-            os.killpg(child.pid, signal.SIGKILL)
-        returncode = child.wait()
-    killed = trigger is not None and returncode == -signal.SIGKILL
-    left = sorted(_entries(store.staging_root) - staging_before)
-    version_after = store.current(paths.key)
-    committed = version_after is not None and (
-        version_before is None or version_after.version != version_before.version
-    )
-    child_retries = sum(1 for line in log_path.read_text(errors="replace").splitlines() if line.startswith("retrying "))
-    if killed:
-        note = (
-            f"{hour:%Y-%m-%d %H}:00 killed after {time.monotonic() - t0:.1f} s at {trigger}: "
-            f"{'committed before the kill' if committed else 'nothing committed'}, "
-            f"{len(left)} staging folder(s) left, {len(_entries(paths.work_dir))} work file(s) left"
-        )
-    else:
-        note = f"{hour:%Y-%m-%d %H}:00 NOT killed: the child ended with {returncode} before reaching {kill_at}"
-    return {"killed": killed, "note": note, "archive_retries": child_retries, "staging_left": left}
-
-
-class Reader:
-    """The reader process (:func:`reader_main`) and what it says."""
-
-    def __init__(self, db_path: Path, log_path: Path):
-        self._log = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SCRIPT), "_reader", str(db_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            cwd=PROJECT,
-        )
-        self.connected: dict | None = None
-        self.final: dict | None = None
-        self.ended = False  # its stdout has closed
-        self._messages: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._read, name="soak-reader", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                self._messages.put(json.loads(line))
-            except json.JSONDecodeError:
-                self._messages.put({"event": "noise", "line": line})
-        self._messages.put(None)  # the reader's stdout closed: it has ended
-
-    def _take(self, timeout: float) -> bool:
-        """Handle one message; False when none came in time or the reader has ended."""
-        if self.ended:
-            return False
-        try:
-            message = self._messages.get(timeout=max(timeout, 0.0))
-        except queue.Empty:
-            return False
-        if message is None:
-            self.ended = True
-            return False
-        if message.get("event") == "connected":
-            self.connected = message
-        elif message.get("event") == "final":
-            self.final = message
-        return True
-
-    def wait_connected(self, timeout: float) -> bool:
-        """Wait until the reader holds glm.duckdb and has counted once (its first counts are in ``connected``)."""
-        deadline = time.monotonic() + timeout
-        while self.connected is None and self.final is None and not self.ended and time.monotonic() < deadline:
-            self._take(deadline - time.monotonic())
-        return self.connected is not None
-
-    def finish(self, timeout: float = 120.0) -> dict:
-        """Ask the reader to stop; returns its final report (its last query runs on its first connection)."""
-        try:
-            self.proc.stdin.write("stop\n")
-            self.proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-        deadline = time.monotonic() + timeout
-        while self.final is None and not self.ended and time.monotonic() < deadline:
-            self._take(deadline - time.monotonic())
-        try:
-            self.proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-        return {
-            **(
-                self.final
-                or {
-                    "connected": self.connected is not None,
-                    "errors": 1,
-                    "error_samples": ["the reader ended without its final report"],
-                }
-            ),
-            "exit_code": self.proc.returncode,
-        }
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-
-
-def totals(con) -> tuple[int, int]:
-    """What the reader counts, through the store's own views: (glm_event rows, glm_hour rows)."""
-    events = con.execute("SELECT count(*) FROM glm_event").fetchone()[0]
-    hours = con.execute("SELECT count(*) FROM glm_hour").fetchone()[0]
-    return int(events), int(hours)
-
-
-def verify(data_dir: Path, bucket: str, expected: dict[str, dict]) -> dict:
-    """Every granule exactly once in glm_file, loaded, with its rows and its bytes; no temporary files left.
-
-    Reads through an in-memory DuckDB over the store (glm.duckdb's own views, without its file: the reader holds it).
-    """
-    with catalog.connect_store(data_dir) as con:
-        files = con.execute(
-            "SELECT source_file, count(*), any_value(status), any_value(n_flashes), any_value(n_groups), "
-            "any_value(n_events), any_value(hour), any_value(time_start) FROM glm_file GROUP BY 1"
-        ).fetchall()
-        per_table = {}
-        for table in DATA_TABLES:
-            per_table[table] = dict(con.execute(f"SELECT source_file, count(*) FROM {table} GROUP BY 1").fetchall())
-        duplicate_ids = sum(
-            con.execute(f"SELECT count(*) - count(DISTINCT (source_file, {column})) FROM {table}").fetchone()[0]
-            for table, column in (("glm_flash", "flash_id"), ("glm_group", "group_id"), ("glm_event", "event_id"))
-        )
-        statuses = dict(con.execute("SELECT status, count(*) FROM glm_file GROUP BY 1").fetchall())
-        final = totals(con)
-    seen = {row[0]: row for row in files}
-    loaded_once = wrong_counts = time_outside_hour = bad_bytes = 0
-    for name, facts in expected.items():
-        row = seen.get(name)
-        if row is None or row[1] != 1 or row[2] != "loaded":
-            continue
-        loaded_once += 1
-        counts = tuple(row[3:6])
-        rows = tuple(per_table[t].get(name, 0) for t in DATA_TABLES)
-        if counts != facts["counts"] or rows != facts["counts"]:
-            wrong_counts += 1
-        hour, time_start = row[6], row[7]
-        if time_start is not None and not hour <= time_start < hour + timedelta(hours=1):
-            time_outside_hour += 1
-        raw = data_dir / "raw" / bucket / hour_prefix(PRODUCT, parse_granule_name(name).start) / name
-        if not raw.is_file() or hashlib.sha256(raw.read_bytes()).hexdigest() != facts["sha"]:
-            bad_bytes += 1
-    # rows of granules glm_file does not list (or lists more than once) are rows too many
-    orphan_rows = sum(
-        n for table in DATA_TABLES for name, n in per_table[table].items() if name not in seen or seen[name][1] != 1
-    )
-    return {
-        "loaded_once": loaded_once,
-        "missing": sum(1 for name in expected if name not in seen),
-        "unexpected": sum(1 for name in seen if name not in expected),
-        "duplicated": sum(1 for row in files if row[1] != 1),
-        "failed": sum(1 for row in files if row[2] != "loaded"),
-        "statuses": statuses,
-        "wrong_counts": wrong_counts,
-        "orphan_rows": orphan_rows,
-        "duplicate_ids": int(duplicate_ids),
-        "bad_bytes": bad_bytes,
-        "part_files": len(list(data_dir.rglob("*.part"))),
-        "staging_left": len(_entries(ParquetStore(data_dir).staging_root)),
-        "time_outside_hour": time_outside_hour,
-        "final_counts": {"glm_event": final[0], "glm_hour": final[1]},
-    }
 
 
 def run_soak(
@@ -610,7 +206,7 @@ def run_soak(
             "botocore_retries": len(gets) - distinct_downloaded - archive_retries + (lists - runs - child_runs),
             "killed_hours": len(killed_hours),
             "kill_notes": kill_notes,
-            **_reader_figures(reader_report, checks["final_counts"]),
+            **reader_figures(reader_report, checks["final_counts"]),
             "generate_seconds": round(generated - started, 1),
             "load_seconds": round(loaded - generated, 1),
             "wall_seconds": round(time.monotonic() - started, 1),
@@ -631,59 +227,16 @@ def run_soak(
             s3.stop()
 
 
-def _reader_figures(report: dict | None, final_counts: dict) -> dict:
-    """The reader's figures; ``reader_final_matches``: its last query equals the store's totals at the end."""
-    if report is None:
-        return {"reader": False}
-    as_counts = lambda pair: None if pair is None else {"glm_event": pair[0], "glm_hour": pair[1]}  # noqa: E731
-    final = as_counts(report.get("final"))
-    return {
-        "reader": True,
-        "reader_connected": bool(report.get("connected")),
-        "reader_queries": int(report.get("queries", 0)),
-        "reader_errors": int(report.get("errors", 0)),
-        "reader_error_samples": [*report.get("error_samples", []), *filter(None, [report.get("final_error")])],
-        "reader_saw_decrease": bool(report.get("decreases", 0)),
-        "reader_first_counts": as_counts(report.get("first")),
-        "reader_last_counts": as_counts(report.get("last")),
-        "reader_final_counts": final,
-        "reader_final_matches": final is not None and final == final_counts,
-        "reader_connect_retries": int(report.get("connect_retries", 0)),
-        "reader_exit_code": report.get("exit_code"),
-    }
-
-
 def verdict(figures: dict) -> list[str]:
     """What is wrong with a soak's figures (nothing: every granule ended exactly once, the reader and kill held)."""
     problems = []
     if figures["loaded_once"] != figures["granules"]:
         problems.append(f"loaded_once {figures['loaded_once']} of {figures['granules']}")
-    for key in (
-        "missing",
-        "unexpected",
-        "duplicated",
-        "failed",
-        "wrong_counts",
-        "orphan_rows",
-        "duplicate_ids",
-        "bad_bytes",
-        "part_files",
-        "failed_runs",
-    ):
+    for key in (*STORE_FAULTS, "unexpected", "failed", "failed_runs"):
         if figures[key]:
             problems.append(f"{key} {figures[key]}")
     if figures.get("reader"):
-        if not figures["reader_connected"] or figures["reader_queries"] == 0:
-            problems.append("the reader never held glm.duckdb")
-        if figures["reader_errors"] or figures["reader_exit_code"] != 0:
-            problems.append(
-                f"reader_errors {figures['reader_errors']} (exit {figures['reader_exit_code']}): "
-                f"{figures['reader_error_samples']}"
-            )
-        if figures["reader_saw_decrease"]:
-            problems.append("the reader saw a count decrease")
-        if not figures["reader_final_matches"]:
-            problems.append(f"reader_final_counts {figures['reader_final_counts']} != {figures['final_counts']}")
+        problems += reader_problems(figures)
     return problems
 
 
@@ -749,6 +302,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["_run_hour"]:
-        sys.exit(run_hour_main(*sys.argv[2:6]))
     sys.exit(main())

@@ -1,0 +1,105 @@
+"""What a backfill did, read from the Dagster instance: its runs, each step's worker and times, its failures."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+
+from _graphql import GraphQL
+from _services import wait_for
+from dagster import DagsterEventType, RunsFilter
+
+SETTLED = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
+"""A backfill's statuses once it launches nothing more."""
+
+
+def wait_for_backfill(graphql: GraphQL, instance, backfill_id: str, timeout: float, faults) -> str:
+    """Wait until the backfill settles and its runs (retries included) have finished; return its status."""
+    status = "?"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = graphql.backfill_status(backfill_id)
+        except (urllib.error.URLError, RuntimeError, OSError) as error:  # the webserver during the restart
+            status = f"unreadable ({error})"
+        if status in SETTLED:
+            break
+        time.sleep(2)
+    if faults:
+        faults.stopping.set()
+        faults.join(30)
+    # runs still being retried keep the backfill's partitions open a little after its own status settles
+    wait_for(
+        "the backfill's runs to finish",
+        lambda: all(r.is_finished for r in instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))),
+        300,
+        every=2,
+    )
+    return status
+
+
+def step_history(instance, backfill_id: str) -> dict:
+    """The backfill's runs and, per step execution, its worker and its start and end times."""
+    runs = instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
+    steps, failures = [], []
+    for run in runs:
+        run_steps, run_failures = run_history(instance, run)
+        steps += run_steps
+        failures += run_failures
+    return {"runs": runs, "steps": steps, "failures": failures}
+
+
+def run_history(instance, run) -> tuple[list[dict], list[tuple]]:
+    """One run's step executions (``end`` None for a step begun on a worker and not ended) and its failures."""
+    partition = run.tags.get("dagster/partition")
+    steps, failures = [], []
+    started: dict[str, tuple[str, float]] = {}
+    for entry in instance.all_logs(run.run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.ENGINE_EVENT and entry.step_key and event.engine_event_data:
+            worker = event.engine_event_data.metadata.get("Celery worker")
+            if worker is not None:
+                started[entry.step_key] = (str(worker.value), entry.timestamp)
+        elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            worker, start = started.pop(entry.step_key, ("?", entry.timestamp))
+            steps.append(
+                {
+                    "run": run.run_id,
+                    "step": entry.step_key,
+                    "worker": worker,
+                    "start": start,
+                    "end": entry.timestamp,
+                    "ok": event.event_type == DagsterEventType.STEP_SUCCESS,
+                    "partition": partition,
+                }
+            )
+        elif event.event_type == DagsterEventType.RUN_FAILURE:
+            error = getattr(event.event_specific_data, "error", None)
+            lines = error.to_string().splitlines() if error is not None else []
+            named = [line.strip() for line in lines if "Error" in line and ":" in line]
+            failures.append((run.run_id, partition, named[-1] if named else entry.message))
+    for step_key, (worker, start) in started.items():  # began on a worker, not ended (yet, or its process died)
+        steps.append(
+            {
+                "run": run.run_id,
+                "step": step_key,
+                "worker": worker,
+                "start": start,
+                "end": None,
+                "ok": False,
+                "partition": partition,
+            }
+        )
+    return steps, failures
+
+
+def overlapping_workers(steps: list[dict]) -> tuple[dict, dict] | None:
+    """Two ended steps that ran on different workers at overlapping times, if any."""
+    done = [s for s in steps if s["end"] is not None and s["worker"] != "?"]
+    for a in done:
+        for b in done:
+            if a["worker"] < b["worker"] and a["start"] < b["end"] and b["start"] < a["end"]:
+                return a, b
+    return None

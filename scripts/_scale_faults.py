@@ -1,0 +1,106 @@
+"""The scale test's fault plan: while the backfill runs, SIGKILL the Celery pool process running a transform step (as
+the kernel's OOM killer would), then, once the killed run's retry has started, restart PostgreSQL with runs in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from _backfill_history import run_history, step_history
+from _deployment import Deployment
+from dagster import DagsterRunStatus, RunsFilter
+
+
+class Faults(threading.Thread):
+    """Kills the worker process running a transform step, then restarts PostgreSQL, while the backfill runs."""
+
+    def __init__(self, deployment: Deployment, backfill_id: str, instance) -> None:
+        super().__init__(daemon=True, name="faults")
+        self.deployment, self.backfill_id, self.instance = deployment, backfill_id, instance
+        self.stopping = threading.Event()
+        self.killed: dict | None = None
+        self.restarted_at: float | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._kill_a_step()
+            if self.killed is not None:
+                self._restart_postgres()
+        except BaseException as error:  # reported in the verdict
+            self.error = error
+
+    def _kill_a_step(self) -> None:
+        """SIGKILL the pool process of the worker running a transform step, until one such kill fails its step."""
+        tried: set[str] = set()
+        while not self.stopping.is_set():
+            target = self._running_transform(tried)
+            if target is None:
+                time.sleep(0.3)
+                continue
+            run, worker = target
+            tried.add(run.run_id)
+            pid = self.deployment.worker_pool_process(worker)
+            if pid is None:
+                continue
+            os.kill(pid, signal.SIGKILL)
+            killed = {"run": run.run_id, "partition": run.tags.get("dagster/partition"), "worker": worker, "pid": pid}
+            # The kill counts when the step did not succeed in that run (it may have ended just before the signal).
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not self.stopping.is_set():
+                steps = [s for s in run_history(self.instance, run)[0] if s["step"] == "transform"]
+                finished = self.instance.get_run_by_id(run.run_id).is_finished
+                if any(s["ok"] for s in steps):
+                    print(
+                        f"fault: {worker}'s pool process {pid} was killed after transform of {killed['partition']} "
+                        "had ended; trying another"
+                    )
+                    break
+                if finished:
+                    self.killed = killed
+                    print(
+                        f"fault: SIGKILLed {worker}'s pool process {pid} while it ran transform of "
+                        f"{killed['partition']} (run {run.run_id[:8]})"
+                    )
+                    return
+                time.sleep(0.5)
+
+    def _running_transform(self, tried: set[str]):
+        """A run of the backfill whose transform step has started on a worker and not ended, and that worker."""
+        runs = self.instance.get_runs(
+            RunsFilter(tags={"dagster/backfill": self.backfill_id}, statuses=[DagsterRunStatus.STARTED])
+        )
+        for run in runs:
+            if run.run_id in tried:
+                continue
+            for step in run_history(self.instance, run)[0]:
+                if step["step"] == "transform" and step["end"] is None:
+                    return run, step["worker"].split("@")[0]
+        return None
+
+    def _restart_postgres(self) -> None:
+        # First the killed run's retry must have started: the daemon launches it from the failure it reads in
+        # PostgreSQL, and a retry whose launch meets the restart can be lost (seen once; the backfill then ends with
+        # that partition failed, which scale_test.relaunch_failed recovers). Then a few more steps, so that runs are
+        # in flight.
+        deadline = time.monotonic() + 180
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            retries = self.instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": self.killed["run"]}))
+            if any(run.status not in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED) for run in retries):
+                break
+            time.sleep(1.0)
+        seen = len(step_history(self.instance, self.backfill_id)["steps"])
+        while not self.stopping.is_set() and len(step_history(self.instance, self.backfill_id)["steps"]) < seen + 3:
+            time.sleep(1.0)
+        if self.stopping.is_set():
+            return
+        started = time.monotonic()
+        self.deployment.postgres.restart()
+        self.restarted_at = time.time()
+        print(
+            f"fault: restarted PostgreSQL (pg_ctl restart -m fast, {time.monotonic() - started:.1f} s) "
+            "with runs in flight"
+        )
