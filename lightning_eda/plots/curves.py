@@ -144,7 +144,7 @@ def _k_curve(
             _mark_point(ax, int(mark), y, curve.mark_label(int(mark), y), ks_arr)
         curve.scale_y(ax, finite)
         if storm_k is not None:
-            _mark_storm_k(ax, int(storm_k))
+            _mark_storm_k(ax, int(storm_k), ks_arr, vals)
     style_curve_axes(ax, curve.ylabel, title or curve.default_title)
     return figure_png(fig)
 
@@ -187,18 +187,23 @@ def _mark_point(ax, x: float, y: float, text: str, ks: np.ndarray) -> None:
     )
 
 
-def _mark_storm_k(ax, k: int) -> None:
-    """A dotted line at the storm-scale k, labelled along it, so the curves read against the k the storms give."""
+def _mark_storm_k(ax, k: int, ks: np.ndarray, values: np.ndarray) -> None:
+    """A dotted line at the storm-scale k, labelled along it on the side away from the curve there, so the curves
+    read against the k the storms give."""
     ax.axvline(k, color=LINE_COLOR, linestyle=":", linewidth=1.6, alpha=0.9, zorder=2)
+    finite = np.isfinite(values)
+    low, high = ax.get_ylim()
+    curve_at_k = np.interp(k, ks[finite], values[finite])
+    below = (curve_at_k - low) / (high - low) > 0.5  # the curve is high there: label the lower half
     ax.annotate(
         f"storms: k = {k}",
-        xy=(k, 0.02),
+        xy=(k, 0.02 if below else 0.98),
         xycoords=("data", "axes fraction"),
         xytext=(4, 0),
         textcoords="offset points",
         rotation=90,
         ha="left",
-        va="bottom",
+        va="bottom" if below else "top",
         fontsize=10,
         color=LINE_COLOR,
     )
