@@ -188,9 +188,7 @@ def cluster_window(analyses: AnalysisStore, *, k: int | str, criterion: str, n_i
     except ValueError as exc:
         raise ValueError(f"{exc}; {len(X)} flashes") from None
     if choice.criterion == clustering.STORMS:
-        storms_found = segmentation_from_labels(
-            flashes["storm"], flashes["x_km"], flashes["y_km"], window.storm_reason
-        )
+        storms_found = segmentation_from_labels(flashes["storm"], flashes["x_km"], flashes["y_km"], window.storm_reason)
         result = storm_kmeans(X, storms_found)
         # the evaluators scored their own fit of this k, not the one started from the storms: score it on their sample
         silhouette = clustering.sampled_silhouette(
