@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib.image
 import numpy as np
+import pyarrow as pa
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
@@ -203,3 +204,26 @@ def test_the_analysis_store_owns_its_files_and_a_new_window_drops_the_old_fits(t
     assert scores == [(1, 3.0, 3, datetime(2018, 7, 2, 4)), (2, 1.5, 3, datetime(2018, 7, 2, 4))]
     with pytest.raises(ValueError, match="not an evaluation column"):
         analyses.write_scores("knee", {}, window=window, n_points=3)
+
+
+def test_a_window_written_before_storm_segmentation_asks_for_the_preprocessor_again(tmp_path):
+    from datetime import datetime
+
+    import pandas as pd
+
+    from lightning_eda.analysis.analysis_store import AnalysisStore
+    from lightning_eda.analysis.features import FeatureTransform
+    from lightning_eda.analysis.window import AnalysisWindow
+    from lightning_eda.store.parquet_store import ParquetStore, write_parquet
+
+    tables = ParquetStore(tmp_path)
+    analyses = AnalysisStore(tables)
+    transform = FeatureTransform.fit(np.array([10.0, 11.0]), np.array([-60.0, -61.0]))
+    window = AnalysisWindow("noaa-goes16", datetime(2018, 7, 2, 4), datetime(2018, 7, 2, 5), transform, storm_count=2)
+    analyses.write_table("feature_window", pd.DataFrame([window.to_row()]))
+    with analyses.connect() as con:
+        assert analyses.read_window(con).storm_count == 2
+    old_row = {k: v for k, v in window.to_row().items() if k not in ("storm_count", "storm_reason")}
+    write_parquet(pa.Table.from_pandas(pd.DataFrame([old_row])), tables.analysis_file("feature_window"))
+    with analyses.connect() as con, pytest.raises(LookupError, match="materialize `preprocessor` again"):
+        analyses.read_window(con)
