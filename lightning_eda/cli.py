@@ -123,8 +123,11 @@ def _print_cluster_summary(result, config: settings.Settings) -> None:
     from lightning_eda.store.parquet_store import ParquetStore
 
     meta = result.asset_materializations_for_node("kmeans_cluster")[0].metadata
-    silhouette = f"{meta['silhouette'].value:.3f}" if "silhouette" in meta else "n/a"
-    print(f"clusters: k={meta['k'].value} ({meta['k_reason'].value}), silhouette {silhouette}")
+    silhouette = f", silhouette {meta['silhouette'].value:.3f}" if "silhouette" in meta else ""
+    print(
+        f"clusters: k={meta['k'].value} by {meta['k_criterion'].value} ({meta['k_reason'].value}); "
+        f"{meta['storm_count'].value} storms in the window{silhouette}"
+    )
     with catalog.connect_store(config.data_dir) as con:
         summary = database.read_cluster_summary(con)
     for row in largest_storms(summary).itertuples():

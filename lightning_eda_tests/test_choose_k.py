@@ -1,6 +1,8 @@
-"""Unit tests for choosing k: lightning_eda.analysis.clustering.choose_k, and evaluate_elbow on a planted elbow.
+"""Unit tests for choosing k: lightning_eda.analysis.clustering.choose_k, the criterion of k=auto
+(choose_window_k, evaluation_ks), and evaluate_elbow on a planted elbow.
 
-Plain Python, no Dagster. Every test pins the exact k (and the decisive word of the reason) it expects.
+Plain Python, no Dagster (but for the config check of ``criterion``).
+Every test pins the exact k (and the decisive word of the reason) it expects.
 """
 
 from __future__ import annotations
@@ -8,9 +10,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from lightning_eda.analysis.clustering import SILHOUETTE_TIE, choose_k, evaluate_elbow
+from lightning_eda.analysis.clustering import (
+    SILHOUETTE_TIE,
+    KChoice,
+    choose_k,
+    choose_window_k,
+    evaluate_elbow,
+    evaluation_ks,
+    parse_criterion,
+)
+from lightning_eda.analysis.storm_scale import k_range_around
 
 
 def test_tie_threshold_is_one_hundredth():
@@ -188,3 +200,70 @@ def test_the_fits_hash_the_features_once_and_keep_their_distinct_count(tmp_path,
     assert sweep.best_k == max(sweep.scores, key=sweep.scores.get)
     with pytest.raises(ValueError, match="other features"):
         again.fit(X[::-1].copy(), [2])
+
+
+# --- the criterion of k=auto: the storms, the silhouette, and the fallback of a window with no storm ------------
+
+STORM_REASON = "3 storms: cores of the flash count on 10 km cells"
+# inertia falls steeply up to 3 then flattens (knee 3); the silhouette peaks clearly at 4
+EVALUATION = pd.DataFrame(
+    {
+        "k": [1, 2, 3, 4, 5, 6],
+        "inertia": [100.0, 40.0, 10.0, 8.0, 7.0, 6.5],
+        "silhouette": [np.nan, 0.3, 0.5, 0.7, 0.4, 0.3],
+    }
+)
+
+
+def test_the_storms_criterion_takes_the_storm_count_and_its_reason():
+    choice = choose_window_k("auto", "storms", storm_count=3, storm_reason=STORM_REASON, evaluation=EVALUATION)
+    assert choice == KChoice(3, STORM_REASON, "storms")  # not the silhouette's 4
+
+
+def test_the_silhouette_criterion_is_the_previous_rule():
+    choice = choose_window_k("auto", "silhouette", storm_count=3, storm_reason=STORM_REASON, evaluation=EVALUATION)
+    assert choice == KChoice(4, "best silhouette 0.7000 at k=4", "silhouette")
+
+
+def test_a_window_with_no_storm_falls_back_to_the_silhouette_and_says_so():
+    reason = "0 storms: cores of the flash count on 10 km cells"
+    choice = choose_window_k("auto", "storms", storm_count=0, storm_reason=reason, evaluation=EVALUATION)
+    assert (choice.k, choice.criterion) == (4, "silhouette")
+    assert choice.reason == f"no storm in the window ({reason}), so by silhouette: best silhouette 0.7000 at k=4"
+
+
+def test_a_whole_number_k_is_that_k_whatever_the_criterion():
+    for criterion in ("storms", "silhouette"):
+        choice = choose_window_k(7, criterion, storm_count=3, storm_reason=STORM_REASON, evaluation=EVALUATION)
+        assert choice == KChoice(7, "set in config", "config")
+
+
+def test_the_criterion_is_checked_before_anything_runs(tmp_path):
+    from dagster import materialize
+
+    from lightning_eda.orchestration.assets.clustering import KMeansConfig, kmeans_cluster
+    from lightning_eda.orchestration.resources import build_resources
+
+    assert parse_criterion(" Storms ") == "storms" and parse_criterion("silhouette") == "silhouette"
+    assert KMeansConfig().criterion == "storms"
+    assert KMeansConfig(criterion="SILHOUETTE").criterion == "silhouette"
+    for bad in ("knee", "", 3):
+        with pytest.raises(ValueError, match="must be one of storms, silhouette"):
+            parse_criterion(bad)
+    with pytest.raises(Exception, match="must be one of storms, silhouette"):
+        KMeansConfig(criterion="knee")
+    with pytest.raises(Exception, match="must be one of storms, silhouette"):
+        materialize(
+            [kmeans_cluster],
+            resources=build_resources(tmp_path),
+            run_config={"ops": {"kmeans_cluster": {"config": {"criterion": "knee"}}}},
+        )
+    assert not (tmp_path / "store").exists()  # refused before the step read or wrote anything
+
+
+def test_the_evaluators_try_the_ks_configured_or_about_ten_around_the_storm_count():
+    assert evaluation_ks([5, 3, 3], storm_count=189, without_storms=range(2, 41)) == [3, 5]
+    around = evaluation_ks([], storm_count=189, without_storms=range(2, 41))
+    assert around == k_range_around(189) and min(around) < 189 < max(around) and 189 in around
+    assert 9 <= len(around) <= 11 and min(around) == 94 and max(around) == 284  # 0.5k .. 1.5k
+    assert evaluation_ks([], storm_count=0, without_storms=range(2, 41)) == list(range(2, 41))

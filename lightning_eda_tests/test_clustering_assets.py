@@ -7,9 +7,12 @@ from pathlib import Path
 
 import matplotlib.image
 import numpy as np
+import pyarrow as pa
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
-from lightning_eda.ml import kmeans, silhouette_score
+from lightning_eda.analysis.storm_scale import segment_storms, storm_kmeans
+from lightning_eda.ml import silhouette_score
 from lightning_eda.orchestration.checks import all_checks
 from lightning_eda.store import database
 
@@ -29,6 +32,18 @@ def test_features_cover_the_window_and_map_back(pipeline):
     assert (start.hour, end.hour, n_input) == (4, 5, 853)
 
 
+def test_the_window_carries_the_storms_and_each_flash_its_storm(pipeline):
+    data_dir, result, _ = pipeline
+    (storm_count, reason) = rows(data_dir, "SELECT storm_count, storm_reason FROM feature_window")[0]
+    assert storm_count == 29 and reason.startswith("29 storms: cores of the flash count")  # as tobac: 29 segments
+    storms = rows(data_dir, "SELECT DISTINCT storm FROM flash_features WHERE storm >= 0 ORDER BY 1")
+    assert [r[0] for r in storms] == list(range(29))
+    meta = result.asset_materializations_for_node("preprocessor")[0].metadata
+    assert meta["storm_count"].value == 29 and meta["storm_reason"].value == reason
+    for node in ("elbow_evaluator", "silhouette_evaluator"):  # drawn around it, though their ks are set here
+        assert result.asset_materializations_for_node(node)[0].metadata["storm_count"].value == 29
+
+
 def test_evaluation_table_and_chosen_k(pipeline):
     data_dir, result, _ = pipeline
     evaluation = rows(
@@ -41,11 +56,10 @@ def test_evaluation_table_and_chosen_k(pipeline):
     assert all(r[3] == 500 for r in evaluation[1:])  # 853 > 500: scored on a seeded sample, and it says so
     meta = result.asset_materializations_for_node("silhouette_evaluator")[0].metadata
     assert meta["sampled"].value is True and meta["sample_size"].value == 500
-    best_k = max(evaluation[1:], key=lambda r: r[2])[0]
-    k = result.asset_materializations_for_node("kmeans_cluster")[0].metadata["k"].value
-    best = max(r[2] for r in evaluation[1:])
-    chosen_silhouette = dict((r[0], r[2]) for r in evaluation)[k]
-    assert k == best_k or best - chosen_silhouette <= 0.01
+    meta = result.asset_materializations_for_node("kmeans_cluster")[0].metadata
+    # k=auto's default criterion: the storm count, not the best silhouette of the ks the evaluators tried
+    assert (meta["k"].value, meta["k_criterion"].value, meta["storm_count"].value) == (29, "storms", 29)
+    assert meta["k_reason"].value.startswith("29 storms")
 
 
 def test_clusters_are_consistent_with_a_refit(pipeline):
@@ -67,8 +81,14 @@ def test_clusters_are_consistent_with_a_refit(pipeline):
     assert [r[0] for r in summary] == list(range(k))
     assert sum(r[3] for r in summary) == len(features)
     assert all(-90 <= r[1] <= 90 and -180 <= r[2] < 180 and r[4] > 0 for r in summary)
-    refit = kmeans(features, k, n_init=3, seed=1)
-    assert silhouette_score(features, labels) == pytest.approx(silhouette_score(features, refit.labels), abs=1e-9)
+    storm = np.array([r[0] for r in rows(data_dir, "SELECT storm FROM flash_features ORDER BY row_id")])
+    xy_km = np.array(rows(data_dir, "SELECT x_km, y_km FROM flash_features ORDER BY row_id"))
+    refit = storm_kmeans(features, segment_storms(xy_km[:, 0], xy_km[:, 1]))
+    np.testing.assert_array_equal(labels, refit.labels)  # k-means from the storms the preprocessor kept
+    in_storms = storm >= 0
+    assert adjusted_rand_score(storm[in_storms], labels[in_storms]) >= 0.9
+    meta = result.asset_materializations_for_node("kmeans_cluster")[0].metadata
+    assert meta["silhouette"].value == pytest.approx(silhouette_score(features, labels), abs=1e-9)  # 853 < sample
 
 
 def test_plots_are_pngs_on_disk_and_in_the_ui_metadata(pipeline):
@@ -123,6 +143,8 @@ def test_numbers_in_the_metadata_stay_numbers(pipeline):
             assert entry.value not in ("none", "n/a"), (node, key)
     assert kinds[("elbow_evaluator", "knee")] is int and kinds[("silhouette_evaluator", "best_k")] is int
     assert kinds[("kmeans_cluster", "silhouette")] is float and kinds[("kmeans_cluster", "k")] is int
+    assert kinds[("kmeans_cluster", "storm_count")] is int and kinds[("kmeans_cluster", "k_criterion")] is str
+    assert kinds[("preprocessor", "storm_count")] is int and kinds[("preprocessor", "storm_reason")] is str
     assert kinds[("preprocessor", "flashes_kept")] is int
 
 
@@ -183,3 +205,26 @@ def test_the_analysis_store_owns_its_files_and_a_new_window_drops_the_old_fits(t
     assert scores == [(1, 3.0, 3, datetime(2018, 7, 2, 4)), (2, 1.5, 3, datetime(2018, 7, 2, 4))]
     with pytest.raises(ValueError, match="not an evaluation column"):
         analyses.write_scores("knee", {}, window=window, n_points=3)
+
+
+def test_a_window_written_before_storm_segmentation_asks_for_the_preprocessor_again(tmp_path):
+    from datetime import datetime
+
+    import pandas as pd
+
+    from lightning_eda.analysis.analysis_store import AnalysisStore
+    from lightning_eda.analysis.features import FeatureTransform
+    from lightning_eda.analysis.window import AnalysisWindow
+    from lightning_eda.store.parquet_store import ParquetStore, write_parquet
+
+    tables = ParquetStore(tmp_path)
+    analyses = AnalysisStore(tables)
+    transform = FeatureTransform.fit(np.array([10.0, 11.0]), np.array([-60.0, -61.0]))
+    window = AnalysisWindow("noaa-goes16", datetime(2018, 7, 2, 4), datetime(2018, 7, 2, 5), transform, storm_count=2)
+    analyses.write_table("feature_window", pd.DataFrame([window.to_row()]))
+    with analyses.connect() as con:
+        assert analyses.read_window(con).storm_count == 2
+    old_row = {k: v for k, v in window.to_row().items() if k not in ("storm_count", "storm_reason")}
+    write_parquet(pa.Table.from_pandas(pd.DataFrame([old_row])), tables.analysis_file("feature_window"))
+    with analyses.connect() as con, pytest.raises(LookupError, match="materialize `preprocessor` again"):
+        analyses.read_window(con)

@@ -80,6 +80,19 @@ def test_silhouette_plot_is_png_and_handles_gaps():
         silhouette_plot(ks, scores, best_k=9)
 
 
+@pytest.mark.parametrize(
+    "plot, values", [(elbow_plot, [9.0, 4.0, 2.0, 1.5, 1.2]), (silhouette_plot, [0.5, 0.6, 0.5, 0.6, 0.4])]
+)
+def test_the_storm_scale_k_is_a_narrow_mark_at_its_k(plot, values):
+    """Only a band of a few dozen pixels around the storm count changes (its dotted line and upright label)."""
+    ks = [50, 75, 100, 125, 150]
+    plain = mpimg.imread(io.BytesIO(plot(ks, values)))
+    marked = mpimg.imread(io.BytesIO(plot(ks, values, storm_k=110)))
+    columns = np.flatnonzero(np.abs(marked - plain).max(axis=(0, 2)) > 0.1)
+    assert columns.size and columns.max() - columns.min() < 40
+    assert_png(plot(ks, values, storm_k=20), CURVE_SHAPE)  # outside the ks tried, as the data may put it
+
+
 def test_plots_are_thread_safe_and_deterministic():
     ks, inertias = [2, 3, 4, 5], [9.0, 5.0, 3.0, 2.5]
     expected = elbow_plot(ks, inertias, knee=3)

@@ -64,3 +64,43 @@ def test_saved_fits_are_reused_only_for_the_same_features_and_settings(tmp_path)
     assert not clustering.KMeansFits.load(tmp_path / "fits.npz", X[::-1], n_init=3, seed=1).results
     with pytest.raises(ValueError, match="other features"):
         again.fit(X[:-1], [2])
+
+
+def as_flashes(scene: pd.DataFrame) -> pd.DataFrame:
+    """The planted positions with the other columns the preprocessor keeps, one flash a second."""
+    n = len(scene)
+    start = pd.Timestamp("2024-07-01 18:00")
+    return scene.assign(
+        source_file="planted.nc",
+        flash_id=np.arange(n, dtype=np.int32),
+        time_start=start + pd.to_timedelta(np.arange(n), unit="s"),
+        time_end=start + pd.to_timedelta(np.arange(n) + 0.5, unit="s"),
+        energy=1e-15,
+        quality_flag=np.int16(0),
+        area=1e8,
+    )
+
+
+@pytest.mark.parametrize("n_cells, seed", [(10, 1), (20, 2), (30, 3)])
+def test_k_auto_by_the_storms_finds_exactly_the_planted_cells(n_cells, seed):
+    """The new default: the preprocessor's storm count is k, and k-means from the storms recovers each cell."""
+    from lightning_eda.analysis.features import feature_matrix, preprocess
+    from lightning_eda.analysis.storm_scale import segmentation_from_labels, storm_kmeans
+
+    scene, truth = storm_scene(n_cells, seed)
+    result = preprocess(as_flashes(scene))
+    features = result.features
+    choice = clustering.choose_window_k(
+        "auto",
+        clustering.STORMS,
+        storm_count=result.storms.k,
+        storm_reason=result.storms.reason,
+        evaluation=pd.DataFrame(columns=["k", "inertia", "silhouette"]),
+    )
+    assert (choice.k, choice.criterion) == (n_cells, "storms"), choice.reason
+    assert choice.reason.startswith(f"{n_cells} storms")
+    stored = segmentation_from_labels(features["storm"], features["x_km"], features["y_km"], result.storms.reason)
+    np.testing.assert_array_equal(stored.centres_km, result.storms.centres_km)
+    labels = storm_kmeans(feature_matrix(features, 0.0), stored).labels
+    assert len(np.unique(labels)) == n_cells
+    assert adjusted_rand_score(truth, labels) >= 0.99

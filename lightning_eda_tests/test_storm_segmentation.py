@@ -16,15 +16,13 @@ tobac's segment ids is at least 0.9, and our k is within 20 % of tobac's number 
 
 from __future__ import annotations
 
-import logging
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 from realistic_hour import busy_granules, cycled_hour, day_like, drifting, granule_flashes, jittered
 from sklearn.metrics import adjusted_rand_score
 from test_storm_scale import storm_scene
+from tobac_reference import CELL_KM, tobac_segments
 
 from lightning_eda.analysis.features import build_features, feature_matrix, preprocess
 from lightning_eda.analysis.storm_scale import (
@@ -34,47 +32,6 @@ from lightning_eda.analysis.storm_scale import (
     storm_kmeans,
     threshold_ladder,
 )
-
-CELL_KM = 10.0
-TOBAC_THRESHOLDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
-
-
-def tobac_segments(x_km: np.ndarray, y_km: np.ndarray, n_min_threshold: int = 1) -> np.ndarray:
-    """tobac's segment id of each flash (0: in no segment) on a 10 km flash-count grid."""
-    tobac = pytest.importorskip("tobac")
-    xr = pytest.importorskip("xarray")
-    ix = np.floor(x_km / CELL_KM).astype(np.int64)
-    iy = np.floor(y_km / CELL_KM).astype(np.int64)
-    rows, cols = iy - iy.min() + 2, ix - ix.min() + 2
-    counts = np.zeros((rows.max() + 3, cols.max() + 3))
-    np.add.at(counts, (rows, cols), 1.0)
-    field = xr.DataArray(
-        counts[None],
-        dims=("time", "y", "x"),
-        coords={
-            "time": [np.datetime64("2024-07-01T18:00")],
-            "y": np.arange(counts.shape[0]) * CELL_KM * 1000,
-            "x": np.arange(counts.shape[1]) * CELL_KM * 1000,
-        },
-        name="flash_count",
-    )
-    dxy = CELL_KM * 1000
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            features = tobac.feature_detection_multithreshold(
-                field,
-                dxy=dxy,
-                threshold=TOBAC_THRESHOLDS,
-                n_min_threshold=n_min_threshold,
-                sigma_threshold=0.5,
-                target="maximum",
-            )
-            mask, _ = tobac.segmentation_2D(features, field, dxy=dxy, threshold=0.5, target="maximum")
-        finally:
-            logging.disable(logging.NOTSET)
-    return np.asarray(mask.values)[0][rows, cols]
 
 
 @pytest.fixture(scope="module")

@@ -95,6 +95,8 @@ class AnalysisStore:
         row = database.read_window_row(con)
         if row is None:
             raise LookupError("no preprocessed flashes: materialize `preprocessor` first")
+        if pd.isna(row.get("storm_count")):
+            raise LookupError("the preprocessed flashes predate storm segmentation: materialize `preprocessor` again")
         return AnalysisWindow.from_row(row)
 
     def plot_path(self, plot: str) -> Path:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from lightning_eda.analysis import storms
 from lightning_eda.analysis.features import FeatureTransform
+from lightning_eda.analysis.storm_scale import k_range_around
 from lightning_eda.files import atomic_write
 from lightning_eda.ml import KMeansResult, find_knee, kmeans_sweep, silhouette_sweep
 
@@ -59,7 +60,71 @@ def elbow_knee(inertias: dict[int, float]) -> int | None:
 
 DEFAULT_ELBOW_KS = tuple(range(1, 41))
 DEFAULT_SILHOUETTE_KS = tuple(range(2, 41))
-"""Up to 40 clusters: an hour of the western hemisphere holds dozens of storms, so the range reaches storm scale."""
+"""The evaluators' ks when the window has no storm to range around (and the planted scenes' fixed range)."""
+
+#: k-means restarts of the evaluators' fits and of the final fit, one value so that each k is fitted once per window.
+#: At storm scale an hour's evaluators fit about ten ks near 200: on the realistic hour the elbow took 31.5 s at 10
+#: restarts, 9.5 s at 3 and 3.3 s at 1 (README, "How k is chosen"). One k-means++ start is scikit-learn's default too.
+DEFAULT_N_INIT = 1
+#: Above this many flashes the silhouettes are scored on a seeded sample: their cost grows with the square of the
+#: sample (15 s at 20,000 for the ten ks near 200 of the realistic hour, 1.6 s at 5,000).
+DEFAULT_SILHOUETTE_SAMPLE = 5_000
+
+#: ``k=auto``'s criteria: the number of storms (:func:`~lightning_eda.analysis.storm_scale.segment_storms`), k-means
+#: started from them; or the best silhouette over the evaluators' ks, the elbow's knee breaking ties.
+STORMS = "storms"
+SILHOUETTE = "silhouette"
+CRITERIA = (STORMS, SILHOUETTE)
+#: ``k_criterion`` of a k set in config.
+CONFIG = "config"
+
+
+def parse_criterion(value: str) -> str:
+    """The ``criterion`` setting: one of :data:`CRITERIA` (case and surrounding spaces ignored)."""
+    criterion = value.strip().lower() if isinstance(value, str) else value
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion={value!r} must be one of {', '.join(CRITERIA)}")
+    return criterion
+
+
+def evaluation_ks(configured: Sequence[int], storm_count: int, without_storms: Sequence[int]) -> list[int]:
+    """The ks an evaluator tries: those configured, or (none) about ten around the window's storm count.
+
+    Around the storm count the curves describe the neighbourhood of the storm-scale k, whatever its size; a window
+    with no storm has no such k, and its silhouette criterion needs the fixed range ``without_storms``.
+    """
+    if configured:
+        return sorted(set(configured))
+    return k_range_around(storm_count) if storm_count >= 1 else list(without_storms)
+
+
+@dataclass(frozen=True)
+class KChoice:
+    """The final k, why, and by which criterion (:data:`STORMS`, :data:`SILHOUETTE` or :data:`CONFIG`)."""
+
+    k: int
+    reason: str
+    criterion: str
+
+
+def choose_window_k(
+    setting: int | str, criterion: str, *, storm_count: int, storm_reason: str, evaluation: pd.DataFrame
+) -> KChoice:
+    """The final k of a window: the configured number, or for ``"auto"`` the criterion's k.
+
+    ``"storms"`` takes the window's storm count; a window with no storm (only isolated flashes) has none, and falls
+    back to the silhouette criterion over ``evaluation`` (see :func:`choose_k_from_evaluation`), saying so.
+    """
+    k = parse_k(setting)
+    if k != AUTO_K:
+        return KChoice(k, "set in config", CONFIG)
+    if parse_criterion(criterion) == STORMS:
+        if storm_count >= 1:
+            return KChoice(storm_count, storm_reason, STORMS)
+        k, reason = choose_k_from_evaluation(AUTO_K, evaluation)
+        return KChoice(k, f"no storm in the window ({storm_reason}), so by silhouette: {reason}", SILHOUETTE)
+    k, reason = choose_k_from_evaluation(AUTO_K, evaluation)
+    return KChoice(k, reason, SILHOUETTE)
 
 
 @dataclass
@@ -173,11 +238,30 @@ def evaluate_silhouette(
         return SilhouetteSweep({}, n, None)
     labels_by_k = {k: result.labels for k, result in fits.fit(X, feasible).items()}
     if n > sample_size:
-        index = np.sort(np.random.default_rng(seed).choice(n, size=sample_size, replace=False))
+        index = silhouette_sample(n, sample_size, seed)
         sample_labels = {k: labels[index] for k, labels in labels_by_k.items()}
         usable = {k: lab for k, lab in sample_labels.items() if 2 <= len(np.unique(lab)) <= sample_size - 1}
         return SilhouetteSweep(silhouette_sweep(X[index], usable), n, sample_size)
     return SilhouetteSweep(silhouette_sweep(X, labels_by_k), n, None)
+
+
+def silhouette_sample(n: int, sample_size: int, seed: int) -> np.ndarray:
+    """The sorted indices of the seeded sample the silhouettes of ``n`` flashes are scored on (``n > sample_size``)."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=sample_size, replace=False))
+
+
+def sampled_silhouette(X: np.ndarray, labels: np.ndarray, *, sample_size: int, seed: int) -> float | None:
+    """The silhouette of one clustering, on the evaluator's sample for the same ``sample_size`` and ``seed``.
+
+    None when it has no score: fewer than two clusters (or as many as points) among the points scored.
+    """
+    labels = np.asarray(labels)
+    if len(X) > sample_size:
+        index = silhouette_sample(len(X), sample_size, seed)
+        X, labels = X[index], labels[index]
+    if not 2 <= len(np.unique(labels)) <= len(X) - 1:
+        return None
+    return float(silhouette_sweep(X, {0: labels})[0])
 
 
 def choose_k(silhouettes: dict[int, float], knee: int | None) -> tuple[int, str]:

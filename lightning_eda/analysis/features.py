@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lightning_eda.analysis.storm_scale import StormSegmentation, segment_storms
 from lightning_eda.geo import wrap_longitude
 
 logger = logging.getLogger(__name__)
@@ -394,6 +395,7 @@ class Preprocessed:
     features: pd.DataFrame
     dropped: dict[str, int]
     transform: FeatureTransform
+    storms: StormSegmentation
     time_weight_km_per_min: float = 0.0
 
 
@@ -411,7 +413,10 @@ def preprocess(
     minute), the flash's time in minutes from the first flash times ``w``, centred and divided by the same spatial
     scale as the position (the geometric mean of the x and y standard deviations), so that in feature space two
     flashes ``Δt`` minutes apart are as far apart as two flashes ``w·Δt`` km apart at the same moment. ``w = 0``
-    (the default) makes ``f_t`` zero: clustering in space only. Empty when nothing survives.
+    (the default) makes ``f_t`` zero: clustering in space only. ``storm`` is the flash's storm (``storms``, from
+    :func:`~lightning_eda.analysis.storm_scale.segment_storms` on ``x_km``, ``y_km``; -1 outside every storm): done
+    once here, so the storm-scale k, the evaluators' range and the k-means all read the same storms. Empty when nothing
+    survives.
     """
     if time_weight_km_per_min < 0 or not np.isfinite(time_weight_km_per_min):
         raise ValueError(f"time_weight_km_per_min={time_weight_km_per_min!r} must be a number >= 0")
@@ -428,13 +433,21 @@ def preprocess(
         minutes = (clean["time_start"] - clean["time_start"].min()).dt.total_seconds().to_numpy() / 60.0
         t_km = minutes * time_weight_km_per_min
         f_t = (t_km - t_km.mean()) / np.sqrt(transform.x_std * transform.y_std)
+    storms = segment_storms(x_km, y_km)
     features = clean[FEATURE_COLUMNS].assign(
-        row_id=np.arange(len(clean)), x_km=x_km, y_km=y_km, f_x=X[:, 0], f_y=X[:, 1], f_t=f_t
+        row_id=np.arange(len(clean)),
+        x_km=x_km,
+        y_km=y_km,
+        f_x=X[:, 0],
+        f_y=X[:, 1],
+        f_t=f_t,
+        storm=storms.labels.astype(np.int32),
     )
     return Preprocessed(
         features=features,
         dropped={"outside_box": outside, **dropped},
         transform=transform,
+        storms=storms,
         time_weight_km_per_min=float(time_weight_km_per_min),
     )
 

@@ -19,6 +19,7 @@ import pandas as pd
 from lightning_eda.analysis import clustering, fed, storms
 from lightning_eda.analysis.analysis_store import AnalysisStore
 from lightning_eda.analysis.features import feature_matrix, preprocess
+from lightning_eda.analysis.storm_scale import segmentation_from_labels, storm_kmeans
 from lightning_eda.analysis.window import AnalysisWindow, WindowRequest
 from lightning_eda.store import database
 
@@ -54,6 +55,11 @@ def _window_features(con: duckdb.DuckDBPyConnection) -> tuple[AnalysisWindow, pd
     return window, flashes, feature_matrix(flashes, window.time_weight_km_per_min)
 
 
+def _storm_k(window: AnalysisWindow) -> int | None:
+    """The storm-scale k the evaluators' plots mark, when the window has storms."""
+    return window.storm_count or None
+
+
 def preprocess_window(analyses: AnalysisStore, *, bucket: str, request: WindowRequest) -> Report:
     """Select the window's flashes, clean and project them, and write ``flash_features`` and ``feature_window``."""
     with analyses.connect() as con:
@@ -76,6 +82,8 @@ def preprocess_window(analyses: AnalysisStore, *, bucket: str, request: WindowRe
         n_input=len(flashes),
         n_features=len(result.features),
         dropped=result.dropped,
+        storm_count=result.storms.k,
+        storm_reason=result.storms.reason,
     )
     if result.features.empty:
         raise ValueError(f"no usable flashes in {window.text} ({len(flashes)} loaded)")
@@ -87,44 +95,65 @@ def preprocess_window(analyses: AnalysisStore, *, bucket: str, request: WindowRe
             "flashes_kept": window.n_features,
             **{f"dropped_{reason}": int(count) for reason, count in window.dropped.items()},
             "projection": window.transform.to_dict(),
+            "storm_count": window.storm_count,
+            "storm_reason": window.storm_reason,
+            "flashes_in_storms": int(result.storms.in_storm.sum()),
             "preview": _table(result.features.head(10)),
         },
-        log=f"{window.n_features} of {window.n_input} flashes kept for {window.text}; dropped {dict(window.dropped)}",
+        log=(
+            f"{window.n_features} of {window.n_input} flashes kept for {window.text}; dropped {dict(window.dropped)}; "
+            f"{window.storm_reason}"
+        ),
     )
 
 
 def score_elbow(analyses: AnalysisStore, *, ks: Sequence[int], n_init: int, seed: int) -> Report:
-    """k-means inertia for each k (table ``elbow_scores``) and the elbow plot with its knee."""
+    """k-means inertia for each k (table ``elbow_scores``) and the elbow plot with its knee.
+
+    No ``ks`` means about ten around the window's storm count (:func:`clustering.evaluation_ks`).
+    """
     from lightning_eda.plots.curves import elbow_plot
 
     with analyses.connect() as con:
         window, _, X = _window_features(con)
+    ks = clustering.evaluation_ks(ks, window.storm_count, clustering.DEFAULT_ELBOW_KS)
     fits = clustering.KMeansFits.load(analyses.fits_path, X, n_init=n_init, seed=seed)
     inertias, knee = clustering.evaluate_elbow(X, ks, n_init=n_init, seed=seed, fits=fits)
     fits.save(analyses.fits_path)
     analyses.write_scores("inertia", inertias, window=window, n_points=len(X))
     title = f"Elbow method — {len(X):,} flashes, {window.text}"
-    png = elbow_plot(list(inertias), list(inertias.values()), knee=knee, title=title)
+    png = elbow_plot(list(inertias), list(inertias.values()), knee=knee, title=title, storm_k=_storm_k(window))
     plot = analyses.save_plot(png, "elbow", "elbow curve")
-    metadata = {"inertia_by_k": {str(k): v for k, v in inertias.items()}, "n_points": len(X), "plot": plot}
+    metadata = {
+        "inertia_by_k": {str(k): v for k, v in inertias.items()},
+        "n_points": len(X),
+        "storm_count": window.storm_count,
+        "plot": plot,
+    }
     if knee is not None:
         metadata["knee"] = knee
     return Report(metadata, f"knee at k={knee}; plot at {plot.path}")
 
 
 def score_silhouette(analyses: AnalysisStore, *, ks: Sequence[int], n_init: int, seed: int, sample_size: int) -> Report:
-    """The silhouette of each k's clustering (table ``silhouette_scores``) and its plot with the best k."""
+    """The silhouette of each k's clustering (table ``silhouette_scores``) and its plot with the best k.
+
+    No ``ks`` means about ten around the window's storm count (:func:`clustering.evaluation_ks`).
+    """
     from lightning_eda.plots.curves import silhouette_plot
 
     with analyses.connect() as con:
         window, _, X = _window_features(con)
+    ks = clustering.evaluation_ks(ks, window.storm_count, clustering.DEFAULT_SILHOUETTE_KS)
     fits = clustering.KMeansFits.load(analyses.fits_path, X, n_init=n_init, seed=seed)
     sweep = clustering.evaluate_silhouette(X, ks, n_init=n_init, seed=seed, sample_size=sample_size, fits=fits)
     fits.save(analyses.fits_path)
     analyses.write_scores("silhouette", sweep.scores, window=window, n_points=len(X), sample_size=sweep.sample_size)
     basis = f"sample of {sweep.sample_size:,}" if sweep.sampled else "all"
     title = f"Silhouette — {basis} of {len(X):,} flashes, {window.text}"
-    png = silhouette_plot(list(sweep.scores), list(sweep.scores.values()), best_k=sweep.best_k, title=title)
+    png = silhouette_plot(
+        list(sweep.scores), list(sweep.scores.values()), best_k=sweep.best_k, title=title, storm_k=_storm_k(window)
+    )
     plot = analyses.save_plot(png, "silhouette", "silhouette by k")
     metadata = {
         "silhouette_by_k": {str(k): v for k, v in sweep.scores.items()},
@@ -132,6 +161,7 @@ def score_silhouette(analyses: AnalysisStore, *, ks: Sequence[int], n_init: int,
         "sample_size": sweep.sample_size or len(X),
         "sample_seed": seed,
         "n_points": len(X),
+        "storm_count": window.storm_count,
         "plot": plot,
     }
     if sweep.best_k is not None:
@@ -139,25 +169,43 @@ def score_silhouette(analyses: AnalysisStore, *, ks: Sequence[int], n_init: int,
     return Report(metadata, f"best silhouette at k={sweep.best_k} ({basis} points); plot at {plot.path}")
 
 
-def cluster_window(analyses: AnalysisStore, *, k: int | str, n_init: int, seed: int) -> Report:
-    """The final k-means (k as set, or chosen from the evaluators' scores) and the storm tables it gives."""
+def cluster_window(analyses: AnalysisStore, *, k: int | str, criterion: str, n_init: int, seed: int) -> Report:
+    """The final k-means and the storm tables it gives.
+
+    k as set, or for ``"auto"`` by ``criterion``: ``"storms"`` takes the window's storm count and starts k-means
+    from the storms (:func:`~lightning_eda.analysis.storm_scale.storm_kmeans`); ``"silhouette"`` (and ``"storms"`` on a
+    window with no storm) chooses from the evaluators' scores and uses their fit of that k.
+    """
     with analyses.connect() as con:
         window, flashes, X = _window_features(con)
         evaluation = database.read_evaluation(
             con, window_start=window.start, window_end=window.end, n_points=window.n_features
         )
     try:
-        k, reason = clustering.choose_k_from_evaluation(k, evaluation)
+        choice = clustering.choose_window_k(
+            k, criterion, storm_count=window.storm_count, storm_reason=window.storm_reason, evaluation=evaluation
+        )
     except ValueError as exc:
         raise ValueError(f"{exc}; {len(X)} flashes") from None
-    fits = clustering.KMeansFits.load(analyses.fits_path, X, n_init=n_init, seed=seed)
-    result = fits.fit(X, [k])[k]  # the evaluators' fit of k, when they made one
+    if choice.criterion == clustering.STORMS:
+        storms_found = segmentation_from_labels(flashes["storm"], flashes["x_km"], flashes["y_km"], window.storm_reason)
+        result = storm_kmeans(X, storms_found)
+        # the evaluators scored their own fit of this k, not the one started from the storms: score it on their sample
+        silhouette = clustering.sampled_silhouette(
+            X, result.labels, sample_size=clustering.DEFAULT_SILHOUETTE_SAMPLE, seed=seed
+        )
+    else:
+        fits = clustering.KMeansFits.load(analyses.fits_path, X, n_init=n_init, seed=seed)
+        result = fits.fit(X, [choice.k])[choice.k]  # the evaluators' fit of k, when they made one
+        silhouette = clustering.silhouette_of(evaluation, choice.k)
     tables = clustering.cluster_tables(flashes, result, window.transform)
     for table, frame in tables.by_table().items():
         analyses.write_table(table, frame)
     metadata = {
-        "k": k,
-        "k_reason": reason,
+        "k": choice.k,
+        "k_reason": choice.reason,
+        "k_criterion": choice.criterion,
+        "storm_count": window.storm_count,
         "inertia": float(result.inertia),
         "n_iter": int(result.n_iter),
         "n_flashes": len(X),
@@ -165,10 +213,10 @@ def cluster_window(analyses: AnalysisStore, *, k: int | str, n_init: int, seed: 
         "largest_storms": _table(storms.largest_storms(tables.summary)[LARGEST_STORM_COLUMNS]),
         "summary": _table(tables.summary),
     }
-    silhouette = clustering.silhouette_of(evaluation, k)
     if silhouette is not None:
         metadata["silhouette"] = silhouette
-    return Report(metadata, f"k={k} ({reason}); inertia {result.inertia:.4g} after {result.n_iter} iterations")
+    log = f"k={choice.k} by {choice.criterion} ({choice.reason}); inertia {result.inertia:.4g}, {result.n_iter} iter."
+    return Report(metadata, log)
 
 
 def draw_cluster_map(analyses: AnalysisStore) -> Report:

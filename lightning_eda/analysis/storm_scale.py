@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -154,6 +154,26 @@ def segment_storms(
         f"at or above {_levels(ladder)} flashes per cell, each grown over the cells with flashes around it"
     )
     return _segmentation(labels, x, y, reason)
+
+
+def segmentation_from_labels(labels, x_km, y_km, reason: str) -> StormSegmentation:
+    """The segmentation whose per-flash storm labels were kept (``flash_features.storm``), rebuilt with its centres.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_flashes,)
+        Storm of each flash as :func:`segment_storms` gave it (-1 outside every storm).
+    x_km, y_km : array-like of shape (n_flashes,)
+        The positions that were segmented.
+    reason : str
+        The segmentation's reason, kept with the labels.
+    """
+    labels = np.asarray(labels, dtype=np.intp).reshape(-1)
+    x = np.asarray(x_km, dtype=np.float64).reshape(-1)
+    y = np.asarray(y_km, dtype=np.float64).reshape(-1)
+    if not x.shape == y.shape == labels.shape:
+        raise ValueError(f"{labels.size} labels for {x.size} x_km and {y.size} y_km values")
+    return replace(_segmentation(labels, x, y, ""), reason=reason)
 
 
 def storm_kmeans(X, segmentation: StormSegmentation, *, max_iter: int = 300, tol: float = 1e-4) -> KMeansResult:

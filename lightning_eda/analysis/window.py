@@ -71,6 +71,8 @@ class AnalysisWindow:
     n_input: int = 0
     n_features: int = 0
     dropped: Mapping[str, int] = field(default_factory=dict)
+    storm_count: int = 0  # storms segment_storms found among the kept flashes: the storm-scale k
+    storm_reason: str = ""  # segment_storms' one line on how they were found
 
     @property
     def text(self) -> str:
@@ -98,6 +100,8 @@ class AnalysisWindow:
             "transform": json.dumps(self.transform.to_dict()),
             "box": json.dumps(self.box.to_dict()) if self.box else None,
             "time_weight_km_per_min": self.time_weight_km_per_min,
+            "storm_count": self.storm_count,
+            "storm_reason": self.storm_reason,
         }
 
     @classmethod
@@ -115,4 +119,6 @@ class AnalysisWindow:
             n_input=int(row["n_input"]),
             n_features=int(row["n_features"]),
             dropped={str(k): int(v) for k, v in json.loads(row.get("dropped") or "{}").items()},
+            storm_count=int(row["storm_count"]),
+            storm_reason=str(row["storm_reason"]),
         )

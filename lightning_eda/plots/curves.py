@@ -1,4 +1,5 @@
-"""The k-selection curves: inertia (elbow) and mean silhouette against k, each with its chosen k ringed.
+"""The k-selection curves: inertia (elbow) and mean silhouette against k, each with its chosen k ringed and the
+storm-scale k (the window's storm count) drawn as a dotted line.
 
 Both are one line of a measure against k drawn by :func:`_k_curve`; they differ only in labels, in how the chosen
 point is annotated and in how the y axis is scaled (:class:`_Curve`).
@@ -64,7 +65,12 @@ _SILHOUETTE = _Curve(
 
 
 def elbow_plot(
-    ks: Sequence[int], inertias: Sequence[float], knee: int | None = None, *, title: str | None = None
+    ks: Sequence[int],
+    inertias: Sequence[float],
+    knee: int | None = None,
+    *,
+    title: str | None = None,
+    storm_k: int | None = None,
 ) -> bytes:
     """Inertia (within-cluster sum of squares) against k, with the knee ringed and annotated.
 
@@ -76,17 +82,24 @@ def elbow_plot(
         The chosen k; must be one of ``ks``.
     title : str, optional
         Replaces the default title "Elbow method".
+    storm_k : int, optional
+        The storm-scale k (the window's storm count), drawn as a dotted vertical line; need not be one of ``ks``.
 
     Returns
     -------
     bytes
         PNG of ``CURVE_FIGSIZE`` at ``DPI``. Empty ``ks`` gives a figure saying there is nothing to plot.
     """
-    return _k_curve(_ELBOW, ks, inertias, knee, title)
+    return _k_curve(_ELBOW, ks, inertias, knee, title, storm_k)
 
 
 def silhouette_plot(
-    ks: Sequence[int], scores: Sequence[float], best_k: int | None = None, *, title: str | None = None
+    ks: Sequence[int],
+    scores: Sequence[float],
+    best_k: int | None = None,
+    *,
+    title: str | None = None,
+    storm_k: int | None = None,
 ) -> bytes:
     """Mean silhouette coefficient against k, with the best k ringed and annotated.
 
@@ -98,6 +111,8 @@ def silhouette_plot(
         The k to highlight; must be one of ``ks``.
     title : str, optional
         Replaces the default title "Silhouette analysis".
+    storm_k : int, optional
+        The storm-scale k, drawn as a dotted vertical line (as for :func:`elbow_plot`).
 
     Returns
     -------
@@ -105,10 +120,17 @@ def silhouette_plot(
         PNG of ``CURVE_FIGSIZE`` at ``DPI``. Empty ``ks`` (or no finite value) gives a figure saying there is
         nothing to plot.
     """
-    return _k_curve(_SILHOUETTE, ks, scores, best_k, title)
+    return _k_curve(_SILHOUETTE, ks, scores, best_k, title, storm_k)
 
 
-def _k_curve(curve: _Curve, ks: Sequence[int], values: Sequence[float], mark: int | None, title: str | None) -> bytes:
+def _k_curve(
+    curve: _Curve,
+    ks: Sequence[int],
+    values: Sequence[float],
+    mark: int | None,
+    title: str | None,
+    storm_k: int | None,
+) -> bytes:
     ks_arr, vals = _curve_inputs(ks, values, curve.name)
     fig = new_figure(CURVE_FIGSIZE)
     ax = fig.add_subplot()
@@ -121,6 +143,8 @@ def _k_curve(curve: _Curve, ks: Sequence[int], values: Sequence[float], mark: in
             y = _value_at(ks_arr, vals, int(mark), curve.mark_name)
             _mark_point(ax, int(mark), y, curve.mark_label(int(mark), y), ks_arr)
         curve.scale_y(ax, finite)
+        if storm_k is not None:
+            _mark_storm_k(ax, int(storm_k), ks_arr, vals)
     style_curve_axes(ax, curve.ylabel, title or curve.default_title)
     return figure_png(fig)
 
@@ -160,6 +184,28 @@ def _mark_point(ax, x: float, y: float, text: str, ks: np.ndarray) -> None:
         arrowprops={"arrowstyle": "->", "color": ACCENT, "linewidth": 1.2},
         bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": ACCENT, "alpha": 0.9},
         zorder=5,
+    )
+
+
+def _mark_storm_k(ax, k: int, ks: np.ndarray, values: np.ndarray) -> None:
+    """A dotted line at the storm-scale k, labelled along it on the side away from the curve there, so the curves
+    read against the k the storms give."""
+    ax.axvline(k, color=LINE_COLOR, linestyle=":", linewidth=1.6, alpha=0.9, zorder=2)
+    finite = np.isfinite(values)
+    low, high = ax.get_ylim()
+    curve_at_k = np.interp(k, ks[finite], values[finite])
+    below = (curve_at_k - low) / (high - low) > 0.5  # the curve is high there: label the lower half
+    ax.annotate(
+        f"storms: k = {k}",
+        xy=(k, 0.02 if below else 0.98),
+        xycoords=("data", "axes fraction"),
+        xytext=(4, 0),
+        textcoords="offset points",
+        rotation=90,
+        ha="left",
+        va="bottom" if below else "top",
+        fontsize=10,
+        color=LINE_COLOR,
     )
 
 

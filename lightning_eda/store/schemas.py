@@ -94,6 +94,7 @@ ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
             ("f_x", pa.float64()),
             ("f_y", pa.float64()),
             ("f_t", pa.float64()),
+            ("storm", pa.int32()),  # storm region of the flash (segment_storms), -1 outside every storm
         ]
     ),
     "feature_window": pa.schema(
@@ -107,6 +108,8 @@ ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
             ("transform", pa.string()),
             ("box", pa.string()),
             ("time_weight_km_per_min", pa.float64()),
+            ("storm_count", pa.int64()),
+            ("storm_reason", pa.string()),
         ]
     ),
     # Each evaluator writes its own file (they run at the same time); the view cluster_evaluation joins them.

@@ -21,9 +21,18 @@ class KMeansConfig(Config):
     # turns it into an int or "auto" when the run config is read: a bad value fails the run before any step.
     k: Any = Field(
         default=clustering.AUTO_K,
-        description="Number of clusters (a whole number), or 'auto': best silhouette, the elbow's knee breaking ties.",
+        description="Number of clusters (a whole number), or 'auto': chosen by `criterion`.",
     )
-    n_init: int = Field(default=10, description="k-means restarts (best kept).")
+    criterion: str = Field(
+        default=clustering.STORMS,
+        description=(
+            "How k=auto chooses: 'storms' (the window's storm count, k-means started from the storms; a window with"
+            " no storm falls back to 'silhouette') or 'silhouette' (best silhouette, the elbow's knee breaking ties)."
+        ),
+    )
+    n_init: int = Field(
+        default=clustering.DEFAULT_N_INIT, description="k-means restarts (best kept); unused by the storms criterion."
+    )
     seed: int = Field(default=0, description="Random seed.")
 
     @field_validator("k")
@@ -31,19 +40,27 @@ class KMeansConfig(Config):
     def _k_is_a_count_or_auto(cls, value):
         return clustering.parse_k(value)
 
+    @field_validator("criterion")
+    @classmethod
+    def _criterion_is_known(cls, value):
+        return clustering.parse_criterion(value)
+
 
 @asset(
     pool=ANALYSIS_POOL,
     group_name=CLUSTERING,
     deps=[preprocessor, elbow_evaluator, silhouette_evaluator],
     kinds={"numpy", "duckdb"},
-    description="Fit the final k-means (k from config or auto) → flash_cluster and cluster_summary.",
+    description="Fit the final k-means (k from config, or auto: the storm count) → flash_cluster and cluster_summary.",
 )
 def kmeans_cluster(
     context: AssetExecutionContext, config: KMeansConfig, data: LightningDataResource
 ) -> MaterializeResult:
     return materialized(
-        context, lambda: runs.cluster_window(data.analyses, k=config.k, n_init=config.n_init, seed=config.seed)
+        context,
+        lambda: runs.cluster_window(
+            data.analyses, k=config.k, criterion=config.criterion, n_init=config.n_init, seed=config.seed
+        ),
     )
 
 

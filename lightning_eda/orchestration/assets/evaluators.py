@@ -15,17 +15,22 @@ from lightning_eda.orchestration.resources import LightningDataResource
 
 
 class ElbowConfig(Config):
-    ks: list[int] = Field(default=list(clustering.DEFAULT_ELBOW_KS), description="Cluster counts to try.")
-    n_init: int = Field(default=10, description="k-means restarts per k (best kept).")
+    ks: list[int] = Field(
+        default=[], description="Cluster counts to try; empty: about ten from half to 1.5 times the storm count."
+    )
+    n_init: int = Field(default=clustering.DEFAULT_N_INIT, description="k-means restarts per k (best kept).")
     seed: int = Field(default=0, description="Random seed (results are reproducible).")
 
 
 class SilhouetteConfig(Config):
-    ks: list[int] = Field(default=list(clustering.DEFAULT_SILHOUETTE_KS), description="Cluster counts to score.")
-    n_init: int = Field(default=10, description="k-means restarts per k (best kept).")
+    ks: list[int] = Field(
+        default=[], description="Cluster counts to score; empty: about ten from half to 1.5 times the storm count."
+    )
+    n_init: int = Field(default=clustering.DEFAULT_N_INIT, description="k-means restarts per k (best kept).")
     seed: int = Field(default=0, description="Random seed for k-means and for the sample.")
     sample_size: int = Field(
-        default=20_000, description="Above this many flashes, silhouettes are computed on a seeded random sample."
+        default=clustering.DEFAULT_SILHOUETTE_SAMPLE,
+        description="Above this many flashes, silhouettes are computed on a seeded random sample.",
     )
 
 
