@@ -289,9 +289,9 @@ def choose_k_from_evaluation(setting: int | str, evaluation: pd.DataFrame) -> tu
     if k != AUTO_K:
         return k, "set in config"
     scored = evaluation.dropna(subset=["silhouette"])
-    silhouettes = {int(k): float(v) for k, v in zip(scored["k"], scored["silhouette"])}
+    silhouettes = {int(k): float(v) for k, v in zip(scored["k"], scored["silhouette"], strict=True)}
     with_inertia = evaluation.dropna(subset=["inertia"]).sort_values("k")
-    inertias = {int(k): float(v) for k, v in zip(with_inertia["k"], with_inertia["inertia"])}
+    inertias = {int(k): float(v) for k, v in zip(with_inertia["k"], with_inertia["inertia"], strict=True)}
     return choose_k(silhouettes, elbow_knee(inertias))
 
 

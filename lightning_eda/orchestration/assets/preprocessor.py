@@ -4,7 +4,6 @@ The clustering assets are not partitioned: each works on the window the preproce
 day or any range of hours when configured), recorded in ``feature_window`` so every downstream asset reads the same one.
 """
 
-
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from pydantic import Field
 
@@ -20,7 +19,9 @@ from lightning_eda.settings import parse_hour
 class PreprocessorConfig(Config):
     window_start: str = Field(
         default="",
-        description="UTC start of the window, e.g. '2018-07-02 04:00' or a partition key; empty: the latest loaded hour.",
+        description=(
+            "UTC start of the window, e.g. '2018-07-02 04:00' or a partition key; empty: the latest loaded hour."
+        ),
     )
     window_hours: int = Field(default=1, description="Length of the window in hours (24 for a day).")
     quality_flags: list[int] | None = Field(
