@@ -163,6 +163,7 @@ def test_the_dagster_checks_report_the_planted_faults(tmp_path):
             "f_x": [-1.0, 1.0, -1.0, 1.0],
             "f_y": [1.0, -1.0, -1.0, 1.0],
             "f_t": 0.0,
+            "storm": [0, 0, 1, 1],
         }
     )
     clusters = features[["source_file", "flash_id"]].assign(cluster=features["flash_id"] % 2)
