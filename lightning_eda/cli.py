@@ -138,16 +138,18 @@ def _print_cluster_summary(result, config: settings.Settings) -> None:
 
 def _print_track_summary(result, config: settings.Settings) -> None:
     """The strongest storm tracks of the window just tracked: id, start-end, path, peak rate, jumps."""
-    from lightning_eda.analysis.track_runs import strongest_tracks
+    from lightning_eda.analysis.track_runs import NOT_CONTINUED, strongest_tracks
     from lightning_eda.store import catalog, database
 
     materialized = result.asset_materializations_for_node("storm_tracks")
     if not materialized:
         return
     meta = materialized[0].metadata
+    continued = meta["continued_from"].value
+    origin = "started afresh" if continued == NOT_CONTINUED else f"continuing the tracks of {continued}"
     print(
         f"storm tracks: {meta['tracks'].value} tracks, {meta['splits'].value} splits, {meta['merges'].value} merges, "
-        f"{meta['lightning_jumps'].value} lightning jumps (continued from {meta['continued_from'].value})"
+        f"{meta['lightning_jumps'].value} lightning jumps ({origin})"
     )
     with catalog.connect_store(config.data_dir) as con:
         window = database.read_window_row(con)

@@ -194,7 +194,7 @@ def test_the_cli_lists_the_strongest_tracks(one_run, capsys):
         result, Settings(bucket=DEFAULT_BUCKET, product=DEFAULT_PRODUCT, data_dir=data_dir, source_dir=None)
     )
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("storm tracks: ") and "1 splits, 1 merges" in lines[0]
+    assert lines[0].startswith("storm tracks: ") and "1 splits, 1 merges" in lines[0] and "(started afresh)" in lines[0]
     assert len(lines) == 6 and all(line.startswith("  track 2024060118") for line in lines[1:])
     assert "flashes/min" in lines[1] and " km, peak " in lines[1]
 
@@ -205,8 +205,9 @@ def test_the_plane_is_the_region_or_the_satellite():
     assert projection_centre(None, "noaa-goes18") == (0.0, SUB_SATELLITE_LON[18])
     across = LatLonBox(lat_min=-10.0, lat_max=10.0, lon_min=170.0, lon_max=-170.0)
     assert projection_centre(across, "x") == (0.0, -180.0)
+    assert projection_centre(None, "my-mirror", "OR_GLM-L2-LCFA_G17_s20200160612000.nc") == (0.0, -137.2)
     with pytest.raises(ValueError, match="region"):
-        projection_centre(None, "my-bucket")
+        projection_centre(None, "my-mirror")
 
 
 def test_storm_frames_keeps_two_expected_cells_apart_in_one_segment():

@@ -29,23 +29,24 @@ SUB_SATELLITE_LON = {16: -75.2, 17: -137.2, 18: -137.0, 19: -75.2}
 MIN_SEED_SEPARATION_KM = 1.5 * DEFAULT_CELL_KM
 
 
-def projection_centre(box: LatLonBox | None, bucket: str) -> tuple[float, float]:
+def projection_centre(box: LatLonBox | None, bucket: str, granule: str = "") -> tuple[float, float]:
     """The (lat, lon) the tracks' plane is centred on: the region's centre, else the satellite's sub-point.
 
-    The same every hour for one region and bucket, so two runs of an hour each give the ids of one two-hour run. A
-    full-disk plane centred on the sub-satellite point measures within 1 % up to about 2,000 km from it; farther out
-    only the speed gate sees the error (docs/tracking.md). ``ValueError`` when neither a region nor a GOES number in
-    the bucket's name (``noaa-goes16`` ...) says where the tracks are.
+    The same every hour for one region and satellite, so two runs of an hour each give the ids of one two-hour run.
+    The satellite is read from a granule's name (``OR_GLM-L2-LCFA_G16_...``), else from the bucket's
+    (``noaa-goes16``). A full-disk plane centred on the sub-satellite point measures within 1 % up to about 2,000 km
+    from it; farther out only the speed gate sees the error (docs/tracking.md). ``ValueError`` when neither a region
+    nor a GOES number says where the tracks are.
     """
     if box is not None:
         lon_span = (box.lon_max - box.lon_min) % 360.0
         lon = (box.lon_min + lon_span / 2.0 + 180.0) % 360.0 - 180.0
         return (box.lat_min + box.lat_max) / 2.0, lon
-    match = re.search(r"goes-?(\d{2})", bucket.lower())
+    match = re.search(r"_G(\d{2})_", granule) or re.search(r"goes-?(\d{2})", bucket.lower())
     if match is None or int(match.group(1)) not in SUB_SATELLITE_LON:
         raise ValueError(
-            f"storm tracks need a fixed plane: bucket {bucket!r} names no GOES satellite "
-            f"({', '.join(f'GOES-{n}' for n in SUB_SATELLITE_LON)}); "
+            f"storm tracks need a fixed plane: neither bucket {bucket!r} nor granule {granule!r} names a GOES "
+            f"satellite ({', '.join(f'GOES-{n}' for n in SUB_SATELLITE_LON)}); "
             "set the preprocessor's region (lat_min ... lon_max)"
         )
     return 0.0, SUB_SATELLITE_LON[int(match.group(1))]

@@ -29,6 +29,8 @@ STRONGEST_TRACKS = 6
 STRONGEST_TRACK_COLUMNS = ["track_id", "start", "end", "path_km", "mean_speed_ms", "peak_flash_rate", "n_jumps"]
 #: Names the frame clusterer in the hour's settings: hours tracked by another one are not continued.
 CLUSTERER = "storm_scale_kmeans"
+#: ``continued_from`` of a window whose first hour started afresh (no stored state of the hour before it).
+NOT_CONTINUED = "none"
 _HOUR = timedelta(hours=1)
 
 
@@ -41,9 +43,10 @@ class TrackSettings:
     min_flashes: int = 5
     jumps: JumpCriteria = SCHULTZ_2009
 
-    def options(self, window: AnalysisWindow) -> TrackingOptions:
+    def options(self, window: AnalysisWindow, granule: str = "") -> TrackingOptions:
+        """The tracking options for the window; ``granule``, one of its files, names the satellite."""
         return TrackingOptions(
-            projection_centre=projection_centre(window.box, window.bucket),
+            projection_centre=projection_centre(window.box, window.bucket, granule),
             frame_minutes=self.frame_minutes,
             max_speed_ms=self.max_speed_ms,
             min_flashes=self.min_flashes,
@@ -78,15 +81,17 @@ class WindowTracks:
     summary: pd.DataFrame
     track_rate: pd.DataFrame
     events: pd.DataFrame
-    continued_from: list[datetime]
+    continued_from: datetime | None
+    settings: dict
 
     @classmethod
-    def of(cls, results: list[TrackResult], continued_from: list[datetime]) -> WindowTracks:
+    def of(cls, results: list[TrackResult], continued_from: datetime | None, settings: dict) -> WindowTracks:
         def joined(name: str) -> pd.DataFrame:
             return pd.concat([getattr(r, name) for r in results], ignore_index=True)
 
         summary = joined("track_summary").drop_duplicates("track_id", keep="last").reset_index(drop=True)
-        return cls(joined("storm_track"), summary, joined("track_rate"), joined("track_event"), continued_from)
+        events = joined("track_event")
+        return cls(joined("storm_track"), summary, joined("track_rate"), events, continued_from, settings)
 
     @property
     def jumps(self) -> pd.DataFrame:
@@ -95,14 +100,14 @@ class WindowTracks:
 
 def track_hours(analyses: AnalysisStore, flashes: pd.DataFrame, window: AnalysisWindow, settings: TrackSettings):
     """Track each hour of the window from the stored state of the hour before, and replace that hour's folder."""
-    options = settings.options(window)
+    options = settings.options(window, str(flashes["source_file"].iloc[0]) if len(flashes) else "")
     made_with = stored_settings(options)
-    results, continued_from = [], []
+    results, continued_from = [], None
     hour = window.start
     while hour < window.end:
         state = analyses.tracks.state_before(window.bucket, hour, made_with)
-        if state is not None:
-            continued_from.append(hour - _HOUR)
+        if state is not None and hour == window.start:  # later hours continue this run's own
+            continued_from = hour - _HOUR
         before = TrackState.empty() if state is None else TrackState.from_frame(state)
         result = track_window(flashes, pd.Timestamp(hour), pd.Timestamp(hour + _HOUR), before, storm_frames, options)
         tables = {
@@ -116,7 +121,7 @@ def track_hours(analyses: AnalysisStore, flashes: pd.DataFrame, window: Analysis
         analyses.tracks.write_hour(window.bucket, hour, tables, made_with)
         results.append(result)
         hour += _HOUR
-    return WindowTracks.of(results, continued_from)
+    return WindowTracks.of(results, continued_from, made_with)
 
 
 def track_storms(analyses: AnalysisStore, settings: TrackSettings) -> Report:
@@ -135,7 +140,7 @@ def track_storms(analyses: AnalysisStore, settings: TrackSettings) -> Report:
     png = track_flash_rate(tracks.track_rate, tracks.summary, ids, title=window.title)
     rate_chart = analyses.save_plot(png, "track_flash_rate", "Flash rate of the strongest tracks")
     events = tracks.events["event"].value_counts()
-    continued = ", ".join(f"{hour:%Y-%m-%d %H:00}" for hour in tracks.continued_from) or "none (started afresh)"
+    continued = NOT_CONTINUED if tracks.continued_from is None else f"{tracks.continued_from:%Y-%m-%d %H:00}"
     metadata = {
         "tracks": len(tracks.summary),
         "track_frames": len(tracks.storm_track),
@@ -144,7 +149,7 @@ def track_storms(analyses: AnalysisStore, settings: TrackSettings) -> Report:
         "merges": int(events.get("merge", 0)),
         "lightning_jumps": len(jumps),
         "continued_from": continued,
-        "settings": stored_settings(settings.options(window)),
+        "settings": tracks.settings,
         "strongest_tracks": Markdown(strongest[STRONGEST_TRACK_COLUMNS].to_markdown(index=False)),
         "map": track_map,
         "flash_rate": rate_chart,
