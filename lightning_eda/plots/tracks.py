@@ -16,7 +16,7 @@ from lightning_eda.plots.map_canvas import map_canvas, map_headings, no_flashes_
 from lightning_eda.plots.output import figure_png, new_figure
 from lightning_eda.plots.style import cluster_colors, jump_legend, jump_markers, light_grid, no_data, rate_steps
 
-_RATE_FIGSIZE = (10.0, 5.0)
+_RATE_FIGSIZE = (12.0, 5.0)
 _RATE_CMAP = "plasma"
 #: The colour bar's box (figure fractions) in the room map_canvas leaves right of the map.
 _COLORBAR_BOX = (0.84, 0.2, 0.018, 0.55)
@@ -132,8 +132,8 @@ def track_flash_rate(track_rate: pd.DataFrame, summary: pd.DataFrame, strongest:
     ax.set_xlabel("time (UTC)", fontsize=10)
     ax.set_ylabel("flashes per minute (2-minute mean)", fontsize=10)
     light_grid(ax)
-    if len(strongest):
-        ax.legend(fontsize=8, loc="upper left", frameon=True)
+    if len(strongest):  # beside the axes: a day's series fill the whole width
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=True)
     ax.xaxis.set_major_formatter(DateFormatter("%H:%M"))
     fig.autofmt_xdate()
     return figure_png(fig)
