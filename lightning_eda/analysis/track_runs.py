@@ -98,7 +98,9 @@ class WindowTracks:
         return self.track_rate[self.track_rate["jump"]].reset_index(drop=True)
 
 
-def track_hours(analyses: AnalysisStore, flashes: pd.DataFrame, window: AnalysisWindow, settings: TrackSettings):
+def track_hours(
+    analyses: AnalysisStore, flashes: pd.DataFrame, window: AnalysisWindow, settings: TrackSettings
+) -> WindowTracks:
     """Track each hour of the window from the stored state of the hour before, and replace that hour's folder."""
     options = settings.options(window, str(flashes["source_file"].iloc[0]) if len(flashes) else "")
     made_with = stored_settings(options)

@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lightning_eda.store.parquet_store import ParquetStore, exchange, write_parquet
@@ -69,17 +68,12 @@ class TrackHours:
             if not (sentinel / f"{table}.parquet").exists():
                 write_parquet(schema.empty_table(), sentinel / f"{table}.parquet")
 
-    def tracked(self, bucket: str, hour: datetime) -> bool:
-        return (self.hour_dir(bucket, hour) / SETTINGS_FILE).exists()
-
-    def read(self, bucket: str, hour: datetime, table: str) -> pd.DataFrame:
-        """One table of a tracked hour, typed as the tracking made it (nullable ids as ``Int64``)."""
-        data = pq.read_table(self.hour_dir(bucket, hour) / f"{table}.parquet", schema=TRACK_SCHEMAS[table])
-        return data.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get if table == STATE_TABLE else None)
-
     def state_before(self, bucket: str, hour: datetime, settings: dict) -> pd.DataFrame | None:
         """The tracks the hour before ``hour`` left open, or None to start afresh: that hour was not tracked, or was
-        tracked with other settings (its positions would not be in this plane, its frames not on this grid)."""
+        tracked with other settings (its positions would not be in this plane, its frames not on this grid).
+
+        Ids come back as the tracking made them: ``parent_id`` nullable (``Int64``), the others plain int64.
+        """
         previous = hour - timedelta(hours=1)
         folder = self.hour_dir(bucket, previous)
         try:
@@ -89,10 +83,9 @@ class TrackHours:
         if made_with != settings:
             log.info("tracks of %s were made with %s, not %s: %s starts afresh", previous, made_with, settings, hour)
             return None
-        state = self.read(bucket, previous, STATE_TABLE)
-        state["track_id"] = state["track_id"].astype("int64")
-        for column in ("missed", "n_frames", "n_flashes", "last_n_flashes", "n_jumps"):
-            state[column] = state[column].astype("int64")
+        data = pq.read_table(folder / f"{STATE_TABLE}.parquet", schema=TRACK_SCHEMAS[STATE_TABLE])
+        state = data.to_pandas()
+        state["parent_id"] = pd.array(data.column("parent_id").to_pylist(), dtype="Int64")
         return state
 
     def write_hour(self, bucket: str, hour: datetime, tables: dict[str, pd.DataFrame], settings: dict) -> Path:
