@@ -13,11 +13,13 @@ from moving_storms import CENTRE, NOISE_CELL, moving_storms
 from sklearn.metrics import adjusted_rand_score
 
 from lightning_eda import cli
+from lightning_eda.analysis import track_runs
 from lightning_eda.analysis.analysis_store import PLOT_FILES
 from lightning_eda.analysis.features import LatLonBox
+from lightning_eda.analysis.jumps import ERDMANN_POELMAN_2023, SCHULTZ_2009
 from lightning_eda.analysis.track_frames import SUB_SATELLITE_LON, projection_centre, storm_frames
 from lightning_eda.orchestration.assets.preprocessor import preprocessor
-from lightning_eda.orchestration.assets.tracking import storm_tracks
+from lightning_eda.orchestration.assets.tracking import StormTracksConfig, storm_tracks
 from lightning_eda.orchestration.resources import build_resources
 from lightning_eda.plots.output import PNG_SIGNATURE
 from lightning_eda.settings import DEFAULT_BUCKET, DEFAULT_PRODUCT, Settings
@@ -220,3 +222,14 @@ def test_storm_frames_keeps_two_expected_cells_apart_in_one_segment():
     seeded = storm_frames(points[:, 0], points[:, 1], np.array([[0.0, 0.0], [18.0, 0.0]]))
     assert adjusted_rand_score(np.repeat([0, 1], 200), seeded) >= 0.9
     assert (storm_frames(np.array([]), np.array([]), None) == np.array([])).all()
+
+
+def test_the_jump_criteria_are_a_preset_with_overrides():
+    assert track_runs.jump_criteria("schultz2009") == SCHULTZ_2009
+    tuned = track_runs.jump_criteria("erdmann_poelman2023", sigma_level=1.0)
+    assert (tuned.sigma_level, tuned.rate_threshold) == (1.0, ERDMANN_POELMAN_2023.rate_threshold)
+    assert track_runs.jump_criteria("schultz2009", rate_threshold=5.0).rate_threshold == 5.0
+    with pytest.raises(ValueError, match="schultz2009, erdmann_poelman2023"):
+        track_runs.jump_criteria("schultz")
+    with pytest.raises(ValueError, match="sigma_level"):
+        StormTracksConfig(sigma_level=-1.0).settings()
