@@ -134,8 +134,35 @@ def _print_cluster_summary(result, config: settings.Settings) -> None:
         where = format_position(row.lat, row.lon)
         jumps = f", {row.n_jumps} lightning jump{'s' if row.n_jumps != 1 else ''}" if row.n_jumps else ""
         print(f"  storm {row.cluster}: {where}, {row.n_flashes:,} flashes, {row.flash_rate:.1f} flashes/min{jumps}")
+    _print_track_summary(result, config)
     analyses = AnalysisStore(ParquetStore(config.data_dir))
     print("plots: " + ", ".join(str(analyses.plot_path(plot).resolve()) for plot in PLOT_FILES))
+
+
+def _print_track_summary(result, config: settings.Settings) -> None:
+    """The strongest storm tracks of the window just tracked: id, start-end, path, peak rate, jumps."""
+    from lightning_eda.analysis.track_runs import NOT_CONTINUED, strongest_tracks
+    from lightning_eda.store import catalog, database
+
+    materialized = result.asset_materializations_for_node("storm_tracks")
+    if not materialized:
+        return
+    meta = materialized[0].metadata
+    continued = meta["continued_from"].value
+    origin = "started afresh" if continued == NOT_CONTINUED else f"continuing the tracks of {continued}"
+    print(
+        f"storm tracks: {meta['tracks'].value} tracks, {meta['splits'].value} splits, {meta['merges'].value} merges, "
+        f"{meta['lightning_jumps'].value} lightning jumps ({origin})"
+    )
+    with catalog.connect_store(config.data_dir) as con:
+        window = database.read_window_row(con)
+        summary = database.read_window_tracks(con, start=window["window_start"], end=window["window_end"])
+    for row in strongest_tracks(summary, n=5).itertuples():
+        jumps = f", {row.n_jumps} lightning jump{'s' if row.n_jumps != 1 else ''}" if row.n_jumps else ""
+        print(
+            f"  track {row.track_id}: {row.start:%H:%M}–{row.end:%H:%M} UTC, {row.path_km:.0f} km, "
+            f"peak {row.peak_flash_rate:.1f} flashes/min{jumps}"
+        )
 
 
 def run_hour(config: settings.Settings, hour: datetime, *, verbose: bool = False, cluster: bool = True) -> int:

@@ -7,8 +7,9 @@ from lightning_eda.orchestration.assets.density import flash_extent_density
 from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silhouette_evaluator
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.assets.preprocessor import preprocessor
+from lightning_eda.orchestration.assets.tracking import storm_tracks
 from lightning_eda.orchestration.checks import all_checks
-from lightning_eda.orchestration.constants import CLUSTERING, DENSITY, EVALUATORS, INGESTOR, PREPROCESSOR
+from lightning_eda.orchestration.constants import CLUSTERING, DENSITY, EVALUATORS, INGESTOR, PREPROCESSOR, STORM_TRACKS
 from lightning_eda.orchestration.executors import executor_from_env
 from lightning_eda.orchestration.resources import resources_from_env
 from lightning_eda.orchestration.schedules import build_automation
@@ -22,6 +23,7 @@ clustering_assets = [
     cluster_map,
     storm_flash_rate,
     flash_extent_density,
+    storm_tracks,
 ]
 
 ingest_job = define_asset_job(
@@ -31,8 +33,9 @@ ingest_job = define_asset_job(
 )
 cluster_job = define_asset_job(
     "cluster_window",
-    selection=AssetSelection.groups(PREPROCESSOR, EVALUATORS, CLUSTERING, DENSITY),
-    description="Preprocess the window's flashes, evaluate k, cluster and map them, and map their flash extent density.",
+    selection=AssetSelection.groups(PREPROCESSOR, EVALUATORS, CLUSTERING, DENSITY, STORM_TRACKS),
+    description="Preprocess the window's flashes, evaluate k, cluster and map them, map their flash extent density, "
+    "and track their storms.",
 )
 
 hourly_ingest, cluster_after_ingest = build_automation(ingest_job, cluster_job)

@@ -3,7 +3,8 @@
 One object owns these paths, so an asset, the CLI and a new analysis (storm tracks, gridded products) never derive
 them again: :meth:`AnalysisStore.write_table` writes a table, :meth:`AnalysisStore.save_plot` a PNG with what the UI
 shows of it, :meth:`AnalysisStore.write_window` / :meth:`AnalysisStore.read_window` the window every analysis shares,
-and :attr:`AnalysisStore.fits_path` is the k-means fits' file. No Dagster here.
+and :attr:`AnalysisStore.fits_path` is the k-means fits' file; :attr:`AnalysisStore.tracks` keeps the storm tracks
+hour by hour. No Dagster here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 from lightning_eda.analysis.window import AnalysisWindow
 from lightning_eda.store import catalog, database
 from lightning_eda.store.parquet_store import ParquetStore
+from lightning_eda.store.track_hours import TrackHours
 from lightning_eda.utc import utc_now
 
 PLOTS_DIR = "plots"
@@ -30,6 +32,8 @@ PLOT_FILES = {
     "silhouette": "silhouette.png",
     "flash_extent_density": "fed_map.png",
     "storm_flash_rate": "storm_flash_rate.png",
+    "storm_tracks": "storm_tracks.png",
+    "track_flash_rate": "track_flash_rate.png",
 }
 
 
@@ -48,6 +52,7 @@ class AnalysisStore:
         self.tables = tables
         self.plots_dir = tables.data_dir / PLOTS_DIR
         self.fits_path = tables.analysis_root / FITS_FILE
+        self.tracks = TrackHours(tables)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB over the store's views (the GLM tables and the analyses' tables)."""

@@ -6,7 +6,7 @@ import numpy as np
 
 from lightning_eda.geo import format_position
 from lightning_eda.plots.output import figure_png, new_figure
-from lightning_eda.plots.style import cluster_colors, light_grid, no_data
+from lightning_eda.plots.style import cluster_colors, jump_legend, jump_markers, light_grid, no_data, rate_steps
 
 _FIGSIZE = (10.0, 5.0)
 
@@ -28,31 +28,12 @@ def storm_flash_rate(per_minute, jumps, storms, *, title: str | None = None) -> 
         row = storms[storms["cluster"] == cluster].iloc[0]
         rate = per_minute[per_minute["cluster"] == cluster]
         where = format_position(row["lat"], row["lon"], decimals=1)
-        # each minute drawn as a step across the whole minute (the last one too)
-        x = list(rate["minute"]) + ([rate["minute"].iloc[-1] + np.timedelta64(1, "m")] if len(rate) else [])
-        y = list(rate["flashes"]) + list(rate["flashes"].iloc[-1:])
-        ax.plot(
-            x,
-            y,
-            color=colors[cluster],
-            linewidth=1.6,
-            drawstyle="steps-post",
-            label=f"{cluster}: {where}, {int(row['n_flashes']):,} flashes",
-        )
+        label = f"{cluster}: {where}, {int(row['n_flashes']):,} flashes"
+        rate_steps(ax, rate["minute"], rate["flashes"], np.timedelta64(1, "m"), color=colors[cluster], label=label)
         flagged = jumps[jumps["cluster"] == cluster]
-        if len(flagged):
-            ax.scatter(
-                flagged["time"],
-                flagged["flash_rate"],
-                marker="^",
-                s=90,
-                color=colors[cluster],
-                edgecolors="black",
-                linewidths=0.8,
-                zorder=4,
-            )
+        jump_markers(ax, flagged["time"], flagged["flash_rate"], color=colors[cluster])
     if len(jumps):
-        ax.scatter([], [], marker="^", s=90, color="white", edgecolors="black", label="lightning jump (2σ)")
+        jump_legend(ax, "lightning jump (2σ)")
     ax.set_title("Flash rate of the largest storms" + (f"\n{title}" if title else ""), fontsize=12, pad=8)
     ax.set_xlabel("time (UTC)", fontsize=10)
     ax.set_ylabel("flashes per minute", fontsize=10)

@@ -48,3 +48,21 @@ def no_data(ax, message: str) -> None:
     ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", fontsize=13, color="#555555")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def rate_steps(ax, times, rates, step, *, color: str, label: str) -> None:
+    """A flash-rate series as steps, each value held across its whole period (the last one too)."""
+    times, rates = list(times), list(rates)
+    end = [times[-1] + step] if times else []
+    ax.plot(times + end, rates + rates[-1:], color=color, linewidth=1.6, drawstyle="steps-post", label=label)
+
+
+def jump_markers(ax, times, rates, *, color: str) -> None:
+    """Lightning jumps as triangles at their period and rate, in the series' colour."""
+    if len(times):
+        ax.scatter(times, rates, marker="^", s=90, color=color, edgecolors="black", linewidths=0.8, zorder=4)
+
+
+def jump_legend(ax, label: str) -> None:
+    """The legend's one entry for every series' jump triangles."""
+    ax.scatter([], [], marker="^", s=90, color="white", edgecolors="black", label=label)

@@ -30,6 +30,7 @@ from lightning_eda.store.parquet_store import (
     ParquetStore,
 )
 from lightning_eda.store.schemas import ANALYSIS_SCHEMAS, DATA_TABLES, GLM_SCHEMAS
+from lightning_eda.store.track_hours import TRACK_TABLES, TrackHours
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,39 @@ def view_statements(store: ParquetStore, hour: HourKey | None = None) -> list[st
            FROM elbow_scores e FULL JOIN silhouette_scores s
              ON e.k = s.k AND e.n_points = s.n_points AND e.window_start = s.window_start AND e.window_end = s.window_end"""
     )
+    return statements + track_view_statements(TrackHours(store))
+
+
+_TRACK_HIVE = "hive_partitioning = true, hive_types = {'bucket': VARCHAR, 'hour': VARCHAR}"
+
+
+def track_view_statements(tracks: TrackHours) -> list[str]:
+    """The storm tracks' views: every tracked hour's rows (one tracking per bucket and hour, the latest run's).
+
+    ``track_summary`` keeps each track's row of the latest hour it was open in: that row covers its whole life up to
+    then. ``track_jump`` is the jumps of ``track_rate``. The empty sentinel hour keeps them answering before any hour
+    is tracked.
+    """
+
+    def scan(table: str) -> str:
+        return f"read_parquet({_quote(tracks.glob(table))}, {_TRACK_HIVE})"
+
+    statements = [
+        f"CREATE OR REPLACE VIEW {table} AS SELECT * EXCLUDE (bucket, hour) FROM {scan(table)}"
+        for table in TRACK_TABLES
+        if table != "track_summary"
+    ]
+    statements.append(
+        f"""CREATE OR REPLACE VIEW track_summary AS
+           SELECT * EXCLUDE (bucket, hour, latest) FROM (
+             SELECT *, row_number() OVER (PARTITION BY bucket, track_id ORDER BY hour DESC) AS latest
+             FROM {scan("track_summary")} WHERE hour <> '_'
+           ) WHERE latest = 1"""
+    )
+    statements.append(
+        "CREATE OR REPLACE VIEW track_jump AS SELECT track_id, period_start, flash_rate, dfrdt, threshold "
+        "FROM track_rate WHERE jump"
+    )
     return statements
 
 
@@ -110,6 +144,7 @@ def attach_views(
     con: duckdb.DuckDBPyConnection, store: ParquetStore, hour: HourKey | None = None
 ) -> duckdb.DuckDBPyConnection:
     store.ensure()
+    TrackHours(store).ensure()
     for statement in view_statements(store, hour):
         con.execute(statement)
     return con

@@ -165,3 +165,15 @@ def read_evaluation(
         "SELECT * FROM cluster_evaluation WHERE window_start = ? AND window_end = ? AND n_points = ? ORDER BY k",
         [window_start, window_end, n_points],
     ).df()
+
+
+def read_window_tracks(con: duckdb.DuckDBPyConnection, *, start: datetime, end: datetime) -> pd.DataFrame:
+    """``track_summary`` of the tracks with a storm in [start, end): each track's latest row."""
+    return con.execute(
+        """
+        SELECT * FROM track_summary
+        WHERE track_id IN (SELECT track_id FROM storm_track WHERE frame_start >= ? AND frame_start < ?)
+        ORDER BY track_id
+        """,
+        [start, end],
+    ).df()

@@ -179,6 +179,97 @@ ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+#: The storm tracks' tables, kept one folder per hour under ``store/tracks/`` (columns: docs/tracking.md). Ids are
+#: int64, nullable where a track may have none (``parent_id``, a flash in no storm); ``track_state`` is what the
+#: next hour continues, its floats float64 so that continuing from the store is continuing in memory.
+TRACK_SCHEMAS: dict[str, pa.Schema] = {
+    "storm_track": pa.schema(
+        [
+            ("track_id", pa.int64()),
+            ("frame_start", _TS),
+            ("frame_end", _TS),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("x_km", pa.float64()),
+            ("y_km", pa.float64()),
+            ("n_flashes", pa.int64()),
+            ("flash_rate", pa.float64()),
+            ("extent_km", pa.float64()),
+            ("total_energy", pa.float64()),
+            ("mean_area", pa.float64()),
+            ("parent_id", pa.int64()),
+            ("event", pa.string()),
+        ]
+    ),
+    "flash_track": pa.schema(
+        [
+            ("source_file", pa.string()),
+            ("flash_id", pa.int32()),
+            ("time_start", _TS),
+            ("frame_start", _TS),
+            ("track_id", pa.int64()),
+        ]
+    ),
+    "track_event": pa.schema(
+        [("frame_start", _TS), ("event", pa.string()), ("track_id", pa.int64()), ("other_track_id", pa.int64())]
+    ),
+    "track_summary": pa.schema(
+        [
+            ("track_id", pa.int64()),
+            ("parent_id", pa.int64()),
+            ("merged_into", pa.int64()),
+            ("start", _TS),
+            ("end", _TS),
+            ("duration_min", pa.float64()),
+            ("n_frames", pa.int64()),
+            ("n_flashes", pa.int64()),
+            ("path_km", pa.float64()),
+            ("mean_speed_ms", pa.float64()),
+            ("peak_flash_rate", pa.float64()),
+            ("n_jumps", pa.int64()),
+            ("first_jump", _TS),
+            ("is_open", pa.bool_()),
+        ]
+    ),
+    "track_rate": pa.schema(
+        [
+            ("track_id", pa.int64()),
+            ("period_start", _TS),
+            ("flash_rate", pa.float64()),
+            ("dfrdt", pa.float64()),
+            ("threshold", pa.float64()),
+            ("flagged", pa.bool_()),
+            ("jump", pa.bool_()),
+        ]
+    ),
+    "track_state": pa.schema(
+        [
+            ("track_id", pa.int64()),
+            ("parent_id", pa.int64()),
+            ("start", _TS),
+            ("last_seen", _TS),
+            ("end", _TS),
+            ("x_km", pa.float64()),
+            ("y_km", pa.float64()),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("vx_ms", pa.float64()),
+            ("vy_ms", pa.float64()),
+            ("missed", pa.int64()),
+            ("n_frames", pa.int64()),
+            ("n_flashes", pa.int64()),
+            ("last_n_flashes", pa.int64()),
+            ("path_km", pa.float64()),
+            ("peak_flash_rate", pa.float64()),
+            ("n_jumps", pa.int64()),
+            ("first_jump", _TS),
+            ("recent_rates", pa.list_(pa.float64())),
+            ("last_flagged", _TS),
+        ]
+    ),
+}
+
+
 def empty_table(table: str) -> pa.Table:
     schema = GLM_SCHEMAS.get(table) or ANALYSIS_SCHEMAS[table]
     return schema.empty_table()
