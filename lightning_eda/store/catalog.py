@@ -98,11 +98,13 @@ def view_statements(store: ParquetStore, hour: HourKey | None = None) -> list[st
     statements.append(
         """CREATE OR REPLACE VIEW cluster_evaluation AS
            SELECT coalesce(e.k, s.k) AS k, e.inertia, s.silhouette, s.silhouette_sample_size,
-                  coalesce(e.n_points, s.n_points) AS n_points, coalesce(e.window_start, s.window_start) AS window_start,
+                  coalesce(e.n_points, s.n_points) AS n_points,
+                  coalesce(e.window_start, s.window_start) AS window_start,
                   coalesce(e.window_end, s.window_end) AS window_end,
                   greatest(e.evaluated_at, s.evaluated_at) AS evaluated_at
            FROM elbow_scores e FULL JOIN silhouette_scores s
-             ON e.k = s.k AND e.n_points = s.n_points AND e.window_start = s.window_start AND e.window_end = s.window_end"""
+             ON e.k = s.k AND e.n_points = s.n_points
+            AND e.window_start = s.window_start AND e.window_end = s.window_end"""
     )
     return statements + track_view_statements(TrackHours(store))
 
@@ -285,7 +287,8 @@ def _is_lock_error(exc: Exception) -> bool:
 
 
 def migrate_tables(con: duckdb.DuckDBPyConnection, store: ParquetStore) -> str:
-    """Copy every hour of the previous version's tables into the store, checking row counts before anything is dropped."""
+    """Copy every hour of the previous version's tables into the store, checking row counts before anything is
+    dropped."""
     tables = set(_legacy_tables(con))
     hours = []
     if "glm_file" in tables:
