@@ -114,8 +114,12 @@ def test_backfill_loads_each_hour_once_and_resumes(s3, tmp_path):
     first = _backfill(env, tmp_path, "--start", "2023-06-01T00", "--end", "2023-06-01T02", "--no-cluster")
     assert first.returncode == 1  # hour 01 has no granules: reported, the others still load
     lines = first.stdout.splitlines()
-    assert any(line.startswith("[1/3] 2023-06-01 00:00 3 granules (0 failed), 6 flashes") for line in lines), first.stdout
-    assert any(line.startswith("[2/3] 2023-06-01 01:00 FAILED") and "no granules" in line for line in lines), first.stdout
+    assert any(line.startswith("[1/3] 2023-06-01 00:00 3 granules (0 failed), 6 flashes") for line in lines), (
+        first.stdout
+    )
+    assert any(line.startswith("[2/3] 2023-06-01 01:00 FAILED") and "no granules" in line for line in lines), (
+        first.stdout
+    )
     assert any(line.startswith("[3/3] 2023-06-01 02:00 3 granules") for line in lines), first.stdout
     assert "run the same command again" in first.stderr
 

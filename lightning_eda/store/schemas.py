@@ -293,7 +293,9 @@ def conform(data: pa.Table | pd.DataFrame, schema: pa.Schema) -> pa.Table:
     if missing:
         raise ValueError(f"table lacks columns {missing}; has {data.column_names}")
     columns = [data.column(name) for name in schema.names]
-    return pa.Table.from_arrays([_cast(column, field) for column, field in zip(columns, schema, strict=True)], schema=schema)
+    return pa.Table.from_arrays(
+        [_cast(column, field) for column, field in zip(columns, schema, strict=True)], schema=schema
+    )
 
 
 def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
