@@ -46,7 +46,7 @@ def flash_cells(
         {
             "ix": np.floor(x / cell_km).astype(np.int64),
             "iy": np.floor(y / cell_km).astype(np.int64),
-            "source_file": joined["source_file"].to_numpy(),
+            "source_file": joined["source_file"].array,  # a categorical stays codes
             "flash_id": joined["flash_id"].to_numpy(),
         }
     )
