@@ -265,7 +265,7 @@ def test_legend_keys_list_the_largest_clusters_and_sum_up_the_rest():
     assert len(keys) == LEGEND_ROWS
     assert [key.label.split(":")[0] for key in keys[:-1]] == [str(i) for i in range(6, 25)]
     assert keys[-2].label == "24:  25  (8%)"
-    assert keys[-1].label == "6 more:  21  (6%)"  # clusters 0-5 hold 1 + 2 + ... + 6 = 21 flashes
+    assert keys[-1].label == "6 more: 21 (6%)"  # clusters 0-5 hold 1 + 2 + ... + 6 = 21 flashes
     assert "centroid" not in [key.label for key in keys]  # no centroids given, none drawn
 
 
@@ -357,3 +357,24 @@ def test_the_package_saving_and_map_geometry_load_no_plotting_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_at_storm_scale_only_the_clusters_the_legend_names_get_numbered_discs():
+    """Hundreds of discs would hide the flashes: above NUMBERED_DISCS_MAX clusters the legend's largest are numbered
+    (and spread apart), every other centroid is a small dot where it really is."""
+    from lightning_eda.plots.cluster_map import LEGEND_ROWS, NUMBERED_DISCS_MAX
+
+    k = NUMBERED_DISCS_MAX + 20
+    rng = np.random.default_rng(5)
+    centres = np.column_stack([rng.uniform(25, 45, k), rng.uniform(-110, -75, k)])
+    sizes = np.arange(1, k + 1) * 5  # cluster i holds 5 (i + 1) flashes: the largest are the last
+    labels = np.repeat(np.arange(k), sizes)
+    lat = centres[labels, 0] + 0.05 * rng.standard_normal(labels.size)
+    lon = centres[labels, 1] + 0.05 * rng.standard_normal(labels.size)
+    flashes = MapInput.from_args(lat, lon, labels, centres, None)
+    canvas = draw_cluster_map(flashes)
+    marks = centroid_marks(canvas, flashes)
+    largest = list(range(k - (LEGEND_ROWS - 1), k))
+    assert marks.cluster[marks.numbered].tolist() == largest
+    assert not marks.moved[~marks.numbered].any()
+    assert sorted(drawn_numbers(canvas.ax)) == largest

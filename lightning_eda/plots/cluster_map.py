@@ -23,6 +23,9 @@ MAP_TITLE = "Lightning Events Map"
 LEGEND_ROWS = 20
 #: Centroid discs closer than this (in points) are nudged apart.
 CENTROID_DISC_POINTS = 22.0
+#: Up to this many clusters every centroid gets a numbered disc; above it (storm scale: hundreds) only the clusters
+#: the legend names do, and the others a small dot, so that the discs never hide the flashes they sum up.
+NUMBERED_DISCS_MAX = 40
 
 
 def cluster_map(
@@ -142,6 +145,7 @@ class CentroidMarks:
     cluster: np.ndarray
     true_xy: np.ndarray
     disc_xy: np.ndarray
+    numbered: np.ndarray  # True: a numbered disc; False: a small dot at the centroid (never moved)
 
     @property
     def moved(self) -> np.ndarray:
@@ -154,16 +158,40 @@ def centroid_marks(canvas: MapCanvas, flashes: MapInput) -> CentroidMarks:
     ok = np.flatnonzero(flashes.centroid_ok)
     true_xy = np.column_stack([np.asarray(cxs, float)[ok], np.asarray(cys, float)[ok]])
     disc_xy = true_xy.copy()
-    if len(ok) > 1:
-        spread = spread_discs(canvas.ax, true_xy[:, 0], true_xy[:, 1], min_points=CENTROID_DISC_POINTS)
-        disc_xy = np.column_stack(spread)
-    return CentroidMarks(cluster=ok, true_xy=true_xy, disc_xy=disc_xy)
+    numbered = np.ones(len(ok), dtype=bool)
+    if flashes.k > NUMBERED_DISCS_MAX:
+        named = set(_largest(flashes.counts).tolist())
+        numbered = np.array([cluster in named for cluster in ok], dtype=bool)
+    if numbered.sum() > 1:
+        spread = spread_discs(canvas.ax, true_xy[numbered, 0], true_xy[numbered, 1], min_points=CENTROID_DISC_POINTS)
+        disc_xy[numbered] = np.column_stack(spread)
+    return CentroidMarks(cluster=ok, true_xy=true_xy, disc_xy=disc_xy, numbered=numbered)
+
+
+def _largest(counts: np.ndarray) -> np.ndarray:
+    """The clusters the legend names when there are more than :data:`LEGEND_ROWS`: the largest, in number order."""
+    return np.sort(np.argsort(-counts, kind="stable")[: LEGEND_ROWS - 1])
 
 
 def _draw_centroids(ax, marks: CentroidMarks, colors: list[str]) -> None:
     """Large discs in the cluster colour, black rim and white halo, with the cluster number inside."""
     outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]
-    for i, (tx, ty), (cx, cy), moved in zip(marks.cluster, marks.true_xy, marks.disc_xy, marks.moved, strict=True):
+    dots = ~marks.numbered
+    if dots.any():
+        ax.scatter(
+            marks.true_xy[dots, 0],
+            marks.true_xy[dots, 1],
+            s=28,
+            c=[colors[i] for i in marks.cluster[dots]],
+            edgecolors="black",
+            linewidths=0.8,
+            zorder=3.9,
+        )
+    for i, (tx, ty), (cx, cy), moved, numbered in zip(
+        marks.cluster, marks.true_xy, marks.disc_xy, marks.moved, marks.numbered, strict=True
+    ):
+        if not numbered:
+            continue
         if moved:  # a line back to where the centroid really is
             ax.plot([tx, cx], [ty, cy], color="black", linewidth=0.8, zorder=3.8)
         ax.scatter([cx], [cy], s=600, marker="o", facecolors="none", edgecolors="white", linewidths=1.6, zorder=3.9)
@@ -234,11 +262,11 @@ def legend_keys(flashes: MapInput, colors: list[str]) -> list[LegendKey]:
     counts, total = flashes.counts, max(flashes.n, 1)
     shown = np.arange(len(counts))
     if len(counts) > LEGEND_ROWS:  # the largest clusters, in number order, then one line for the others
-        shown = np.sort(np.argsort(-counts, kind="stable")[: LEGEND_ROWS - 1])
+        shown = _largest(counts)
     keys = [LegendKey(f"{i}:  {counts[i]:,}  ({100 * counts[i] / total:.0f}%)", 8, colors[i]) for i in shown]
     if len(shown) < len(counts):
         rest = int(counts.sum() - counts[shown].sum())
-        keys.append(LegendKey(f"{len(counts) - len(shown)} more:  {rest:,}  ({100 * rest / total:.0f}%)", 8, "#bbbbbb"))
+        keys.append(LegendKey(f"{len(counts) - len(shown)} more: {rest:,} ({100 * rest / total:.0f}%)", 8, "#bbbbbb"))
     if flashes.centroid_ok.any():
         keys.append(LegendKey("centroid", 12, "#dddddd", "black", 1.4))
     if flashes.energy is not None and flashes.n:
