@@ -6,13 +6,12 @@ from __future__ import annotations
 import base64
 import io
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from import_probe import packages_loaded_by
 
 from lightning_eda.plots.cluster_map import (
     CENTROID_DISC_POINTS,
@@ -351,12 +350,8 @@ def test_png_markdown_embeds_data_uri():
 
 def test_the_package_saving_and_map_geometry_load_no_plotting_library():
     # The Dagster wiring imports plots.output to save figures: that must not cost matplotlib's start-up.
-    code = (
-        "import sys, lightning_eda.plots, lightning_eda.plots.output, lightning_eda.plots.geometry; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'mpl_toolkits', 'dagster'}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    modules = ["lightning_eda.plots", "lightning_eda.plots.output", "lightning_eda.plots.geometry"]
+    assert packages_loaded_by(modules, ["matplotlib", "mpl_toolkits", "dagster"]) == []
 
 
 def test_at_storm_scale_only_the_clusters_the_legend_names_get_numbered_discs():

@@ -5,12 +5,11 @@ Every ConfigError is checked for the name of the variable it is about, since tha
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from import_probe import packages_loaded_by
 
 from lightning_eda.settings import (
     DEFAULT_BUCKET,
@@ -349,13 +348,7 @@ def test_a_bad_flag_is_refused_or_reported_and_left_out():
 
 
 def test_reading_the_settings_loads_no_store_and_no_duckdb():
-    code = (
-        "import sys, lightning_eda.settings; "
-        "print(sorted(m for m in sys.modules if m.startswith(('duckdb', 'pyarrow'))))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert packages_loaded_by(["lightning_eda.settings"], ["duckdb", "pyarrow"]) == []
 
 
 def test_settings_missing_source_dir(tmp_path):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 from dagster import materialize
+from import_probe import packages_loaded_by
 
 from lightning_eda.orchestration.resources import resources_from_env
 from lightning_eda.testing.real_minute import BUCKET, KEY_2018, serve_2018_minute
@@ -45,14 +44,7 @@ def test_plain_modules_have_no_dagster_import_statement():
 
 def test_importing_every_plain_module_loads_no_dagster():
     """Transitively too: a fresh interpreter imports them all, then no dagster* module may be loaded."""
-    code = (
-        "import importlib, sys\n"
-        f"for name in {plain_modules()!r}: importlib.import_module(name)\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0].startswith('dagster')))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert packages_loaded_by(plain_modules(), ["dagster"]) == []
 
 
 def test_overriding_the_data_folder_in_run_config_moves_the_database_too(s3, real_granules, tmp_path):
@@ -76,13 +68,7 @@ def test_overriding_the_data_folder_in_run_config_moves_the_database_too(s3, rea
 
 def test_loading_the_definitions_leaves_the_plotting_stack_unloaded():
     """Every run process and the UI's code server load the definitions: matplotlib and basemap wait until a plot."""
-    code = (
-        "import sys, lightning_eda.definitions\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'mpl_toolkits', 'dagster_duckdb'}))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert packages_loaded_by(["lightning_eda.definitions"], ["matplotlib", "mpl_toolkits", "dagster_duckdb"]) == []
 
 
 def test_the_data_resource_hands_out_one_store_and_derives_no_path_itself(tmp_path):
