@@ -267,7 +267,7 @@ def test_centroid_discs_that_would_pile_up_are_moved_apart_and_lone_ones_stay():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from lightning_eda.plots.cluster_map import spread_discs
+    from lightning_eda.plots.geometry import spread_discs
 
     fig = Figure(figsize=(6, 4), dpi=100)
     FigureCanvasAgg(fig)
@@ -353,3 +353,31 @@ def test_format_position_names_the_hemispheres(lat, lon, decimals, expected):
     from lightning_eda.geo import format_position
 
     assert format_position(lat, lon, decimals=decimals) == expected
+
+
+def test_strong_track_labels_of_a_tight_storm_system_do_not_cover_each_other():
+    """The realistic hour's six strongest tracks end within ~60 km of one another (a mesoscale system over Uruguay):
+    their rank labels are spread apart and tied back to their tracks; a lone strong track keeps its label beside it."""
+    import pandas as pd
+
+    from lightning_eda.plots.geometry import MapInput
+    from lightning_eda.plots.map_canvas import map_canvas
+    from lightning_eda.plots.tracks import _LABEL_POINTS, track_label_marks
+
+    last = pd.DataFrame(
+        {
+            "lat": [-32.03, -32.16, -32.26, -31.37, -32.09, -32.2, 40.0],
+            "lon": [-58.37, -56.96, -52.83, -59.46, -57.76, -57.9, -100.0],
+        },
+        index=pd.Index([11, 12, 13, 14, 15, 16, 17], name="track_id"),
+    )
+    canvas = map_canvas(
+        MapInput.from_args(last["lat"], last["lon"], np.zeros(len(last), dtype=np.int64), None, None), None
+    )
+    marks = track_label_marks(canvas, last, [11, 12, 13, 14, 15, 16, 17, 99])  # 99: not in this window
+    assert marks.rank.tolist() == [1, 2, 3, 4, 5, 6, 7]
+    points = canvas.ax.transData.transform(marks.label_xy)
+    gaps = [np.hypot(*(points[i] - points[j])) for i in range(7) for j in range(i + 1, 7)]
+    assert min(gaps) >= _LABEL_POINTS * canvas.fig.dpi / 72 - 0.5
+    assert marks.moved[:6].any() and not marks.moved[6]
+    assert np.array_equal(marks.label_xy[6], marks.beside_xy[6])

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib import patheffects
 from matplotlib.lines import Line2D
 
-from lightning_eda.plots.geometry import MapInput
+from lightning_eda.plots.geometry import MapInput, spread_discs
 from lightning_eda.plots.map_canvas import MapCanvas, map_canvas, map_headings, no_flashes_notice
 from lightning_eda.plots.output import figure_png
 from lightning_eda.plots.style import cluster_colors
@@ -209,38 +209,6 @@ def _draw_centroids(ax, marks: CentroidMarks, colors: list[str]) -> None:
             zorder=5,
             clip_on=True,
         )
-
-
-def spread_discs(
-    ax, x: np.ndarray, y: np.ndarray, *, min_points: float, rounds: int = 60
-) -> tuple[np.ndarray, np.ndarray]:
-    """Nudge centroid discs apart until none overlaps another (discs ``min_points`` wide, in display space).
-
-    A few rounds of pairwise repulsion: each overlapping pair moves apart along the line joining it by half the
-    overlap. Positions are returned in data coordinates; far-apart centroids do not move, and come back exactly as
-    given (not through a display-space round trip, whose rounding would make them look moved).
-    """
-    to_display, to_data = ax.transData, ax.transData.inverted()
-    start = to_display.transform(np.column_stack([x, y]))
-    points = start.copy()
-    min_pixels = min_points * ax.figure.dpi / 72.0
-    for _ in range(rounds):
-        delta = points[:, None, :] - points[None, :, :]
-        dist = np.hypot(delta[..., 0], delta[..., 1])
-        np.fill_diagonal(dist, np.inf)
-        overlap = np.clip(min_pixels - dist, 0.0, None)
-        if not overlap.any():
-            break
-        with np.errstate(invalid="ignore", divide="ignore"):
-            unit = np.where(dist[..., None] > 1e-9, delta / dist[..., None], 0.0)
-        same = dist <= 1e-9  # exactly stacked: the two move opposite ways along one diagonal
-        order = np.sign(np.subtract.outer(np.arange(len(points)), np.arange(len(points))))
-        unit[same] = order[same][:, None] * np.array([0.7071, 0.7071])
-        points = points + (unit * overlap[..., None] / 2).sum(axis=1)
-    moved = np.any(points != start, axis=1)
-    data = np.column_stack([x, y]).astype(np.float64)
-    data[moved] = to_data.transform(points[moved])
-    return data[:, 0], data[:, 1]
 
 
 @dataclass(frozen=True)

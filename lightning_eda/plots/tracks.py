@@ -7,12 +7,13 @@ Both take the tracks' tables as :mod:`lightning_eda.analysis.tracks` makes them 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from lightning_eda.plots.geometry import MapInput
-from lightning_eda.plots.map_canvas import map_canvas, map_headings, no_flashes_notice
+from lightning_eda.plots.geometry import MapInput, spread_discs
+from lightning_eda.plots.map_canvas import MapCanvas, map_canvas, map_headings, no_flashes_notice
 from lightning_eda.plots.output import figure_png, new_figure
 from lightning_eda.plots.style import cluster_colors, jump_legend, jump_markers, light_grid, no_data, rate_steps
 
@@ -20,6 +21,10 @@ _RATE_FIGSIZE = (12.0, 5.0)
 _RATE_CMAP = "plasma"
 #: The colour bar's box (figure fractions) in the room map_canvas leaves right of the map.
 _COLORBAR_BOX = (0.84, 0.2, 0.018, 0.55)
+#: A rank label's box is about this wide (points): labels closer than that are spread apart.
+_LABEL_POINTS = 15.0
+#: Where a rank label sits, from its track's last position (points, right and up).
+_LABEL_OFFSET_POINTS = np.array([9.0, 9.0])
 
 
 def track_label(track_id: int) -> str:
@@ -69,19 +74,21 @@ def storm_tracks_map(
         ax.scatter([], [], marker="^", s=55, color="white", edgecolors="black", label="lightning jump")
         ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
     last = rows.groupby("track_id").tail(1).set_index("track_id")
-    for rank, track in enumerate(strongest, start=1):
-        if track in last.index:
-            lx, ly = canvas.xy(np.array([last.at[track, "lon"]]), np.array([last.at[track, "lat"]]))
-            ax.annotate(
-                f"{rank}",
-                (lx[0], ly[0]),
-                xytext=(4, 4),
-                textcoords="offset points",
-                fontsize=8,
-                fontweight="bold",
-                zorder=7,
-                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "#555555", "alpha": 0.85},
-            )
+    labels = track_label_marks(canvas, last, strongest)
+    for rank, (tx, ty), (lx, ly), moved in zip(labels.rank, labels.true_xy, labels.label_xy, labels.moved, strict=True):
+        ax.annotate(
+            f"{rank}",
+            (tx, ty),
+            xytext=(lx, ly),
+            textcoords="data",
+            ha="center",
+            va="center",
+            fontsize=8,
+            fontweight="bold",
+            zorder=7,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "#555555", "alpha": 0.85},
+            arrowprops={"arrowstyle": "-", "color": "#333333", "linewidth": 0.7} if moved else None,
+        )
     if not len(rows):
         no_flashes_notice(ax)
     colorbar = canvas.fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=canvas.fig.add_axes(_COLORBAR_BOX))
@@ -90,6 +97,43 @@ def storm_tracks_map(
     summary_text = f"{len(summary):,} tracks, {n_jumps} lightning jump{'s' if n_jumps != 1 else ''}"
     map_headings(ax, "Storm Tracks", title, summary_text)
     return figure_png(canvas.fig)
+
+
+@dataclass(frozen=True)
+class TrackLabelMarks:
+    """Where the strongest tracks' rank labels go, in map coordinates: ``true_xy`` each track's last position,
+    ``beside_xy`` the usual spot up and to the right of it, ``label_xy`` the label's centre; ``rank`` the number."""
+
+    rank: np.ndarray
+    true_xy: np.ndarray
+    beside_xy: np.ndarray
+    label_xy: np.ndarray
+
+    @property
+    def moved(self) -> np.ndarray:
+        """Labels pushed away from their usual spot, which get a leader line back to the track."""
+        return np.any(self.label_xy != self.beside_xy, axis=1)
+
+
+def track_label_marks(canvas: MapCanvas, last: pd.DataFrame, strongest: Sequence[int]) -> TrackLabelMarks:
+    """Rank labels beside each strong track's last position, spread apart so that no two overlap.
+
+    The strongest storms of an hour often sit within a few km of one another (a mesoscale system's cells), where
+    labels all placed up and to the right cover each other; they are nudged apart as the cluster map's discs are.
+    """
+    shown = [(rank, track) for rank, track in enumerate(strongest, start=1) if track in last.index]
+    rank = np.array([r for r, _ in shown], dtype=np.int64)
+    tracks = [t for _, t in shown]
+    x, y = canvas.xy(last.loc[tracks, "lon"].to_numpy(dtype=float), last.loc[tracks, "lat"].to_numpy(dtype=float))
+    true_xy = np.column_stack([np.asarray(x, float), np.asarray(y, float)]).reshape(-1, 2)
+    # the usual spot: up and to the right of the end point, by _LABEL_OFFSET_POINTS
+    to_display = canvas.ax.transData
+    shift = _LABEL_OFFSET_POINTS * canvas.fig.dpi / 72.0
+    beside = to_display.inverted().transform(to_display.transform(true_xy) + shift) if len(true_xy) else true_xy
+    label_xy = beside.copy()
+    if len(true_xy) > 1:
+        label_xy = np.column_stack(spread_discs(canvas.ax, beside[:, 0], beside[:, 1], min_points=_LABEL_POINTS))
+    return TrackLabelMarks(rank=rank, true_xy=true_xy, beside_xy=beside, label_xy=label_xy)
 
 
 def _position_at(rows: pd.DataFrame, jumps: pd.DataFrame) -> pd.DataFrame:
