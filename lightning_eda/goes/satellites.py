@@ -14,8 +14,8 @@ Handover times (UTC), each the moment the new satellite became the slot's operat
 - GOES-18 → GOES-West 2023-01-04 18:00 UTC (NOAA OSPO; NESDIS, "GOES-18 is now GOES West", 4 January 2023, gives
   the day). The hour is OSPO's, not confirmed by a second source here.
 - GOES-19 → GOES-East 2025-04-07 15:00 UTC (NOAA OSPO). NOAA's earlier transition plan named 2025-04-04 15:10 UTC
-  (11:10 EDT) for GOES-19 entering service; GLM.md records both dates. OSPO's time is used: GOES-16's GLM kept
-  publishing until that handover, so each hour in between still has granules in ``noaa-goes16``.
+  (11:10 EDT) for GOES-19 entering service; GLM.md records both dates. OSPO's time is used; an hour in between
+  that ``noaa-goes16`` lacks fails with "no granules", and ``S3_BUCKET=noaa-goes19`` reads it from the other.
 """
 
 from __future__ import annotations
