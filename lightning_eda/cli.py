@@ -211,11 +211,6 @@ def run_window(
     return 0
 
 
-def run_hour(config: settings.Settings, hour: datetime, *, verbose: bool = False, cluster: bool = True) -> int:
-    """Ingest one hour, then cluster it and draw the plots."""
-    return run_window(config, settings.TimeWindow(hour, hour + timedelta(hours=1)), verbose=verbose, cluster=cluster)
-
-
 def _run_window_from_args(args, env) -> settings.TimeWindow:
     """The run command's window: --recent, or --start and --end, else the hour of GOES_YEAR/GOES_DOY/GOES_HOUR."""
     now = settings.now_from_env(env)
