@@ -95,6 +95,7 @@ def backfilled(handover, tmp_path_factory):
     return cwd / "data", operational, decoys, first, second
 
 
+@pytest.mark.slow  # lightning-eda as a subprocess
 def test_a_backfill_across_the_handover_reads_each_hour_from_its_satellite(backfilled):
     data_dir, operational, decoys, first, second = backfilled
     assert first.returncode == 0, first.stderr
@@ -113,6 +114,7 @@ def test_a_backfill_across_the_handover_reads_each_hour_from_its_satellite(backf
     assert second.stdout.count("already loaded, skipped") == 2, second.stdout
 
 
+@pytest.mark.slow  # lightning-eda as a subprocess
 def test_a_window_over_the_alias_reads_each_hours_satellite(backfilled):
     data_dir, operational, _, *_ = backfilled
     analyses = AnalysisStore(ParquetStore(data_dir))

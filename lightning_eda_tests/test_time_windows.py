@@ -177,6 +177,7 @@ def runs(planted_hour, tmp_path_factory):
     return results
 
 
+@pytest.mark.slow  # lightning-eda as a subprocess
 @pytest.mark.parametrize(
     ("name", "start", "end"),
     [
