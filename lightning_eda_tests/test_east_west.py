@@ -146,3 +146,22 @@ def test_an_alias_with_no_satellite_exits_2_before_any_download(args, env, tmp_p
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "S3_BUCKET=west" in lines[0] and "GOES-17" in lines[0], result.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow  # lightning-eda as a subprocess (the backfill)
+def test_the_products_read_each_hour_from_its_satellite_and_cut_to_the_minute(backfilled):
+    data_dir, operational, _, *_ = backfilled
+    store = ParquetStore(data_dir)
+    product = "GLM-L2-LCFA"
+    spans = satellites.bucket_spans("west", BEFORE, AFTER + timedelta(hours=1))
+    hours = list(database.loaded_granule_rows(store, spans=spans, product=product, tables=("glm_event",)))
+    sources = [set(rows["glm_event"]["source_file"].astype(str)) for rows in hours]
+    assert len(sources) == 2 and all("_G17_" in f for f in sources[0]) and all("_G18_" in f for f in sources[1])
+    assert sources[0] | sources[1] == operational
+    # 17:20-18:30: the 17:20 granule's events of 17:19:58.5 are cut, those of 18:20 kept; 18:40's granule is out
+    spans = satellites.bucket_spans("west", BEFORE + timedelta(minutes=20), AFTER + timedelta(minutes=30))
+    (first, second) = database.loaded_granule_rows(store, spans=spans, product=product, tables=("glm_event",))
+    planted = sample_tables()["events"]["time"]  # seconds after each granule's start
+    kept_per_granule = sum(t >= 0 for t in planted)
+    assert len(first["glm_event"]) == kept_per_granule + len(planted)  # 17:20 cut at its start, 17:40 whole
+    assert len(second["glm_event"]) == len(planted)  # 18:20 whole, 18:40 after the end
