@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from lightning_eda import settings
@@ -93,12 +93,16 @@ def _ingest(hour: datetime, verbose: bool, force: bool = False):
     return _materialize(ingest_assets, partition_key=partition_key_for_hour(hour), ops=ops, verbose=verbose)
 
 
-def _cluster(start: datetime, hours: int, verbose: bool):
+def _cluster(start: datetime, hours: int, verbose: bool, end: datetime | None = None):
+    """Cluster ``hours`` hours from ``start``, or with ``end`` the window [start, end) to the minute."""
     from lightning_eda.definitions import clustering_assets
     from lightning_eda.orchestration.partitions import partition_key_for_hour
     from lightning_eda.orchestration.run_config import cluster_run_config
 
-    ops = cluster_run_config(partition_key_for_hour(start), hours=hours).ops
+    if end is None:
+        ops = cluster_run_config(partition_key_for_hour(start), hours=hours).ops
+    else:
+        ops = cluster_run_config(f"{start:%Y-%m-%dT%H:%M}", hours=hours, end=f"{end:%Y-%m-%dT%H:%M}").ops
     return _materialize(clustering_assets, ops=ops, verbose=verbose)
 
 
@@ -113,7 +117,7 @@ def _hour_summary(config: settings.Settings, hour: datetime) -> dict:
     from lightning_eda.store import catalog, database
 
     with catalog.connect_store(config.data_dir) as con:
-        return database.hour_summary(con, bucket=config.bucket, hour=hour)
+        return database.hour_summary(con, bucket=config.bucket_at(hour), hour=hour)
 
 
 def _incomplete_note(summary: dict) -> str:
@@ -173,32 +177,54 @@ def _print_track_summary(result, config: settings.Settings) -> None:
         )
 
 
-def run_hour(config: settings.Settings, hour: datetime, *, verbose: bool = False, cluster: bool = True) -> int:
-    """Ingest one hour, then cluster it and draw the plots."""
+def run_window(
+    config: settings.Settings, window: settings.TimeWindow, *, verbose: bool = False, cluster: bool = True
+) -> int:
+    """Ingest the hours the window touches, then cluster exactly the window and draw the plots."""
     from lightning_eda.orchestration.partitions import partition_key_for_hour
 
-    print(
-        f"lightning-eda: {config.bucket}/{config.product} hour {hour:%Y-%m-%d %H}:00 UTC "
-        f"(partition {partition_key_for_hour(hour)})"
-    )
-    result = _ingest(hour, verbose)
-    if not result.success:
-        return _fail(failure_message(result), 1)
-    summary = _hour_summary(config, hour)
-    print(
-        f"files: {summary['files']} ({summary['loaded']} loaded, {summary['failed']} failed"
-        f"{', ' + str(summary['missing']) + ' missing' if summary['missing'] else ''}){_incomplete_note(summary)}\n"
-        f"flashes: {summary['flashes']}\ngroups: {summary['groups']}\nevents: {summary['events']}\n"
-        f"time span: {summary['time_start']} .. {summary['time_end']} UTC\n"
-        f"database: {_database_path(config)}"
-    )
+    if not window.whole_hours or len(window.hours) > 1:
+        print(f"lightning-eda: window {window.text}, {len(window.hours)} hours to ingest")
+    for hour in window.hours:
+        print(
+            f"lightning-eda: {config.bucket_at(hour)}/{config.product} hour {hour:%Y-%m-%d %H}:00 UTC "
+            f"(partition {partition_key_for_hour(hour)})"
+        )
+        result = _ingest(hour, verbose)
+        if not result.success:
+            return _fail(failure_message(result), 1)
+        summary = _hour_summary(config, hour)
+        print(
+            f"files: {summary['files']} ({summary['loaded']} loaded, {summary['failed']} failed"
+            f"{', ' + str(summary['missing']) + ' missing' if summary['missing'] else ''}){_incomplete_note(summary)}\n"
+            f"flashes: {summary['flashes']}\ngroups: {summary['groups']}\nevents: {summary['events']}\n"
+            f"time span: {summary['time_start']} .. {summary['time_end']} UTC\n"
+            f"database: {_database_path(config)}"
+        )
     if not cluster:
         return 0
-    result = _cluster(hour, 1, verbose)
+    end = None if window.whole_hours else window.end
+    result = _cluster(window.start, len(window.hours), verbose, end=end)
     if not result.success:
         return _fail(failure_message(result), 1)
     _print_cluster_summary(result, config)
     return 0
+
+
+def _run_window_from_args(args, env) -> settings.TimeWindow:
+    """The run command's window: --recent, or --start and --end, else the hour of GOES_YEAR/GOES_DOY/GOES_HOUR."""
+    now = settings.now_from_env(env)
+    if args.recent and (args.start or args.end):
+        raise settings.ConfigError("--recent cannot be combined with --start/--end")
+    if args.recent:
+        return settings.recent_window(settings.parse_duration(args.recent, "--recent"), now=now)
+    if args.start or args.end:
+        if not (args.start and args.end):
+            raise settings.ConfigError(f"set both --start and --end (missing: {'--end' if args.start else '--start'})")
+        start, end = settings.parse_minute(args.start, "--start"), settings.parse_minute(args.end, "--end")
+        return settings.time_window(start, end, now=now)
+    hour = settings.hour_from_env(env, now=now)
+    return settings.TimeWindow(hour, hour + timedelta(hours=1))
 
 
 def backfill(config: settings.Settings, hours: list[datetime], *, force: bool, cluster: bool, verbose: bool) -> int:
@@ -213,7 +239,9 @@ def backfill(config: settings.Settings, hours: list[datetime], *, force: bool, c
     done = set()
     if not force:
         with catalog.connect_store(config.data_dir) as con:
-            done = database.complete_hours(con, config.bucket, config.product)
+            real = settings.buckets_for_hours(config.bucket, hours)  # east/west: each hour's satellite
+            complete = {b: database.complete_hours(con, b, config.product) for b in set(real.values())}
+            done = {hour for hour in hours if hour in complete[real[hour]]}
     failures = incomplete = 0
     for index, hour in enumerate(hours, 1):
         prefix = f"[{index}/{len(hours)}] {hour:%Y-%m-%d %H}:00"
@@ -260,8 +288,18 @@ def rebuild_database(config: settings.Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lightning-eda", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="ingest, cluster and map the hour chosen by GOES_YEAR/GOES_DOY/GOES_HOUR")
+    run = sub.add_parser(
+        "run",
+        help="ingest, cluster and map the hour chosen by GOES_YEAR/GOES_DOY/GOES_HOUR, or a window to the minute",
+    )
     run.add_argument("--no-cluster", action="store_true", help="only extract, transform and load")
+    run.add_argument(
+        "--recent",
+        default="",
+        help="the last 30min, 90min, 2h, ... up to the end of the latest complete hour (clock: LIGHTNING_EDA_NOW)",
+    )
+    run.add_argument("--start", default="", help="window start to the minute, UTC, e.g. 2024-06-01T18:10")
+    run.add_argument("--end", default="", help="window end to the minute (excluded), UTC, e.g. 2024-06-01T18:40")
     fill = sub.add_parser("backfill", help="ingest every hour of a range (each once), then cluster the range")
     fill.add_argument(
         "--start",
@@ -281,15 +319,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = settings.Settings.from_env()
         if args.command == "run":
-            hour = settings.hour_from_env(os.environ)
+            window = _run_window_from_args(args, os.environ)
+            settings.buckets_for_hours(config.bucket, window.hours)  # east/west: every hour has a satellite
         elif args.command == "backfill":
             start = settings.parse_hour(args.start, "--start/BACKFILL_START")
             end = settings.parse_hour(args.end, "--end/BACKFILL_END")
             hours = settings.hour_range(start, end)
+            settings.buckets_for_hours(config.bucket, hours)
     except settings.ConfigError as exc:
         return _fail(str(exc), 2)
     if args.command == "run":
-        return run_hour(config, hour, verbose=args.verbose, cluster=not args.no_cluster)
+        return run_window(config, window, verbose=args.verbose, cluster=not args.no_cluster)
     if args.command == "rebuild-db":
         return rebuild_database(config)
     return backfill(config, hours, force=args.force, cluster=not args.no_cluster, verbose=args.verbose)

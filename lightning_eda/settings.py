@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from lightning_eda.goes import satellites
 from lightning_eda.utc import days_in_year, utc_now
 
-DEFAULT_BUCKET = "noaa-goes19"
+#: GOES-East, resolved hour by hour to the operational satellite's bucket (:mod:`lightning_eda.goes.satellites`).
+DEFAULT_BUCKET = satellites.EAST
 DEFAULT_PRODUCT = "GLM-L2-LCFA"
 DEFAULT_DATA_DIR = "data"
 FIRST_GLM_YEAR = 2017  # GOES-16's GLM began producing data in 2017.
@@ -31,12 +33,28 @@ class ConfigError(ValueError):
 
 
 def validate_bucket(bucket: str, variable: str = "S3_BUCKET") -> str:
+    """A bucket name, or a slot alias (``east``, ``west``, any case) returned in lower case."""
+    if satellites.is_alias(bucket or ""):
+        return bucket.strip().lower()
     if not _BUCKET_RE.fullmatch(bucket or "") or ".." in bucket:
         raise ConfigError(
             f"{variable}={bucket!r} is not a valid S3 bucket name: use 3-63 lowercase letters, digits, '.' or '-' "
-            f"(e.g. noaa-goes19, noaa-goes18, noaa-goes16)"
+            f"(e.g. noaa-goes19, noaa-goes18, noaa-goes16), or east / west for the slot's operational satellite"
         )
     return bucket
+
+
+def bucket_at(bucket: str, hour: datetime) -> str:
+    """The real bucket holding ``hour`` for S3_BUCKET ``bucket`` (an alias resolves to the slot's satellite)."""
+    try:
+        return satellites.bucket_at(validate_bucket(bucket), hour)
+    except satellites.NoOperationalSatellite as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def buckets_for_hours(bucket: str, hours: list[datetime]) -> dict[datetime, str]:
+    """Each hour's real bucket, all resolved before any download (an hour no satellite covers raises)."""
+    return {hour: bucket_at(bucket, hour) for hour in hours}
 
 
 def validate_product(product: str, variable: str = "PRODUCT") -> str:
@@ -102,6 +120,10 @@ class Settings:
     source_dir: Path | None
     write_csv: bool = False
     keep_raw: bool = True
+
+    def bucket_at(self, hour: datetime) -> str:
+        """The real bucket of ``hour`` (S3_BUCKET itself unless it is ``east`` or ``west``)."""
+        return bucket_at(self.bucket, hour)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -169,17 +191,100 @@ def validate_source_dir(source_dir: str | None) -> Path | None:
 _WINDOW_FORMATS = ("%Y-%m-%d-%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H", "%Y-%m-%dT%H", "%Y-%m-%d")
 
 
-def parse_hour(text: str, variable: str = "window_start") -> datetime:
-    """An hour given as a partition key (2018-07-02-04:00), ISO-like text (2018-07-02 04:00) or a date."""
+def parse_minute(text: str, variable: str = "window_start") -> datetime:
+    """A UTC minute given as ISO-like text (2024-06-01T18:10, 2024-06-01 18:10), a partition key or a date."""
     for fmt in _WINDOW_FORMATS:
         try:
-            moment = datetime.strptime(text.strip(), fmt)
+            return datetime.strptime(text.strip(), fmt)
         except ValueError:
             continue
-        if moment.minute or moment.second:
-            raise ConfigError(f"{variable}={text!r} must fall on a whole hour")
-        return moment
-    raise ConfigError(f"{variable}={text!r} is not an hour: use YYYY-MM-DD HH:MM (UTC) or a partition key")
+    raise ConfigError(f"{variable}={text!r} is not a UTC time: use YYYY-MM-DDTHH:MM, e.g. 2024-06-01T18:10")
+
+
+def parse_hour(text: str, variable: str = "window_start") -> datetime:
+    """An hour given as a partition key (2018-07-02-04:00), ISO-like text (2018-07-02 04:00) or a date."""
+    try:
+        moment = parse_minute(text, variable)
+    except ConfigError:
+        raise ConfigError(
+            f"{variable}={text!r} is not an hour: use YYYY-MM-DD HH:MM (UTC) or a partition key"
+        ) from None
+    if moment.minute:
+        raise ConfigError(f"{variable}={text!r} must fall on a whole hour")
+    return moment
+
+
+_DURATION_RE = re.compile(r"(?:(?P<hours>[0-9]+)\s*h(?:ours?)?)?\s*(?:(?P<minutes>[0-9]+)\s*m(?:in(?:utes?)?)?)?")
+
+
+def parse_duration(text: str, variable: str = "--recent") -> timedelta:
+    """A length of time as goes2go's ``recent`` takes it: 30min, 90min, 2h, 1h30min (whole minutes)."""
+    match = _DURATION_RE.fullmatch(text.strip().lower())
+    if match is None or not (match["hours"] or match["minutes"]):
+        raise ConfigError(f"{variable}={text!r} is not a duration: use e.g. 30min, 90min, 2h or 1h30min")
+    duration = timedelta(hours=int(match["hours"] or 0), minutes=int(match["minutes"] or 0))
+    if not timedelta(minutes=1) <= duration <= timedelta(hours=MAX_BACKFILL_HOURS):
+        raise ConfigError(f"{variable}={text!r} is out of range: from 1min to {MAX_BACKFILL_HOURS}h")
+    return duration
+
+
+def now_from_env(env: Mapping[str, str]) -> datetime:
+    """The clock: now in UTC, or LIGHTNING_EDA_NOW (a UTC minute) to replay a past moment or test ``--recent``."""
+    given = env.get("LIGHTNING_EDA_NOW", "").strip()
+    return parse_minute(given, "LIGHTNING_EDA_NOW") if given else utc_now()
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """A clustering window to the minute, [start, end) UTC, and the hours of granules it touches."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def hours(self) -> list[datetime]:
+        first = self.start.replace(minute=0, second=0, microsecond=0)
+        count = -(-(self.end - first) // timedelta(hours=1))  # ceil: an end inside an hour touches that hour
+        return [first + timedelta(hours=i) for i in range(count)]
+
+    @property
+    def whole_hours(self) -> bool:
+        return self.start.minute == self.end.minute == 0
+
+    @property
+    def text(self) -> str:
+        return f"{self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"
+
+
+def time_window(start: datetime, end: datetime, *, now: datetime, flags: str = "--start/--end") -> TimeWindow:
+    """[start, end) checked: end after start, within the GLM era, ending by the end of the latest complete hour.
+
+    The hour in progress cannot be ingested (its partition does not exist until it ends), so a window may reach the
+    end of the latest complete hour and no further.
+    """
+    if start.second or start.microsecond or end.second or end.microsecond:
+        raise ConfigError(f"{flags}: {start} – {end} must be whole minutes")
+    if end <= start:
+        raise ConfigError(f"{flags}: the end {end:%Y-%m-%dT%H:%M} must come after the start {start:%Y-%m-%dT%H:%M}")
+    if start.year < FIRST_GLM_YEAR:
+        raise ConfigError(f"{flags}: the start {start:%Y-%m-%dT%H:%M} is before GLM data exist ({FIRST_GLM_YEAR})")
+    latest_end = latest_complete_hour(now) + timedelta(hours=1)
+    if end > latest_end:
+        raise ConfigError(
+            f"{flags}: the end {end:%Y-%m-%dT%H:%M} UTC is after the end of the latest complete hour "
+            f"({latest_end:%Y-%m-%dT%H:%M} UTC at {now:%Y-%m-%dT%H:%M})"
+        )
+    window = TimeWindow(start, end)
+    if len(window.hours) > MAX_BACKFILL_HOURS:
+        raise ConfigError(f"{flags}: the window touches {len(window.hours)} hours; at most {MAX_BACKFILL_HOURS}")
+    return window
+
+
+def recent_window(duration: timedelta, *, now: datetime) -> TimeWindow:
+    """The last ``duration`` of complete hours: it ends with the latest complete hour (at 18:45, 30min is
+    17:30–18:00), since the hour in progress cannot be ingested yet."""
+    end = latest_complete_hour(now) + timedelta(hours=1)
+    return time_window(end - duration, end, now=now, flags="--recent")
 
 
 MAX_BACKFILL_HOURS = 24 * 366

@@ -311,7 +311,7 @@ def test_invalid_products_name_the_variable(product):
 def test_settings_defaults():
     s = Settings.from_env({})
     assert s == Settings(bucket=DEFAULT_BUCKET, product=DEFAULT_PRODUCT, data_dir=Path("data"), source_dir=None)
-    assert (DEFAULT_BUCKET, DEFAULT_PRODUCT) == ("noaa-goes19", "GLM-L2-LCFA")
+    assert (DEFAULT_BUCKET, DEFAULT_PRODUCT) == ("east", "GLM-L2-LCFA")  # GOES-East, whichever satellite it was
     assert database_path(s.data_dir) == Path("data") / "glm.duckdb"
 
 

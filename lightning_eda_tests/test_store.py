@@ -319,7 +319,7 @@ def flash_rows(flash_id: list) -> pd.DataFrame:
 
 def test_conform_narrows_what_fits_and_truncates_times_to_microseconds():
     table = conform(flash_rows([1, 65_535]), GLM_SCHEMAS["glm_flash"])
-    assert table.schema == GLM_SCHEMAS["glm_flash"]
+    assert table.drop_columns("geometry").schema == GLM_SCHEMAS["glm_flash"]  # plus the GeoParquet point
     assert table.column("flash_id").to_pylist() == [1, 65_535]
     assert table.column("time_start")[0].as_py() == datetime(2019, 6, 1, 12, 0, 0, 123456)
 

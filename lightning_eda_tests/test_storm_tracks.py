@@ -28,6 +28,8 @@ from lightning_eda.store.parquet_store import HourKey, ParquetStore
 from lightning_eda.store.track_hours import TRACK_TABLES, TrackHours
 
 T0 = pd.Timestamp("2024-06-01 18:00")
+#: GOES-East's bucket in 2024: where the default S3_BUCKET=east reads (and the tracks keep) T0's hours.
+BUCKET = "noaa-goes16"
 HOUR = pd.Timedelta(hours=1)
 #: A region around the planted scene: the tracks' plane is centred on it, as on the scene's own CENTRE.
 REGION = {"lat_min": 27.0, "lat_max": 43.0, "lon_min": -107.0, "lon_max": -83.0}
@@ -70,7 +72,7 @@ def load_planted_hours(data_dir, scene) -> None:
             "glm_file": pa.Table.from_pandas(glm_file),
             "glm_flash": pa.Table.from_pandas(rows.drop(columns="cell")),
         }
-        store.commit(HourKey(DEFAULT_BUCKET, DEFAULT_PRODUCT, hour.to_pydatetime()), store.stage(tables))
+        store.commit(HourKey(BUCKET, DEFAULT_PRODUCT, hour.to_pydatetime()), store.stage(tables))
 
 
 def track(data_dir, start: pd.Timestamp, hours: int):
@@ -122,7 +124,7 @@ def test_re_running_the_first_hour_changes_nothing(scene, tmp_path):
     load_planted_hours(tmp_path, scene)
     track(tmp_path, T0, 2)
     before = tables(tmp_path)
-    later_hour = TrackHours(ParquetStore(tmp_path)).hour_dir(DEFAULT_BUCKET, (T0 + HOUR).to_pydatetime())
+    later_hour = TrackHours(ParquetStore(tmp_path)).hour_dir(BUCKET, (T0 + HOUR).to_pydatetime())
     later_files = {path.name: path.stat().st_mtime_ns for path in later_hour.iterdir()}
     track(tmp_path, T0, 1)
     after = tables(tmp_path)

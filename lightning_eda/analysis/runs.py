@@ -21,6 +21,7 @@ from lightning_eda.analysis.analysis_store import AnalysisStore
 from lightning_eda.analysis.features import feature_matrix, preprocess
 from lightning_eda.analysis.storm_scale import segmentation_from_labels, storm_kmeans
 from lightning_eda.analysis.window import AnalysisWindow, WindowRequest
+from lightning_eda.goes import satellites
 from lightning_eda.store import database
 
 #: The columns of ``cluster_summary`` the "largest storms" table shows.
@@ -63,9 +64,10 @@ def _storm_k(window: AnalysisWindow) -> int | None:
 def preprocess_window(analyses: AnalysisStore, *, bucket: str, request: WindowRequest) -> Report:
     """Select the window's flashes, clean and project them, and write ``flash_features`` and ``feature_window``."""
     with analyses.connect() as con:
-        latest = database.latest_loaded_hour(con, bucket) if request.start is None else None
+        latest = database.latest_loaded_hour(con, satellites.slot_buckets(bucket)) if request.start is None else None
         start, end = request.bounds(latest)
-        flashes = database.window_flashes(con, bucket=bucket, start=start, end=end)
+        spans = satellites.bucket_spans(bucket, start, end)
+        flashes = database.window_flashes(con, spans=spans)
     result = preprocess(
         flashes,
         quality_flags=request.quality_flags,
@@ -247,12 +249,7 @@ def map_flash_extent_density(analyses: AnalysisStore, *, product: str, cell_km: 
     with analyses.connect() as con:
         window = analyses.read_window(con)
     hours = database.loaded_granule_rows(
-        analyses.tables,
-        bucket=window.bucket,
-        product=product,
-        start=window.start,
-        end=window.end,
-        tables=("glm_event", "glm_group"),
+        analyses.tables, spans=window.spans(), product=product, tables=("glm_event", "glm_group")
     )
     table = fed.window_density(hours, window.transform, cell_km, window.box)
     analyses.write_table("flash_extent_density", table)

@@ -46,7 +46,7 @@ class TrackSettings:
     def options(self, window: AnalysisWindow, granule: str = "") -> TrackingOptions:
         """The tracking options for the window; ``granule``, one of its files, names the satellite."""
         return TrackingOptions(
-            projection_centre=projection_centre(window.box, window.bucket, granule),
+            projection_centre=projection_centre(window.box, window.bucket_at(window.start), granule),
             frame_minutes=self.frame_minutes,
             max_speed_ms=self.max_speed_ms,
             min_flashes=self.min_flashes,
@@ -105,13 +105,15 @@ def track_hours(
     options = settings.options(window, str(flashes["source_file"].iloc[0]) if len(flashes) else "")
     made_with = stored_settings(options)
     results, continued_from = [], None
-    hour = window.start
+    first = hour = window.start.replace(minute=0, second=0, microsecond=0)  # a window to the minute: its hours
     while hour < window.end:
-        state = analyses.tracks.state_before(window.bucket, hour, made_with)
-        if state is not None and hour == window.start:  # later hours continue this run's own
+        bucket = window.bucket_at(hour)  # the hour's real bucket: east/west change satellite at a handover
+        state = analyses.tracks.state_before(bucket, hour, made_with)
+        if state is not None and hour == first:  # later hours continue this run's own
             continued_from = hour - _HOUR
         before = TrackState.empty() if state is None else TrackState.from_frame(state)
-        result = track_window(flashes, pd.Timestamp(hour), pd.Timestamp(hour + _HOUR), before, storm_frames, options)
+        frames = pd.Timestamp(max(hour, window.start)), pd.Timestamp(min(hour + _HOUR, window.end))
+        result = track_window(flashes, *frames, before, storm_frames, options)
         tables = {
             "storm_track": result.storm_track,
             "flash_track": result.flash_track,
@@ -120,7 +122,7 @@ def track_hours(
             "track_rate": result.track_rate,
             STATE_TABLE: result.state_after.to_frame(),
         }
-        analyses.tracks.write_hour(window.bucket, hour, tables, made_with)
+        analyses.tracks.write_hour(bucket, hour, tables, made_with)
         results.append(result)
         hour += _HOUR
     return WindowTracks.of(results, continued_from, made_with)

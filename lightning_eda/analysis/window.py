@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from lightning_eda.analysis.features import FeatureTransform, LatLonBox
+from lightning_eda.goes import satellites
 
 
 def box_from_edges(
@@ -36,7 +37,8 @@ def box_from_edges(
 class WindowRequest:
     """What the preprocessor is asked for, every value already parsed and checked.
 
-    ``start`` None means the latest loaded hour (looked up only then).
+    ``start`` None means the latest loaded hour (looked up only then). ``end`` (to the minute, with ``start``) ends
+    the window there instead of ``hours`` after the start.
     :func:`~lightning_eda.analysis.features.preprocess` checks the time weight.
     """
 
@@ -45,22 +47,29 @@ class WindowRequest:
     box: LatLonBox | None = None
     quality_flags: tuple[int, ...] | None = None
     time_weight_km_per_min: float = 0.0
+    end: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.hours < 1:
             raise ValueError(f"window_hours={self.hours} must be at least 1")
+        if self.end is not None and (self.start is None or self.end <= self.start):
+            raise ValueError(f"window_end={self.end:%Y-%m-%d %H:%M} must come after window_start={self.start}")
 
     def bounds(self, latest_loaded: datetime | None) -> tuple[datetime, datetime]:
         """[start, end): from ``start``, or from ``latest_loaded`` when no start was given."""
         start = self.start if self.start is not None else latest_loaded
         if start is None:
             raise ValueError("no hour is loaded yet: materialize the ingestor assets first")
-        return start, start + timedelta(hours=self.hours)
+        return start, self.end if self.end is not None else start + timedelta(hours=self.hours)
 
 
 @dataclass(frozen=True)
 class AnalysisWindow:
-    """The preprocessor's window: hours [start, end) of ``bucket``, the region kept and the projection fitted."""
+    """The preprocessor's window: [start, end) of ``bucket``, the region kept and the projection fitted.
+
+    ``bucket`` is S3_BUCKET as set: a real bucket, or ``east`` / ``west``, read hour by hour from the slot's satellite
+    (:meth:`spans`). ``start`` and ``end`` are to the minute; on a whole hour they take the hour's granules whole.
+    """
 
     bucket: str
     start: datetime
@@ -73,6 +82,14 @@ class AnalysisWindow:
     dropped: Mapping[str, int] = field(default_factory=dict)
     storm_count: int = 0  # storms segment_storms found among the kept flashes: the storm-scale k
     storm_reason: str = ""  # segment_storms' one line on how they were found
+
+    def spans(self) -> list[satellites.BucketSpan]:
+        """The window cut at the slot's handovers, each piece with the real bucket its hour folders are under."""
+        return satellites.bucket_spans(self.bucket, self.start, self.end)
+
+    def bucket_at(self, hour: datetime) -> str:
+        """The real bucket of ``hour`` of the window."""
+        return satellites.bucket_at(self.bucket, hour)
 
     @property
     def text(self) -> str:

@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 class GlmArchiveResource(ConfigurableResource):
     """NOAA's GOES bucket, read anonymously, or a local mirror of it."""
 
-    bucket: str = Field(default=settings.DEFAULT_BUCKET, description="S3 bucket, e.g. noaa-goes19 (S3_BUCKET).")
+    bucket: str = Field(
+        default=settings.DEFAULT_BUCKET,
+        description="S3 bucket, e.g. noaa-goes19, or east / west: the slot's operational satellite, hour by hour "
+        "(S3_BUCKET).",
+    )
     product: str = Field(default=settings.DEFAULT_PRODUCT, description="Product folder (PRODUCT).")
     source_dir: str | None = Field(
         default=None, description="Read granules from this local folder laid out like the bucket (GOES_SOURCE_DIR)."
@@ -57,14 +61,20 @@ class GlmArchiveResource(ConfigurableResource):
         self.validate_names()
         settings.validate_source_dir(self.source_dir)
 
-    def archive(self) -> GranuleArchive:
+    def bucket_at(self, hour: datetime) -> str:
+        """The real bucket of ``hour``; raises settings.ConfigError for an alias before its slot's first satellite."""
+        return settings.bucket_at(self.bucket, hour)
+
+    def archive(self, hour: datetime) -> GranuleArchive:
+        """Where ``hour``'s granules come from: the bucket S3_BUCKET names, or for east/west the slot's satellite's."""
         self.validate_config()
+        bucket = self.bucket_at(hour)
         if self.source_dir:
-            return LocalArchive(Path(self.source_dir), self.bucket, self.product)
+            return LocalArchive(Path(self.source_dir), bucket, self.product)
         client = make_s3_client(
             endpoint_url=self.endpoint_url, max_attempts=self.max_attempts, read_timeout=self.read_timeout
         )
-        return S3Archive(client, self.bucket, self.product)
+        return S3Archive(client, bucket, self.product)
 
 
 class LightningDataResource(ConfigurableResource):
@@ -116,9 +126,10 @@ class LightningDataResource(ConfigurableResource):
         return catalog.refresh_database(self.root)
 
     def hour_paths(self, archive: GlmArchiveResource, hour: datetime) -> HourPaths:
-        """The hour's folders; raises settings.ConfigError for a bucket or product that is no safe folder name."""
+        """The hour's folders, under its real bucket; raises settings.ConfigError for a bucket or product that is no
+        safe folder name, or an alias with no satellite at that hour."""
         archive.validate_names()
-        return HourPaths(self.root, archive.bucket, archive.product, hour)
+        return HourPaths(self.root, archive.bucket_at(hour), archive.product, hour)
 
 
 def build_resources(

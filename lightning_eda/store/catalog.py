@@ -78,10 +78,9 @@ def view_statements(store: ParquetStore, hour: HourKey | None = None) -> list[st
     statements = [
         f"CREATE OR REPLACE VIEW glm_file AS SELECT {', '.join(_FILE_COLUMNS)} FROM {scan('glm_file')}",
     ]
-    for table in DATA_TABLES:
-        statements.append(
-            f"CREATE OR REPLACE VIEW {table} AS SELECT * EXCLUDE (bucket, product, hour) FROM {scan(table)}"
-        )
+    for table in DATA_TABLES:  # the schema's columns: the files' GeoParquet geometry stays out of the views
+        columns = ", ".join(GLM_SCHEMAS[table].names)
+        statements.append(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM {scan(table)}")
     statements.append(
         """CREATE OR REPLACE VIEW glm_hour AS
            SELECT bucket, product, hour, count(*) AS granules,

@@ -7,13 +7,14 @@ bound parameters, never as formatted strings.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from lightning_eda.goes.satellites import BucketSpan
 from lightning_eda.store.parquet_store import HourKey, ParquetStore
 
 
@@ -82,21 +83,44 @@ def flash_preview(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime
     ).df()
 
 
-def latest_loaded_hour(con: duckdb.DuckDBPyConnection, bucket: str) -> datetime | None:
-    row = con.execute("SELECT max(hour) FROM glm_file WHERE bucket = ? AND status = 'loaded'", [bucket]).fetchone()
+def latest_loaded_hour(con: duckdb.DuckDBPyConnection, buckets: Sequence[str]) -> datetime | None:
+    """The latest hour with a loaded granule in any of ``buckets`` (a slot alias reads several)."""
+    row = con.execute(
+        "SELECT max(hour) FROM glm_file WHERE list_contains(?, bucket) AND status = 'loaded'", [list(buckets)]
+    ).fetchone()
     return row[0]
 
 
-def window_flashes(con: duckdb.DuckDBPyConnection, *, bucket: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Flashes of the granules loaded for hours in [start, end)."""
+def _minute_cuts(span: BucketSpan) -> tuple[datetime | None, datetime | None]:
+    """The span's ends that fall inside an hour (None on a whole hour, where the hour's granules count whole)."""
+    return tuple(None if moment.minute == moment.second == moment.microsecond == 0 else moment for moment in span.ends)
+
+
+def window_flashes(con: duckdb.DuckDBPyConnection, *, spans: Sequence[BucketSpan]) -> pd.DataFrame:
+    """Flashes of the granules loaded in each span's bucket and hours; an end inside an hour cuts by ``time_start``.
+
+    On a whole hour the window takes the hour's granules whole, so consecutive hourly windows share no flash.
+    """
+    clauses, params = [], []
+    for span in spans:
+        clause = "f.bucket = ? AND f.hour >= ? AND f.hour < ?"
+        params += [span.bucket, span.first_hour, span.end]
+        after, before = _minute_cuts(span)
+        if after is not None:
+            clause += " AND fl.time_start >= ?"
+            params.append(after)
+        if before is not None:
+            clause += " AND fl.time_start < ?"
+            params.append(before)
+        clauses.append(f"({clause})")
     return con.execute(
-        """
+        f"""
         SELECT fl.* FROM glm_flash fl
         JOIN glm_file f USING (source_file)
-        WHERE f.bucket = ? AND f.status = 'loaded' AND f.hour >= ? AND f.hour < ?
+        WHERE f.status = 'loaded' AND ({" OR ".join(clauses)})
         ORDER BY fl.time_start, fl.source_file, fl.flash_id
         """,
-        [bucket, start, end],
+        params,
     ).df()
 
 
@@ -134,27 +158,43 @@ def read_storm_rates(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.D
 
 
 def loaded_granule_rows(
-    store: ParquetStore, *, bucket: str, product: str, start: datetime, end: datetime, tables: tuple[str, ...]
+    store: ParquetStore, *, spans: Sequence[BucketSpan], product: str, tables: tuple[str, ...]
 ) -> Iterator[dict[str, pd.DataFrame]]:
-    """Hour by hour over [start, end), the rows of ``tables`` of the granules loaded in that hour."""
-    for hour in store.hours(bucket, product):
-        if not start <= hour < end:
-            continue
-        key = HourKey(bucket, product, hour)
-        files = store.read(key, "glm_file").to_pandas()
-        names = pd.Index(files["source_file"].astype(str).unique())
-        loaded = set(files.loc[files["status"] == "loaded", "source_file"].astype(str))
-        rows = {}
-        for table in tables:
-            frame = store.read(key, table).to_pandas()
-            # The hour's file names as one set of categories for every table: joins and filters then compare the
-            # codes, never millions of strings (casting an hour's events to str alone took 1.6 s).
-            source = frame["source_file"]
-            if not isinstance(source.dtype, pd.CategoricalDtype):
-                source = source.astype("category")
-            frame["source_file"] = source.cat.set_categories(names)
-            rows[table] = frame[frame["source_file"].isin(loaded)]
-        yield rows
+    """Hour by hour over the spans, the rows of ``tables`` of the granules loaded in that hour of the span's bucket;
+    an end inside an hour cuts the rows by their time (``time_start`` or ``time``)."""
+    for span in spans:
+        for hour in store.hours(span.bucket, product):
+            if not span.first_hour <= hour < span.end:
+                continue
+            key = HourKey(span.bucket, product, hour)
+            files = store.read(key, "glm_file").to_pandas()
+            names = pd.Index(files["source_file"].astype(str).unique())
+            loaded = set(files.loc[files["status"] == "loaded", "source_file"].astype(str))
+            rows = {}
+            for table in tables:
+                frame = store.read(key, table).to_pandas()
+                # The hour's file names as one set of categories for every table: joins and filters then compare
+                # the codes, never millions of strings (casting an hour's events to str alone took 1.6 s).
+                source = frame["source_file"]
+                if not isinstance(source.dtype, pd.CategoricalDtype):
+                    source = source.astype("category")
+                frame["source_file"] = source.cat.set_categories(names)
+                rows[table] = _cut_rows(frame[frame["source_file"].isin(loaded)], span)
+            yield rows
+
+
+def _cut_rows(frame: pd.DataFrame, span: BucketSpan) -> pd.DataFrame:
+    """The rows inside the span's ends that fall inside an hour (by ``time_start``, else ``time``)."""
+    after, before = _minute_cuts(span)
+    if after is None and before is None:
+        return frame
+    time = frame["time_start" if "time_start" in frame else "time"]
+    keep = pd.Series(True, index=frame.index)
+    if after is not None:
+        keep &= time >= after
+    if before is not None:
+        keep &= time < before
+    return frame[keep]
 
 
 def read_evaluation(

@@ -7,6 +7,8 @@ columns from here. Id widths follow the LCFA product: ``flash_id`` and ``parent_
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -14,6 +16,24 @@ import pyarrow.compute as pc
 _TS = pa.timestamp("us")
 _SOURCE = pa.dictionary(pa.int32(), pa.string())
 """``source_file`` of the data tables: one name for every row of a granule, so dictionary-encoded in memory too."""
+
+GEOMETRY_COLUMN = "geometry"
+POINT_TYPE = pa.struct([pa.field("x", pa.float64(), nullable=False), pa.field("y", pa.float64(), nullable=False)])
+"""GeoArrow's native ``point`` encoding: x = longitude, y = latitude, the same float64 values as ``lon``/``lat``."""
+GEOPARQUET_METADATA = {
+    b"geo": json.dumps(
+        {
+            "version": "1.1.0",
+            "primary_column": GEOMETRY_COLUMN,
+            # no "crs": GeoParquet's default, OGC:CRS84 (WGS 84 longitude, latitude), which GLM positions are in
+            "columns": {GEOMETRY_COLUMN: {"encoding": "point", "geometry_types": ["Point"]}},
+        }
+    ).encode()
+}
+"""GeoParquet 1.1 file metadata of the flash, group and event files: geopandas, QGIS and lonboard read them as
+points. The schemas below carry it; :func:`conform` appends the geometry column it names, derived from ``lon`` and
+``lat`` (the column is in the files only: readers of the store, the decoder and the DuckDB views use the schema's
+own columns)."""
 
 GLM_SCHEMAS: dict[str, pa.Schema] = {
     "glm_file": pa.schema(
@@ -44,7 +64,8 @@ GLM_SCHEMAS: dict[str, pa.Schema] = {
             ("area", pa.float64()),
             ("area_saturated", pa.bool_()),
             ("quality_flag", pa.int16()),
-        ]
+        ],
+        metadata=GEOPARQUET_METADATA,
     ),
     "glm_group": pa.schema(
         [
@@ -58,7 +79,8 @@ GLM_SCHEMAS: dict[str, pa.Schema] = {
             ("area", pa.float64()),
             ("area_saturated", pa.bool_()),
             ("quality_flag", pa.int16()),
-        ]
+        ],
+        metadata=GEOPARQUET_METADATA,
     ),
     "glm_event": pa.schema(
         [
@@ -69,7 +91,8 @@ GLM_SCHEMAS: dict[str, pa.Schema] = {
             ("lat", pa.float64()),
             ("lon", pa.float64()),
             ("energy", pa.float64()),
-        ]
+        ],
+        metadata=GEOPARQUET_METADATA,
     ),
 }
 GLM_TABLES = tuple(GLM_SCHEMAS)
@@ -271,12 +294,32 @@ TRACK_SCHEMAS: dict[str, pa.Schema] = {
 
 
 def empty_table(table: str) -> pa.Table:
+    """A table with no rows, as the store writes it (a data table with its empty geometry column)."""
     schema = GLM_SCHEMAS.get(table) or ANALYSIS_SCHEMAS[table]
-    return schema.empty_table()
+    return conform(schema.empty_table(), schema)
+
+
+def is_geoparquet(schema: pa.Schema) -> bool:
+    """Whether tables of ``schema`` are stored as GeoParquet (with a point geometry column)."""
+    return bool(schema.metadata) and b"geo" in schema.metadata
+
+
+def point_geometry(lon: pa.ChunkedArray, lat: pa.ChunkedArray) -> pa.ChunkedArray:
+    """GeoArrow points (x = lon, y = lat) sharing the coordinates' buffers; null where either is null."""
+    if [len(c) for c in lon.chunks] != [len(c) for c in lat.chunks]:
+        lon, lat = pa.chunked_array([lon.combine_chunks()]), pa.chunked_array([lat.combine_chunks()])
+    chunks = []
+    for x, y in zip(lon.chunks, lat.chunks, strict=True):
+        missing = pc.or_(x.is_null(), y.is_null())
+        mask = missing if missing.true_count else None
+        chunks.append(pa.StructArray.from_arrays([x, y], fields=list(POINT_TYPE), mask=mask))
+    return pa.chunked_array(chunks, type=POINT_TYPE)
 
 
 def conform(data: pa.Table | pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """``data`` with exactly ``schema``'s columns, in order and type: the one cast into the store.
+
+    A GeoParquet schema (:func:`is_geoparquet`) also gets the point ``geometry`` of ``lon``/``lat``, last.
 
     Timestamps are truncated to the store's microseconds (the decoder works in ns). Every other cast must keep the
     values: an integer that does not fit its column, a float with a fraction bound for an integer column, raise.
@@ -293,9 +336,12 @@ def conform(data: pa.Table | pd.DataFrame, schema: pa.Schema) -> pa.Table:
     if missing:
         raise ValueError(f"table lacks columns {missing}; has {data.column_names}")
     columns = [data.column(name) for name in schema.names]
-    return pa.Table.from_arrays(
+    table = pa.Table.from_arrays(
         [_cast(column, field) for column, field in zip(columns, schema, strict=True)], schema=schema
     )
+    if is_geoparquet(schema):
+        table = table.append_column(GEOMETRY_COLUMN, point_geometry(table.column("lon"), table.column("lat")))
+    return table
 
 
 def _cast(column: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:

@@ -32,7 +32,7 @@ def _hour_paths(context: AssetExecutionContext, archive: GlmArchiveResource, dat
 def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
     paths = _hour_paths(context, archive, data)
     try:
-        source = archive.archive()
+        source = archive.archive(paths.hour)
         settled = hourly.settled_granules(data.store, paths.key)
         report = extract_hour(source, paths.hour, paths.raw_root, max_workers=archive.max_workers, skip=settled)
     except (ConfigError, ArchiveUnreachable) as exc:
@@ -124,8 +124,8 @@ def load(context: AssetExecutionContext, archive: GlmArchiveResource, data: Ligh
     except (FileNotFoundError, catalog.CatalogBusy) as exc:
         raise Failure(description=str(exc)) from None
     with data.get_connection() as con:
-        summary = database.hour_summary(con, bucket=archive.bucket, hour=paths.hour)
-        preview = database.flash_preview(con, bucket=archive.bucket, hour=paths.hour)
+        summary = database.hour_summary(con, bucket=paths.bucket, hour=paths.hour)
+        preview = database.flash_preview(con, bucket=paths.bucket, hour=paths.hour)
     complete = summary["missing"] == 0
     if not complete:
         context.log.warning(f"{paths.hour:%Y-%m-%d %H}:00 UTC is incomplete: {database.incomplete_note(summary)}")

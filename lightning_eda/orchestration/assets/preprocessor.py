@@ -13,7 +13,7 @@ from lightning_eda.orchestration.assets.ingestor import load
 from lightning_eda.orchestration.constants import ANALYSIS_POOL, PREPROCESSOR
 from lightning_eda.orchestration.metadata import materialized
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
-from lightning_eda.settings import parse_hour
+from lightning_eda.settings import parse_hour, parse_minute
 
 
 class PreprocessorConfig(Config):
@@ -24,6 +24,11 @@ class PreprocessorConfig(Config):
         ),
     )
     window_hours: int = Field(default=1, description="Length of the window in hours (24 for a day).")
+    window_end: str = Field(
+        default="",
+        description="UTC end of the window to the minute, e.g. '2024-06-01 18:40' (excluded); set, it replaces "
+        "window_hours, and window_start may fall inside an hour too.",
+    )
     quality_flags: list[int] | None = Field(
         default=None, description="Keep only flashes with these quality flags, e.g. [0]; null keeps all."
     )
@@ -41,12 +46,20 @@ class PreprocessorConfig(Config):
     def request(self) -> WindowRequest:
         """The settings parsed once; ``ValueError`` names the one that is wrong."""
         return WindowRequest(
-            start=parse_hour(self.window_start) if self.window_start.strip() else None,
+            start=self._start(),
             hours=self.window_hours,
+            end=parse_minute(self.window_end, "window_end") if self.window_end.strip() else None,
             box=box_from_edges(self.lat_min, self.lat_max, self.lon_min, self.lon_max),
             quality_flags=None if self.quality_flags is None else tuple(self.quality_flags),
             time_weight_km_per_min=self.time_weight_km_per_min,
         )
+
+    def _start(self):
+        """On a whole hour unless an end to the minute is set."""
+        if not self.window_start.strip():
+            return None
+        parse = parse_minute if self.window_end.strip() else parse_hour
+        return parse(self.window_start, "window_start")
 
 
 @asset(
