@@ -13,7 +13,7 @@ import time
 
 from _backfill_history import run_history, step_history
 from _deployment import Deployment
-from dagster import DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
 
 class Faults(threading.Thread):
@@ -80,7 +80,12 @@ class Faults(threading.Thread):
         found = []
         for entry in self.instance.all_logs(run.run_id):
             event = entry.dagster_event
-            if entry.step_key == "transform" and event is not None and event.engine_event_data:
+            if (
+                entry.step_key == "transform"
+                and event is not None
+                and event.event_type == DagsterEventType.ENGINE_EVENT
+                and event.engine_event_data
+            ):
                 worker = event.engine_event_data.metadata.get("Celery worker")
                 if worker is not None:
                     found.append((entry.timestamp, str(worker.value)))
