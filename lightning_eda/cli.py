@@ -19,6 +19,7 @@ from pathlib import Path
 from lightning_eda import settings
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+NO_RELIST_VARIABLE = "BACKFILL_NO_RELIST"
 
 
 def _fail(message: str, code: int) -> int:
@@ -227,28 +228,46 @@ def _run_window_from_args(args, env) -> settings.TimeWindow:
     return settings.TimeWindow(hour, hour + timedelta(hours=1))
 
 
-def backfill(config: settings.Settings, hours: list[datetime], *, force: bool, cluster: bool, verbose: bool) -> int:
-    """Ingest every hour of ``hours``; complete hours are skipped unless ``force``, incomplete ones completed."""
-    from lightning_eda.store import catalog, database
+def backfill(
+    config: settings.Settings,
+    hours: list[datetime],
+    *,
+    force: bool,
+    cluster: bool,
+    verbose: bool,
+    relist: bool = True,
+    deep: bool = False,
+) -> int:
+    """Ingest every hour of ``hours``; complete hours are skipped unless ``force``, incomplete ones completed.
+
+    A complete hour is listed again (one request) unless ``relist`` is off: a granule published or republished
+    since it was loaded, or one withdrawn, makes it run again (fetching and decoding only what changed). A damaged
+    hour (footers and sizes against its manifest; checksums too when ``deep``) runs again and is replaced whole.
+    """
+    from lightning_eda.ingest.archive import ArchiveUnreachable
 
     start, end = hours[0], hours[-1]
     print(
         f"lightning-eda: backfill {config.bucket}/{config.product}, {len(hours)} hours "
         f"{start:%Y-%m-%d %H}:00 .. {end:%Y-%m-%d %H}:00 UTC"
+        f"{'' if relist else ' (not listing complete hours again: --no-relist)'}"
     )
-    done = set()
-    if not force:
-        with catalog.connect_store(config.data_dir) as con:
-            real = settings.buckets_for_hours(config.bucket, hours)  # east/west: each hour's satellite
-            complete = {b: database.complete_hours(con, b, config.product) for b in set(real.values())}
-            done = {hour for hour in hours if hour in complete[real[hour]]}
     failures = incomplete = 0
     for index, hour in enumerate(hours, 1):
         prefix = f"[{index}/{len(hours)}] {hour:%Y-%m-%d %H}:00"
-        if hour in done:
-            print(f"{prefix} already loaded, skipped")
-            continue
         began = time.monotonic()
+        if not force:
+            try:
+                reasons = _resume_reasons(config, hour, relist, deep)
+            except ArchiveUnreachable as exc:
+                failures += 1
+                print(f"{prefix} FAILED: {exc}")
+                continue
+            if not reasons:
+                print(f"{prefix} already loaded{', unchanged in the archive' if relist else ''}, skipped")
+                continue
+            if reasons[0] != "not loaded yet":
+                print(f"{prefix} loaded before, running again: {'; '.join(reasons)}")
         result = _ingest(hour, verbose, force=force)
         if not result.success:
             failures += 1
@@ -271,6 +290,58 @@ def backfill(config: settings.Settings, hours: list[datetime], *, force: bool, c
         print(f"{incomplete} hours are incomplete; run the same command again to fetch their missing granules")
     print(f"database: {_database_path(config)}")
     return 0
+
+
+def _resume_reasons(config: settings.Settings, hour: datetime, relist: bool, deep: bool) -> list[str]:
+    """Why the backfill must run ``hour`` (empty: it is complete and unchanged); lists the hour when ``relist``."""
+    from lightning_eda.ingest import hourly
+    from lightning_eda.store.parquet_store import HourKey, ParquetStore
+
+    store = ParquetStore(config.data_dir)
+    key = HourKey(config.bucket_at(hour), config.product, hour)  # east/west: the hour's satellite
+    reasons = hourly.resume_reasons(store, key, None, deep=deep)
+    if reasons or not relist:
+        return reasons
+    return hourly.listing_changes(store.read(key, "glm_file"), _archive(config).archive(hour).list_hour(hour))
+
+
+@functools.cache
+def _archive(config: settings.Settings):
+    """The command's archive resource, made once (the same settings the runs' resource reads)."""
+    from lightning_eda.orchestration.resources import build_resources
+
+    resource = build_resources(
+        config.data_dir, bucket=config.bucket, product=config.product, source_dir=config.source_dir
+    )["archive"]
+    return resource
+
+
+def verify(config: settings.Settings, start: datetime | None, end: datetime | None, *, deep: bool) -> int:
+    """Check every committed hour (of [start, end] when given) against its manifest; exit 1 naming the damage."""
+    from lightning_eda.goes import satellites
+    from lightning_eda.store.parquet_store import ParquetStore
+    from lightning_eda.store.verify import heal_command, verify_store
+
+    store = ParquetStore(config.data_dir)
+    hours = None if start is None else settings.hour_range(start, end or start)
+    damaged, checked = [], 0
+    checks = (
+        check
+        for bucket in satellites.slot_buckets(config.bucket)  # east/west: every satellite the slot has had
+        for check in verify_store(store, bucket, config.product, hours=hours, deep=deep)
+    )
+    for key, damage in checks:
+        checked += 1
+        for problem in damage:
+            print(f"DAMAGED {problem}")
+        if damage:
+            damaged.append(key.hour)
+    how = "footers, sizes and checksums" if deep else "footers and sizes; --deep also compares checksums"
+    print(f"{checked} hours of {config.bucket}/{config.product} checked ({how}), {len(damaged)} damaged")
+    if not damaged:
+        return 0
+    print(f"heal with: {heal_command(damaged, deep=deep)}")
+    return 1
 
 
 def rebuild_database(config: settings.Settings) -> int:
@@ -311,8 +382,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     fill.add_argument("--force", action="store_true", help="decode and reload hours that are already complete")
     fill.add_argument("--no-cluster", action="store_true", help="skip clustering the range afterwards")
+    fill.add_argument(
+        "--no-relist",
+        action="store_true",
+        help="trust complete hours without listing them again (an archive known to be frozen; env "
+        f"{NO_RELIST_VARIABLE}=1)",
+    )
     for command in (run, fill):
         command.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
+    check = sub.add_parser("verify", help="find damaged hours in the store (exit 1 naming each hour and file)")
+    check.add_argument("--start", default="", help="first hour to check (default: every hour in the store)")
+    check.add_argument("--end", default="", help="last hour to check, included (default: --start)")
+    for command in (fill, check):
+        command.add_argument(
+            "--deep", action="store_true", help="also compare each file's checksum (reads every byte, not footers)"
+        )
     sub.add_parser("rebuild-db", help="recreate glm.duckdb's views over the Parquet store (or migrate an old one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -326,13 +410,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             end = settings.parse_hour(args.end, "--end/BACKFILL_END")
             hours = settings.hour_range(start, end)
             settings.buckets_for_hours(config.bucket, hours)
+            no_relist = args.no_relist or settings.parse_flag(
+                NO_RELIST_VARIABLE, os.environ.get(NO_RELIST_VARIABLE, "").strip() or "0"
+            )
+        elif args.command == "verify":
+            first = settings.parse_hour(args.start, "--start") if args.start else None
+            last = settings.parse_hour(args.end, "--end") if args.end else None
     except settings.ConfigError as exc:
         return _fail(str(exc), 2)
+    if args.command == "verify":
+        try:
+            return verify(config, first, last, deep=args.deep)
+        except settings.ConfigError as exc:
+            return _fail(str(exc), 2)
     if args.command == "run":
         return run_window(config, window, verbose=args.verbose, cluster=not args.no_cluster)
     if args.command == "rebuild-db":
         return rebuild_database(config)
-    return backfill(config, hours, force=args.force, cluster=not args.no_cluster, verbose=args.verbose)
+    return backfill(
+        config,
+        hours,
+        force=args.force,
+        cluster=not args.no_cluster,
+        verbose=args.verbose,
+        relist=not no_relist,
+        deep=args.deep,
+    )
 
 
 if __name__ == "__main__":

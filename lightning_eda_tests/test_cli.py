@@ -130,9 +130,9 @@ def test_backfill_loads_each_hour_once_and_resumes(s3, tmp_path):
         )
     second = _backfill(env, tmp_path, "--start", "2023-06-01T00", "--end", "2023-06-01T02", "--no-cluster")
     assert second.returncode == 0, second.stderr
-    assert "[1/3] 2023-06-01 00:00 already loaded, skipped" in second.stdout
+    assert "[1/3] 2023-06-01 00:00 already loaded, unchanged in the archive, skipped" in second.stdout
     assert "[2/3] 2023-06-01 01:00 2 granules" in second.stdout
-    assert "[3/3] 2023-06-01 02:00 already loaded, skipped" in second.stdout
+    assert "[3/3] 2023-06-01 02:00 already loaded, unchanged in the archive, skipped" in second.stdout
     with database.connect(tmp_path / "data" / "glm.duckdb", read_only=True) as con:
         per_hour = con.execute("SELECT hour, count(*) FROM glm_file GROUP BY 1 ORDER BY 1").fetchall()
         flashes = con.execute("SELECT count(*), count(DISTINCT (source_file, flash_id)) FROM glm_flash").fetchone()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_eda.orchestration.executors import CELERY_CONFIG, executor_from_env
+from lightning_eda.orchestration.executors import CELERY_CONFIG, VISIBILITY_TIMEOUT_SECONDS, executor_from_env
 from lightning_eda.settings import ConfigError
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -26,6 +26,18 @@ CELERY_ENV = {
 def test_workers_and_executor_share_one_celery_config():
     on_disk = yaml.safe_load((DEPLOY / "celery.yaml").read_text())
     assert on_disk["execution"]["config"] == CELERY_CONFIG
+
+
+def test_a_lost_workers_step_is_delivered_again_and_a_killed_pool_process_fails_its_step():
+    """Late acknowledgement keeps a lost worker's task in Redis until a live worker takes it (make scale-test kills
+    a whole worker and measures it); rejection on worker loss stays off, so a step that kills its own process is
+    not redelivered for ever. The timeout leaves room for the longest step (a day's elbow sweep, about 2 minutes)."""
+    options = CELERY_CONFIG["config_source"]
+    assert options["task_acks_late"] is True
+    assert not options.get("task_reject_on_worker_lost", False)
+    transport = options["broker_transport_options"]
+    assert transport["visibility_timeout"] == VISIBILITY_TIMEOUT_SECONDS >= 5 * 120
+    assert transport["unacked_restore_interval"] * transport["unacked_restore_throttle"] <= 10
 
 
 def test_the_default_executor_is_dagsters_own():

@@ -269,6 +269,7 @@ def test_a_partitions_checks_read_its_own_hour_only(s3, tmp_path):
     from dagster import AssetSelection
 
     from lightning_eda.orchestration.checks import load_checks
+    from lightning_eda.store.parquet_store import write_manifest
 
     first, second = datetime(2024, 7, 1, 10), datetime(2024, 7, 1, 11)
     publish(s3, tmp_path / "src", first, range(3))
@@ -285,9 +286,12 @@ def test_a_partitions_checks_read_its_own_hour_only(s3, tmp_path):
             "(FORMAT parquet)"
         )
     Path(f"{flash_file}.new").replace(flash_file)
+    write_manifest(flash_file.parent)  # a wrong value as its writer committed it, not a damaged file
 
     def checks(**kwargs) -> dict:
-        result = materialize([extract, transform, load, load_checks], resources=resources, **kwargs)
+        result = materialize(
+            [extract, transform, load, load_checks], resources=resources, raise_on_error=False, **kwargs
+        )
         return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
     second_hour = checks(partition_key=key(second), selection=AssetSelection.assets(extract, transform, load))

@@ -2,18 +2,22 @@
 together.
 
 The instance is ``deploy/dagster.yaml`` (run storage in PostgreSQL, a QueuedRunCoordinator) with its run limit set to
-``max_runs``; the workers run ``deploy/celery.yaml``, one process each, so that a killed pool process fails one step.
+``max_runs``; the workers run ``deploy/celery.yaml``, one process each, so that a killed pool process fails one step,
+with its Redis visibility timeout set to ``visibility_timeout`` (a lost worker's step is delivered again after it: the
+deployment's 900 s would make the test wait a quarter of an hour).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
+import yaml
 from _graphql import GraphQL
 from _proctree import children, tree_cpu_seconds
 from _services import BIN, PROJECT, Postgres, Service, free_port, wait_for
@@ -22,7 +26,16 @@ from _services import BIN, PROJECT, Postgres, Service, free_port, wait_for
 class Deployment:
     """PostgreSQL, Redis, the Celery workers, the webserver and the daemon, stopped together."""
 
-    def __init__(self, root: Path, n_workers: int, bucket: str, s3_url: str, data_dir: Path, max_runs: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        n_workers: int,
+        bucket: str,
+        s3_url: str,
+        data_dir: Path,
+        max_runs: int,
+        visibility_timeout: int,
+    ) -> None:
         self.root = root
         self.stack = ExitStack()
         self.postgres = Postgres(root)
@@ -34,6 +47,8 @@ class Deployment:
         self.n_workers = n_workers
         self.max_runs = max_runs
         self.workers: list[Service] = []
+        self.visibility_timeout = visibility_timeout
+        self.celery_yaml = root / "celery.yaml"
         broker = f"redis://127.0.0.1:{self.redis_port}/0"
         self.env = {
             **os.environ,
@@ -78,28 +93,12 @@ class Deployment:
         limit = "max_concurrent_runs: 4"
         assert limit in instance_yaml, "deploy/dagster.yaml no longer sets max_concurrent_runs: 4"
         (self.home / "dagster.yaml").write_text(instance_yaml.replace(limit, f"max_concurrent_runs: {self.max_runs}"))
+        celery = yaml.safe_load((PROJECT / "deploy" / "celery.yaml").read_text())
+        options = celery["execution"]["config"]["config_source"]["broker_transport_options"]
+        options["visibility_timeout"] = self.visibility_timeout
+        self.celery_yaml.write_text(yaml.safe_dump(celery))
         for i in range(1, self.n_workers + 1):
-            self.workers.append(
-                self._service(
-                    f"worker{i}",
-                    [
-                        str(BIN / "dagster-celery"),
-                        "worker",
-                        "start",
-                        "-A",
-                        "dagster_celery.app",
-                        "-y",
-                        str(PROJECT / "deploy" / "celery.yaml"),
-                        "-n",
-                        f"worker{i}",
-                        "--",
-                        "--concurrency",
-                        "1",
-                        "--pool",
-                        "prefork",
-                    ],
-                )
-            )
+            self.workers.append(self._worker(f"worker{i}"))
         for worker in self.workers:
             wait_for(f"Celery {worker.name}", lambda w=worker: " ready." in w.output() or not w.alive(), 120)
             if not worker.alive():
@@ -115,8 +114,39 @@ class Deployment:
         print(f"started the Dagster webserver on {self.graphql.url} and the daemon (instance in PostgreSQL)")
         return self
 
-    def _service(self, name: str, cmd: list[str]) -> Service:
-        service = Service(name, cmd, self.root / f"{name}.log", self.env).start()
+    def _worker(self, name: str, log_name: str | None = None) -> Service:
+        command = [
+            str(BIN / "dagster-celery"),
+            "worker",
+            "start",
+            "-A",
+            "dagster_celery.app",
+            "-y",
+            str(self.celery_yaml),
+            "-n",
+            name,
+            "--",
+            "--concurrency",
+            "1",
+            "--pool",
+            "prefork",
+        ]
+        return self._service(name, command, log_name)
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL a whole worker at once, as a lost machine: its main process, its pool process, its launcher."""
+        worker = next(w for w in self.workers if w.name == name)
+        os.killpg(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait(30)
+
+    def restart_worker(self, name: str) -> None:
+        """Start a killed worker again under its name, as a supervisor (systemd, Kubernetes) would."""
+        index = next(i for i, w in enumerate(self.workers) if w.name == name)
+        self.workers[index] = self._worker(name, f"{name}-restarted")
+        wait_for(f"Celery {name} to restart", lambda: " ready." in self.workers[index].output(), 120)
+
+    def _service(self, name: str, cmd: list[str], log_name: str | None = None) -> Service:
+        service = Service(name, cmd, self.root / f"{log_name or name}.log", self.env).start()
         self.stack.callback(service.stop)
         return service
 

@@ -1,5 +1,7 @@
-"""The scale test's fault plan: while the backfill runs, SIGKILL the Celery pool process running a transform step (as
-the kernel's OOM killer would), then, once the killed run's retry has started, restart PostgreSQL with runs in flight.
+"""The scale test's fault plan, while the backfill runs: SIGKILL a whole Celery worker (its main process, its pool
+process, at once, as a lost machine) holding a transform step, and start it again as a supervisor would; then SIGKILL
+the pool process running another transform (as the kernel's OOM killer would); then, once that run's retry has
+started, restart PostgreSQL with runs in flight.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 
 from _backfill_history import run_history, step_history
 from _deployment import Deployment
-from dagster import DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
 
 class Faults(threading.Thread):
@@ -22,27 +24,76 @@ class Faults(threading.Thread):
         self.deployment, self.backfill_id, self.instance = deployment, backfill_id, instance
         self.stopping = threading.Event()
         self.killed: dict | None = None
+        self.worker_lost: dict | None = None
         self.restarted_at: float | None = None
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
+            self._kill_a_worker()
             self._kill_a_step()
             if self.killed is not None:
                 self._restart_postgres()
         except BaseException as error:  # reported in the verdict
             self.error = error
 
+    def _kill_a_worker(self) -> None:
+        """SIGKILL a whole worker while it runs a transform step; wait until a live worker takes the step again."""
+        for run, worker in self._transforms_in_hand():
+            before = self._transform_deliveries(run)
+            self.deployment.kill_worker(worker)
+            killed_at = time.time()
+            print(
+                f"fault: SIGKILLed the whole Celery {worker} (main and pool processes) while it held transform of "
+                f"{run.tags.get('dagster/partition')} (run {run.run_id[:8]})"
+            )
+            self.deployment.restart_worker(worker)
+            print(f"fault: started {worker} again, as a supervisor would")
+            deadline = killed_at + self.deployment.visibility_timeout + 180
+            while time.time() < deadline and not self.stopping.is_set():
+                deliveries = self._transform_deliveries(run)
+                if len(deliveries) > len(before):
+                    again_at, again_on = deliveries[-1]
+                    self.worker_lost = {
+                        "run": run.run_id,
+                        "partition": run.tags.get("dagster/partition"),
+                        "worker": worker,
+                        "killed_at": killed_at,
+                        "redelivered_after": again_at - killed_at,
+                        "redelivered_to": again_on,
+                    }
+                    print(
+                        f"fault: the lost worker's transform of {self.worker_lost['partition']} was delivered again "
+                        f"to {again_on} {again_at - killed_at:.0f} s after the kill (visibility timeout "
+                        f"{self.deployment.visibility_timeout} s)"
+                    )
+                    return
+                if any(s["step"] == "transform" and s["ok"] for s in run_history(self.instance, run)[0]):
+                    print(f"fault: transform of {run.tags.get('dagster/partition')} had ended before; trying another")
+                    break
+                time.sleep(1.0)
+            else:
+                return  # never delivered again: the verdict says so
+
+    def _transform_deliveries(self, run) -> list[tuple[float, str]]:
+        """When, and to which worker, the run's transform step was handed (one entry per delivery)."""
+        found = []
+        for entry in self.instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            if (
+                entry.step_key == "transform"
+                and event is not None
+                and event.event_type == DagsterEventType.ENGINE_EVENT
+                and event.engine_event_data
+            ):
+                worker = event.engine_event_data.metadata.get("Celery worker")
+                if worker is not None:
+                    found.append((entry.timestamp, str(worker.value)))
+        return found
+
     def _kill_a_step(self) -> None:
         """SIGKILL the pool process of the worker running a transform step, until one such kill fails its step."""
-        tried: set[str] = set()
-        while not self.stopping.is_set():
-            target = self._running_transform(tried)
-            if target is None:
-                time.sleep(0.3)
-                continue
-            run, worker = target
-            tried.add(run.run_id)
+        for run, worker in self._transforms_in_hand():
             pid = self.deployment.worker_pool_process(worker)
             if pid is None:
                 continue
@@ -67,6 +118,17 @@ class Faults(threading.Thread):
                     )
                     return
                 time.sleep(0.5)
+
+    def _transforms_in_hand(self):
+        """Each run of the backfill (once) whose transform step a worker holds, with that worker, until stopped."""
+        tried: set[str] = set()
+        while not self.stopping.is_set():
+            target = self._running_transform(tried)
+            if target is None:
+                time.sleep(0.3)
+                continue
+            tried.add(target[0].run_id)
+            yield target
 
     def _running_transform(self, tried: set[str]):
         """A run of the backfill whose transform step has started on a worker and not ended, and that worker."""

@@ -50,6 +50,22 @@ def fault_problems(faults: Faults, history: dict, deployment: Deployment, relaun
     problems = []
     if faults.error:
         problems.append(f"the fault injector failed: {faults.error!r}")
+    lost = faults.worker_lost
+    if lost is None:
+        problems.append("no whole worker was killed holding a transform, or its step was never delivered again")
+    else:
+        done = [
+            s
+            for s in history["steps"]
+            if s["ok"] and s["step"] == "transform" and s["partition"] == lost["partition"] and s["run"] == lost["run"]
+        ]
+        if not done:
+            problems.append(f"the lost worker's transform of {lost['partition']} did not succeed in its run")
+        else:
+            print(
+                f"whole worker lost: transform of {lost['partition']} delivered again after "
+                f"{lost['redelivered_after']:.0f} s and succeeded in the same run on {done[0]['worker']}"
+            )
     if faults.killed is None:
         problems.append("no worker process was killed (no transform step seen in time)")
     else:

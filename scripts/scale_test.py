@@ -11,8 +11,10 @@ On this machine, in a temporary folder, it starts:
 - a local S3 server (moto) serving synthetic granules under NOAA's key layout.
 
 It launches a backfill of the ingest assets over ``--hours`` hour partitions through the webserver's GraphQL API (the
-call the UI makes), and meanwhile provokes two faults (unless ``--no-faults``): the worker process running a step is
-SIGKILLed, as the kernel's OOM killer would, and PostgreSQL is restarted. It then checks that every partition
+call the UI makes), and meanwhile provokes three faults (unless ``--no-faults``): a whole worker holding a transform
+step is SIGKILLed (main and pool processes, as a lost machine) and started again, and its step must be delivered again
+to a live worker within the same run; the worker process running another step is SIGKILLed, as the kernel's OOM
+killer would; and PostgreSQL is restarted. It then checks that every partition
 succeeded, that steps ran on more than one worker at overlapping times, that every hour is in the store exactly once
 with every granule's rows, and that the store equals a one-process run (``lightning-eda backfill``) of the same
 hours. Everything started is stopped at the end, whatever happens. The last line is the verdict; the exit code is 0
@@ -90,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1200, help="seconds the backfill may take")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, stores)")
     parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=60,
+        help="seconds before a lost worker's step is delivered again (the deployment's: 900; default 60)",
+    )
+    parser.add_argument(
         "--real-every",
         type=int,
         default=6,
@@ -125,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             f"({n_real} of them copies of real ones)"
         )
 
-        deployment = Deployment(root, args.workers, BUCKET, s3.url, root / "data", args.max_runs)
+        deployment = Deployment(
+            root, args.workers, BUCKET, s3.url, root / "data", args.max_runs, args.visibility_timeout
+        )
         stack.callback(deployment.stop)
         try:
             deployment.start()
@@ -186,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"problem: {problem}")
         print(f"scale-test: FAIL ({len(problems)} problem(s))")
         return 1
-    faults_text = "" if args.no_faults else ", a killed worker process retried, PostgreSQL restarted"
+    faults_text = (
+        ""
+        if args.no_faults
+        else ", a whole worker killed and its step delivered again, a killed worker process retried, "
+        "PostgreSQL restarted"
+    )
     if relaunched:
         faults_text += f"; {len(relaunched)} partition(s) failed by a fault and relaunched"
     print(

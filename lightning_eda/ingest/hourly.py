@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -30,10 +30,11 @@ import pyarrow.compute as pc
 
 from lightning_eda.files import atomic_write
 from lightning_eda.goes.layout import hour_prefix, is_granule_key
-from lightning_eda.ingest.archive import ExtractReport
+from lightning_eda.ingest.archive import ExtractReport, RemoteGranule
 from lightning_eda.ingest.decoding import GranuleRecord, transform_granules
 from lightning_eda.store.parquet_store import HourKey, ParquetStore, table_files, write_part
 from lightning_eda.store.schemas import COUNT_COLUMN, DATA_TABLES, GLM_SCHEMAS, conform
+from lightning_eda.store.verify import verify_hour
 from lightning_eda.utc import utc_now
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,10 @@ class HourPaths:
 # --- what extract hands to transform -----------------------------------------------------------------------------
 
 
-def write_extract_report(paths: HourPaths, report: ExtractReport) -> None:
-    """Record what the hour's extract listed and failed to fetch, for the transform that follows."""
-    text = json.dumps({"listed": sorted(report.listed_names), "failed": report.failed})
+def write_extract_report(paths: HourPaths, report: ExtractReport, damaged: list[str] | None = None) -> None:
+    """Record what the hour's extract listed and failed to fetch, and the damage it found in the hour's current
+    version (the transform then decodes every granule again), for the transform that follows."""
+    text = json.dumps({"listed": sorted(report.listed_names), "failed": report.failed, "damaged": damaged or []})
     atomic_write(paths.extract_report, lambda handle: handle.write(text.encode()))
 
 
@@ -109,6 +111,46 @@ def settled_granules(store: ParquetStore, key: HourKey, files: pa.Table | None =
     }
 
 
+def listing_changes(files: pa.Table, listing: list[RemoteGranule]) -> list[str]:
+    """How the archive's listing of an hour differs from the granules its current version was loaded from.
+
+    New granules, granules republished with another size and granules no longer listed each make a run of the
+    hour worth its fetches and decodes; an empty answer means the hour is as the archive holds it.
+    """
+    held = dict(zip(files.column("source_file").to_pylist(), files.column("size_bytes").to_pylist(), strict=True))
+    listed = {granule.name: granule.size for granule in listing}
+    changes = []
+    new = sorted(set(listed) - set(held))
+    changed = sorted(name for name in set(listed) & set(held) if listed[name] != held[name])
+    withdrawn = sorted(set(held) - set(listed))
+    for what, names in (("new", new), ("republished with another size", changed), ("no longer listed", withdrawn)):
+        if names:
+            changes.append(
+                f"{len(names)} granule{'s' if len(names) != 1 else ''} {what} ({names[0]}{', …' * (len(names) > 1)})"
+            )
+    return changes
+
+
+def resume_reasons(
+    store: ParquetStore, key: HourKey, listing: list[RemoteGranule] | None, *, deep: bool = False
+) -> list[str]:
+    """Why a resumed backfill must run an hour again; empty when the hour is complete, intact (footers and sizes;
+    checksums too when ``deep``) and, given ``listing`` (None: the archive is taken as frozen), unchanged in the
+    archive."""
+    if store.current(key) is None:
+        return ["not loaded yet"]
+    damage = verify_hour(store, key, deep=deep)
+    if damage:
+        return [f"damaged: {d.file}: {d.problem}" for d in damage]
+    files = store.read(key, "glm_file")
+    status = files.column("status").to_pylist()
+    if "missing" in status:
+        return [f"{status.count('missing')} granules missing"]
+    if "loaded" not in status:
+        return ["no granule loaded"]
+    return [] if listing is None else listing_changes(files, listing)
+
+
 def raw_granules(paths: HourPaths) -> list[Path]:
     """Files in the hour's raw folder that are granules of this hour and product (nothing else is ever decoded)."""
     prefix = hour_prefix(paths.product, paths.hour)
@@ -126,22 +168,28 @@ class HourPlan:
     keep: list[str]  # settled granules carried over from the current version
     missing: dict[str, str]  # listed granules with no file yet, and why
     current: set[str]  # granules of the hour's current version
+    damaged: list[str] = field(default_factory=list)  # what is wrong with the current version: it is replaced whole
 
     @property
     def unchanged(self) -> bool:
-        """Nothing to decode, nothing missing, nothing withdrawn: the current version is already right."""
-        return not self.decode and not self.missing and set(self.keep) == self.current
+        """Nothing to decode, nothing missing, nothing withdrawn, nothing damaged: the current version is right."""
+        return not self.decode and not self.missing and set(self.keep) == self.current and not self.damaged
 
 
 def plan_hour(paths: HourPaths, store: ParquetStore, extracted: dict, *, redecode: bool = False) -> HourPlan:
     """Decide which of the hour's granules to decode, keep and record as missing.
 
-    Without an extract report (``transform`` run on its own), the granules in the raw folder are the listing.
+    Without an extract report (``transform`` run on its own), the granules in the raw folder are the listing, and
+    the hour's current version is verified here. A damaged version is not read: every granule is decoded again.
     """
     raw = {p.name: p for p in raw_granules(paths)}
     listed = sorted(extracted["listed"]) if "listed" in extracted else sorted(raw)
-    current = store.read(paths.key, "glm_file")
-    settled = {} if redecode else settled_granules(store, paths.key, current)
+    if "damaged" in extracted:
+        damaged = extracted["damaged"]
+    else:
+        damaged = [str(d) for d in verify_hour(store, paths.key, deep=True)]
+    current = store.read(paths.key, "glm_file") if not damaged else None
+    settled = {} if redecode or damaged else settled_granules(store, paths.key, current)
     # a settled granule whose file on disk has another size was republished (and fetched again by extract)
     settled = {n: size for n, size in settled.items() if n not in raw or raw[n].stat().st_size == size}
     failed_downloads = extracted.get("failed", {})
@@ -153,7 +201,8 @@ def plan_hour(paths: HourPaths, store: ParquetStore, extracted: dict, *, redecod
             for n in listed
             if n not in settled and n not in raw
         },
-        current=set(current.column("source_file").to_pylist()),
+        current=set(current.column("source_file").to_pylist()) if current is not None else set(),
+        damaged=damaged,
     )
 
 
@@ -184,6 +233,7 @@ class TransformResult:
     records: list[GranuleRecord]  # what this transform decoded or recorded as missing
     kept: int  # granules carried over unchanged
     staged: Path | None  # None when the hour is already as it should be
+    healed: list[str] = field(default_factory=list)  # the damage of the version this one replaces
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)
@@ -215,7 +265,7 @@ def transform_hour(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    result = TransformResult(records=records, kept=len(plan.keep), staged=folder)
+    result = TransformResult(records=records, kept=len(plan.keep), staged=folder, healed=plan.damaged)
     _write_transform_report(paths, result)
     return result
 

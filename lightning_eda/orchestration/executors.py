@@ -17,6 +17,9 @@ from lightning_eda.settings import ConfigError
 EXECUTOR_VARIABLE = "LIGHTNING_EDA_EXECUTOR"
 EXECUTORS = ("multiprocess", "celery")
 
+VISIBILITY_TIMEOUT_SECONDS = 900
+"""Seconds after which a task taken by a worker that never acknowledged it is delivered to another worker."""
+
 #: What the Celery executor and every worker must agree on (``deploy/celery.yaml`` holds the same block for
 #: ``dagster-celery worker start -y``). Broker and result backend come from the environment of each process.
 CELERY_CONFIG = {
@@ -28,6 +31,19 @@ CELERY_CONFIG = {
         # a worker process that dies marks its task failed (WorkerLostError) instead of leaving it pending
         "task_track_started": True,
         "broker_connection_retry_on_startup": True,
+        # A whole worker lost with a step in hand (its main process killed, its machine gone) never reports the
+        # task; acknowledged only when done, the task stays in Redis's unacknowledged set and a live worker delivers
+        # it again once the visibility timeout has passed (the sweep runs every 10 s), so the run finishes instead of
+        # waiting forever. The timeout must exceed the longest step (a day's elbow sweep: about 2 minutes), or a
+        # step still running is delivered twice. A pool process killed alone still fails its step (WorkerLostError;
+        # task_reject_on_worker_lost stays off, so a step that kills its process is not redelivered forever), and
+        # the run is retried from the failure.
+        "task_acks_late": True,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
+        },
         # a fresh pool process after this many steps bounds what a long-lived one accumulates (one reached 4.2 GB
         # RSS after 45 steps when the checks still read the whole store; BENCHMARKS.md, section 8); a new one costs
         # its imports, a few seconds per 8 steps

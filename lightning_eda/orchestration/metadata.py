@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue
 
 from lightning_eda.analysis.analysis_store import SavedPlot
 from lightning_eda.analysis.runs import Markdown, Report
+from lightning_eda.store.verify import damaged_hour_note
 
 
 def markdown_table(rows: Iterable[Sequence], header: Sequence[str], max_cell: int = 200) -> MetadataValue:
@@ -41,11 +44,17 @@ def materialized(context: AssetExecutionContext, analysis: Callable[[], Report])
     """Run one plain analysis, log its line and return its facts as the materialization's metadata.
 
     A setting or an input the user can fix (``ValueError``, ``LookupError``) fails the step with the plain module's
-    message, without a traceback.
+    message, without a traceback. A read that meets a damaged file of the store (DuckDB's or Arrow's error quoting
+    its path) fails with one line naming the hour and the command that heals it.
     """
     try:
         report = analysis()
-    except (ValueError, LookupError) as exc:
-        raise Failure(description=str(exc)) from None
+    except (duckdb.Error, pa.ArrowException, OSError, ValueError, LookupError) as exc:
+        note = damaged_hour_note(str(exc))
+        if note is not None:
+            raise Failure(description=note) from None
+        if isinstance(exc, ValueError | LookupError) and not isinstance(exc, duckdb.Error):
+            raise Failure(description=str(exc)) from None
+        raise
     context.log.info(report.log)
     return MaterializeResult(metadata=metadata_values(report.metadata))

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import logging
 import os
 import shutil
 import sys
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -87,6 +89,21 @@ class HourVersion:
     def files(self, table: str) -> list[Path]:
         return table_files(self.path, table)
 
+    def manifest(self) -> dict | None:
+        """What the version's writer recorded it must contain (see :func:`write_manifest`); None for versions
+        committed before manifests were written. Raises ``ValueError`` when the manifest itself is damaged."""
+        try:
+            text = (self.path / MANIFEST_FILE).read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            manifest = json.loads(text)
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+                raise ValueError("no file list")
+        except ValueError as exc:
+            raise ValueError(f"{MANIFEST_FILE} cannot be read ({exc})") from None
+        return manifest
+
 
 def table_files(folder: Path, table: str) -> list[Path]:
     """A table's files in a version folder: ``<table>.parquet`` and the decoder processes'
@@ -95,9 +112,52 @@ def table_files(folder: Path, table: str) -> list[Path]:
 
 
 def read_files(files: list[Path], table: str) -> pa.Table:
+    """A table's files read as one table; a file that cannot be read raises :class:`DamagedFile` naming it."""
     schema = GLM_SCHEMAS[table]
-    parts = [pq.read_table(path, schema=schema) for path in files]
+    parts = []
+    for path in files:
+        try:
+            parts.append(pq.read_table(path, schema=schema))
+        except (pa.ArrowException, OSError) as exc:
+            raise DamagedFile(path, str(exc)) from exc
     return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+class DamagedFile(OSError):
+    """A file of the store cannot be read (truncated, overwritten, gone); the message names its path."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
+MANIFEST_FILE = "manifest.json"
+"""Beside an hour's Parquet files: each file's table, rows, size and CRC-32, as written (not a ``.parquet``: no glob
+matches it)."""
+
+
+def file_crc32(path: Path, chunk: int = 1 << 20) -> int:
+    """CRC-32 of a file's bytes, read in chunks."""
+    crc = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def write_manifest(folder: Path) -> dict:
+    """Record what a staged version holds: per Parquet file its table, rows (from its footer), bytes and CRC-32,
+    and rows per table; :mod:`lightning_eda.store.verify` checks committed hours against it."""
+    files, tables = {}, {table: 0 for table in GLM_TABLES}
+    for table in GLM_TABLES:
+        for path in table_files(folder, table):
+            rows = pq.ParquetFile(path).metadata.num_rows
+            files[path.name] = {"table": table, "rows": rows, "bytes": path.stat().st_size, "crc32": file_crc32(path)}
+            tables[table] += rows
+    manifest = {"format": FORMAT_VERSION, "tables": tables, "files": files}
+    text = json.dumps(manifest, indent=1, sort_keys=True)
+    atomic_write(folder / MANIFEST_FILE, lambda handle: handle.write(text.encode()))
+    return manifest
 
 
 def write_part(folder: Path, table: str, parts: list[pa.Table], name: str) -> Path | None:
@@ -212,7 +272,8 @@ class ParquetStore:
     def finish_staging(self, folder: Path, tables: dict[str, pa.Table]) -> Path:
         """Add ``tables`` (``glm_file`` at least) to a staging folder and mark it complete; :meth:`commit` swaps it in.
 
-        Every table gets a file even when empty, so an hour's folder always holds all four.
+        Every table gets a file even when empty, so an hour's folder always holds all four; the manifest records
+        them all.
         """
         for table in GLM_TABLES:
             data = tables.get(table)
@@ -224,6 +285,7 @@ class ParquetStore:
                     **_WRITE_OPTIONS,
                 )
                 _fsync_file(path)
+        write_manifest(folder)
         (folder / _VERSION_FILE).write_text(folder.name.split("-", 1)[0])
         _fsync_file(folder / _VERSION_FILE)
         return folder

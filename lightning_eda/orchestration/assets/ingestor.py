@@ -12,6 +12,7 @@ from lightning_eda.orchestration.partitions import hourly_partitions
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.settings import ConfigError
 from lightning_eda.store import catalog, database
+from lightning_eda.store.verify import verify_hour
 from lightning_eda.utc import naive_utc
 
 
@@ -31,9 +32,13 @@ def _hour_paths(context: AssetExecutionContext, archive: GlmArchiveResource, dat
 )
 def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
     paths = _hour_paths(context, archive, data)
+    # a damaged current version is replaced whole: every granule is decoded again, from raw/ or fetched again
+    damage = verify_hour(data.store, paths.key, deep=True)
+    for problem in damage:
+        context.log.warning(f"damaged, the hour is decoded again: {problem}")
     try:
         source = archive.archive(paths.hour)
-        settled = hourly.settled_granules(data.store, paths.key)
+        settled = {} if damage else hourly.settled_granules(data.store, paths.key)
         report = extract_hour(source, paths.hour, paths.raw_root, max_workers=archive.max_workers, skip=settled)
     except (ConfigError, ArchiveUnreachable) as exc:
         raise Failure(description=str(exc)) from None
@@ -42,7 +47,7 @@ def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: L
             description=f"no granules under {source.description}/{hour_prefix(archive.product, paths.hour)} "
             f"(the hour may not be published yet, or the bucket has no data for it)"
         )
-    hourly.write_extract_report(paths, report)
+    hourly.write_extract_report(paths, report, damaged=[str(d) for d in damage])
     for error in report.failed.values():
         context.log.warning(f"download failed (the granule stays missing; the next run retries it): {error}")
     if report.failed and not report.files and not report.already_loaded:
@@ -57,6 +62,7 @@ def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: L
             "downloaded": len(report.downloaded),
             "already_present": len(report.already_present),
             "download_failures": len(report.failed),
+            "damaged_files": len(damage),
             "bytes_downloaded": report.bytes_downloaded,
             "raw_dir": MetadataValue.path(str(paths.raw_dir)),
         }
@@ -104,6 +110,9 @@ def transform(
             "groups": sum(r.n_groups for r in loaded),
             "events": sum(r.n_events for r in loaded),
             "staged": MetadataValue.path(str(result.staged)) if result.staged else "nothing changed",
+            "healed": markdown_table([(problem,) for problem in result.healed], ["damage replaced"])
+            if result.healed
+            else "nothing damaged",
         }
     )
 
