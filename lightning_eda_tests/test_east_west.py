@@ -111,7 +111,7 @@ def test_a_backfill_across_the_handover_reads_each_hour_from_its_satellite(backf
     assert {status for *_, status in files} == {"loaded"}
     # a rerun finds both hours complete in their own buckets and downloads nothing
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("already loaded, skipped") == 2, second.stdout
+    assert second.stdout.count("already loaded, unchanged in the archive, skipped") == 2, second.stdout
 
 
 @pytest.mark.slow  # lightning-eda as a subprocess
