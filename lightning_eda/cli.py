@@ -86,12 +86,13 @@ def _materialize(assets, *, partition_key=None, ops=None, verbose=False):
 
 
 def _ingest(hour: datetime, verbose: bool, force: bool = False):
-    from lightning_eda.definitions import ingest_assets
+    from lightning_eda.definitions import ingest_assets, ingest_checks
     from lightning_eda.orchestration.partitions import partition_key_for_hour
     from lightning_eda.orchestration.run_config import ingest_run_config
 
     ops = ingest_run_config(redecode=force).ops
-    return _materialize(ingest_assets, partition_key=partition_key_for_hour(hour), ops=ops, verbose=verbose)
+    key = partition_key_for_hour(hour)
+    return _materialize([*ingest_assets, *ingest_checks], partition_key=key, ops=ops, verbose=verbose)
 
 
 def _cluster(start: datetime, hours: int, verbose: bool, end: datetime | None = None):

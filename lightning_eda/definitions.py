@@ -8,13 +8,16 @@ from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silho
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.assets.tracking import storm_tracks
-from lightning_eda.orchestration.checks import all_checks
+from lightning_eda.orchestration.checks import all_checks, load_checks
 from lightning_eda.orchestration.constants import CLUSTERING, DENSITY, EVALUATORS, INGESTOR, PREPROCESSOR, STORM_TRACKS
 from lightning_eda.orchestration.executors import executor_from_env
 from lightning_eda.orchestration.resources import resources_from_env
 from lightning_eda.orchestration.schedules import build_automation
 
 ingest_assets = [extract, transform, load]
+#: What a terminal's ingest runs with its assets: the load checks, whose blocking ones fail the run (so
+#: ``lightning-eda run`` and ``backfill`` do not cluster a window over an hour with duplicated keys or damaged files).
+ingest_checks = [load_checks]
 clustering_assets = [
     preprocessor,
     elbow_evaluator,
