@@ -307,7 +307,7 @@ def test_the_asset_writes_the_files_the_table_and_the_map(s3, real_granules, tmp
     assert result.success
     meta = result.asset_materializations_for_node("gridded_products")[0].metadata
     assert meta["netcdf_files"].value == 2 and meta["hours"].value == 1 and meta["flashes"].value == 853
-    assert meta["frames_5min"].value == 12 and meta["footprint_cells"].value == 4
+    assert meta["frames_accumulated"].value == 12 and meta["footprint_cells"].value == 4
     grids = tmp_path / "grids" / "noaa-goes16" / "2km" / "2018-07-02"
     assert sorted(p.name for p in grids.iterdir()) == ["glm_grid_1min_20180702T04.nc", "glm_grid_5min_20180702T04.nc"]
     with xr.open_dataset(grids / "glm_grid_1min_20180702T04.nc") as ds:

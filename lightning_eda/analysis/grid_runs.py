@@ -79,29 +79,6 @@ class _Busiest:
             self.cells = frames[frames["frame"] == frame]
 
 
-class _CellTable:
-    """``grid_cell`` written hour by hour beside the old file, then renamed into place."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        self.schema = ANALYSIS_SCHEMAS[GRID_CELL_TABLE]
-        self.writer = pq.ParquetWriter(self.partial, self.schema)
-        self.rows = 0
-
-    def add(self, frame: pd.DataFrame) -> None:
-        self.writer.write_table(conform(frame, self.schema))
-        self.rows += len(frame)
-
-    def commit(self) -> None:
-        self.writer.close()
-        os.replace(self.partial, self.path)
-
-    def abandon(self) -> None:
-        self.writer.close()
-        self.partial.unlink(missing_ok=True)
-
-
 def cell_rows(
     grid: FixedGrid, frames: pd.DataFrame, starts: list[datetime], minutes: int, *, lat_lon: bool = True
 ) -> pd.DataFrame:
@@ -123,11 +100,51 @@ def cell_rows(
     )
 
 
-def grid_window(
-    analyses: AnalysisStore, window: AnalysisWindow, *, product: str, request: GridRequest
-) -> tuple[dict, _Busiest]:
-    """Grid every loaded hour of the window; write the files and ``grid_cell``. Returns the totals and the busiest
-    accumulation."""
+class GridOutput:
+    """What gridding a window writes, hour by hour: each hour's netCDF files, the accumulations' ``grid_cell`` rows
+    (written beside the table's file, renamed into place by :meth:`commit`) and the busiest accumulation."""
+
+    def __init__(self, data_dir: Path, bucket: str, table_path: Path, accumulation_minutes: int):
+        check_accumulation(accumulation_minutes)
+        self.data_dir, self.bucket, self.minutes = Path(data_dir), bucket, accumulation_minutes
+        self.table_path = table_path
+        self.partial = table_path.with_name(f".{table_path.name}.{os.getpid()}.partial")
+        self.schema = ANALYSIS_SCHEMAS[GRID_CELL_TABLE]
+        self.writer = pq.ParquetWriter(self.partial, self.schema)
+        self.busiest = _Busiest()
+        self.files: list[Path] = []
+        self.totals = {"hours": 0, "flashes": 0, "events_gridded": 0, "energy_gridded_j": 0.0, "cells": 0}
+
+    def add(self, grid: FixedGrid, gridded: GriddedHour, attributes: dict[str, str]) -> None:
+        self.totals["hours"] += 1
+        self.totals["flashes"] += int(gridded.counts.get("flashes", 0))
+        self.totals["events_gridded"] += int(gridded.counts.get("events_gridded", 0))
+        self.totals["energy_gridded_j"] += float(gridded.counts.get("energy_gridded", 0.0))
+        if gridded.extent is None:
+            logger.info("no lightning to grid in %s", gridded.hour)
+            return
+        for minutes in sorted({1, self.minutes}):
+            frames = gridded.frames(minutes)
+            path = netcdf.grid_file(self.data_dir, self.bucket, grid.resolution_km, gridded.hour, minutes)
+            self.files.append(netcdf.write_hour(path, grid, gridded.extent, gridded.hour, minutes, frames, attributes))
+            if minutes == self.minutes:
+                starts, _ = frame_bounds(gridded.hour, minutes)
+                self.writer.write_table(conform(cell_rows(grid, frames, starts, minutes), self.schema))
+                self.totals["cells"] += len(frames)
+                self.busiest.offer(frames, starts)
+
+    def commit(self) -> None:
+        self.writer.close()
+        os.replace(self.partial, self.table_path)
+
+    def abandon(self) -> None:
+        self.writer.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def grid_window(analyses: AnalysisStore, window: AnalysisWindow, *, product: str, request: GridRequest):
+    """Grid every loaded hour of the window into a :class:`GridOutput`; returns it, the grid (None when no granule
+    is loaded) and where the projection came from."""
     data_dir = analyses.tables.data_dir
     hours = database.loaded_granule_rows(
         analyses.tables,
@@ -137,10 +154,10 @@ def grid_window(
         end=window.end,
         tables=("glm_file", "glm_event", "glm_group", "glm_flash"),
     )
-    n = request.accumulation_minutes
-    totals = {"hours": 0, "files": [], "flashes": 0, "events_gridded": 0, "energy_gridded_j": 0.0, "cells": 0}
-    busiest, grid, extent, source = _Busiest(), None, None, ""
-    table = _CellTable(analyses.tables.analysis_file(GRID_CELL_TABLE))
+    output = GridOutput(
+        data_dir, window.bucket, analyses.tables.analysis_file(GRID_CELL_TABLE), request.accumulation_minutes
+    )
+    grid, extent, source = None, None, ""
     try:
         for rows in hours:
             files = rows["glm_file"]
@@ -154,14 +171,18 @@ def grid_window(
             gridded = grid_hour(
                 rows["glm_event"], rows["glm_group"], rows["glm_flash"], grid, hour, extent=extent, box=window.box
             )
-            _write_hour(data_dir, window.bucket, grid, gridded, n, table, busiest, totals, files)
+            first = files.iloc[0]
+            attributes = {
+                "platform_ID": str(first.get("platform") or ""),
+                "orbital_slot": str(first.get("orbital_slot") or ""),
+                "bucket": window.bucket,
+            }
+            output.add(grid, gridded, attributes)
     except BaseException:
-        table.abandon()
+        output.abandon()
         raise
-    table.commit()
-    totals["projection_source"] = source
-    totals["grid"] = grid
-    return totals, busiest
+    output.commit()
+    return output, grid, source
 
 
 def _requested_extent(grid: FixedGrid, window: AnalysisWindow, request: GridRequest) -> Extent | None:
@@ -171,31 +192,6 @@ def _requested_extent(grid: FixedGrid, window: AnalysisWindow, request: GridRequ
         box = window.box
         return grid.box_extent(box.lat_min, box.lat_max, box.lon_min, box.lon_max)
     return None
-
-
-def _write_hour(data_dir, bucket, grid, gridded: GriddedHour, n, table, busiest, totals, files) -> None:
-    totals["hours"] += 1
-    totals["flashes"] += int(gridded.counts.get("flashes", 0))
-    totals["events_gridded"] += int(gridded.counts.get("events_gridded", 0))
-    totals["energy_gridded_j"] += float(gridded.counts.get("energy_gridded", 0.0))
-    if gridded.extent is None:
-        logger.info("no lightning to grid in %s", gridded.hour)
-        return
-    first = files.iloc[0]
-    attributes = {
-        "platform_ID": str(first.get("platform") or ""),
-        "orbital_slot": str(first.get("orbital_slot") or ""),
-        "bucket": bucket,
-    }
-    for minutes in sorted({1, n}):
-        frames = gridded.frames(minutes)
-        path = netcdf.grid_file(data_dir, bucket, grid.resolution_km, gridded.hour, minutes)
-        totals["files"].append(netcdf.write_hour(path, grid, gridded.extent, gridded.hour, minutes, frames, attributes))
-        if minutes == n:
-            starts, _ = frame_bounds(gridded.hour, minutes)
-            table.add(cell_rows(grid, frames, starts, minutes))
-            totals["cells"] += len(frames)
-            busiest.offer(frames, starts)
 
 
 def gridded_products(
@@ -213,28 +209,24 @@ def gridded_products(
     request = GridRequest(resolution_km, accumulation_minutes, full_disk)
     with analyses.connect() as con:
         window = analyses.read_window(con)
-    totals, busiest = grid_window(analyses, window, product=product, request=request)
-    grid = totals["grid"]
+    output, grid, source = grid_window(analyses, window, product=product, request=request)
     if grid is None:
         raise LookupError(f"no loaded granule in {window.text}: materialize the ingestor assets first")
-    n = request.accumulation_minutes
+    n, totals, busiest = request.accumulation_minutes, output.totals, output.busiest
     when = f"{busiest.start:%Y-%m-%d %H:%M}" if busiest.start else window.text
     png = fixed_grid_fed_map(
-        grid,
-        busiest.cells,
-        minutes=n,
-        title=f"{when} UTC, {n} min · {window.bucket}",
-        extent=window.extent,
+        grid, busiest.cells, minutes=n, title=f"{when} UTC, {n} min · {window.bucket}", extent=window.extent
     )
     plot = analyses.save_plot(png, "gridded_fed", f"{n}-minute flash extent density on the fixed grid")
-    files = [str(path) for path in totals["files"]]
+    files = [str(path) for path in output.files]
     metadata = {
         "map": plot,
         "files": Markdown("\n".join(f"- `{path}`" for path in files) or "none"),
         "netcdf_files": len(files),
         "hours": totals["hours"],
         "frames_1min": 60 * totals["hours"],
-        f"frames_{n}min": 60 // n * totals["hours"],
+        "accumulation_minutes": n,
+        "frames_accumulated": 60 // n * totals["hours"],
         "flashes": totals["flashes"],
         "events_gridded": totals["events_gridded"],
         "total_optical_energy_j": totals["energy_gridded_j"],
@@ -244,7 +236,7 @@ def gridded_products(
         "scan_angle_step_urad": grid.step * 1e6,
         "footprint_cells": grid.footprint_cells,
         "projection": grid.projection.cf_attributes(),
-        "projection_source": totals["projection_source"],
+        "projection_source": source,
     }
     log = (
         f"{totals['flashes']} flashes of {totals['hours']} hours gridded at {grid.resolution_km:g} km into "

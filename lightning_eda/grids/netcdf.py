@@ -183,29 +183,33 @@ def _seconds(moment: datetime) -> float:
 
 
 def _write_chunks(h5, cells: pd.DataFrame, extent: Extent, chunks: tuple[int, int, int]) -> None:
-    """Write the chunks lightning touched, each compressed here (the variables' only filter is deflate)."""
+    """Write the chunks lightning touched, each compressed here (the variables' only filter is deflate).
+
+    A frame's chunks are built together, one array per variable; a chunk all fill (a chunk with flashes but no flash
+    centroid, for ``flash_centroid_density``) is left unwritten, as it reads the same.
+    """
     if cells.empty:
         return
     _, ch_y, ch_x = chunks
     row = extent.iy1 - cells["iy"].to_numpy(np.int64)
     col = cells["ix"].to_numpy(np.int64) - extent.ix0
     frame = cells["frame"].to_numpy(np.int64)
-    chunk_key = (frame * (extent.ny // ch_y + 1) + row // ch_y) * (extent.nx // ch_x + 1) + col // ch_x
-    order = np.argsort(chunk_key, kind="stable")
-    bounds = np.flatnonzero(np.r_[True, np.diff(chunk_key[order]) != 0, True])
+    tiles_x = extent.nx // ch_x + 1
+    tile = (row // ch_y) * tiles_x + col // ch_x
+    order = np.lexsort((tile, frame))
+    frame, tile, row, col = frame[order], tile[order], row[order], col[order]
+    values = {name: cells[name].to_numpy()[order] for name in VARIABLES}
     datasets = {name: h5[name] for name in VARIABLES}
-    values = {name: cells[name].to_numpy() for name in VARIABLES}
-    blocks = {
-        name: np.full((ch_y, ch_x), VARIABLE_SPECS[name][1], dtype=np.dtype(VARIABLE_SPECS[name][0]))
-        for name in VARIABLES
-    }
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        rows = order[a:b]
-        t, r, c = int(frame[rows[0]]), int(row[rows[0]]), int(col[rows[0]])
-        r0, c0 = r - r % ch_y, c - c % ch_x
-        local_r, local_c = row[rows] - r0, col[rows] - c0
+    frame_starts = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1], True])
+    for a, b in zip(frame_starts[:-1], frame_starts[1:], strict=True):
+        tiles, slot = np.unique(tile[a:b], return_inverse=True)
+        local = (slot, row[a:b] % ch_y, col[a:b] % ch_x)
+        origins = [(int(frame[a]), int(t // tiles_x) * ch_y, int(t % tiles_x) * ch_x) for t in tiles]
         for name in VARIABLES:
-            block = blocks[name]
-            block.fill(VARIABLE_SPECS[name][1])
-            block[local_r, local_c] = values[name][rows]
-            datasets[name].id.write_direct_chunk((t, r0, c0), zlib.compress(block.tobytes(), DEFLATE_LEVEL))
+            dtype, fill, _ = VARIABLE_SPECS[name]
+            blocks = np.full((len(tiles), ch_y, ch_x), fill, dtype=np.dtype(dtype))
+            blocks[local] = values[name][a:b]
+            written = ~np.all(blocks == fill, axis=(1, 2)) if fill == 0 else np.ones(len(tiles), dtype=bool)
+            dataset = datasets[name].id
+            for i in np.flatnonzero(written):
+                dataset.write_direct_chunk(origins[i], zlib.compress(blocks[i], DEFLATE_LEVEL))

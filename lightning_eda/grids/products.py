@@ -120,31 +120,30 @@ def grid_hour(
     see, or whose footprint leaves ``extent`` are left out and counted in :attr:`GriddedHour.counts`.
     """
     k = grid.footprint_cells if footprint else 1
-    flash_keys = flashes[["source_file", "flash_id"]].assign(fi=np.arange(len(flashes), dtype=np.int64))
     start = pd.Timestamp(hour)
     minute = (pd.to_datetime(flashes["time_start"]) - start) // pd.Timedelta(minutes=1)
     flash_frame = np.clip(minute.to_numpy(np.int64), 0, MINUTES_PER_HOUR - 1)
     area_km2 = flashes["area"].to_numpy(np.float64) / 1e6
 
-    parents = groups[["source_file", "group_id", "parent_flash_id"]].rename(
-        columns={"group_id": "parent_group_id", "parent_flash_id": "flash_id"}
-    )
-    parents = parents.merge(flash_keys, on=["source_file", "flash_id"])[["source_file", "parent_group_id", "fi"]]
-    joined = events[["source_file", "parent_group_id", "lat", "lon", "energy"]].merge(
-        parents, on=["source_file", "parent_group_id"]
-    )
-    counts: dict[str, float] = {"events_in": len(events), "orphan_events": len(events) - len(joined)}
-    lat, lon = joined["lat"].to_numpy(np.float64), joined["lon"].to_numpy(np.float64)
+    file_f, file_g, file_e = _file_codes(flashes["source_file"], groups["source_file"], events["source_file"])
+    group_flash = _lookup(_key(file_f, flashes["flash_id"]), _key(file_g, groups["parent_flash_id"]))
+    event_group = _lookup(_key(file_g, groups["group_id"]), _key(file_e, events["parent_group_id"]))
+    event_flash = np.where(event_group >= 0, group_flash[np.maximum(event_group, 0)], -1)
+    has_flash = event_flash >= 0
+    counts: dict[str, float] = {"events_in": len(events), "orphan_events": int((~has_flash).sum())}
+    fi = event_flash[has_flash]
+    lat = events["lat"].to_numpy(np.float64)[has_flash]
+    lon = events["lon"].to_numpy(np.float64)[has_flash]
+    energy = np.nan_to_num(events["energy"].to_numpy(np.float64)[has_flash])
     if box is not None:
         inside = box.contains(lat, lon)
         counts["events_outside_box"] = int((~inside).sum())
-        joined, lat, lon = joined[inside], lat[inside], lon[inside]
+        fi, lat, lon, energy = fi[inside], lat[inside], lon[inside], energy[inside]
     x, y = _scan_angles(grid, lat, lon)
     seen = np.isfinite(x)
     counts["events_off_disk"] = int((~seen).sum())
     bx, by = grid.footprint_corner(x[seen], y[seen], k)
-    fi = joined["fi"].to_numpy(np.int64)[seen]
-    energy = np.nan_to_num(joined["energy"].to_numpy(np.float64)[seen])
+    fi, energy = fi[seen], energy[seen]
     if extent is None:
         if not len(bx):
             return GriddedHour(hour, None, _empty_cells(), {**counts, "events_gridded": 0, "flashes": 0})
@@ -209,6 +208,30 @@ def grid_hour(
     )
     counts["flashes"] = len(_distinct(fi))
     return GriddedHour(hour, extent, cells, counts)
+
+
+def _file_codes(*columns: pd.Series) -> list[np.ndarray]:
+    """Each ``source_file`` column as integer codes on one set of names: the codes themselves when the columns are
+    categoricals on the same categories (as the store's hours are read), else codes of the names."""
+    dtypes = [column.dtype for column in columns]
+    if all(isinstance(d, pd.CategoricalDtype) for d in dtypes) and all(d == dtypes[0] for d in dtypes):
+        return [column.cat.codes.to_numpy(np.int64) for column in columns]
+    names = pd.Index(pd.unique(pd.concat([pd.Series(pd.unique(column.astype(str))) for column in columns])))
+    return [names.get_indexer(column.astype(str)).astype(np.int64) for column in columns]
+
+
+def _key(file_code: np.ndarray, ids: pd.Series) -> np.ndarray:
+    """(granule, id) as one int64: GLM ids are unsigned 32-bit at most, and unique only inside a granule."""
+    return file_code * (1 << 32) + ids.to_numpy(np.int64)
+
+
+def _lookup(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The row of ``keys`` holding each of ``wanted``, -1 where none does (a join on a unique key, by sorting)."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    at = np.minimum(np.searchsorted(ordered, wanted), max(len(ordered) - 1, 0))
+    found = (ordered[at] == wanted) if len(ordered) else np.zeros(len(wanted), dtype=bool)
+    return np.where(found, order[at] if len(ordered) else -1, -1)
 
 
 def _scan_angles(grid: FixedGrid, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
