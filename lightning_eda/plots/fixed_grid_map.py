@@ -21,6 +21,7 @@ from lightning_eda.plots.output import figure_png
 
 HEADING = "Flash Extent Density on the GOES fixed grid"
 _CORNERS = ((0, 0), (1, 0), (1, 1), (0, 1))
+_MIN_SIDE_PT = 1.6
 
 
 def fixed_grid_fed_map(
@@ -64,25 +65,29 @@ def fixed_grid_fed_map(
         xy = [canvas.xy(lon[seen], lat[seen]) for lat, lon in corners]
         polygons = np.stack([np.column_stack(c) for c in xy], axis=1)  # (cells, 4 corners, 2)
         order = np.argsort(fed)  # the densest cells on top
+        ax.apply_aspect()
+        points_per_unit = ax.get_window_extent().height * 72.0 / fig.dpi / np.diff(ax.get_ylim())[0]
+        side = np.median(np.abs(polygons[:, 2, 1] - polygons[:, 0, 1])) * points_per_unit
         drawn = PolyCollection(
             polygons[order],
             array=fed[order],
             cmap="plasma",
             norm=LogNorm(vmin=1.0, vmax=max(float(fed.max()), 2.0)),
-            linewidths=0,
+            # cells far smaller than a pixel on a continental map get an outline of their own colour, to stay visible
+            edgecolors="face",
+            linewidths=float(np.clip(_MIN_SIDE_PT - side, 0.0, _MIN_SIDE_PT)),
             zorder=2,
             rasterized=True,
         )
         ax.add_collection(drawn)
         bar = fig.colorbar(drawn, ax=ax, fraction=0.035, pad=0.02)
-        bar.set_label(f"flashes per {grid.resolution_km:g} km fixed-grid cell in {minutes} min", fontsize=9)
+        k = grid.footprint_cells
+        bar.set_label(
+            f"flashes per {grid.resolution_km:g} km fixed-grid cell in {minutes} min (event footprint {k}×{k} cells)",
+            fontsize=9,
+        )
     else:
         no_flashes_notice(ax)
-    summary = (
-        f"{fed.size:,} cells, up to {int(fed.max()):,} flashes in one (footprint {grid.footprint_cells}×"
-        f"{grid.footprint_cells} cells)"
-        if fed.size
-        else "no flashes"
-    )
+    summary = f"{fed.size:,} cells, up to {int(fed.max()):,} flashes in one" if fed.size else "no flashes"
     map_headings(ax, HEADING, title, summary)
     return figure_png(fig)
