@@ -323,3 +323,18 @@ def test_the_asset_writes_the_files_the_table_and_the_map(s3, real_granules, tmp
     assert table["lat"].between(-60, 60).all() and meta["projection_source"].value.startswith("OR_GLM-L2-LCFA_G16")
     image = matplotlib.image.imread(meta["map_path"].value)
     assert image.shape[:2] == (910, 1300) and Path(meta["map_path"].value).name == "gridded_fed_map.png"
+
+
+@pytest.mark.parametrize(("resolution_km", "cells", "footprint"), [(2.0, 5424, 4), (4.0, 2712, 2), (10.0, 1086, 1)])
+def test_the_full_disk_is_abis_fixed_grid(resolution_km, cells, footprint):
+    """NOAA's 2 km full disk: 5424 × 5424 cells of 56 µrad, centres from -0.151844 to +0.151844 rad."""
+    grid = FixedGrid(GeosProjection.for_slot("GOES-East"), resolution_km)
+    disk = grid.full_disk()
+    x, y = grid.centres(disk)
+    assert disk.nx == disk.ny == cells and grid.footprint_cells == footprint
+    assert x[0] == -x[-1] and y[0] == -y[-1] > 0  # symmetric, y north to south
+    if resolution_km == 2.0:
+        np.testing.assert_allclose([x[0], x[-1], x[1] - x[0]], [-0.151844, 0.151844, 56e-6], atol=1e-12)
+        np.testing.assert_allclose(x[2711:2713], [-28e-6, 28e-6], atol=1e-15)
+    lat, lon = grid.projection.to_latlon(np.array([0.0]), np.array([0.0]))
+    np.testing.assert_allclose([lat[0], lon[0]], [0.0, -75.0], atol=1e-9)

@@ -205,8 +205,8 @@ class FixedGrid:
         return x, y
 
     def full_disk(self) -> Extent:
-        """ABI's full disk: the cells within ±0.151872 rad."""
-        n = int(round(FULL_DISK_HALF_RAD / self.step))
+        """ABI's full disk: the cells covering ±0.151872 rad (at 10 km the 1086 cells of 280 µrad go 0.08 % beyond)."""
+        n = int(np.ceil(FULL_DISK_HALF_RAD / self.step - 1e-9))
         return Extent(-n, n - 1, -n, n - 1)
 
     def snapped(self, x_min: float, x_max: float, y_min: float, y_max: float, pad_cells: int = 0) -> Extent:
