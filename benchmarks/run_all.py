@@ -2,8 +2,9 @@
 bench_clustering.py and bench_grids.py, one process each.
 
 Each script prints its report and writes its results file (``benchmarks/results/ml.txt``, ``pipeline.txt``,
-``transform_breakdown.txt``, ``store.txt``, ``clustering.txt``, ``grids.txt``); each stays runnable alone. This is what ``make bench``
-runs; it is not part of the test suite and takes about forty minutes (the clustering day alone about twelve, the gridded day six to fifteen).
+``transform_breakdown.txt``, ``store.txt``, ``clustering.txt``, ``grids.txt``); each stays runnable alone. This is
+what ``make bench`` runs; it is not part of the test suite and takes about forty minutes (the clustering day alone
+about twelve, the gridded day six to fifteen).
 The benchmarks' standard error (Dagster's run log, the local S3 server's request log) is kept out of the way and shown
 only when a benchmark fails (``--verbose`` shows it as it comes).
 
