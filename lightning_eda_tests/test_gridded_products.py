@@ -12,6 +12,7 @@ import pandas as pd
 import pyproj
 import pytest
 
+from lightning_eda.analysis.grid_runs import GridRequest
 from lightning_eda.goes.granule import read_granule
 from lightning_eda.grids.fixed_grid import FixedGrid, GeosProjection
 from lightning_eda.grids.netcdf import write_hour
@@ -182,6 +183,10 @@ def test_accumulations_add_the_minutes_and_keep_the_smallest_area(tmp_path):
         gridded.frames(7)
     with pytest.raises(ValueError, match="resolution_km=3"):
         FixedGrid(GeosProjection.for_slot("GOES-East"), 3.0)
+    with pytest.raises(ValueError, match="accumulation_minutes=7 must divide an hour"):
+        GridRequest(accumulation_minutes=7)  # the asset's settings, checked before anything is read
+    with pytest.raises(ValueError, match="resolution_km=3"):
+        GridRequest(resolution_km=3)
 
 
 def test_a_box_keeps_its_events_and_their_energy(tmp_path):
