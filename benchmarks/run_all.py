@@ -1,14 +1,15 @@
-"""Run the whole benchmark suite: bench_ml.py, bench_pipeline.py, transform_breakdown.py, bench_store.py and
-bench_clustering.py, one process each.
+"""Run the whole benchmark suite: bench_ml.py, bench_pipeline.py, transform_breakdown.py, bench_store.py,
+bench_clustering.py and bench_grids.py, one process each.
 
 Each script prints its report and writes its results file (``benchmarks/results/ml.txt``, ``pipeline.txt``,
-``transform_breakdown.txt``, ``store.txt``, ``clustering.txt``); each stays runnable alone. This is what ``make bench``
-runs; it is not part of the test suite and takes about twenty-five minutes (the clustering day alone about twelve).
+``transform_breakdown.txt``, ``store.txt``, ``clustering.txt``, ``grids.txt``); each stays runnable alone. This is
+what ``make bench`` runs; it is not part of the test suite and takes about forty minutes (the clustering day alone
+about twelve, the gridded day six to fifteen).
 The benchmarks' standard error (Dagster's run log, the local S3 server's request log) is kept out of the way and shown
 only when a benchmark fails (``--verbose`` shows it as it comes).
 
 Run from the project root:
-``python benchmarks/run_all.py [--only ml|pipeline|transform_breakdown|store|clustering]
+``python benchmarks/run_all.py [--only ml|pipeline|transform_breakdown|store|clustering|grids]
 [--glm-dir ../shared/data/glm]``.
 Exits non-zero if any benchmark failed (the others still run).
 """
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "transform_breakdown": ROOT / "benchmarks" / "transform_breakdown.py",
     "store": ROOT / "benchmarks" / "bench_store.py",
     "clustering": ROOT / "benchmarks" / "bench_clustering.py",
+    "grids": ROOT / "benchmarks" / "bench_grids.py",
 }
 
 

@@ -5,6 +5,7 @@ from dagster import AssetSelection, Definitions, define_asset_job
 from lightning_eda.orchestration.assets.clustering import cluster_map, kmeans_cluster, storm_flash_rate
 from lightning_eda.orchestration.assets.density import flash_extent_density
 from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silhouette_evaluator
+from lightning_eda.orchestration.assets.gridded import gridded_products
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.assets.tracking import storm_tracks
@@ -26,6 +27,7 @@ clustering_assets = [
     cluster_map,
     storm_flash_rate,
     flash_extent_density,
+    gridded_products,
     storm_tracks,
 ]
 
@@ -38,7 +40,7 @@ cluster_job = define_asset_job(
     "cluster_window",
     selection=AssetSelection.groups(PREPROCESSOR, EVALUATORS, CLUSTERING, DENSITY, STORM_TRACKS),
     description="Preprocess the window's flashes, evaluate k, cluster and map them, map their flash extent density, "
-    "and track their storms.",
+    "grid them on the GOES fixed grid and track their storms.",
 )
 
 hourly_ingest, cluster_after_ingest = build_automation(ingest_job, cluster_job)

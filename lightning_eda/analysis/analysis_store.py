@@ -31,6 +31,7 @@ PLOT_FILES = {
     "elbow": "elbow.png",
     "silhouette": "silhouette.png",
     "flash_extent_density": "fed_map.png",
+    "gridded_fed": "gridded_fed_map.png",
     "storm_flash_rate": "storm_flash_rate.png",
     "storm_tracks": "storm_tracks.png",
     "track_flash_rate": "track_flash_rate.png",

@@ -168,6 +168,23 @@ ANALYSIS_SCHEMAS: dict[str, pa.Schema] = {
             ("cell_km", pa.float64()),
         ]
     ),
+    # The gridded products' N-minute accumulations on the ABI fixed grid, one row per non-empty cell (grids/).
+    "grid_cell": pa.schema(
+        [
+            ("time", _TS),
+            ("minutes", pa.int32()),
+            ("x", pa.float64()),
+            ("y", pa.float64()),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("flash_extent_density", pa.int32()),
+            ("minimum_flash_area", pa.float64()),
+            ("total_optical_energy", pa.float64()),
+            ("average_flash_area", pa.float64()),
+            ("flash_centroid_density", pa.int32()),
+            ("resolution_km", pa.float64()),
+        ]
+    ),
     "cluster_summary": pa.schema(
         [
             ("cluster", pa.int64()),
