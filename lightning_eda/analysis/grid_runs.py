@@ -146,38 +146,41 @@ def grid_window(analyses: AnalysisStore, window: AnalysisWindow, *, product: str
     """Grid every loaded hour of the window into a :class:`GridOutput`; returns it, the grid (None when no granule
     is loaded) and where the projection came from."""
     data_dir = analyses.tables.data_dir
-    hours = database.loaded_granule_rows(
-        analyses.tables,
-        bucket=window.bucket,
-        product=product,
-        start=window.start,
-        end=window.end,
-        tables=("glm_file", "glm_event", "glm_group", "glm_flash"),
-    )
     output = GridOutput(
         data_dir, window.bucket, analyses.tables.analysis_file(GRID_CELL_TABLE), request.accumulation_minutes
     )
-    grid, extent, source = None, None, ""
+    grid, extent, source, grid_bucket = None, None, "", None
     try:
-        for rows in hours:
-            files = rows["glm_file"]
-            if files.empty:
-                continue
-            hour = pd.Timestamp(files["time_start"].min()).floor("h").to_pydatetime()  # the folder follows the start
-            if grid is None:
-                projection, source = window_projection(data_dir, window.bucket, product, hour, files)
-                grid = FixedGrid(projection, request.resolution_km)
-                extent = _requested_extent(grid, window, request)
-            gridded = grid_hour(
-                rows["glm_event"], rows["glm_group"], rows["glm_flash"], grid, hour, extent=extent, box=window.box
+        # span by span: over east/west each span is one satellite's bucket, with its own fixed grid and files
+        for span in window.spans():
+            hours = database.loaded_granule_rows(
+                analyses.tables,
+                spans=[span],
+                product=product,
+                tables=("glm_file", "glm_event", "glm_group", "glm_flash"),
             )
-            first = files.iloc[0]
-            attributes = {
-                "platform_ID": str(first.get("platform") or ""),
-                "orbital_slot": str(first.get("orbital_slot") or ""),
-                "bucket": window.bucket,
-            }
-            output.add(grid, gridded, attributes)
+            output.bucket = span.bucket
+            for rows in hours:
+                files = rows["glm_file"]
+                if files.empty:
+                    continue
+                hour = (
+                    pd.Timestamp(files["time_start"].min()).floor("h").to_pydatetime()
+                )  # the folder follows the start
+                if grid is None or grid_bucket != span.bucket:
+                    projection, source = window_projection(data_dir, span.bucket, product, hour, files)
+                    grid, grid_bucket = FixedGrid(projection, request.resolution_km), span.bucket
+                    extent = _requested_extent(grid, window, request)
+                gridded = grid_hour(
+                    rows["glm_event"], rows["glm_group"], rows["glm_flash"], grid, hour, extent=extent, box=window.box
+                )
+                first = files.iloc[0]
+                attributes = {
+                    "platform_ID": str(first.get("platform") or ""),
+                    "orbital_slot": str(first.get("orbital_slot") or ""),
+                    "bucket": span.bucket,
+                }
+                output.add(grid, gridded, attributes)
     except BaseException:
         output.abandon()
         raise
