@@ -111,8 +111,9 @@ def _database_path(config: settings.Settings) -> Path:
 def _hour_summary(config: settings.Settings, hour: datetime) -> dict:
     """Read from the store directly: glm.duckdb may be held open by a user."""
     from lightning_eda.store import catalog, database
+    from lightning_eda.store.parquet_store import HourKey
 
-    with catalog.connect_store(config.data_dir) as con:
+    with catalog.connect_store(config.data_dir, hours=[HourKey(config.bucket, config.product, hour)]) as con:
         return database.hour_summary(con, bucket=config.bucket, hour=hour)
 
 
@@ -136,7 +137,7 @@ def _print_cluster_summary(result, config: settings.Settings) -> None:
         f"clusters: k={meta['k'].value} by {meta['k_criterion'].value} ({meta['k_reason'].value}); "
         f"{meta['storm_count'].value} storms in the window{silhouette}"
     )
-    with catalog.connect_store(config.data_dir) as con:
+    with catalog.connect_store(config.data_dir, hours=()) as con:  # the analyses' tables only
         summary = database.read_cluster_summary(con)
     for row in largest_storms(summary).itertuples():
         where = format_position(row.lat, row.lon)
@@ -162,7 +163,7 @@ def _print_track_summary(result, config: settings.Settings) -> None:
         f"storm tracks: {meta['tracks'].value} tracks, {meta['splits'].value} splits, {meta['merges'].value} merges, "
         f"{meta['lightning_jumps'].value} lightning jumps ({origin})"
     )
-    with catalog.connect_store(config.data_dir) as con:
+    with catalog.connect_store(config.data_dir, hours=()) as con:  # the analyses' tables only
         window = database.read_window_row(con)
         summary = database.read_window_tracks(con, start=window["window_start"], end=window["window_end"])
     for row in strongest_tracks(summary, n=5).itertuples():
@@ -204,6 +205,7 @@ def run_hour(config: settings.Settings, hour: datetime, *, verbose: bool = False
 def backfill(config: settings.Settings, hours: list[datetime], *, force: bool, cluster: bool, verbose: bool) -> int:
     """Ingest every hour of ``hours``; complete hours are skipped unless ``force``, incomplete ones completed."""
     from lightning_eda.store import catalog, database
+    from lightning_eda.store.parquet_store import HourKey
 
     start, end = hours[0], hours[-1]
     print(
@@ -212,7 +214,8 @@ def backfill(config: settings.Settings, hours: list[datetime], *, force: bool, c
     )
     done = set()
     if not force:
-        with catalog.connect_store(config.data_dir) as con:
+        keys = [HourKey(config.bucket, config.product, hour) for hour in hours]
+        with catalog.connect_store(config.data_dir, hours=keys) as con:  # the range's hours, not the whole store
             done = database.complete_hours(con, config.bucket, config.product)
     failures = incomplete = 0
     for index, hour in enumerate(hours, 1):

@@ -62,9 +62,10 @@ def _storm_k(window: AnalysisWindow) -> int | None:
 
 def preprocess_window(analyses: AnalysisStore, *, bucket: str, request: WindowRequest) -> Report:
     """Select the window's flashes, clean and project them, and write ``flash_features`` and ``feature_window``."""
-    with analyses.connect() as con:
-        latest = database.latest_loaded_hour(con, bucket) if request.start is None else None
-        start, end = request.bounds(latest)
+    store = analyses.tables
+    latest = database.latest_loaded_hour_in_store(store, bucket) if request.start is None else None
+    start, end = request.bounds(latest)
+    with analyses.connect(hours=database.window_hours(store, bucket, start, end)) as con:
         flashes = database.window_flashes(con, bucket=bucket, start=start, end=end)
     result = preprocess(
         flashes,

@@ -8,7 +8,7 @@ bound parameters, never as formatted strings.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -88,16 +88,59 @@ def latest_loaded_hour(con: duckdb.DuckDBPyConnection, bucket: str) -> datetime 
 
 
 def window_flashes(con: duckdb.DuckDBPyConnection, *, bucket: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Flashes of the granules loaded for hours in [start, end)."""
+    """Flashes of the granules loaded for hours in [start, end).
+
+    Both tables are filtered on their hour folders, so DuckDB reads the window's files only, whatever the views
+    hold (give it :func:`window_hours`' views and it does not even list the others).
+    """
     return con.execute(
         """
-        SELECT fl.* FROM glm_flash fl
-        JOIN glm_file f USING (source_file)
-        WHERE f.bucket = ? AND f.status = 'loaded' AND f.hour >= ? AND f.hour < ?
+        SELECT fl.* EXCLUDE (hour) FROM glm_flash fl
+        JOIN glm_file f USING (source_file, hour)
+        WHERE f.bucket = ? AND f.status = 'loaded' AND f.hour >= ? AND f.hour < ? AND fl.hour >= ? AND fl.hour < ?
         ORDER BY fl.time_start, fl.source_file, fl.flash_id
         """,
-        [bucket, start, end],
+        [bucket, start, end, start, end],
     ).df()
+
+
+def window_hours(store: ParquetStore, bucket: str, start: datetime, end: datetime) -> list[HourKey]:
+    """The committed hours of ``bucket`` (every product's) that overlap [start, end), from their folders alone.
+
+    Why: a window's steps read these hours' files and no others, so a run costs the same in a store of one day or
+    of years (listing or scanning every hour folder grows with the store).
+    """
+    first = start.replace(minute=0, second=0, microsecond=0)
+    count = max(0, -(-int((end - first).total_seconds()) // 3600))
+    hours = [first + timedelta(hours=i) for i in range(count)]
+    return [
+        key
+        for product in _products(store, bucket)
+        for key in (HourKey(bucket, product, hour) for hour in hours)
+        if store.current(key) is not None
+    ]
+
+
+def latest_loaded_hour_in_store(store: ParquetStore, bucket: str) -> datetime | None:
+    """:func:`latest_loaded_hour` from the hour folders: newest first, reading each ``glm_file`` until one has a
+    loaded granule (usually the first), instead of scanning every hour's."""
+    products = _products(store, bucket)
+    hours = sorted({hour for product in products for hour in store.hours(bucket, product)}, reverse=True)
+    for hour in hours:
+        for product in products:
+            files = store.read(HourKey(bucket, product, hour), "glm_file")
+            if "loaded" in files["status"].to_pylist():
+                return hour
+    return None
+
+
+def _products(store: ParquetStore, bucket: str) -> list[str]:
+    """The products of ``bucket`` with a folder in the store."""
+    bucket_dir = store.glm_root / HourKey(bucket, "", datetime.min).parts[0]
+    if not bucket_dir.is_dir():
+        return []
+    names = (child.name for child in bucket_dir.iterdir())
+    return sorted(name.removeprefix("product=") for name in names if name.startswith("product="))
 
 
 # --- the clustering tables ----------------------------------------------------------------------------------------
