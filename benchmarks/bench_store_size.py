@@ -4,8 +4,8 @@ year of other hours beside it.
 1. One synthetic hour (``--granules`` re-stamped real granules, 180 by default, as a real hour) is loaded with
    ``lightning-eda backfill --no-cluster`` from a local mirror, as ``bench_store.py`` does. Its data folder is copied,
    and the copy gets 8,759 more hour folders (a year of hours with the loaded one) written through
-   ``ParquetStore.stage`` and ``commit``. Those hours are small (one real granule's rows each, under a new name):
-   the year's file count and folder count are real, its bytes are not (a real year is about 340 GB).
+   DuckDB in the store's layout. Those hours are small (a granule's first rows, :data:`SMALL_HOUR_ROWS`, under a new
+   name each): the year's file and folder counts are real, its bytes are not (a real year is about 340 GB).
 2. ``lightning-eda run`` of the loaded hour (ingest finds the hour complete, then the clustering, maps and tracks),
    in each data folder, repetitions interleaved; the ratio of the medians (target ≤ 1.2, issue 20).
 3. Users' queries on ``glm.duckdb``: one hour's flashes by the views' ``hour`` column, and a count over every
@@ -41,10 +41,13 @@ from lightning_eda.testing.synthetic_hour import make_hour
 
 HOUR = datetime(2019, 7, 1, 18)
 YEAR_START = HOUR - timedelta(hours=4380)  # the loaded hour in the middle of the year
+SMALL_HOUR_ROWS = {"glm_file": 1, "glm_flash": 5, "glm_group": 20, "glm_event": 50}
+"""The rows of each small hour: one granule's first ones (a whole granule a year, 160 M events, filled the memory)."""
 
 
 def add_small_hours(data_dir: Path, count: int) -> float:
-    """``count`` hours around :data:`HOUR` (not it), each one granule of the loaded hour under its own name; seconds.
+    """``count`` hours around :data:`HOUR` (not it), each a few rows of a granule of the loaded hour under its own
+    name; seconds.
 
     Written by DuckDB, one ``COPY ... PARTITION_BY`` per table, in the store's layout (``hour=.../<table>-0.parquet``
     and the ``.version`` file a committed hour has): committed one by one, with the commit's fsyncs, a year took 20
@@ -65,7 +68,7 @@ def add_small_hours(data_dir: Path, count: int) -> float:
     with duckdb.connect(config={"temp_directory": str(data_dir.parent / "duckdb_tmp")}) as con:  # not the cwd
         con.register("hours", pa.table({"hour": hours}))
         for table, data in loaded.items():
-            one = data.filter(pc.equal(data["source_file"].cast(pa.string()), name))
+            one = data.filter(pc.equal(data["source_file"].cast(pa.string()), name)).slice(0, SMALL_HOUR_ROWS[table])
             con.register("one", one.set_column(0, "source_file", one["source_file"].cast(pa.string())))
             con.execute(
                 f"COPY (SELECT one.* REPLACE ({renamed} AS source_file), strftime(h.hour, '%Y-%m-%dT%H') AS hour "
@@ -130,7 +133,7 @@ def main() -> int:
         report.say(
             f"loaded hour {HOUR:%Y-%m-%d %H}:00 UTC, {args.granules} granules (backfill {loaded['wall']:.1f} s)",
             f"year store: {folders} hour folders, {files} Parquet files; {args.hours - 1} small hours written in "
-            f"{seconds:.0f} s (one granule's rows each: the file count is a year's, the bytes are not)",
+            f"{seconds:.0f} s (a few rows each, SMALL_HOUR_ROWS: the file count is a year's, the bytes are not)",
             "",
             f"1. lightning-eda run of the loaded hour, {args.reps} repetitions interleaved",
         )
