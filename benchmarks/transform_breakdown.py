@@ -23,7 +23,13 @@ worker re-imports
 the parent's main module, so the time to import a few possible main modules in a fresh interpreter is shown. This
 script keeps its own top-level imports light for that reason.
 
-Run from the project root: ``python benchmarks/transform_breakdown.py [--reps 3] [--glm-dir ../shared/data/glm]``.
+First, the readers' CPU per granule (``time.process_time``, best of ``--reps``, interleaved) on the real granules:
+netCDF4's bare decode (every variable, default mask and scale), netCDF4 and h5py reading the decoder's variables
+raw (packed, no mask or scale), ``read_granule_arrays`` (the ingest's decoder, NumPy columns) and ``read_granule``
+(the same as DataFrames). ``--readers-only`` stops after it.
+
+Run from the project root:
+``python benchmarks/transform_breakdown.py [--reps 3] [--glm-dir ../shared/data/glm] [--readers-only]``.
 Prints its report and writes it to ``benchmarks/results/transform_breakdown.txt``.
 """
 
@@ -46,7 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from _common import DEFAULT_GLM_DIR, ROOT, Report, load_average, machine, real_granules, timed
 
-from lightning_eda.goes.granule import granule_to_csvs, read_granule
+from lightning_eda.goes.granule import granule_to_csvs, read_granule, read_granule_arrays
 from lightning_eda.ingest.decoding import default_workers, transform_granule, transform_granules
 from lightning_eda.ingest.hourly import files_table
 from lightning_eda.store.parquet_store import ParquetStore
@@ -78,6 +84,56 @@ MAIN_MODULES = {  # what follows the interpreter on the command line
     "lightning_eda.definitions (Dagster code location)": ["-c", "import lightning_eda.definitions"],
     "bench_pipeline.py --help (its imports, then argparse)": [str(ROOT / "benchmarks" / "bench_pipeline.py"), "--help"],
 }
+
+
+DECODED_VARIABLES = [
+    f"{level}_{name}"
+    for level, names in {
+        "event": ("id", "parent_group_id", "time_offset", "lat", "lon", "energy"),
+        "group": ("id", "parent_flash_id", "time_offset", "lat", "lon", "energy", "area", "quality_flag"),
+        "flash": ("id", "time_offset_of_first_event", "time_offset_of_last_event", "lat", "lon", "energy", "area",
+                  "quality_flag"),
+    }.items()
+    for name in names
+] + ["product_time", "event_count", "group_count", "flash_count"]  # fmt: skip
+"""The variables the decoder reads (the others, about half the file, it never opens)."""
+
+
+def netcdf4_raw(path: Path) -> None:
+    import netCDF4
+
+    with netCDF4.Dataset(path) as ds:
+        for name in DECODED_VARIABLES:
+            variable = ds.variables[name]
+            variable.set_auto_maskandscale(False)
+            variable[...]
+
+
+def h5py_raw(path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        for name in DECODED_VARIABLES:
+            file[name][()]
+
+
+def reader_cpu(granules: list[Path], reps: int) -> dict[str, list[float]]:
+    """Each reader's best CPU seconds per granule (``process_time``: the machine's other load does not count)."""
+    readers = {
+        "netCDF4 bare decode, every variable (baseline)": lambda p: bare_decode([p]),
+        "netCDF4 raw, the decoder's variables": netcdf4_raw,
+        "h5py raw, the decoder's variables": h5py_raw,
+        "read_granule_arrays (the ingest's decoder)": read_granule_arrays,
+        "read_granule (DataFrames)": read_granule,
+    }
+    best = {name: [float("inf")] * len(granules) for name in readers}
+    for _ in range(reps):
+        for i, path in enumerate(granules):
+            for name, read in readers.items():
+                start = time.process_time()
+                read(path)
+                best[name][i] = min(best[name][i], time.process_time() - start)
+    return best
 
 
 def write_parquet(granule, out_dir: Path) -> dict[str, Path]:
@@ -116,10 +172,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="passes over each granule; the best is kept (default 3)")
     parser.add_argument("--glm-dir", type=Path, default=DEFAULT_GLM_DIR)
+    parser.add_argument("--readers-only", action="store_true", help="only the readers' CPU per granule")
     args = parser.parse_args()
     real = real_granules(args.glm_dir)
-    report = Report("transform_breakdown")
+    report = Report("transform_breakdown_readers" if args.readers_only else "transform_breakdown")
     report.say(f"{machine()}; one process, granules one after another, best of {args.reps} per granule")
+    cpu = reader_cpu(real, max(args.reps, 10))
+    baseline = sum(next(iter(cpu.values())))
+    report.say(f"CPU per granule, best of {max(args.reps, 10)} (the {len(real)} real granules, interleaved):")
+    for name, seconds in cpu.items():
+        per = " ".join(f"{1e3 * s:5.1f}" for s in seconds)
+        report.say(f"   {name:<48} {per}  mean {1e3 * sum(seconds) / len(seconds):5.1f} ms  "
+                   f"{sum(seconds) / baseline:4.2f}x")  # fmt: skip
+    report.say(f"(load average {load_average()})")
+    if args.readers_only:
+        report.write()
+        return 0
     with tempfile.TemporaryDirectory(prefix="transform_breakdown_") as tmp:
         work = Path(tmp)
         granules = make_hour(real, work / "hour", HOUR)

@@ -117,9 +117,11 @@ def _database_path(config: settings.Settings) -> Path:
 def _hour_summary(config: settings.Settings, hour: datetime) -> dict:
     """Read from the store directly: glm.duckdb may be held open by a user."""
     from lightning_eda.store import catalog, database
+    from lightning_eda.store.parquet_store import HourKey
 
-    with catalog.connect_store(config.data_dir) as con:
-        return database.hour_summary(con, bucket=config.bucket_at(hour), hour=hour)
+    key = HourKey(config.bucket_at(hour), config.product, hour)  # east/west: the hour's satellite
+    with catalog.connect_store(config.data_dir, hours=[key]) as con:  # the hour's files, not the whole store
+        return database.hour_summary(con, bucket=key.bucket, hour=hour)
 
 
 def _incomplete_note(summary: dict) -> str:
@@ -142,7 +144,7 @@ def _print_cluster_summary(result, config: settings.Settings) -> None:
         f"clusters: k={meta['k'].value} by {meta['k_criterion'].value} ({meta['k_reason'].value}); "
         f"{meta['storm_count'].value} storms in the window{silhouette}"
     )
-    with catalog.connect_store(config.data_dir) as con:
+    with catalog.connect_store(config.data_dir, hours=()) as con:  # the analyses' tables only
         summary = database.read_cluster_summary(con)
     for row in largest_storms(summary).itertuples():
         where = format_position(row.lat, row.lon)
@@ -168,7 +170,7 @@ def _print_track_summary(result, config: settings.Settings) -> None:
         f"storm tracks: {meta['tracks'].value} tracks, {meta['splits'].value} splits, {meta['merges'].value} merges, "
         f"{meta['lightning_jumps'].value} lightning jumps ({origin})"
     )
-    with catalog.connect_store(config.data_dir) as con:
+    with catalog.connect_store(config.data_dir, hours=()) as con:  # the analyses' tables only
         window = database.read_window_row(con)
         summary = database.read_window_tracks(con, start=window["window_start"], end=window["window_end"])
     for row in strongest_tracks(summary, n=5).itertuples():

@@ -12,6 +12,7 @@ from lightning_eda.orchestration.assets.tracking import storm_tracks
 from lightning_eda.orchestration.checks import all_checks, load_checks
 from lightning_eda.orchestration.constants import CLUSTERING, DENSITY, EVALUATORS, INGESTOR, PREPROCESSOR, STORM_TRACKS
 from lightning_eda.orchestration.executors import executor_from_env
+from lightning_eda.orchestration.freshness import build_freshness
 from lightning_eda.orchestration.resources import resources_from_env
 from lightning_eda.orchestration.schedules import build_automation
 
@@ -44,13 +45,14 @@ cluster_job = define_asset_job(
 )
 
 hourly_ingest, cluster_after_ingest = build_automation(ingest_job, cluster_job)
+ingest_freshness_checks, ingest_freshness_sensor = build_freshness(ingest_assets)
 
 defs = Definitions(
     assets=[*ingest_assets, *clustering_assets],
-    asset_checks=all_checks,
+    asset_checks=[*all_checks, *ingest_freshness_checks],
     jobs=[ingest_job, cluster_job],
     schedules=[hourly_ingest],
-    sensors=[cluster_after_ingest],
+    sensors=[cluster_after_ingest, ingest_freshness_sensor],
     resources=resources_from_env(),
     executor=executor_from_env(),
 )

@@ -32,14 +32,16 @@ def con(tmp_path):
     for flash_id, offset in ((1, -1.5), (2, 5.0)):
         t = START + timedelta(seconds=offset)
         connection.execute(
-            "INSERT INTO glm_flash VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-14, 1e8, false, 0)", [flash_id, t, t]
+            "INSERT INTO glm_flash VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-14, 1e8, false, 0, ?)",
+            [flash_id, t, t, START],
         )
         connection.execute(
-            "INSERT INTO glm_group VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-14, 1e8, false, 0)",
-            [flash_id * 10, flash_id, t],
+            "INSERT INTO glm_group VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-14, 1e8, false, 0, ?)",
+            [flash_id * 10, flash_id, t, START],
         )
         connection.execute(
-            "INSERT INTO glm_event VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-15)", [flash_id * 100, flash_id * 10, t]
+            "INSERT INTO glm_event VALUES ('g1.nc', ?, ?, ?, 30.0, -90.0, 1e-15, ?)",
+            [flash_id * 100, flash_id * 10, t, START],
         )
     yield connection
     connection.close()

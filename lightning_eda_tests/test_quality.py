@@ -38,7 +38,7 @@ def test_duplicates_are_counted(con):
 
 def test_row_counts_that_disagree_with_glm_file_are_listed(con):
     con.execute("DELETE FROM glm_event WHERE event_id = 200")
-    con.execute("INSERT INTO glm_flash VALUES ('ghost.nc', 7, NULL, NULL, 0, 0, NULL, NULL, false, 0)")
+    con.execute("INSERT INTO glm_flash VALUES ('ghost.nc', 7, NULL, NULL, 0, 0, NULL, NULL, false, 0, NULL)")
     rows = quality.row_count_mismatches(con)
     assert [(r[0], r[1]) for r in rows] == [("g1.nc", "loaded"), ("ghost.nc", "orphan")]
     assert rows[0][6:] == (2, 1)  # events expected, found

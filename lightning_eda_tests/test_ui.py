@@ -97,6 +97,30 @@ def test_every_check_schedule_sensor_and_job_is_shown(repository, expected):
     assert INGEST_JOB in jobs
 
 
+SCHEDULE_START = ("schedule", "start", "hourly_ingest", "-w", "workspace.yaml")
+"""The README's command to turn the schedule on: the workspace's code location, the one the daemon runs."""
+
+
+def test_the_readmes_schedule_command_turns_on_what_the_daemon_runs(ui, repository):
+    """`dagster schedule start hourly_ingest -w workspace.yaml` beside a running `dagster dev` (same DAGSTER_HOME)
+    makes the UI's schedule RUNNING. With ``-m lightning_eda.definitions`` the CLI records the state for a code
+    location of its own name, so the UI's (and the daemon's) schedule stays stopped: the README no longer says that."""
+    assert ui.schedule_status(repository, "hourly_ingest") == "STOPPED"
+    wrong = ui.dagster_cli("schedule", "start", "hourly_ingest", "-m", "lightning_eda.definitions")
+    assert ui.schedule_status(repository, "hourly_ingest") == "STOPPED", wrong.stdout + wrong.stderr
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert f"dagster {' '.join(SCHEDULE_START)}" in readme
+    started = ui.dagster_cli(*SCHEDULE_START)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert ui.schedule_status(repository, "hourly_ingest") == "RUNNING"
+    finally:  # no tick may launch runs into the module's other tests
+        stopped = ui.dagster_cli("schedule", "stop", "hourly_ingest", "-w", "workspace.yaml")
+        ui.dagster_cli("schedule", "stop", "hourly_ingest", "-m", "lightning_eda.definitions")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert ui.schedule_status(repository, "hourly_ingest") == "STOPPED"
+
+
 def test_partitioned_assets_show_hourly_partitions(repository, expected):
     nodes = {"/".join(n["assetKey"]["path"]): n for n in repository["assetNodes"]}
     partitioned = {key for key, spec in expected["assets"].items() if spec["partitions_def"] is not None}

@@ -115,6 +115,17 @@ query RunErrors($runId: ID!) {
 """
 
 
+SCHEDULE_STATE = """
+query ScheduleState($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) {
+    __typename
+    ... on Schedule { name scheduleState { status } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -153,6 +164,32 @@ class DagsterDev:
             start_new_session=True,  # its own process group: webserver, daemon and code server stop together
         )
         return self
+
+    def dagster_cli(self, *arguments: str, timeout: float = 180.0) -> subprocess.CompletedProcess:
+        """The ``dagster`` command line a user runs beside this server: same project folder, DAGSTER_HOME and
+        environment (what ``make dev``'s shell has)."""
+        dagster = Path(sys.executable).with_name("dagster")
+        return subprocess.run(
+            [str(dagster), *arguments],
+            cwd=PROJECT_ROOT,
+            env={**self.env, "DAGSTER_HOME": str(self.home)},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def schedule_status(self, repository: dict, schedule: str) -> str:
+        """The schedule's state as the UI and the daemon see it: ``RUNNING`` or ``STOPPED``."""
+        selector = {
+            "repositoryLocationName": repository["location"]["name"],
+            "repositoryName": repository["name"],
+            "scheduleName": schedule,
+        }
+        found = self.graphql(SCHEDULE_STATE, {"selector": selector})["scheduleOrError"]
+        if found["__typename"] != "Schedule":
+            raise GraphQLError(f"schedule {schedule}: {found}")
+        return found["scheduleState"]["status"]
 
     def output(self, tail: int = 8000) -> str:
         try:

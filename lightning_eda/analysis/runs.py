@@ -63,10 +63,15 @@ def _storm_k(window: AnalysisWindow) -> int | None:
 
 def preprocess_window(analyses: AnalysisStore, *, bucket: str, request: WindowRequest) -> Report:
     """Select the window's flashes, clean and project them, and write ``flash_features`` and ``feature_window``."""
-    with analyses.connect() as con:
-        latest = database.latest_loaded_hour(con, satellites.slot_buckets(bucket)) if request.start is None else None
-        start, end = request.bounds(latest)
-        spans = satellites.bucket_spans(bucket, start, end)
+    store = analyses.tables
+    buckets = satellites.slot_buckets(bucket)  # east/west: every satellite of the slot
+    if request.start is None:
+        latest = max((h for b in buckets if (h := database.latest_loaded_hour_in_store(store, b))), default=None)
+    else:
+        latest = None
+    start, end = request.bounds(latest)
+    spans = satellites.bucket_spans(bucket, start, end)
+    with analyses.connect(hours=database.window_span_hours(store, spans)) as con:
         flashes = database.window_flashes(con, spans=spans)
     result = preprocess(
         flashes,

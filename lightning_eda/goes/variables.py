@@ -9,8 +9,10 @@ repairs an encoding says what it changed; units that are not understood raise in
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +35,23 @@ _UTC_TEXT_RE = re.compile(
 )
 
 
+PACKING = ("_FillValue", "_Unsigned", "scale_factor", "add_offset")
+"""The attributes of a packed number: fill, signedness, scale and offset."""
+
+_Decoder = TypeVar("_Decoder", bound=Callable)
+
+
+def reads(*attributes: str) -> Callable[[_Decoder], _Decoder]:
+    """Declare the attributes a decoding function reads (as its ``attributes``), so a reader fetches those and no
+    others: HDF5 opens attributes one at a time, and a granule has about a hundred the decoding never looks at."""
+
+    def declare(decoder: _Decoder) -> _Decoder:
+        decoder.attributes = attributes
+        return decoder
+
+    return declare
+
+
 def reinterpret_unsigned(raw: np.ndarray) -> np.ndarray:
     """View signed integers as the unsigned type of the same width (what ``_Unsigned="true"`` asks for)."""
     if raw.dtype.kind != "i":
@@ -53,6 +72,7 @@ def fill_mask(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     return raw == fill
 
 
+@reads(*PACKING)
 def unpack(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     """Decode a packed variable to float64: unsigned view, ``raw * scale_factor + add_offset``, NaN at fill."""
     missing = fill_mask(raw, attrs)
@@ -64,6 +84,7 @@ def unpack(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     return decoded
 
 
+@reads("_Unsigned")
 def decode_ids(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     """Decode an id variable to int64, honouring ``_Unsigned`` (flash ids are uint16 stored as int16); the table
     narrows it to the column's width."""
@@ -71,6 +92,7 @@ def decode_ids(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     return values.astype(np.int64)
 
 
+@reads("_FillValue", "_Unsigned")
 def decode_quality_flag(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     """Decode a quality flag to int16, writing :data:`QUALITY_FLAG_MISSING` where the file holds the fill value."""
     flags = decode_ids(raw, attrs)
@@ -99,12 +121,21 @@ def parse_time_units(units: Any) -> tuple[float, datetime]:
     ValueError
         If the unit is not ``seconds`` or ``milliseconds`` or the epoch is unreadable.
     """
-    match = _TIME_UNITS_RE.fullmatch(str(units)) if units is not None else None
+    if units is None:
+        raise ValueError("unknown time units None (expected 'seconds since ...' or 'milliseconds since ...')")
+    return _parse_time_units_text(str(units))
+
+
+@lru_cache(maxsize=256)
+def _parse_time_units_text(units: str) -> tuple[float, datetime]:
+    """:func:`parse_time_units` of a text, remembered: a granule's five time variables share one units text."""
+    match = _TIME_UNITS_RE.fullmatch(units)
     if match is None or match["unit"].lower() not in _TIME_UNITS_TO_S:
         raise ValueError(f"unknown time units {units!r} (expected 'seconds since ...' or 'milliseconds since ...')")
     return _TIME_UNITS_TO_S[match["unit"].lower()], parse_utc_text(match["epoch"])
 
 
+@reads(*PACKING, "units")
 def time_offset_seconds(raw: np.ndarray, attrs: dict[str, Any]) -> tuple[datetime, np.ndarray, str | None]:
     """Decode a packed time offset to seconds after its epoch, for all three encodings in the archive.
 
@@ -148,6 +179,7 @@ def to_datetime64(epoch: datetime, seconds: np.ndarray) -> np.ndarray:
     return times
 
 
+@reads(*PACKING, "units")
 def energy_in_joules(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     """Decode an energy variable, refusing units other than joules."""
     units = str(attrs.get("units", "")).strip()
@@ -156,6 +188,7 @@ def energy_in_joules(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     return unpack(raw, attrs)
 
 
+@reads(*PACKING, "units")
 def area_in_m2(raw: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     """Decode an area variable to m²; older files say ``km2``, newer ones ``m2``."""
     units = str(attrs.get("units", "")).strip().lower()

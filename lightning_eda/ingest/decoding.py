@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lightning_eda.goes.granule import granule_to_csvs, read_granule
+from lightning_eda.goes.granule import Columns, granule_to_csvs, read_granule_arrays
 from lightning_eda.store.parquet_store import write_part
 from lightning_eda.store.schemas import DATA_TABLES, GLM_SCHEMAS, conform
 
@@ -62,11 +62,11 @@ def transform_granule(path: Path, csv_dir: Path | None = None) -> tuple[GranuleR
     """
     size = path.stat().st_size if path.exists() else 0
     try:
-        granule = read_granule(path)
-        written = granule_to_csvs(granule, csv_dir) if csv_dir is not None else {}
+        granule = read_granule_arrays(path)
+        written = granule_to_csvs(granule.frames(), csv_dir) if csv_dir is not None else {}
         tables = {
-            TABLE_OF_KIND[kind]: _typed(frame, path.name, TABLE_OF_KIND[kind])
-            for kind, frame in (("flashes", granule.flashes), ("groups", granule.groups), ("events", granule.events))
+            TABLE_OF_KIND[kind]: _typed(columns, path.name, TABLE_OF_KIND[kind])
+            for kind, columns in (("flashes", granule.flashes), ("groups", granule.groups), ("events", granule.events))
         }
     except Exception as exc:  # noqa: BLE001 - a corrupt file can fail in netCDF4, HDF5 or numpy; all mean "skip it"
         log.warning("granule %s failed: %s", path.name, exc)
@@ -88,18 +88,19 @@ def transform_granule(path: Path, csv_dir: Path | None = None) -> tuple[GranuleR
     return record, tables
 
 
-def _typed(frame: pd.DataFrame, source_file: str, table: str) -> pa.Table:
-    """A decoded table as the store types it: Arrow column by column from NumPy (8× faster than via ``from_pandas``),
-    then :func:`conform`'s cast (ns times to µs; an id too wide for its column raises).
+def _typed(columns: Columns, source_file: str, table: str) -> pa.Table:
+    """A decoded table as the store types it: Arrow column by column from NumPy (8× faster than via ``from_pandas``;
+    no DataFrame is built), then :func:`conform`'s cast (ns times to µs; an id too wide for its column raises).
 
     ``source_file`` (first in every data table) is a one-entry dictionary, with no per-row copies of the name; NaN
     and NaT become nulls, as SQL expects of missing values.
     """
     schema = GLM_SCHEMAS[table]
     names = pa.array([source_file], type=pa.string())
-    columns = [pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(frame), dtype=np.int32)), names)]
-    columns += [pa.array(frame[name].to_numpy(), from_pandas=True) for name in schema.names[1:]]
-    return conform(pa.Table.from_arrays(columns, names=schema.names), schema)
+    rows = len(columns[schema.names[1]])
+    arrays = [pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype=np.int32)), names)]
+    arrays += [pa.array(columns[name], from_pandas=True) for name in schema.names[1:]]
+    return conform(pa.Table.from_arrays(arrays, names=schema.names), schema)
 
 
 def default_workers() -> int:

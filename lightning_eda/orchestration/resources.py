@@ -8,7 +8,7 @@ also be overridden in the launchpad.
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -110,7 +110,9 @@ class LightningDataResource(ConfigurableResource):
         return AnalysisStore(self.store)
 
     @contextmanager
-    def get_connection(self, hour: HourKey | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def get_connection(
+        self, hour: HourKey | None = None, *, hours: Sequence[HourKey] | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """An in-memory DuckDB (dagster-duckdb's resource) over the store's views: the pipeline never takes
         ``glm.duckdb``'s lock.
 
@@ -119,7 +121,7 @@ class LightningDataResource(ConfigurableResource):
         from dagster_duckdb import DuckDBResource  # imported when a step reads, not when the code location loads
 
         with DuckDBResource(database=":memory:").get_connection() as con:
-            yield catalog.attach_views(con, self.store, hour)
+            yield catalog.attach_views(con, self.store, hour, hours=hours)
 
     def refresh_database(self) -> catalog.CatalogStatus:
         """Keep ``glm.duckdb``'s views in step with the store (never waits for a user holding the file)."""

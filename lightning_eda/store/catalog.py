@@ -16,7 +16,7 @@ import fcntl
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +38,12 @@ DATABASE_FILE_NAME = "glm.duckdb"
 CATALOG_TABLE = "lightning_eda_catalog"
 
 _HIVE = "hive_partitioning = true, hive_types = {'bucket': VARCHAR, 'product': VARCHAR, 'hour': VARCHAR}"
+_HOUR_COLUMN = "try_strptime(hour, '%Y-%m-%dT%H') AS hour"  # try_: the empty sentinel folder's hour is '_'
 _FILE_COLUMNS = [
     "source_file",
     "bucket",
     "product",
-    "try_strptime(hour, '%Y-%m-%dT%H') AS hour",  # try_: the empty sentinel folder's hour is '_'
+    _HOUR_COLUMN,
     "platform",
     "orbital_slot",
     "time_start",
@@ -61,16 +62,24 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def view_statements(store: ParquetStore, hour: HourKey | None = None) -> list[str]:
+def view_statements(
+    store: ParquetStore, hour: HourKey | None = None, *, hours: Sequence[HourKey] | None = None
+) -> list[str]:
     """``CREATE OR REPLACE VIEW`` for every table users query, reading ``store`` by absolute path.
 
-    With ``hour``, the GLM tables hold that hour only (what a partition's checks read: their cost stays that of one
-    hour however long the store grows).
+    With ``hour`` (or several ``hours``), the GLM tables hold those hours only, listed file by file: what a
+    partition's checks and a window's steps read, so their cost stays that of their hours however long the store
+    grows (a glob over the whole store lists every hour folder, 8,760 a year, on every query).
+    Every GLM table has the hour folder's ``hour`` as a TIMESTAMP column: a query filtering on it reads the matching
+    folders' files only (DuckDB prunes hive partitions on it).
     """
+    if hour is not None:
+        hours = [hour]
 
     def scan(table: str) -> str:
-        if hour is not None:
-            files = ", ".join(_quote(path) for path in store.hour_files(table, hour))
+        if hours is not None:
+            paths = dict.fromkeys(path for key in hours for path in store.hour_files(table, key))  # one sentinel
+            files = ", ".join(_quote(path) for path in paths or [store.sentinel_file(table)])
             return f"read_parquet([{files}], {_HIVE})"
         return f"read_parquet({_quote(store.glob(table))}, {_HIVE})"
 
@@ -78,9 +87,9 @@ def view_statements(store: ParquetStore, hour: HourKey | None = None) -> list[st
     statements = [
         f"CREATE OR REPLACE VIEW glm_file AS SELECT {', '.join(_FILE_COLUMNS)} FROM {scan('glm_file')}",
     ]
-    for table in DATA_TABLES:  # the schema's columns: the files' GeoParquet geometry stays out of the views
+    for table in DATA_TABLES:  # the schema's columns (the files' GeoParquet geometry stays out) and the hour
         columns = ", ".join(GLM_SCHEMAS[table].names)
-        statements.append(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM {scan(table)}")
+        statements.append(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns}, {_HOUR_COLUMN} FROM {scan(table)}")
     statements.append(
         """CREATE OR REPLACE VIEW glm_hour AS
            SELECT bucket, product, hour, count(*) AS granules,
@@ -142,26 +151,32 @@ def track_view_statements(tracks: TrackHours) -> list[str]:
 
 
 def attach_views(
-    con: duckdb.DuckDBPyConnection, store: ParquetStore, hour: HourKey | None = None
+    con: duckdb.DuckDBPyConnection,
+    store: ParquetStore,
+    hour: HourKey | None = None,
+    *,
+    hours: Sequence[HourKey] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     store.ensure()
     TrackHours(store).ensure()
-    for statement in view_statements(store, hour):
+    for statement in view_statements(store, hour, hours=hours):
         con.execute(statement)
     return con
 
 
-def open_views(store: ParquetStore, hour: HourKey | None = None) -> duckdb.DuckDBPyConnection:
+def open_views(
+    store: ParquetStore, hour: HourKey | None = None, *, hours: Sequence[HourKey] | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the store's views: the pipeline's reads never touch ``glm.duckdb`` or its lock.
 
-    With ``hour``, the GLM tables hold that hour only.
+    With ``hour`` (or ``hours``), the GLM tables hold those hours only.
     """
-    return attach_views(duckdb.connect(":memory:"), store, hour)
+    return attach_views(duckdb.connect(":memory:"), store, hour, hours=hours)
 
 
-def connect_store(data_dir: str | Path) -> duckdb.DuckDBPyConnection:
-    """:func:`open_views` of the store in ``data_dir``."""
-    return open_views(ParquetStore(data_dir))
+def connect_store(data_dir: str | Path, *, hours: Sequence[HourKey] | None = None) -> duckdb.DuckDBPyConnection:
+    """:func:`open_views` of the store in ``data_dir`` (its GLM tables holding ``hours`` only, when given)."""
+    return open_views(ParquetStore(data_dir), hours=hours)
 
 
 def database_path(data_dir: str | Path) -> Path:

@@ -8,7 +8,7 @@ bound parameters, never as formatted strings.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -83,14 +83,6 @@ def flash_preview(con: duckdb.DuckDBPyConnection, *, bucket: str, hour: datetime
     ).df()
 
 
-def latest_loaded_hour(con: duckdb.DuckDBPyConnection, buckets: Sequence[str]) -> datetime | None:
-    """The latest hour with a loaded granule in any of ``buckets`` (a slot alias reads several)."""
-    row = con.execute(
-        "SELECT max(hour) FROM glm_file WHERE list_contains(?, bucket) AND status = 'loaded'", [list(buckets)]
-    ).fetchone()
-    return row[0]
-
-
 def _minute_cuts(span: BucketSpan) -> tuple[datetime | None, datetime | None]:
     """The span's ends that fall inside an hour (None on a whole hour, where the hour's granules count whole)."""
     return tuple(None if moment.minute == moment.second == moment.microsecond == 0 else moment for moment in span.ends)
@@ -99,12 +91,14 @@ def _minute_cuts(span: BucketSpan) -> tuple[datetime | None, datetime | None]:
 def window_flashes(con: duckdb.DuckDBPyConnection, *, spans: Sequence[BucketSpan]) -> pd.DataFrame:
     """Flashes of the granules loaded in each span's bucket and hours; an end inside an hour cuts by ``time_start``.
 
-    On a whole hour the window takes the hour's granules whole, so consecutive hourly windows share no flash.
+    On a whole hour the window takes the hour's granules whole, so consecutive hourly windows share no flash. Both
+    tables are filtered on their hour folders, so DuckDB reads the window's files only, whatever the views hold
+    (give it :func:`window_span_hours`' views and it does not even list the others).
     """
     clauses, params = [], []
     for span in spans:
-        clause = "f.bucket = ? AND f.hour >= ? AND f.hour < ?"
-        params += [span.bucket, span.first_hour, span.end]
+        clause = "f.bucket = ? AND f.hour >= ? AND f.hour < ? AND fl.hour >= ? AND fl.hour < ?"
+        params += [span.bucket, span.first_hour, span.end, span.first_hour, span.end]
         after, before = _minute_cuts(span)
         if after is not None:
             clause += " AND fl.time_start >= ?"
@@ -115,13 +109,57 @@ def window_flashes(con: duckdb.DuckDBPyConnection, *, spans: Sequence[BucketSpan
         clauses.append(f"({clause})")
     return con.execute(
         f"""
-        SELECT fl.* FROM glm_flash fl
-        JOIN glm_file f USING (source_file)
+        SELECT fl.* EXCLUDE (hour) FROM glm_flash fl
+        JOIN glm_file f USING (source_file, hour)
         WHERE f.status = 'loaded' AND ({" OR ".join(clauses)})
         ORDER BY fl.time_start, fl.source_file, fl.flash_id
         """,
         params,
     ).df()
+
+
+def window_hours(store: ParquetStore, bucket: str, start: datetime, end: datetime) -> list[HourKey]:
+    """The committed hours of ``bucket`` (every product's) that overlap [start, end), from their folders alone.
+
+    Why: a window's steps read these hours' files and no others, so a run costs the same in a store of one day or
+    of years (listing or scanning every hour folder grows with the store).
+    """
+    first = start.replace(minute=0, second=0, microsecond=0)
+    count = max(0, -(-int((end - first).total_seconds()) // 3600))
+    hours = [first + timedelta(hours=i) for i in range(count)]
+    return [
+        key
+        for product in _products(store, bucket)
+        for key in (HourKey(bucket, product, hour) for hour in hours)
+        if store.current(key) is not None
+    ]
+
+
+def window_span_hours(store: ParquetStore, spans: Sequence[BucketSpan]) -> list[HourKey]:
+    """:func:`window_hours` of every span (each its own real bucket)."""
+    return [key for span in spans for key in window_hours(store, span.bucket, span.first_hour, span.end)]
+
+
+def latest_loaded_hour_in_store(store: ParquetStore, bucket: str) -> datetime | None:
+    """The latest hour with a loaded granule in ``bucket``, from the hour folders: newest first, reading each
+    ``glm_file`` until one has a loaded granule (usually the first), instead of scanning every hour's."""
+    products = _products(store, bucket)
+    hours = sorted({hour for product in products for hour in store.hours(bucket, product)}, reverse=True)
+    for hour in hours:
+        for product in products:
+            files = store.read(HourKey(bucket, product, hour), "glm_file")
+            if "loaded" in files["status"].to_pylist():
+                return hour
+    return None
+
+
+def _products(store: ParquetStore, bucket: str) -> list[str]:
+    """The products of ``bucket`` with a folder in the store."""
+    bucket_dir = store.glm_root / HourKey(bucket, "", datetime.min).parts[0]
+    if not bucket_dir.is_dir():
+        return []
+    names = (child.name for child in bucket_dir.iterdir())
+    return sorted(name.removeprefix("product=") for name in names if name.startswith("product="))
 
 
 # --- the clustering tables ----------------------------------------------------------------------------------------
@@ -160,13 +198,13 @@ def read_storm_rates(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.D
 def loaded_granule_rows(
     store: ParquetStore, *, spans: Sequence[BucketSpan], product: str, tables: tuple[str, ...]
 ) -> Iterator[dict[str, pd.DataFrame]]:
-    """Hour by hour over the spans, the rows of ``tables`` of the granules loaded in that hour of the span's bucket;
-    an end inside an hour cuts the rows by their time (``time_start`` or ``time``)."""
+    """Hour by hour over the spans, the rows of ``tables`` of the granules loaded in that hour of the span's bucket
+    (the window's hour folders only: listing every hour's cost 8,760 reads a year); an end inside an hour cuts the
+    rows by their time (``time_start`` or ``time``)."""
     for span in spans:
-        for hour in store.hours(span.bucket, product):
-            if not span.first_hour <= hour < span.end:
+        for key in window_hours(store, span.bucket, span.first_hour, span.end):
+            if key.product != product:
                 continue
-            key = HourKey(span.bucket, product, hour)
             files = store.read(key, "glm_file").to_pandas()
             names = pd.Index(files["source_file"].astype(str).unique())
             loaded = set(files.loc[files["status"] == "loaded", "source_file"].astype(str))

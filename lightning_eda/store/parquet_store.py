@@ -202,12 +202,15 @@ class ParquetStore:
     def _sentinel_dir(self) -> Path:
         return self.glm_root.joinpath(*(f"{k}={v}" for k, v in _SENTINEL.items()))
 
+    def sentinel_file(self, table: str) -> str:
+        """``table``'s file in the empty sentinel hour, by absolute path (a file list holding it is never empty)."""
+        return str((self._sentinel_dir / f"{table}.parquet").resolve())
+
     def hour_files(self, table: str, key: HourKey) -> list[str]:
         """``table``'s files in one hour, after the empty sentinel file (so the list is never empty)."""
-        sentinel = self._sentinel_dir / f"{table}.parquet"
         current = self.current(key)
         files = current.files(table) if current is not None else []
-        return [str(sentinel.resolve()), *(str(path.resolve()) for path in files)]
+        return [self.sentinel_file(table), *(str(path.resolve()) for path in files)]
 
     def analysis_file(self, table: str) -> Path:
         if table not in ANALYSIS_SCHEMAS:

@@ -132,7 +132,7 @@ def load(context: AssetExecutionContext, archive: GlmArchiveResource, data: Ligh
         status = data.refresh_database()
     except (FileNotFoundError, catalog.CatalogBusy) as exc:
         raise Failure(description=str(exc)) from None
-    with data.get_connection() as con:
+    with data.get_connection(paths.key) as con:
         summary = database.hour_summary(con, bucket=paths.bucket, hour=paths.hour)
         preview = database.flash_preview(con, bucket=paths.bucket, hour=paths.hour)
     complete = summary["missing"] == 0
