@@ -119,9 +119,10 @@ def test_a_window_over_the_alias_reads_each_hours_satellite(backfilled):
     data_dir, operational, _, *_ = backfilled
     analyses = AnalysisStore(ParquetStore(data_dir))
     runs.preprocess_window(analyses, bucket="west", request=WindowRequest(start=BEFORE, hours=2))
-    with analyses.connect() as con:
+    with analyses.connect() as con:  # the analysis tables (a step's connection holds no GLM hour)
         window = analyses.read_window(con)
         features = database.read_features(con)
+    with catalog.connect_store(data_dir) as con:  # the whole store
         loaded = con.execute("SELECT sum(n_flashes) FROM glm_file WHERE status = 'loaded'").fetchone()[0]
     assert window.bucket == "west" and (window.start, window.end) == (BEFORE, AFTER + timedelta(hours=1))
     assert window.n_input == loaded == 2 * len(operational)  # two flashes in each planted granule
