@@ -185,5 +185,5 @@ def test_a_resumed_backfill_completes_an_incomplete_hour_and_skips_complete_ones
 
     proxy.clear()
     assert cli.main(["backfill", *hour]) == 0
-    assert "already loaded, skipped" in capsys.readouterr().out
+    assert "already loaded, unchanged in the archive, skipped" in capsys.readouterr().out  # listed, nothing fetched
     assert proxy.object_gets() == []
