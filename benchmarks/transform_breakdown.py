@@ -53,8 +53,9 @@ import pyarrow.parquet as pq
 from _common import DEFAULT_GLM_DIR, ROOT, Report, load_average, machine, real_granules, timed
 
 from lightning_eda.goes.granule import granule_to_csvs, read_granule, read_granule_arrays
-from lightning_eda.ingest.decoding import default_workers, transform_granule, transform_granules
+from lightning_eda.ingest.decoding import transform_granule, transform_granules
 from lightning_eda.ingest.hourly import files_table
+from lightning_eda.process_pool import default_workers
 from lightning_eda.store.parquet_store import ParquetStore
 from lightning_eda.store.schemas import GLM_SCHEMAS
 from lightning_eda.testing.synthetic_hour import bare_decode, make_hour

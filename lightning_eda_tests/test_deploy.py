@@ -91,7 +91,8 @@ def test_the_deployment_instance_config_is_valid(monkeypatch):
 
 
 def _decode_in_daemon(files, folder, results):
-    from lightning_eda.ingest.decoding import may_start_processes, transform_granules
+    from lightning_eda.ingest.decoding import transform_granules
+    from lightning_eda.process_pool import may_start_processes
 
     records = transform_granules(files, folder, None, workers=2)
     results.put((may_start_processes(), [(r.source_file, r.status) for r in records]))

@@ -343,3 +343,62 @@ def test_the_full_disk_is_abis_fixed_grid(resolution_km, cells, footprint):
         np.testing.assert_allclose(x[2711:2713], [-28e-6, 28e-6], atol=1e-15)
     lat, lon = grid.projection.to_latlon(np.array([0.0]), np.array([0.0]))
     np.testing.assert_allclose([lat[0], lon[0]], [0.0, -75.0], atol=1e-9)
+
+
+def test_hours_gridded_in_worker_processes_equal_hours_gridded_here(real_granules, tmp_path):
+    """A window of three committed hours gridded on a pool of two processes writes what one process writes: the same
+    netCDF variables, the same ``grid_cell`` rows in hour order, the same totals and busiest accumulation."""
+    import h5py
+
+    from lightning_eda import process_pool
+    from lightning_eda.analysis.analysis_store import AnalysisStore
+    from lightning_eda.analysis.features import FeatureTransform
+    from lightning_eda.analysis.grid_runs import GRID_CELL_TABLE, grid_window
+    from lightning_eda.analysis.window import AnalysisWindow
+    from lightning_eda.grids.products import VARIABLES
+    from lightning_eda.ingest.decoding import transform_granule
+    from lightning_eda.ingest.hourly import files_table
+    from lightning_eda.store.parquet_store import HourKey, ParquetStore
+
+    busy = [path for path in real_granules if "_s2018183" in path.name]  # three of one satellite's minute
+    first = read_granule(busy[0]).meta["time_start"]
+    start = pd.Timestamp(first).floor("h").to_pydatetime().replace(tzinfo=None)
+    hours = [start + pd.Timedelta(hours=h) for h in range(3)]
+    transform = FeatureTransform(0.0, -75.0, 0.0, 0.0, 1.0, 1.0)
+    outputs = {}
+    for workers in (1, 2):
+        store = ParquetStore(tmp_path / f"workers{workers}")
+        store.ensure()
+        for i, hour in enumerate(hours):
+            record, tables = transform_granule(busy[i % len(busy)])
+            tables["glm_file"] = files_table([record])
+            store.commit(HourKey("noaa-goes16", "GLM-L2-LCFA", hour), store.stage(tables))
+        window = AnalysisWindow("noaa-goes16", hours[0], hours[-1] + pd.Timedelta(hours=1), transform)
+        output, grid, _ = grid_window(
+            AnalysisStore(store), window, product="GLM-L2-LCFA", request=GridRequest(), workers=workers
+        )
+        assert (process_pool._pool is not None) == (workers == 2)  # the pool ran the hours
+        outputs[workers] = (store, output)
+        process_pool.discard_pool()
+    (store1, one), (store2, two) = outputs[1], outputs[2]
+    assert one.totals == two.totals and one.totals["hours"] == 3 and one.totals["cells"] > 0
+    assert one.busiest.total == two.busiest.total > 0 and one.busiest.start == two.busiest.start
+    assert [p.relative_to(store1.data_dir) for p in one.files] == [p.relative_to(store2.data_dir) for p in two.files]
+    assert len(one.files) == 6
+    for a, b in zip(one.files, two.files, strict=True):
+        with h5py.File(a, "r") as x, h5py.File(b, "r") as y:  # the same chunks, byte for byte
+            for name in VARIABLES:
+                chunks_x = [x[name].id.get_chunk_info(i) for i in range(x[name].id.get_num_chunks())]
+                chunks_y = [y[name].id.get_chunk_info(i) for i in range(y[name].id.get_num_chunks())]
+                assert [c.chunk_offset for c in chunks_x] == [c.chunk_offset for c in chunks_y], name
+                assert chunks_x or name == "flash_centroid_density", name  # hours gone missing would pass too
+                assert all(
+                    x[name].id.read_direct_chunk(c.chunk_offset) == y[name].id.read_direct_chunk(c.chunk_offset)
+                    for c in chunks_x
+                ), name
+            for name in ("x", "y", "time", "time_bounds"):
+                assert np.array_equal(x[name][...], y[name][...]), name
+    cells1 = pd.read_parquet(store1.analysis_file(GRID_CELL_TABLE))
+    pd.testing.assert_frame_equal(cells1, pd.read_parquet(store2.analysis_file(GRID_CELL_TABLE)))
+    assert list(cells1["time"].dt.floor("h").drop_duplicates()) == [pd.Timestamp(h) for h in hours]
+    assert not list(store2.analysis_file(GRID_CELL_TABLE).parent.glob(".*.part"))

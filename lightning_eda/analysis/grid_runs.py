@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -19,13 +21,17 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from lightning_eda.analysis.analysis_store import AnalysisStore
+from lightning_eda.analysis.features import LatLonBox
 from lightning_eda.analysis.runs import Markdown, Report
 from lightning_eda.analysis.window import AnalysisWindow
+from lightning_eda.goes.satellites import BucketSpan
 from lightning_eda.grids import netcdf
 from lightning_eda.grids.fixed_grid import Extent, FixedGrid, GeosProjection
 from lightning_eda.grids.products import VARIABLES, GriddedHour, check_accumulation, frame_bounds, grid_hour
 from lightning_eda.ingest.hourly import HourPaths
+from lightning_eda.process_pool import default_workers, discard_pool, may_start_processes, shared_pool
 from lightning_eda.store import database
+from lightning_eda.store.parquet_store import HourKey, ParquetStore
 from lightning_eda.store.schemas import ANALYSIS_SCHEMAS, conform
 
 logger = logging.getLogger(__name__)
@@ -62,7 +68,7 @@ def window_projection(data_dir: Path, bucket: str, product: str, hour: datetime,
 
 
 @dataclass
-class _Busiest:
+class Busiest:
     """The N-minute frame with the most flash extent, kept for the map."""
 
     total: int = -1
@@ -74,9 +80,11 @@ class _Busiest:
             return
         totals = frames.groupby("frame")["flash_extent_density"].sum()
         frame = int(totals.idxmax())
-        if int(totals.max()) > self.total:
-            self.total, self.start = int(totals.max()), starts[frame]
-            self.cells = frames[frames["frame"] == frame]
+        self.take(Busiest(int(totals.max()), starts[frame], frames[frames["frame"] == frame]))
+
+    def take(self, other: Busiest) -> None:
+        if other.total > self.total:
+            self.total, self.start, self.cells = other.total, other.start, other.cells
 
 
 def cell_rows(
@@ -100,38 +108,75 @@ def cell_rows(
     )
 
 
-class GridOutput:
-    """What gridding a window writes, hour by hour: each hour's netCDF files, the accumulations' ``grid_cell`` rows
-    (written beside the table's file, renamed into place by :meth:`commit`) and the busiest accumulation."""
+@dataclass
+class HourOutput:
+    """What gridding one hour wrote: its netCDF files, its ``grid_cell`` rows (a part file until
+    :meth:`GridOutput.add` appends them to the table) and its counts and busiest accumulation."""
 
-    def __init__(self, data_dir: Path, bucket: str, table_path: Path, accumulation_minutes: int):
-        check_accumulation(accumulation_minutes)
-        self.data_dir, self.bucket, self.minutes = Path(data_dir), bucket, accumulation_minutes
+    hour: datetime
+    files: list[Path]
+    cell_part: Path | None
+    cells: int
+    counts: dict[str, float]
+    busiest: Busiest
+
+
+def write_gridded_hour(
+    data_dir: Path,
+    bucket: str,
+    grid: FixedGrid,
+    gridded: GriddedHour,
+    attributes: dict[str, str],
+    minutes: int,
+    cell_part: Path,
+) -> HourOutput:
+    """Write an hour's 1-minute and ``minutes``-minute netCDF files and its accumulations' ``grid_cell`` rows."""
+    output = HourOutput(gridded.hour, [], None, 0, dict(gridded.counts), Busiest())
+    if gridded.extent is None:
+        logger.info("no lightning to grid in %s", gridded.hour)
+        return output
+    for frame_minutes in sorted({1, minutes}):
+        frames = gridded.frames(frame_minutes)
+        path = netcdf.grid_file(data_dir, bucket, grid.resolution_km, gridded.hour, frame_minutes)
+        output.files.append(
+            netcdf.write_hour(path, grid, gridded.extent, gridded.hour, frame_minutes, frames, attributes)
+        )
+        if frame_minutes == minutes:
+            starts, _ = frame_bounds(gridded.hour, minutes)
+            schema = ANALYSIS_SCHEMAS[GRID_CELL_TABLE]
+            pq.write_table(conform(cell_rows(grid, frames, starts, minutes), schema), cell_part)
+            output.cell_part, output.cells = cell_part, len(frames)
+            output.busiest.offer(frames, starts)
+    return output
+
+
+class GridOutput:
+    """What gridding a window writes, hour by hour: the hours' netCDF files, their ``grid_cell`` rows (appended in
+    hour order to a file beside the table's, renamed into place by :meth:`commit`) and the busiest accumulation."""
+
+    def __init__(self, table_path: Path):
         self.table_path = table_path
         self.partial = table_path.with_name(f".{table_path.name}.{os.getpid()}.partial")
-        self.schema = ANALYSIS_SCHEMAS[GRID_CELL_TABLE]
-        self.writer = pq.ParquetWriter(self.partial, self.schema)
-        self.busiest = _Busiest()
+        self.writer = pq.ParquetWriter(self.partial, ANALYSIS_SCHEMAS[GRID_CELL_TABLE])
+        self.busiest = Busiest()
         self.files: list[Path] = []
         self.totals = {"hours": 0, "flashes": 0, "events_gridded": 0, "energy_gridded_j": 0.0, "cells": 0}
 
-    def add(self, grid: FixedGrid, gridded: GriddedHour, attributes: dict[str, str]) -> None:
+    def part_path(self, hour: datetime) -> Path:
+        """Where one hour's ``grid_cell`` rows wait for :meth:`add`."""
+        return self.table_path.with_name(f".{self.table_path.name}.{os.getpid()}.{hour:%Y%m%dT%H}.part")
+
+    def add(self, hour: HourOutput) -> None:
         self.totals["hours"] += 1
-        self.totals["flashes"] += int(gridded.counts.get("flashes", 0))
-        self.totals["events_gridded"] += int(gridded.counts.get("events_gridded", 0))
-        self.totals["energy_gridded_j"] += float(gridded.counts.get("energy_gridded", 0.0))
-        if gridded.extent is None:
-            logger.info("no lightning to grid in %s", gridded.hour)
-            return
-        for minutes in sorted({1, self.minutes}):
-            frames = gridded.frames(minutes)
-            path = netcdf.grid_file(self.data_dir, self.bucket, grid.resolution_km, gridded.hour, minutes)
-            self.files.append(netcdf.write_hour(path, grid, gridded.extent, gridded.hour, minutes, frames, attributes))
-            if minutes == self.minutes:
-                starts, _ = frame_bounds(gridded.hour, minutes)
-                self.writer.write_table(conform(cell_rows(grid, frames, starts, minutes), self.schema))
-                self.totals["cells"] += len(frames)
-                self.busiest.offer(frames, starts)
+        self.totals["flashes"] += int(hour.counts.get("flashes", 0))
+        self.totals["events_gridded"] += int(hour.counts.get("events_gridded", 0))
+        self.totals["energy_gridded_j"] += float(hour.counts.get("energy_gridded", 0.0))
+        self.totals["cells"] += hour.cells
+        self.files.extend(hour.files)
+        self.busiest.take(hour.busiest)
+        if hour.cell_part is not None:
+            self.writer.write_table(pq.read_table(hour.cell_part))
+            hour.cell_part.unlink()
 
     def commit(self) -> None:
         self.writer.close()
@@ -140,52 +185,113 @@ class GridOutput:
     def abandon(self) -> None:
         self.writer.close()
         self.partial.unlink(missing_ok=True)
+        for part in self.table_path.parent.glob(f".{self.table_path.name}.{os.getpid()}.*.part"):
+            part.unlink(missing_ok=True)
 
 
-def grid_window(analyses: AnalysisStore, window: AnalysisWindow, *, product: str, request: GridRequest):
-    """Grid every loaded hour of the window into a :class:`GridOutput`; returns it, the grid (None when no granule
-    is loaded) and where the projection came from."""
-    data_dir = analyses.tables.data_dir
-    output = GridOutput(
-        data_dir, window.bucket, analyses.tables.analysis_file(GRID_CELL_TABLE), request.accumulation_minutes
+GRID_TABLES = ("glm_file", "glm_event", "glm_group", "glm_flash")
+
+
+@dataclass(frozen=True)
+class HourJob:
+    """One committed hour of the window to grid, with everything a worker process needs (pickled)."""
+
+    store: ParquetStore
+    key: HourKey
+    span: BucketSpan
+    grid: FixedGrid
+    extent: Extent | None
+    box: LatLonBox | None
+    minutes: int
+    cell_part: Path
+
+
+def grid_store_hour(job: HourJob) -> HourOutput | None:
+    """Read one hour's loaded granules from the store, grid them, write the hour's files; None when none is
+    loaded. Runs in a worker process: hours share nothing but the ``grid_cell`` table, appended by the parent."""
+    rows = database.hour_granule_rows(job.store, job.key, job.span, GRID_TABLES)
+    files = rows["glm_file"]
+    if files.empty:
+        return None
+    gridded = grid_hour(
+        rows["glm_event"], rows["glm_group"], rows["glm_flash"], job.grid, job.key.hour, extent=job.extent, box=job.box
     )
-    grid, extent, source, grid_bucket = None, None, "", None
+    first = files.iloc[0]
+    attributes = {
+        "platform_ID": str(first.get("platform") or ""),
+        "orbital_slot": str(first.get("orbital_slot") or ""),
+        "bucket": job.key.bucket,
+    }
+    return write_gridded_hour(
+        job.store.data_dir, job.key.bucket, job.grid, gridded, attributes, job.minutes, job.cell_part
+    )
+
+
+def grid_window(
+    analyses: AnalysisStore, window: AnalysisWindow, *, product: str, request: GridRequest, workers: int | None = None
+):
+    """Grid every loaded hour of the window into a :class:`GridOutput`; returns it, the grid (None when no granule
+    is loaded) and where the projection came from.
+
+    Hours are independent, so they are gridded on every core (``workers`` processes, default the CPUs available;
+    one hour at a time where processes may not start, as in a Celery worker): a day of 2 km grids is CPU-bound
+    sorting and deflate, about 6 s an hour on one core.
+    """
+    store = analyses.tables
+    output = GridOutput(store.analysis_file(GRID_CELL_TABLE))
+    grid, source, jobs = None, "", []
     try:
         # span by span: over east/west each span is one satellite's bucket, with its own fixed grid and files
         for span in window.spans():
-            hours = database.loaded_granule_rows(
-                analyses.tables,
-                spans=[span],
-                product=product,
-                tables=("glm_file", "glm_event", "glm_group", "glm_flash"),
-            )
-            output.bucket = span.bucket
-            for rows in hours:
-                files = rows["glm_file"]
-                if files.empty:
+            grid_bucket = None
+            for key in database.window_hours(store, span.bucket, span.first_hour, span.end):
+                if key.product != product:
                     continue
-                hour = (
-                    pd.Timestamp(files["time_start"].min()).floor("h").to_pydatetime()
-                )  # the folder follows the start
-                if grid is None or grid_bucket != span.bucket:
-                    projection, source = window_projection(data_dir, span.bucket, product, hour, files)
+                if grid_bucket is None:
+                    files = store.read(key, "glm_file").to_pandas()
+                    if not (files["status"] == "loaded").any():
+                        continue
+                    projection, source = window_projection(store.data_dir, span.bucket, product, key.hour, files)
                     grid, grid_bucket = FixedGrid(projection, request.resolution_km), span.bucket
                     extent = _requested_extent(grid, window, request)
-                gridded = grid_hour(
-                    rows["glm_event"], rows["glm_group"], rows["glm_flash"], grid, hour, extent=extent, box=window.box
+                jobs.append(
+                    HourJob(
+                        store,
+                        key,
+                        span,
+                        FixedGrid(replace(grid.projection), grid.resolution_km),  # fresh: no pyproj objects to pickle
+                        extent,
+                        window.box,
+                        request.accumulation_minutes,
+                        output.part_path(key.hour),
+                    )
                 )
-                first = files.iloc[0]
-                attributes = {
-                    "platform_ID": str(first.get("platform") or ""),
-                    "orbital_slot": str(first.get("orbital_slot") or ""),
-                    "bucket": span.bucket,
-                }
-                output.add(grid, gridded, attributes)
+        for hour in _run_jobs(jobs, workers):
+            if hour is not None:
+                output.add(hour)
     except BaseException:
         output.abandon()
         raise
     output.commit()
     return output, grid, source
+
+
+def _run_jobs(jobs: list[HourJob], workers: int | None) -> Iterator[HourOutput | None]:
+    """Each job's output in order: on a pool of processes when several hours and cores allow, else here. A pool that
+    breaks (a worker killed, out of memory say) is dropped and the remaining hours run here."""
+    workers = min(default_workers() if workers is None else workers, len(jobs))
+    if workers < 2 or not may_start_processes():
+        yield from map(grid_store_hour, jobs)
+        return
+    futures = [shared_pool(workers).submit(grid_store_hour, job) for job in jobs]
+    for i, future in enumerate(futures):
+        try:
+            yield future.result()
+        except BrokenProcessPool:
+            discard_pool()
+            logger.warning("a gridding worker died: the window's remaining %d hours run in this process", len(jobs) - i)
+            yield from map(grid_store_hour, jobs[i:])
+            return
 
 
 def _requested_extent(grid: FixedGrid, window: AnalysisWindow, request: GridRequest) -> Extent | None:

@@ -23,7 +23,7 @@ import pandas as pd
 from zlib_ng import zlib_ng as zlib  # zlib streams HDF5's deflate filter reads, in 0.6 of zlib's time at level 1
 
 from lightning_eda.grids.fixed_grid import Extent, FixedGrid
-from lightning_eda.grids.products import VARIABLES, frame_bounds
+from lightning_eda.grids.products import VARIABLES, frame_bounds, sort_with_order
 
 GRIDS_DIR = "grids"
 CHUNK = 64
@@ -187,31 +187,31 @@ def _seconds(moment: datetime) -> float:
 def _write_chunks(h5, cells: pd.DataFrame, extent: Extent, chunks: tuple[int, int, int]) -> None:
     """Write the chunks lightning touched, each compressed here (the variables' only filter is deflate).
 
-    A frame's chunks are built together, one array per variable; a chunk all fill (a chunk with flashes but no flash
-    centroid, for ``flash_centroid_density``) is left unwritten, as it reads the same.
+    A frame's chunks are built together, one array per variable (compressing them in a second thread while this one
+    wrote saved nothing measurable: the hours are gridded on every core already). A chunk all fill (a chunk with
+    flashes but no flash centroid, for ``flash_centroid_density``) is left unwritten, as it reads the same.
     """
     if cells.empty:
         return
     _, ch_y, ch_x = chunks
     row = extent.iy1 - cells["iy"].to_numpy(np.int64)
     col = cells["ix"].to_numpy(np.int64) - extent.ix0
-    frame = cells["frame"].to_numpy(np.int64)
     tiles_x = extent.nx // ch_x + 1
-    tile = (row // ch_y) * tiles_x + col // ch_x
-    order = np.lexsort((tile, frame))
-    frame, tile, row, col = frame[order], tile[order], row[order], col[order]
+    tiles = (extent.ny // ch_y + 1) * tiles_x
+    key, order = sort_with_order(cells["frame"].to_numpy(np.int64) * tiles + (row // ch_y) * tiles_x + col // ch_x)
+    row, col = row[order], col[order]
     values = {name: cells[name].to_numpy()[order] for name in VARIABLES}
-    datasets = {name: h5[name] for name in VARIABLES}
-    frame_starts = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1], True])
-    for a, b in zip(frame_starts[:-1], frame_starts[1:], strict=True):
-        tiles, slot = np.unique(tile[a:b], return_inverse=True)
+    datasets = {name: h5[name].id for name in VARIABLES}
+    bounds = np.flatnonzero(np.r_[True, key[1:] // tiles != key[:-1] // tiles, True])
+
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        frame_tiles, slot = np.unique(key[a:b], return_inverse=True)
         local = (slot, row[a:b] % ch_y, col[a:b] % ch_x)
-        origins = [(int(frame[a]), int(t // tiles_x) * ch_y, int(t % tiles_x) * ch_x) for t in tiles]
+        origins = [(int(t // tiles), int(t % tiles // tiles_x) * ch_y, int(t % tiles_x) * ch_x) for t in frame_tiles]
         for name in VARIABLES:
             dtype, fill, _ = VARIABLE_SPECS[name]
-            blocks = np.full((len(tiles), ch_y, ch_x), fill, dtype=np.dtype(dtype))
+            blocks = np.full((len(frame_tiles), ch_y, ch_x), fill, dtype=np.dtype(dtype))
             blocks[local] = values[name][a:b]
-            written = ~np.all(blocks == fill, axis=(1, 2)) if fill == 0 else np.ones(len(tiles), dtype=bool)
-            dataset = datasets[name].id
+            written = ~np.all(blocks == fill, axis=(1, 2)) if fill == 0 else np.ones(len(frame_tiles), dtype=bool)
             for i in np.flatnonzero(written):
-                dataset.write_direct_chunk(origins[i], zlib.compress(blocks[i], DEFLATE_LEVEL))
+                datasets[name].write_direct_chunk(origins[i], zlib.compress(blocks[i], DEFLATE_LEVEL))

@@ -9,10 +9,6 @@ No Dagster here.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -23,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lightning_eda.goes.granule import Columns, granule_to_csvs, read_granule_arrays
+from lightning_eda.process_pool import SPAWN, default_workers, discard_pool, may_start_processes, shared_pool
 from lightning_eda.store.parquet_store import write_part
 from lightning_eda.store.schemas import DATA_TABLES, GLM_SCHEMAS, conform
 
@@ -103,56 +100,6 @@ def _typed(columns: Columns, source_file: str, table: str) -> pa.Table:
     return conform(pa.Table.from_arrays(arrays, names=schema.names), schema)
 
 
-def default_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8))
-
-
-def may_start_processes() -> bool:
-    """False in a daemonic process, which may not start children: a Celery worker's pool process runs its step's
-    decode itself (the deployment scales with the number of workers instead)."""
-    return not multiprocessing.current_process().daemon
-
-
-_SPAWN = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Dagster's do)
-_pool_lock = threading.Lock()
-_pool: ProcessPoolExecutor | None = None
-_pool_workers = 0
-
-
-def _shared_pool(workers: int) -> ProcessPoolExecutor:
-    """One pool of decoder processes per process, kept between hours: a backfill pays the spawn cost once."""
-    global _pool, _pool_workers
-    with _pool_lock:
-        if _pool is None or _pool_workers != workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=_SPAWN, initializer=_exit_with_parent, initargs=(os.getpid(),)
-            )
-            _pool_workers = workers
-        return _pool
-
-
-def _exit_with_parent(parent: int) -> None:
-    """In a decoder process: exit when the process that started it is gone (SIGKILLed runs leave no orphans)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
-
-
-def _discard_pool() -> None:
-    global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool.shutdown(wait=False, cancel_futures=True)
-        _pool = None
-
-
 def decode_chunk(files: list[Path], folder: Path, part: str, csv_dir: Path | None = None) -> list[GranuleRecord]:
     """Decode granules and write their rows as ``<table>-<part>.parquet`` in ``folder`` (in a decoder process).
 
@@ -186,12 +133,12 @@ def transform_granules(
     chunks = [files[i : i + size] for i in range(0, len(files), size)]
     done: dict[int, list[GranuleRecord]] = {}
     try:
-        pool = _shared_pool(workers)
+        pool = shared_pool(workers)
         futures = {pool.submit(decode_chunk, chunk, folder, f"{i:03d}", csv_dir): i for i, chunk in enumerate(chunks)}
         for future in as_completed(futures):
             done[futures[future]] = future.result()
     except BrokenProcessPool:
-        _discard_pool()
+        discard_pool()
         for i, chunk in enumerate(chunks):
             if i in done:
                 continue
@@ -203,7 +150,7 @@ def transform_granules(
 
 def _transform_isolated(path: Path, folder: Path, part: str, csv_dir: Path | None) -> GranuleRecord:
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=_SPAWN) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=SPAWN) as pool:
             return pool.submit(decode_chunk, [path], folder, part, csv_dir).result()[0]
     except BrokenProcessPool:
         size = path.stat().st_size if path.exists() else 0

@@ -203,22 +203,28 @@ def loaded_granule_rows(
     rows by their time (``time_start`` or ``time``)."""
     for span in spans:
         for key in window_hours(store, span.bucket, span.first_hour, span.end):
-            if key.product != product:
-                continue
-            files = store.read(key, "glm_file").to_pandas()
-            names = pd.Index(files["source_file"].astype(str).unique())
-            loaded = set(files.loc[files["status"] == "loaded", "source_file"].astype(str))
-            rows = {}
-            for table in tables:
-                frame = store.read(key, table).to_pandas()
-                # The hour's file names as one set of categories for every table: joins and filters then compare
-                # the codes, never millions of strings (casting an hour's events to str alone took 1.6 s).
-                source = frame["source_file"]
-                if not isinstance(source.dtype, pd.CategoricalDtype):
-                    source = source.astype("category")
-                frame["source_file"] = source.cat.set_categories(names)
-                rows[table] = _cut_rows(frame[frame["source_file"].isin(loaded)], span)
-            yield rows
+            if key.product == product:
+                yield hour_granule_rows(store, key, span, tables)
+
+
+def hour_granule_rows(
+    store: ParquetStore, key: HourKey, span: BucketSpan, tables: tuple[str, ...]
+) -> dict[str, pd.DataFrame]:
+    """The rows of ``tables`` of the granules loaded in one committed hour, cut to the span's ends."""
+    files = store.read(key, "glm_file").to_pandas()
+    names = pd.Index(files["source_file"].astype(str).unique())
+    loaded = set(files.loc[files["status"] == "loaded", "source_file"].astype(str))
+    rows = {}
+    for table in tables:
+        frame = store.read(key, table).to_pandas()
+        # The hour's file names as one set of categories for every table: joins and filters then compare
+        # the codes, never millions of strings (casting an hour's events to str alone took 1.6 s).
+        source = frame["source_file"]
+        if not isinstance(source.dtype, pd.CategoricalDtype):
+            source = source.astype("category")
+        frame["source_file"] = source.cat.set_categories(names)
+        rows[table] = _cut_rows(frame[frame["source_file"].isin(loaded)], span)
+    return rows
 
 
 def _cut_rows(frame: pd.DataFrame, span: BucketSpan) -> pd.DataFrame:
