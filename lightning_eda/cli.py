@@ -95,6 +95,47 @@ def _ingest(hour: datetime, verbose: bool, force: bool = False):
     return _materialize([*ingest_assets, *ingest_checks], partition_key=key, ops=ops, verbose=verbose)
 
 
+class IngestFailed(RuntimeError):
+    """The hour in progress could not be loaded (nothing published yet, or nothing decoded)."""
+
+
+def _ingest_in_progress(config: settings.Settings, hour: datetime) -> bool:
+    """Load the granules of the hour in progress published so far, by the plain steps the ingest assets call; False
+    when none is published yet (GLM granules appear about 20 s after they end).
+
+    Dagster has no partition for an hour until it ends, so this runs outside it and records no materialization; the
+    hour's first partition run (the schedule's, or any later ``run``/``backfill``) lists it again, skips the granules
+    loaded here and fetches the rest.
+    """
+    from lightning_eda.ingest import hourly
+    from lightning_eda.ingest.archive import ArchiveUnreachable, extract_hour
+    from lightning_eda.orchestration.resources import resources_from_env
+
+    resources = resources_from_env()
+    archive, data = resources["archive"], resources["data"]
+    paths = data.hour_paths(archive, hour)
+    source = archive.archive(hour)
+    try:
+        report = extract_hour(
+            source,
+            hour,
+            paths.raw_root,
+            max_workers=archive.max_workers,
+            skip=hourly.settled_granules(data.store, paths.key),
+        )
+    except ArchiveUnreachable as exc:
+        raise IngestFailed(str(exc)) from None
+    if report.listed == 0:
+        return False
+    hourly.write_extract_report(paths, report, damaged=[])
+    result = hourly.transform_hour(paths, data.store, redecode=False, write_csv=data.write_csv)
+    if not result.count("loaded") and not result.kept:
+        raise IngestFailed(f"none of the {report.listed} granules of {hour:%Y-%m-%d %H}:00 UTC so far could be loaded")
+    hourly.load_hour(paths, data.store, keep_raw=data.keep_raw)
+    data.refresh_database()
+    return True
+
+
 def _cluster(start: datetime, hours: int, verbose: bool, end: datetime | None = None):
     """Cluster ``hours`` hours from ``start``, or with ``end`` the window [start, end) to the minute."""
     from lightning_eda.definitions import clustering_assets
@@ -182,21 +223,37 @@ def _print_track_summary(result, config: settings.Settings) -> None:
 
 
 def run_window(
-    config: settings.Settings, window: settings.TimeWindow, *, verbose: bool = False, cluster: bool = True
+    config: settings.Settings,
+    window: settings.TimeWindow,
+    *,
+    verbose: bool = False,
+    cluster: bool = True,
+    now: datetime | None = None,
 ) -> int:
     """Ingest the hours the window touches, then cluster exactly the window and draw the plots."""
     from lightning_eda.orchestration.partitions import partition_key_for_hour
 
+    now = now or settings.utc_now()
     if not window.whole_hours or len(window.hours) > 1:
         print(f"lightning-eda: window {window.text}, {len(window.hours)} hours to ingest")
     for hour in window.hours:
-        print(
-            f"lightning-eda: {config.bucket_at(hour)}/{config.product} hour {hour:%Y-%m-%d %H}:00 UTC "
-            f"(partition {partition_key_for_hour(hour)})"
-        )
-        result = _ingest(hour, verbose)
-        if not result.success:
-            return _fail(failure_message(result), 1)
+        where = f"lightning-eda: {config.bucket_at(hour)}/{config.product} hour {hour:%Y-%m-%d %H}:00 UTC"
+        if settings.hour_in_progress(hour, now):
+            print(
+                f"{where} (in progress: the granules published by {now:%H:%M}; it becomes partition "
+                f"{partition_key_for_hour(hour)} when it ends, and the run after that loads the rest)"
+            )
+            try:
+                if not _ingest_in_progress(config, hour):
+                    print(f"{where}: nothing published yet")
+                    continue
+            except (settings.ConfigError, IngestFailed) as exc:
+                return _fail(str(exc), 1)
+        else:
+            print(f"{where} (partition {partition_key_for_hour(hour)})")
+            result = _ingest(hour, verbose)
+            if not result.success:
+                return _fail(failure_message(result), 1)
         summary = _hour_summary(config, hour)
         print(
             f"files: {summary['files']} ({summary['loaded']} loaded, {summary['failed']} failed"
@@ -215,9 +272,8 @@ def run_window(
     return 0
 
 
-def _run_window_from_args(args, env) -> settings.TimeWindow:
+def _run_window_from_args(args, env, now: datetime) -> settings.TimeWindow:
     """The run command's window: --recent, or --start and --end, else the hour of GOES_YEAR/GOES_DOY/GOES_HOUR."""
-    now = settings.now_from_env(env)
     if args.recent and (args.start or args.end):
         raise settings.ConfigError("--recent cannot be combined with --start/--end")
     if args.recent:
@@ -370,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument(
         "--recent",
         default="",
-        help="the last 30min, 90min, 2h, ... up to the end of the latest complete hour (clock: LIGHTNING_EDA_NOW)",
+        help="the last 30min, 90min, 2h, ... up to now, the hour in progress included (clock: LIGHTNING_EDA_NOW)",
     )
     run.add_argument("--start", default="", help="window start to the minute, UTC, e.g. 2024-06-01T18:10")
     run.add_argument("--end", default="", help="window end to the minute (excluded), UTC, e.g. 2024-06-01T18:40")
@@ -406,7 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = settings.Settings.from_env()
         if args.command == "run":
-            window = _run_window_from_args(args, os.environ)
+            now = settings.now_from_env(os.environ)
+            window = _run_window_from_args(args, os.environ, now)
             settings.buckets_for_hours(config.bucket, window.hours)  # east/west: every hour has a satellite
         elif args.command == "backfill":
             start = settings.parse_hour(args.start, "--start/BACKFILL_START")
@@ -427,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except settings.ConfigError as exc:
             return _fail(str(exc), 2)
     if args.command == "run":
-        return run_window(config, window, verbose=args.verbose, cluster=not args.no_cluster)
+        return run_window(config, window, verbose=args.verbose, cluster=not args.no_cluster, now=now)
     if args.command == "rebuild-db":
         return rebuild_database(config)
     return backfill(

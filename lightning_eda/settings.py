@@ -257,10 +257,10 @@ class TimeWindow:
 
 
 def time_window(start: datetime, end: datetime, *, now: datetime, flags: str = "--start/--end") -> TimeWindow:
-    """[start, end) checked: end after start, within the GLM era, ending by the end of the latest complete hour.
+    """[start, end) checked: end after start, within the GLM era, ending by ``now`` (to the minute).
 
-    The hour in progress cannot be ingested (its partition does not exist until it ends), so a window may reach the
-    end of the latest complete hour and no further.
+    A window may reach into the hour in progress: its granules published so far are loaded (see
+    :func:`hour_in_progress`), and the run after the hour ends completes it.
     """
     if start.second or start.microsecond or end.second or end.microsecond:
         raise ConfigError(f"{flags}: {start} – {end} must be whole minutes")
@@ -268,11 +268,10 @@ def time_window(start: datetime, end: datetime, *, now: datetime, flags: str = "
         raise ConfigError(f"{flags}: the end {end:%Y-%m-%dT%H:%M} must come after the start {start:%Y-%m-%dT%H:%M}")
     if start.year < FIRST_GLM_YEAR:
         raise ConfigError(f"{flags}: the start {start:%Y-%m-%dT%H:%M} is before GLM data exist ({FIRST_GLM_YEAR})")
-    latest_end = latest_complete_hour(now) + timedelta(hours=1)
+    latest_end = now_minute(now)
     if end > latest_end:
         raise ConfigError(
-            f"{flags}: the end {end:%Y-%m-%dT%H:%M} UTC is after the end of the latest complete hour "
-            f"({latest_end:%Y-%m-%dT%H:%M} UTC at {now:%Y-%m-%dT%H:%M})"
+            f"{flags}: the end {end:%Y-%m-%dT%H:%M} UTC is in the future (it is {latest_end:%Y-%m-%dT%H:%M} UTC)"
         )
     window = TimeWindow(start, end)
     if len(window.hours) > MAX_BACKFILL_HOURS:
@@ -281,10 +280,19 @@ def time_window(start: datetime, end: datetime, *, now: datetime, flags: str = "
 
 
 def recent_window(duration: timedelta, *, now: datetime) -> TimeWindow:
-    """The last ``duration`` of complete hours: it ends with the latest complete hour (at 18:45, 30min is
-    17:30–18:00), since the hour in progress cannot be ingested yet."""
-    end = latest_complete_hour(now) + timedelta(hours=1)
+    """The last ``duration`` up to ``now`` (to the minute): at 18:45, 30min is 18:15–18:45, reaching into the hour in
+    progress, as goes2go's ``recent`` does."""
+    end = now_minute(now)
     return time_window(end - duration, end, now=now, flags="--recent")
+
+
+def now_minute(now: datetime) -> datetime:
+    return now.replace(second=0, microsecond=0)
+
+
+def hour_in_progress(hour: datetime, now: datetime) -> bool:
+    """True while ``hour`` has not ended: it is no partition yet (Dagster makes an hour's partition when it ends)."""
+    return hour + timedelta(hours=1) > now
 
 
 MAX_BACKFILL_HOURS = 24 * 366

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
 import pytest
 from import_probe import packages_loaded_by
 
@@ -373,3 +374,21 @@ def test_at_storm_scale_only_the_clusters_the_legend_names_get_numbered_discs():
     assert marks.cluster[marks.numbered].tolist() == largest
     assert not marks.moved[~marks.numbered].any()
     assert sorted(drawn_numbers(canvas.ax)) == largest
+
+
+def test_a_track_map_without_tracks_renders_its_notice(no_network):
+    """A window whose flashes make no track (too few per frame, or none in its whole frames) still gets its map."""
+    from lightning_eda.plots.tracks import storm_tracks_map
+
+    storm_track = pd.DataFrame(
+        {
+            "track_id": pd.Series(dtype="int64"),
+            "frame_start": pd.Series(dtype="datetime64[us]"),
+            "lat": pd.Series(dtype=float),
+            "lon": pd.Series(dtype=float),
+        }
+    )
+    summary = pd.DataFrame({"track_id": pd.Series(dtype="int64"), "peak_flash_rate": pd.Series(dtype=float)})
+    jumps = pd.DataFrame({"track_id": pd.Series(dtype="int64"), "period_start": pd.Series(dtype="datetime64[us]")})
+    assert_png(storm_tracks_map(storm_track, summary, jumps, [], title="2019-06-01 15:10-15:30 UTC"), MAP_SHAPE)
+    assert no_network == []

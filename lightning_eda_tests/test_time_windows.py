@@ -13,6 +13,7 @@ from cli_runs import lightning_eda, plant_granule
 from lightning_eda.settings import (
     ConfigError,
     TimeWindow,
+    hour_in_progress,
     parse_duration,
     parse_minute,
     recent_window,
@@ -44,11 +45,12 @@ def test_a_bad_duration_names_the_flag(text):
         parse_duration(text)
 
 
-def test_recent_ends_with_the_latest_complete_hour_and_touches_only_its_hours():
-    window = recent_window(timedelta(minutes=50), now=NOW)
-    assert (window.start, window.end) == (HOUR + timedelta(minutes=10), HOUR + timedelta(hours=1))
-    assert window.hours == [HOUR]
-    assert recent_window(timedelta(minutes=90), now=NOW).hours == [HOUR - timedelta(hours=1), HOUR]
+def test_recent_ends_now_and_touches_only_its_hours():
+    window = recent_window(timedelta(minutes=50), now=NOW + timedelta(seconds=41))
+    assert (window.start, window.end) == (NOW - timedelta(minutes=50), NOW)  # 12:35-13:25: into the hour in progress
+    assert window.hours == [HOUR, HOUR + timedelta(hours=1)]
+    assert recent_window(timedelta(minutes=20), now=NOW).hours == [HOUR + timedelta(hours=1)]
+    assert hour_in_progress(HOUR + timedelta(hours=1), NOW) and not hour_in_progress(HOUR, NOW)
 
 
 def test_a_window_to_the_minute_touches_the_hours_it_overlaps():
@@ -64,7 +66,7 @@ def test_a_window_to_the_minute_touches_the_hours_it_overlaps():
     [
         (HOUR + timedelta(minutes=40), HOUR + timedelta(minutes=10), "must come after the start"),
         (HOUR, HOUR, "must come after the start"),
-        (HOUR, HOUR + timedelta(hours=1, minutes=1), "after the end of the latest complete hour"),
+        (HOUR, NOW + timedelta(minutes=1), "in the future"),
         (datetime(2016, 12, 31, 23), datetime(2017, 1, 1, 1), "before GLM data exist"),
     ],
 )
@@ -80,7 +82,7 @@ def test_a_bad_window_is_refused_with_the_flags(start, end, message):
         (["--start", "2019-06-01T12:10", "--end", "June 1st"], "--end"),
         (["--start", "2019-06-01T12:40", "--end", "2019-06-01T12:10"], "--start/--end"),
         (["--start", "2019-06-01T12:10"], "--end"),
-        (["--start", "2019-06-01T13:10", "--end", "2019-06-01T13:40"], "latest complete hour"),
+        (["--start", "2019-06-01T13:10", "--end", "2019-06-01T13:40"], "in the future"),
         (["--recent", "30"], "--recent"),
         (["--recent", "30min", "--start", "2019-06-01T12:10"], "--recent"),
     ],
@@ -182,7 +184,7 @@ def runs(planted_hour, tmp_path_factory):
     ("name", "start", "end"),
     [
         ("start_end", HOUR + timedelta(minutes=10), HOUR + timedelta(minutes=40)),
-        ("recent", HOUR + timedelta(minutes=10), HOUR + timedelta(hours=1)),
+        ("recent", NOW - timedelta(minutes=50), NOW),  # 12:35-13:25: the hour in progress has nothing published
     ],
 )
 def test_the_window_is_clustered_to_the_minute(runs, planted_hour, name, start, end):
@@ -194,6 +196,49 @@ def test_the_window_is_clustered_to_the_minute(runs, planted_hour, name, start, 
     # started at 12:09:58.5 (left out), the granule of 12:40:00 one of 12:39:58.5 (kept by --end 12:40)
     expected = sum(start <= t < end for t in starts)
     assert window["n_input"] == expected and expected < len(starts)
-    assert {hour for (hour,) in hours} == {HOUR}  # only the hour the window touches was ingested
+    assert {hour for (hour,) in hours} == {HOUR}  # only the hours the window touches were ingested
     assert f"window {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC" in result.stdout
     assert "clusters: k=" in result.stdout
+    if name == "recent":
+        assert "hour 2019-06-01 13:00 UTC (in progress" in result.stdout and "nothing published yet" in result.stdout
+
+
+IN_PROGRESS = datetime(2019, 6, 1, 15)
+
+
+@pytest.mark.slow  # lightning-eda as a subprocess
+def test_the_hour_in_progress_is_loaded_so_far_then_completed_by_its_partition_run(s3, tmp_path):
+    """``--recent`` at 15:31 loads the hour's granules published so far, outside Dagster (no partition yet); a granule
+    published later is fetched by the hour's partition run after it ends, alone, and no row is loaded twice."""
+    folder = tmp_path / "granules"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for minute in (5, 20):
+        plant_granule(s3, folder, BUCKET, "G16", IN_PROGRESS + timedelta(minutes=minute), **storm_tables(rng))
+    env = {"S3_BUCKET": BUCKET, "AWS_ENDPOINT_URL_S3": s3.url, "LIGHTNING_EDA_DATA_DIR": "data"}
+    early = lightning_eda(["run", "--recent", "30min"], {**env, "LIGHTNING_EDA_NOW": "2019-06-01T15:31"}, tmp_path)
+    assert early.returncode == 0, early.stdout + early.stderr
+    assert "hour 2019-06-01 15:00 UTC (in progress" in early.stdout and "files: 2 (2 loaded" in early.stdout
+    with catalog.connect_store(tmp_path / "data") as con:
+        window = database.read_window_row(con)
+        assert (window["window_start"], window["window_end"]) == (
+            datetime(2019, 6, 1, 15, 1),
+            datetime(2019, 6, 1, 15, 31),
+        )
+        assert window["n_input"] == 2 * 2 * len(FLASH_OFFSETS)  # both granules' flashes lie in 15:01-15:31
+    # published after that run; then, after the hour, its partition run
+    plant_granule(s3, folder, BUCKET, "G16", IN_PROGRESS + timedelta(minutes=40), **storm_tables(rng))
+    later = lightning_eda(
+        ["run", "--start", "2019-06-01T15:00", "--end", "2019-06-01T16:00"],
+        {**env, "LIGHTNING_EDA_NOW": "2019-06-01T16:25"},
+        tmp_path,
+    )
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert "(partition 2019-06-01-15:00)" in later.stdout and "files: 3 (3 loaded" in later.stdout
+    with catalog.connect_store(tmp_path / "data") as con:
+        names = [
+            name for (name,) in con.execute("SELECT source_file FROM glm_file WHERE hour = ?", [IN_PROGRESS]).fetchall()
+        ]
+        flashes = con.execute("SELECT count(*), count(DISTINCT (source_file, flash_id)) FROM glm_flash").fetchone()
+    assert len(names) == len(set(names)) == 3
+    assert flashes[0] == flashes[1] == 3 * 2 * len(FLASH_OFFSETS)

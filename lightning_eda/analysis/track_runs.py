@@ -16,7 +16,7 @@ from lightning_eda.analysis.analysis_store import AnalysisStore
 from lightning_eda.analysis.jumps import ERDMANN_POELMAN_2023, SCHULTZ_2009, JumpCriteria
 from lightning_eda.analysis.runs import Markdown, Report
 from lightning_eda.analysis.track_frames import projection_centre, storm_frames
-from lightning_eda.analysis.tracks import TrackingOptions, TrackResult, TrackState, track_window
+from lightning_eda.analysis.tracks import TrackingOptions, TrackResult, TrackState, frame_grid, track_window
 from lightning_eda.analysis.window import AnalysisWindow
 from lightning_eda.store import database
 from lightning_eda.store.track_hours import STATE_TABLE
@@ -104,15 +104,16 @@ def track_hours(
     """Track each hour of the window from the stored state of the hour before, and replace that hour's folder."""
     options = settings.options(window, str(flashes["source_file"].iloc[0]) if len(flashes) else "")
     made_with = stored_settings(options)
+    start, end = tracked_span(window, options)
     results, continued_from = [], None
-    first = hour = window.start.replace(minute=0, second=0, microsecond=0)  # a window to the minute: its hours
-    while hour < window.end:
+    first = hour = start.replace(minute=0, second=0, microsecond=0)  # a window to the minute: its hours
+    while hour < end:
         bucket = window.bucket_at(hour)  # the hour's real bucket: east/west change satellite at a handover
         state = analyses.tracks.state_before(bucket, hour, made_with)
         if state is not None and hour == first:  # later hours continue this run's own
             continued_from = hour - _HOUR
         before = TrackState.empty() if state is None else TrackState.from_frame(state)
-        frames = pd.Timestamp(max(hour, window.start)), pd.Timestamp(min(hour + _HOUR, window.end))
+        frames = pd.Timestamp(max(hour, start)), pd.Timestamp(min(hour + _HOUR, end))
         result = track_window(flashes, *frames, before, storm_frames, options)
         tables = {
             "storm_track": result.storm_track,
@@ -126,6 +127,20 @@ def track_hours(
         results.append(result)
         hour += _HOUR
     return WindowTracks.of(results, continued_from, made_with)
+
+
+def tracked_span(window: AnalysisWindow, options: TrackingOptions) -> tuple[datetime, datetime]:
+    """The window's whole frames on the frame grid (10 minutes by default): a window to the minute, such as
+    ``--recent 30min`` at 18:47 (18:17-18:47), is tracked over 18:20-18:40; its partial frames at either end would
+    read as low flash rates. ``ValueError`` when it holds no whole step of the grid."""
+    grid = frame_grid(options)
+    start, end = pd.Timestamp(window.start).ceil(grid), pd.Timestamp(window.end).floor(grid)
+    if not end > start:
+        raise ValueError(
+            f"storm tracks need whole {grid.total_seconds() / 60:.0f}-minute frames on the clock and the window "
+            f"{window.text} holds none: widen it"
+        )
+    return start.to_pydatetime(), end.to_pydatetime()
 
 
 def track_storms(analyses: AnalysisStore, settings: TrackSettings) -> Report:

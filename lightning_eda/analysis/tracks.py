@@ -256,10 +256,15 @@ def track_window(
     )
 
 
+def frame_grid(options: TrackingOptions) -> pd.Timedelta:
+    """The step both frames and jump periods fall on: a tracked span starts and ends on it."""
+    return pd.Timedelta(minutes=int(np.lcm(options.frame_minutes, PERIOD_MINUTES)))
+
+
 def _check_window(start: pd.Timestamp, end: pd.Timestamp, options: TrackingOptions) -> None:
     if not end > start:
         raise ValueError(f"track_window: end={end} must be after start={start}")
-    grid = pd.Timedelta(minutes=int(np.lcm(options.frame_minutes, PERIOD_MINUTES)))
+    grid = frame_grid(options)
     for name, at in (("start", start), ("end", end)):
         if at.floor(grid) != at:
             raise ValueError(f"track_window: {name}={at} is not on the {grid} grid of frames and jump periods")

@@ -59,8 +59,8 @@ def storm_tracks_map(
     norm = Normalize(vmin=0.0, vmax=max(1.0, float(peak.max()) if len(peak) else 1.0))
     cmap = colormaps[_RATE_CMAP]
     x, y = canvas.xy(rows["lon"].to_numpy(), rows["lat"].to_numpy())
-    bounds = np.flatnonzero(np.r_[True, rows["track_id"].to_numpy()[1:] != rows["track_id"].to_numpy()[:-1], True])
     ids = rows["track_id"].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True]) if len(ids) else np.zeros(1, dtype=np.int64)
     order = np.argsort(peak.reindex(ids[bounds[:-1]]).to_numpy(), kind="stable")  # strongest drawn last, on top
     for i in order:
         lo, hi = bounds[i], bounds[i + 1]
