@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from lightning_eda.analysis.features import FeatureTransform, LatLonBox, laea_inverse
+from lightning_eda.goes.hierarchy import file_codes, granule_key
+from lightning_eda.sorted_keys import distinct, distinct_inverse, lookup
 from lightning_eda.store.schemas import ANALYSIS_SCHEMAS
 
 DEFAULT_CELL_KM = 10.0
@@ -34,23 +36,29 @@ def flash_cells(
     is missing are left out.
     """
     _check_cell(cell_km)
-    parents = groups[["source_file", "group_id", "parent_flash_id"]].rename(
-        columns={"group_id": "parent_group_id", "parent_flash_id": "flash_id"}
-    )
-    joined = events[["source_file", "parent_group_id", "lat", "lon"]].merge(
-        parents, on=["source_file", "parent_group_id"]
-    )
-    joined = joined[np.isfinite(joined["lat"].to_numpy(float)) & np.isfinite(joined["lon"].to_numpy(float))]
-    x, y = transform.to_xy(joined["lat"].to_numpy(float), joined["lon"].to_numpy(float))
-    cells = pd.DataFrame(
+    file_g, file_e = file_codes(groups["source_file"], events["source_file"])
+    group = lookup(granule_key(file_g, groups["group_id"]), granule_key(file_e, events["parent_group_id"]))
+    lat, lon = events["lat"].to_numpy(float), events["lon"].to_numpy(float)
+    keep = (group >= 0) & np.isfinite(lat) & np.isfinite(lon)
+    group = group[keep]
+    x, y = transform.to_xy(lat[keep], lon[keep])
+    ix, iy = np.floor(x / cell_km).astype(np.int64), np.floor(y / cell_km).astype(np.int64)
+    if not len(ix):
+        return pd.DataFrame({"ix": ix, "iy": iy, "source_file": groups["source_file"].iloc[:0].array, "flash_id": ix})
+    # distinct (flash, cell) pairs as one sorted int64: the flash's rank among the hour's flashes, then the cell
+    _, first_group, flash = distinct_inverse(granule_key(file_g, groups["parent_flash_id"])[group])
+    ix0, iy0 = ix.min(), iy.min()
+    nx, n_cells = ix.max() - ix0 + 1, (ix.max() - ix0 + 1) * (iy.max() - iy0 + 1)
+    pairs = distinct(flash * n_cells + (iy - iy0) * nx + (ix - ix0))
+    rows = group[first_group[pairs // n_cells]]  # a group of each pair's flash: its granule and flash id
+    return pd.DataFrame(
         {
-            "ix": np.floor(x / cell_km).astype(np.int64),
-            "iy": np.floor(y / cell_km).astype(np.int64),
-            "source_file": joined["source_file"].array,  # a categorical stays codes
-            "flash_id": joined["flash_id"].to_numpy(),
+            "ix": pairs % n_cells % nx + ix0,
+            "iy": pairs % n_cells // nx + iy0,
+            "source_file": groups["source_file"].array.take(rows),  # a categorical stays codes
+            "flash_id": groups["parent_flash_id"].to_numpy()[rows],
         }
     )
-    return cells.drop_duplicates(ignore_index=True)
 
 
 @dataclass

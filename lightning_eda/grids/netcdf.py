@@ -23,7 +23,8 @@ import pandas as pd
 from zlib_ng import zlib_ng as zlib  # zlib streams HDF5's deflate filter reads, in 0.6 of zlib's time at level 1
 
 from lightning_eda.grids.fixed_grid import Extent, FixedGrid
-from lightning_eda.grids.products import VARIABLES, frame_bounds, sort_with_order
+from lightning_eda.grids.products import VARIABLES, frame_bounds
+from lightning_eda.sorted_keys import sort_with_order
 
 GRIDS_DIR = "grids"
 CHUNK = 64

@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 
 from lightning_eda.analysis.features import LatLonBox
+from lightning_eda.goes.hierarchy import event_flash_rows
 from lightning_eda.grids.fixed_grid import Extent, FixedGrid
+from lightning_eda.sorted_keys import distinct, distinct_inverse, reduce_by_key, sorted_contains
 
 MINUTES_PER_HOUR = 60
 #: The products' variables, in the files' and the table's order.
@@ -125,10 +127,7 @@ def grid_hour(
     flash_frame = np.clip(minute.to_numpy(np.int64), 0, MINUTES_PER_HOUR - 1)
     area_km2 = flashes["area"].to_numpy(np.float64) / 1e6
 
-    file_f, file_g, file_e = _file_codes(flashes["source_file"], groups["source_file"], events["source_file"])
-    group_flash = _lookup(_key(file_f, flashes["flash_id"]), _key(file_g, groups["parent_flash_id"]))
-    event_group = _lookup(_key(file_g, groups["group_id"]), _key(file_e, events["parent_group_id"]))
-    event_flash = np.where(event_group >= 0, group_flash[np.maximum(event_group, 0)], -1)
+    event_flash = event_flash_rows(events, groups, flashes)
     has_flash = event_flash >= 0
     counts: dict[str, float] = {"events_in": len(events), "orphan_events": int((~has_flash).sum())}
     fi = event_flash[has_flash]
@@ -159,8 +158,8 @@ def grid_hour(
     offsets = (np.arange(k)[:, None] * nx + np.arange(k)[None, :]).reshape(-1)
 
     # Flash extent: the distinct (flash, cell) pairs of the flashes' footprints
-    pairs = _distinct(fi * n_cells + corner)
-    pairs = _distinct((pairs[:, None] + offsets[None, :]).reshape(-1))
+    pairs = distinct(fi * n_cells + corner)
+    pairs = distinct((pairs[:, None] + offsets[None, :]).reshape(-1))
     pair_flash, pair_cell = pairs // n_cells, pairs % n_cells
     area = area_km2[pair_flash]
     known = np.isfinite(area)
@@ -208,116 +207,27 @@ def grid_hour(
             "minimum_flash_area": np.where(np.isfinite(area_min), area_min, np.nan),
         }
     )
-    counts["flashes"] = len(_distinct(fi))
+    counts["flashes"] = len(distinct(fi))
     return GriddedHour(hour, extent, cells, counts)
-
-
-def _file_codes(*columns: pd.Series) -> list[np.ndarray]:
-    """Each ``source_file`` column as integer codes on one set of names: the codes themselves when the columns are
-    categoricals on the same categories (as the store's hours are read), else codes of the names."""
-    dtypes = [column.dtype for column in columns]
-    if all(isinstance(d, pd.CategoricalDtype) for d in dtypes) and all(d == dtypes[0] for d in dtypes):
-        return [column.cat.codes.to_numpy(np.int64) for column in columns]
-    names = pd.Index(pd.unique(pd.concat([pd.Series(pd.unique(column.astype(str))) for column in columns])))
-    return [names.get_indexer(column.astype(str)).astype(np.int64) for column in columns]
-
-
-def _key(file_code: np.ndarray, ids: pd.Series) -> np.ndarray:
-    """(granule, id) as one int64: GLM ids are unsigned 32-bit at most, and unique only inside a granule."""
-    return file_code * (1 << 32) + ids.to_numpy(np.int64)
-
-
-def _lookup(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """The row of ``keys`` holding each of ``wanted``, -1 where none does (a join on a unique key: both sides sorted,
-    then merged; searching unsorted values in millions of keys misses the cache on every probe)."""
-    out = np.full(len(wanted), -1, dtype=np.int64)
-    if not len(keys) or not len(wanted):
-        return out
-    ordered, order = sort_with_order(keys)
-    wanted_sorted, wanted_order = sort_with_order(wanted)
-    at = np.minimum(np.searchsorted(ordered, wanted_sorted), len(ordered) - 1)
-    out[wanted_order] = np.where(ordered[at] == wanted_sorted, order[at], -1)
-    return out
 
 
 def _scan_angles(grid: FixedGrid, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scan angles of the events, projecting each distinct position once: events sit on GLM's pixel centres, so an
     hour's millions of events have only some 10⁵ positions."""
     key = np.round((lat + 90.0) * 1e5).astype(np.int64) * 40_000_000 + np.round((lon + 200.0) * 1e5).astype(np.int64)
-    positions, first, inverse = _distinct_inverse(key)
+    positions, first, inverse = distinct_inverse(key)
     x, y = grid.projection.to_scan(lat[first], lon[first])
     return x[inverse], y[inverse]
-
-
-def _distinct(values: np.ndarray) -> np.ndarray:
-    """The sorted distinct values (a plain sort: NumPy's hash-based ``unique`` was 100× slower here)."""
-    values = np.sort(values)
-    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
-
-
-def _distinct_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The sorted distinct values, the first row holding each, and each row's index into them."""
-    ordered, order = sort_with_order(values)
-    starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, dtype=bool)
-    inverse = np.empty(len(values), dtype=np.int64)
-    inverse[order] = np.cumsum(starts) - 1
-    return ordered[starts], order[starts], inverse
-
-
-def sort_with_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``keys`` sorted and the stable permutation that sorts them.
-
-    When each key (less the smallest) and its row number fit in an int64 together, one ``np.sort`` of the pairs
-    packed into it does it: NumPy's SIMD sort took 0.18 s on 7M random int64 keys where a stable ``argsort`` took
-    2.1 s. Otherwise the stable ``argsort``.
-    """
-    keys = np.asarray(keys, dtype=np.int64)
-    n = len(keys)
-    if n == 0:
-        return keys.copy(), np.zeros(0, dtype=np.int64)
-    low, high = int(keys.min()), int(keys.max())
-    row_bits = max(1, (n - 1).bit_length())
-    if (high - low).bit_length() + row_bits <= 62:
-        packed = (keys - low) << row_bits
-        packed |= np.arange(n, dtype=np.int64)
-        packed.sort()
-        return (packed >> row_bits) + low, packed & ((1 << row_bits) - 1)
-    order = np.argsort(keys, kind="stable")
-    return keys[order], order
-
-
-def reduce_by_key(
-    keys: np.ndarray, sums: dict[str, np.ndarray] | None = None, mins: dict[str, np.ndarray] | None = None
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The sorted distinct ``keys`` and, for each, the sum of each array of ``sums`` and the minimum of ``mins``."""
-    keys, order = sort_with_order(keys)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
-    out = {}
-    for name, values in (sums or {}).items():
-        values = np.asarray(values)[order]
-        out[name] = np.add.reduceat(values, starts) if len(keys) else values
-    for name, values in (mins or {}).items():
-        values = np.asarray(values)[order]
-        out[name] = np.minimum.reduceat(values, starts) if len(keys) else values
-    return keys[starts], out
 
 
 def _union(keys: np.ndarray, more: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sorted union of two sorted distinct key arrays, and where each array's keys sit in it (searching sorted
     values, once per array)."""
-    extra = more[~_sorted_contains(keys, more)]
+    extra = more[~sorted_contains(keys, more)]
     if not len(extra):
         return keys, np.arange(len(keys)), np.searchsorted(keys, more)
-    union = _distinct(np.concatenate([keys, extra]))
+    union = distinct(np.concatenate([keys, extra]))
     return union, np.searchsorted(union, keys), np.searchsorted(union, more)
-
-
-def _sorted_contains(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Which of ``values`` are in the sorted ``keys``."""
-    if not len(keys):
-        return np.zeros(len(values), dtype=bool)
-    at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
-    return keys[at] == values
 
 
 def _place(size: int, at: np.ndarray, values: np.ndarray, default) -> np.ndarray:
