@@ -27,6 +27,9 @@ class Faults(threading.Thread):
         self.worker_lost: dict | None = None
         self.restarted_at: float | None = None
         self.error: BaseException | None = None
+        # runs a fault has been tried on: each fault hits another run (with batches a backfill has few runs, and the
+        # killed pool process must not be the lost worker's redelivered step, whose success in its run is checked)
+        self.tried: set[str] = set()
 
     def run(self) -> None:
         try:
@@ -120,14 +123,14 @@ class Faults(threading.Thread):
                 time.sleep(0.5)
 
     def _transforms_in_hand(self):
-        """Each run of the backfill (once) whose transform step a worker holds, with that worker, until stopped."""
-        tried: set[str] = set()
+        """Each run of the backfill (once across the faults) whose transform step a worker holds, with that worker,
+        until stopped."""
         while not self.stopping.is_set():
-            target = self._running_transform(tried)
+            target = self._running_transform(self.tried)
             if target is None:
                 time.sleep(0.3)
                 continue
-            tried.add(target[0].run_id)
+            self.tried.add(target[0].run_id)
             yield target
 
     def _running_transform(self, tried: set[str]):

@@ -27,7 +27,7 @@ as the ``postgres`` user the package creates.
 
 Usage::
 
-    make scale-test                               # 6 hours in runs of 2, 2 workers, the three faults
+    make scale-test                               # 12 hours in runs of 2, 2 workers, the three faults
     .venv/bin/python scripts/scale_test.py --hours 24 --no-faults --real-every 1 --max-runs 4 --hours-per-run 6
                                                   # the throughput benchmark (BENCHMARKS.md)
 """
@@ -106,15 +106,19 @@ def print_step_costs(history: dict, n_hours: int, cpu: dict[str, float]) -> None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hours", type=int, default=6, help="hour partitions to backfill (default 6)")
+    parser.add_argument(
+        "--hours",
+        type=int,
+        default=12,
+        help="hour partitions to backfill (default 12: six runs of two, so that each fault finds a run of its own)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
     parser.add_argument("--max-runs", type=int, default=3, help="runs in flight at once (QueuedRunCoordinator)")
     parser.add_argument(
         "--hours-per-run",
         type=int,
         default=2,
-        help="hours per backfill run (LIGHTNING_EDA_HOURS_PER_RUN; default 2, so that six hours make three runs for "
-        "the faults to hit)",
+        help="hours per backfill run (LIGHTNING_EDA_HOURS_PER_RUN; default 2)",
     )
     parser.add_argument("--no-faults", action="store_true", help="no killed worker process, no PostgreSQL restart")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds the backfill may take")
