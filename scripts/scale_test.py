@@ -86,6 +86,10 @@ def relaunch_failed(
     return relaunched, {key: history[key] + extra[key] for key in history}
 
 
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def print_step_costs(history: dict, n_hours: int, cpu: dict[str, float]) -> None:
     """Seconds per step (as Dagster timed them on the workers) per run and per hour, and the CPU per run outside the
     workers."""
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         backfill_id = deployment.graphql.launch_backfill(partitions, INGEST_ASSETS)
         print(
             f"launched backfill {backfill_id} of {len(partitions)} partitions ({partitions[0]} .. {partitions[-1]}) "
-            f"through GraphQL, {args.hours_per_run} per run"
+            f"through GraphQL, {args.hours_per_run} per run; load average {load_average()}"
         )
         faults = None if args.no_faults else Faults(deployment, backfill_id, instance)
         if faults:
@@ -229,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(
             f"throughput: Celery {len(hours) / elapsed * 60:.2f} partitions/min with {args.workers} workers, "
-            f"one process {len(hours) / single_seconds * 60:.2f} partitions/min"
+            f"one process {len(hours) / single_seconds * 60:.2f} partitions/min; load average {load_average()}"
         )
     if problems:
         for problem in problems:
