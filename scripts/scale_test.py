@@ -93,7 +93,11 @@ def load_average() -> str:
 def print_step_costs(history: dict, n_hours: int, cpu: dict[str, float]) -> None:
     """Seconds per step (as Dagster timed them on the workers) per run and per hour, and the CPU per run outside the
     workers."""
-    for step in INGEST_ASSETS:
+    names = sorted(
+        {s["step"] for s in history["steps"]},
+        key=lambda n: (n not in INGEST_ASSETS, INGEST_ASSETS.index(n) if n in INGEST_ASSETS else 0, n),
+    )
+    for step in names:  # the assets' steps, then the checks' (load_checks, the freshness checks)
         done = [s["end"] - s["start"] for s in history["steps"] if s["ok"] and s["step"] == step]
         if done:
             print(
