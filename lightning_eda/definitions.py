@@ -9,6 +9,7 @@ from lightning_eda.orchestration.assets.gridded import gridded_products
 from lightning_eda.orchestration.assets.ingestor import extract, load, transform
 from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.assets.tracking import storm_tracks
+from lightning_eda.orchestration.automation import build_ingest_automation_sensor
 from lightning_eda.orchestration.checks import all_checks, load_checks
 from lightning_eda.orchestration.constants import CLUSTERING, DENSITY, EVALUATORS, INGESTOR, PREPROCESSOR, STORM_TRACKS
 from lightning_eda.orchestration.executors import executor_from_env
@@ -46,13 +47,14 @@ cluster_job = define_asset_job(
 
 hourly_ingest, cluster_after_ingest = build_automation(ingest_job, cluster_job)
 ingest_freshness_checks, ingest_freshness_sensor = build_freshness(ingest_assets)
+ingest_automation = build_ingest_automation_sensor(ingest_assets)
 
 defs = Definitions(
     assets=[*ingest_assets, *clustering_assets],
     asset_checks=[*all_checks, *ingest_freshness_checks],
     jobs=[ingest_job, cluster_job],
     schedules=[hourly_ingest],
-    sensors=[cluster_after_ingest, ingest_freshness_sensor],
+    sensors=[cluster_after_ingest, ingest_freshness_sensor, ingest_automation],
     resources=resources_from_env(),
     executor=executor_from_env(),
 )

@@ -150,6 +150,25 @@ def env_values(env: Mapping[str, str] | None = None) -> dict[str, str | None]:
     }
 
 
+HOURS_PER_RUN_VARIABLE = "LIGHTNING_EDA_HOURS_PER_RUN"
+DEFAULT_HOURS_PER_RUN = 6
+MAX_HOURS_PER_RUN = 168
+
+
+def hours_per_run(env: Mapping[str, str] | None = None) -> int:
+    """How many hour partitions one run of a Dagster backfill ingests (``LIGHTNING_EDA_HOURS_PER_RUN``, default 6).
+
+    A run costs a process and a plan per step whatever it carries (about 5.7 CPU-s, BENCHMARKS.md §8); a batch pays
+    it once for its hours. A larger batch keeps fewer workers busy on a short backfill and redoes more after a lost
+    step (the committed hours of the batch are skipped, but checked and listed again).
+    """
+    env = os.environ if env is None else env
+    raw = env.get(HOURS_PER_RUN_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_HOURS_PER_RUN
+    return _parse_int(HOURS_PER_RUN_VARIABLE, raw, 1, MAX_HOURS_PER_RUN, f"1 to {MAX_HOURS_PER_RUN} (hours)")
+
+
 #: The yes/no settings: field of :class:`Settings` → environment variable.
 FLAG_VARIABLES = {"write_csv": "LIGHTNING_EDA_CSV", "keep_raw": "LIGHTNING_EDA_KEEP_RAW"}
 

@@ -1,4 +1,5 @@
-"""The hourly schedule and the sensor that re-clusters each scheduled hour, evaluated as the daemon evaluates them."""
+"""The hourly schedule, the sensor that re-clusters each scheduled hour and the ingest's automation condition,
+evaluated as the daemon evaluates them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from dagster import (
+    AssetKey,
+    AssetSelection,
     DagsterInstance,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -13,11 +16,14 @@ from dagster import (
     SkipReason,
     build_run_status_sensor_context,
     build_schedule_context,
+    evaluate_automation_conditions,
     materialize,
 )
 from ingest_runs import resources_for
 
 from lightning_eda.definitions import clustering_assets, defs, ingest_assets
+from lightning_eda.orchestration.automation import INGEST_AUTOMATION_SENSOR
+from lightning_eda.orchestration.constants import INGESTOR
 from lightning_eda.orchestration.schedules import REVISIT_TAG
 from lightning_eda.store import database
 from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
@@ -100,3 +106,27 @@ def test_a_revisited_hour_is_not_reclustered(s3, real_granules, tmp_path):
     )
     assert result.success
     assert isinstance(_sensor_output(instance, result), SkipReason)
+
+
+def _evaluate(instance, when: datetime, cursor=None):
+    return evaluate_automation_conditions(
+        defs=defs,
+        instance=instance,
+        asset_selection=AssetSelection.groups(INGESTOR),
+        evaluation_time=when,
+        cursor=cursor,
+    )
+
+
+def test_the_automation_condition_requests_the_hour_that_just_ended_once_per_tick():
+    sensor = defs.resolve_sensor_def(INGEST_AUTOMATION_SENSOR)
+    assert sensor.default_status == DefaultSensorStatus.STOPPED  # like the schedule: it downloads every hour, opt in
+    instance = DagsterInstance.ephemeral()
+    before = _evaluate(instance, datetime(2024, 3, 5, 13, 10, tzinfo=timezone.utc))
+    assert before.total_requested == 0  # the tick at 13:20 has not passed
+    tick = _evaluate(instance, datetime(2024, 3, 5, 13, 21, tzinfo=timezone.utc), before.cursor)
+    for asset in ("extract", "transform", "load"):  # the three together, for the hour that ended at 13:00
+        assert tick.get_requested_partitions(AssetKey(asset)) == {"2024-03-05-12:00"}
+    after = _evaluate(instance, datetime(2024, 3, 5, 13, 40, tzinfo=timezone.utc), tick.cursor)
+    assert after.total_requested == 0  # once per tick
+    instance.dispose()

@@ -49,9 +49,17 @@ def step_history(instance, backfill_id: str) -> dict:
     return {"runs": runs, "steps": steps, "failures": failures}
 
 
+def run_partitions(run) -> str | None:
+    """The run's partition, or its batch's range (``first..last``) when a backfill gave it several."""
+    start, end = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
+    if start and end:
+        return start if start == end else f"{start}..{end}"
+    return run.tags.get("dagster/partition")
+
+
 def run_history(instance, run) -> tuple[list[dict], list[tuple]]:
     """One run's step executions (``end`` None for a step begun on a worker and not ended) and its failures."""
-    partition = run.tags.get("dagster/partition")
+    partition = run_partitions(run)
     steps, failures = [], []
     started: dict[str, tuple[str, float]] = {}
     for entry in instance.all_logs(run.run_id):

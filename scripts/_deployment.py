@@ -35,6 +35,7 @@ class Deployment:
         data_dir: Path,
         max_runs: int,
         visibility_timeout: int,
+        hours_per_run: int,
     ) -> None:
         self.root = root
         self.stack = ExitStack()
@@ -57,6 +58,8 @@ class Deployment:
             "LIGHTNING_EDA_CELERY_BROKER": broker,
             "LIGHTNING_EDA_CELERY_BACKEND": f"redis://127.0.0.1:{self.redis_port}/1",
             "LIGHTNING_EDA_DATA_DIR": str(data_dir),
+            # the backfill's batches (BackfillPolicy.multi_run): read where the definitions load, the code servers
+            "LIGHTNING_EDA_HOURS_PER_RUN": str(hours_per_run),
             "S3_BUCKET": bucket,
             "AWS_ENDPOINT_URL_S3": s3_url,
             "PYTHONUNBUFFERED": "1",

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 
-from _backfill_history import run_history, step_history
+from _backfill_history import run_history, run_partitions, step_history
 from _deployment import Deployment
 from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
@@ -27,6 +27,9 @@ class Faults(threading.Thread):
         self.worker_lost: dict | None = None
         self.restarted_at: float | None = None
         self.error: BaseException | None = None
+        # runs a fault has been tried on: each fault hits another run (with batches a backfill has few runs, and the
+        # killed pool process must not be the lost worker's redelivered step, whose success in its run is checked)
+        self.tried: set[str] = set()
 
     def run(self) -> None:
         try:
@@ -45,7 +48,7 @@ class Faults(threading.Thread):
             killed_at = time.time()
             print(
                 f"fault: SIGKILLed the whole Celery {worker} (main and pool processes) while it held transform of "
-                f"{run.tags.get('dagster/partition')} (run {run.run_id[:8]})"
+                f"{run_partitions(run)} (run {run.run_id[:8]})"
             )
             self.deployment.restart_worker(worker)
             print(f"fault: started {worker} again, as a supervisor would")
@@ -56,7 +59,7 @@ class Faults(threading.Thread):
                     again_at, again_on = deliveries[-1]
                     self.worker_lost = {
                         "run": run.run_id,
-                        "partition": run.tags.get("dagster/partition"),
+                        "partition": run_partitions(run),
                         "worker": worker,
                         "killed_at": killed_at,
                         "redelivered_after": again_at - killed_at,
@@ -69,7 +72,7 @@ class Faults(threading.Thread):
                     )
                     return
                 if any(s["step"] == "transform" and s["ok"] for s in run_history(self.instance, run)[0]):
-                    print(f"fault: transform of {run.tags.get('dagster/partition')} had ended before; trying another")
+                    print(f"fault: transform of {run_partitions(run)} had ended before; trying another")
                     break
                 time.sleep(1.0)
             else:
@@ -98,7 +101,7 @@ class Faults(threading.Thread):
             if pid is None:
                 continue
             os.kill(pid, signal.SIGKILL)
-            killed = {"run": run.run_id, "partition": run.tags.get("dagster/partition"), "worker": worker, "pid": pid}
+            killed = {"run": run.run_id, "partition": run_partitions(run), "worker": worker, "pid": pid}
             # The kill counts when the step did not succeed in that run (it may have ended just before the signal).
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not self.stopping.is_set():
@@ -120,14 +123,14 @@ class Faults(threading.Thread):
                 time.sleep(0.5)
 
     def _transforms_in_hand(self):
-        """Each run of the backfill (once) whose transform step a worker holds, with that worker, until stopped."""
-        tried: set[str] = set()
+        """Each run of the backfill (once across the faults) whose transform step a worker holds, with that worker,
+        until stopped."""
         while not self.stopping.is_set():
-            target = self._running_transform(tried)
+            target = self._running_transform(self.tried)
             if target is None:
                 time.sleep(0.3)
                 continue
-            tried.add(target[0].run_id)
+            self.tried.add(target[0].run_id)
             yield target
 
     def _running_transform(self, tried: set[str]):

@@ -11,10 +11,12 @@ On this machine, in a temporary folder, it starts:
 - a local S3 server (moto) serving synthetic granules under NOAA's key layout.
 
 It launches a backfill of the ingest assets over ``--hours`` hour partitions through the webserver's GraphQL API (the
-call the UI makes), and meanwhile provokes three faults (unless ``--no-faults``): a whole worker holding a transform
-step is SIGKILLed (main and pool processes, as a lost machine) and started again, and its step must be delivered again
-to a live worker within the same run; the worker process running another step is SIGKILLed, as the kernel's OOM
-killer would; and PostgreSQL is restarted. It then checks that every partition
+call the UI makes), in runs of ``--hours-per-run`` hours each (``LIGHTNING_EDA_HOURS_PER_RUN``: the ingest assets'
+``BackfillPolicy.multi_run``), and meanwhile provokes three faults (unless ``--no-faults``): a whole worker holding a
+transform step is SIGKILLed (main and pool processes, as a lost machine) and started again, and its step must be
+delivered again to a live worker within the same run; the worker process running another step is SIGKILLed, as the
+kernel's OOM killer would (it fails its batch's step; the run's retry re-executes it, and the hours of the batch it had
+staged are decoded again, never loaded twice); and PostgreSQL is restarted. It then checks that every partition
 succeeded, that steps ran on more than one worker at overlapping times, that every hour is in the store exactly once
 with every granule's rows, and that the store equals a one-process run (``lightning-eda backfill``) of the same
 hours. Everything started is stopped at the end, whatever happens. The last line is the verdict; the exit code is 0
@@ -25,8 +27,9 @@ as the ``postgres`` user the package creates.
 
 Usage::
 
-    make scale-test                               # 6 hours, 2 workers, both faults
-    .venv/bin/python scripts/scale_test.py --hours 24 --no-faults --timing   # the throughput benchmark
+    make scale-test                               # 12 hours in runs of 2, 2 workers, the three faults
+    .venv/bin/python scripts/scale_test.py --hours 24 --no-faults --real-every 1 --max-runs 4 --hours-per-run 6
+                                                  # the throughput benchmark (BENCHMARKS.md)
 """
 
 from __future__ import annotations
@@ -83,11 +86,48 @@ def relaunch_failed(
     return relaunched, {key: history[key] + extra[key] for key in history}
 
 
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def print_step_costs(history: dict, n_hours: int, cpu: dict[str, float]) -> None:
+    """Seconds per step (as Dagster timed them on the workers) per run and per hour, and the CPU per run outside the
+    workers."""
+    names = sorted(
+        {s["step"] for s in history["steps"]},
+        key=lambda n: (n not in INGEST_ASSETS, INGEST_ASSETS.index(n) if n in INGEST_ASSETS else 0, n),
+    )
+    for step in names:  # the assets' steps, then the checks' (load_checks, the freshness checks)
+        done = [s["end"] - s["start"] for s in history["steps"] if s["ok"] and s["step"] == step]
+        if done:
+            print(
+                f"step {step}: {len(done)} succeeded, {sum(done) / len(done):.2f} s each on average "
+                f"({min(done):.2f}–{max(done):.2f}), {sum(done) / n_hours:.2f} s per hour"
+            )
+    runs = len(history["runs"])
+    outside = cpu.get("daemon, its code server and the run processes", 0.0)
+    if runs:
+        print(
+            f"daemon, code server and run processes: {outside:.0f} CPU-s for {runs} runs, {outside / runs:.1f} per run"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hours", type=int, default=6, help="hour partitions to backfill (default 6)")
+    parser.add_argument(
+        "--hours",
+        type=int,
+        default=12,
+        help="hour partitions to backfill (default 12: six runs of two, so that each fault finds a run of its own)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
     parser.add_argument("--max-runs", type=int, default=3, help="runs in flight at once (QueuedRunCoordinator)")
+    parser.add_argument(
+        "--hours-per-run",
+        type=int,
+        default=2,
+        help="hours per backfill run (LIGHTNING_EDA_HOURS_PER_RUN; default 2)",
+    )
     parser.add_argument("--no-faults", action="store_true", help="no killed worker process, no PostgreSQL restart")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds the backfill may take")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, stores)")
@@ -134,7 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         deployment = Deployment(
-            root, args.workers, BUCKET, s3.url, root / "data", args.max_runs, args.visibility_timeout
+            root,
+            args.workers,
+            BUCKET,
+            s3.url,
+            root / "data",
+            args.max_runs,
+            args.visibility_timeout,
+            args.hours_per_run,
         )
         stack.callback(deployment.stop)
         try:
@@ -150,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         backfill_id = deployment.graphql.launch_backfill(partitions, INGEST_ASSETS)
         print(
             f"launched backfill {backfill_id} of {len(partitions)} partitions ({partitions[0]} .. {partitions[-1]}) "
-            "through GraphQL"
+            f"through GraphQL, {args.hours_per_run} per run; load average {load_average()}"
         )
         faults = None if args.no_faults else Faults(deployment, backfill_id, instance)
         if faults:
@@ -171,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(s['ok'] for s in history['steps'])} steps succeeded, "
             f"{sum(not s['ok'] for s in history['steps'])} failed"
         )
+        print_step_costs(history, len(hours), cpu)
         problems += partition_problems(instance, INGEST_ASSETS, partitions, status, relaunched)
         problems += worker_problems(history["steps"])
         if faults:
@@ -189,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(
             f"throughput: Celery {len(hours) / elapsed * 60:.2f} partitions/min with {args.workers} workers, "
-            f"one process {len(hours) / single_seconds * 60:.2f} partitions/min"
+            f"one process {len(hours) / single_seconds * 60:.2f} partitions/min; load average {load_average()}"
         )
     if problems:
         for problem in problems:
@@ -205,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     if relaunched:
         faults_text += f"; {len(relaunched)} partition(s) failed by a fault and relaunched"
     print(
-        f"scale-test: PASS ({len(hours)} partitions on {args.workers} Celery workers{faults_text}; "
+        f"scale-test: PASS ({len(hours)} partitions in runs of {args.hours_per_run} on {args.workers} Celery workers"
+        f"{faults_text}; "
         "the store equals a one-process run)"
     )
     return 0

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 EXTRACT_REPORT_NAME = "extract.json"
 TRANSFORM_REPORT_NAME = "transform.json"
+FAILURE_NOTE_NAME = "failed.json"
 SETTLED = ("loaded", "failed")  # statuses that end a granule's story; "missing" is retried
 
 
@@ -80,6 +81,34 @@ class HourPaths:
     @property
     def transform_report(self) -> Path:
         return self.work_dir / TRANSFORM_REPORT_NAME
+
+    @property
+    def failure_note(self) -> Path:
+        return self.work_dir / FAILURE_NOTE_NAME
+
+
+# --- an hour that failed in a batch of hours ----------------------------------------------------------------------
+
+
+def write_failure_note(paths: HourPaths, batch: str, step: str, reason: str) -> None:
+    """Record that the hour failed at ``step`` in the batch ``batch`` (any id shared by the batch's steps), so the
+    batch's later steps pass over it while they carry the other hours on."""
+    text = json.dumps({"batch": batch, "step": step, "reason": reason})
+    atomic_write(paths.failure_note, lambda handle: handle.write(text.encode()))
+
+
+def failure_in_batch(paths: HourPaths, batch: str) -> str | None:
+    """Why the hour failed earlier in the batch ``batch`` (``"extract: ..."``), or None; a note left by another
+    batch is ignored."""
+    if not paths.failure_note.is_file():
+        return None
+    note = json.loads(paths.failure_note.read_text())
+    return f"{note['step']}: {note['reason']}" if note.get("batch") == batch else None
+
+
+def clear_failure_note(paths: HourPaths) -> None:
+    """Forget an earlier batch's failure of the hour (its first step starts it afresh)."""
+    paths.failure_note.unlink(missing_ok=True)
 
 
 # --- what extract hands to transform -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
+    PartitionKeyRange,
     asset_check,
     multi_asset_check,
 )
@@ -19,11 +20,15 @@ from lightning_eda.orchestration.assets.ingestor import load
 from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.constants import ANALYSIS_POOL
 from lightning_eda.orchestration.metadata import markdown_table
-from lightning_eda.orchestration.partitions import hour_for_partition_key
+from lightning_eda.orchestration.partitions import hour_for_partition_key, hourly_partitions
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.store import quality
 from lightning_eda.store.parquet_store import HourKey
 from lightning_eda.store.verify import heal_command, verify_hour, verify_store
+
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def _none_counted(check_name: str, counts: dict[str, int], suffix: str = "", **options) -> AssetCheckResult:
@@ -105,24 +110,26 @@ LOAD_CHECKS = {
 }
 
 
-def files_intact(data: LightningDataResource, archive: GlmArchiveResource, hour: HourKey | None) -> AssetCheckResult:
-    """The hour's files against its manifest (footers, sizes, checksums); without a partition, every hour's footers
-    and sizes (``lightning-eda verify --deep`` compares every checksum)."""
-    if hour is not None:
-        damage = verify_hour(data.store, hour, deep=True)
+def files_intact(
+    data: LightningDataResource, archive: GlmArchiveResource, hours: list[HourKey] | None
+) -> AssetCheckResult:
+    """The hours' files against their manifests (footers, sizes, checksums); without partitions (None), every hour's
+    footers and sizes (``lightning-eda verify --deep`` compares every checksum)."""
+    if hours is not None:
+        damage = [d for hour in hours for d in verify_hour(data.store, hour, deep=True)]
     else:
         damage = [d for _, found in verify_store(data.store, archive.bucket, archive.product) for d in found]
-    hours = sorted({d.key.hour for d in damage})
+    damaged = sorted({d.key.hour for d in damage})
     return AssetCheckResult(
         check_name="files_intact",
         passed=not damage,
         metadata={
             "damaged_files": len(damage),
-            "damaged_hours": len(hours),
+            "damaged_hours": len(damaged),
             "damage": markdown_table(
                 [(d.key.hour, d.file, d.problem) for d in damage[:20]], ["hour", "file", "problem"]
             ),
-            "heal_with": heal_command(hours, deep=hour is not None) if hours else "nothing to heal",
+            "heal_with": heal_command(damaged, deep=hours is not None) if damaged else "nothing to heal",
         },
     )
 
@@ -142,8 +149,9 @@ run (Dagster's blocking checks), and the hour is re-decoded by its next run."""
 
 # One step runs every check of `load` (each still shows on its own in the UI): a step per check would cost a
 # process start each.
-# In a partition's run the checks read that hour only: checking the whole store after every hour would cost more and
-# more as it grows (BENCHMARKS.md, section 8: 3 s after the first hour, 37 s after the ninth, with real granules).
+# In a partition's run the checks read that hour only (in a batch's run, its hours): checking the whole store after
+# every hour would cost more and more as it grows (BENCHMARKS.md, section 8: 3 s after the first hour, 37 s after the
+# ninth, with real granules).
 # files_intact runs first: the queries of the others cannot read a damaged file, and are reported as not run.
 @multi_asset_check(
     name="load_checks",
@@ -154,28 +162,36 @@ run (Dagster's blocking checks), and the hour is re-decoded by its next run."""
     ],
 )
 def load_checks(context: AssetCheckExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
-    hour = _checked_hour(context, archive, data)
-    if hour is not None:
-        context.log.info(f"checking the hour {hour.hour:%Y-%m-%d %H:00} of {hour.bucket}/{hour.product}")
-    intact = files_intact(data, archive, hour)
+    hours = _checked_hours(context, archive, data)
+    if hours is not None:
+        first, last = hours[0], hours[-1]
+        span = f"{first.hour:%Y-%m-%d %H:00}" + (f" .. {last.hour:%Y-%m-%d %H:00}" if len(hours) > 1 else "")
+        context.log.info(f"checking the hour{'s' * (len(hours) > 1)} {span} of {first.bucket}/{first.product}")
+    intact = files_intact(data, archive, hours)
     yield intact
     if not intact.passed:
         for check in LOAD_CHECKS:
             yield _not_checked(check, "damaged files (see files_intact): the hour cannot be read")
         return
-    with data.get_connection(hour) as con:
+    with data.get_connection(hours=hours) as con:
         for check in LOAD_CHECKS:
             yield check(con)
 
 
-def _checked_hour(
+def _checked_hours(
     context: AssetCheckExecutionContext, archive: GlmArchiveResource, data: LightningDataResource
-) -> HourKey | None:
-    """The hour of the run's partition, or None (the whole store) in a run without one."""
-    partition = context.run.tags.get("dagster/partition")  # Dagster's partition tag, set on every partition's run
-    if not partition:
+) -> list[HourKey] | None:
+    """The hours of the run's partitions (one, or a batch's range), or None (the whole store) in a run without one."""
+    tags = context.run.tags
+    if tags.get(PARTITION_TAG):  # Dagster's partition tag, set on every partition's run
+        keys = [tags[PARTITION_TAG]]
+    elif tags.get(RANGE_START_TAG) and tags.get(RANGE_END_TAG):  # a batch of a backfill (BackfillPolicy.multi_run)
+        keys = hourly_partitions.get_partition_keys_in_range(
+            PartitionKeyRange(tags[RANGE_START_TAG], tags[RANGE_END_TAG])
+        )
+    else:
         return None
-    return data.hour_paths(archive, hour_for_partition_key(partition)).key
+    return [data.hour_paths(archive, hour_for_partition_key(key)).key for key in keys]
 
 
 def _judged(data: LightningDataResource, judge: Callable[..., tuple[bool, dict]]) -> AssetCheckResult:

@@ -10,3 +10,7 @@ STORM_TRACKS = "storm_tracks"
 # The clustering assets share one set of files (store/analysis/): their steps run in this pool, whose limit (1, set in
 # dagster.yaml) makes two clustering runs take turns. Hour partitions need no pool: each writes its own folder.
 ANALYSIS_POOL = "analysis"
+
+# Granules appear 2–3 s after they end; 20 minutes past the hour leaves room for NOAA's occasional delays. The hourly
+# schedule and the automation condition both ingest an hour at this minute of the next one.
+INGEST_MINUTE_OF_HOUR = 20

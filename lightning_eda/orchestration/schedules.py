@@ -13,13 +13,12 @@ from dagster import (
     schedule,
 )
 
+from lightning_eda.orchestration.constants import INGEST_MINUTE_OF_HOUR
 from lightning_eda.orchestration.partitions import partition_key_for_hour
 from lightning_eda.orchestration.run_config import cluster_run_config
 from lightning_eda.settings import latest_complete_hour
 from lightning_eda.utc import naive_utc
 
-# Granules appear 2–3 s after they end; 20 minutes past the hour leaves room for NOAA's occasional delays.
-INGEST_MINUTE_OF_HOUR = 20
 REVISIT_TAG = "lightning_eda/revisit"
 
 

@@ -1,11 +1,18 @@
-"""The ``ingestor`` group: extract → transform → load, one UTC hour per partition."""
+"""The ``ingestor`` group: extract → transform → load, one UTC hour per partition.
 
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+A backfill's run carries a batch of hours (:mod:`lightning_eda.orchestration.batches`): each asset runs its body once
+per hour of the batch, and an hour's failure is that hour's alone.
+"""
+
+from dagster import AssetExecutionContext, Config, Failure, MetadataValue
 from pydantic import Field
 
 from lightning_eda.goes.layout import hour_prefix
 from lightning_eda.ingest import hourly
 from lightning_eda.ingest.archive import ArchiveUnreachable, extract_hour
+from lightning_eda.ingest.hourly import HourPaths
+from lightning_eda.orchestration.automation import ingest_condition
+from lightning_eda.orchestration.batches import batched_asset, each_hour
 from lightning_eda.orchestration.constants import INGESTOR
 from lightning_eda.orchestration.metadata import markdown_table
 from lightning_eda.orchestration.partitions import hourly_partitions
@@ -13,25 +20,22 @@ from lightning_eda.orchestration.resources import GlmArchiveResource, LightningD
 from lightning_eda.settings import ConfigError
 from lightning_eda.store import catalog, database
 from lightning_eda.store.verify import verify_hour
-from lightning_eda.utc import naive_utc
 
 
-def _hour_paths(context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
-    """The partition's hour and folders, or a Failure naming the setting that makes them unsafe."""
-    try:
-        return data.hour_paths(archive, naive_utc(context.partition_time_window.start))
-    except ConfigError as exc:
-        raise Failure(description=str(exc)) from None
-
-
-@asset(
+@batched_asset(
     group_name=INGESTOR,
     partitions_def=hourly_partitions,
+    automation_condition=ingest_condition(),
     kinds={"s3", "python"},
     description="Download the hour's GLM LCFA granules (180 × 20 s) from S3 that the store does not hold yet.",
 )
 def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
-    paths = _hour_paths(context, archive, data)
+    yield from each_hour(context, archive, data, lambda paths: _extract(context, archive, data, paths), first=True)
+
+
+def _extract(
+    context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource, paths: HourPaths
+) -> dict:
     # a damaged current version is replaced whole: every granule is decoded again, from raw/ or fetched again
     damage = verify_hour(data.store, paths.key, deep=True)
     for problem in damage:
@@ -54,19 +58,17 @@ def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: L
         raise Failure(
             description=f"every one of the {report.listed} granules failed to download from {source.description}"
         )
-    return MaterializeResult(
-        metadata={
-            "source": source.description,
-            "granules_listed": report.listed,
-            "already_loaded": len(report.already_loaded),
-            "downloaded": len(report.downloaded),
-            "already_present": len(report.already_present),
-            "download_failures": len(report.failed),
-            "damaged_files": len(damage),
-            "bytes_downloaded": report.bytes_downloaded,
-            "raw_dir": MetadataValue.path(str(paths.raw_dir)),
-        }
-    )
+    return {
+        "source": source.description,
+        "granules_listed": report.listed,
+        "already_loaded": len(report.already_loaded),
+        "downloaded": len(report.downloaded),
+        "already_present": len(report.already_present),
+        "download_failures": len(report.failed),
+        "damaged_files": len(damage),
+        "bytes_downloaded": report.bytes_downloaded,
+        "raw_dir": MetadataValue.path(str(paths.raw_dir)),
+    }
 
 
 class TransformConfig(Config):
@@ -75,9 +77,10 @@ class TransformConfig(Config):
     )
 
 
-@asset(
+@batched_asset(
     group_name=INGESTOR,
     partitions_def=hourly_partitions,
+    automation_condition=ingest_condition(),
     deps=[extract],
     kinds={"netcdf", "parquet"},
     description="Decode the granules the hour still needs into typed Arrow tables and stage the hour's next version.",
@@ -85,7 +88,12 @@ class TransformConfig(Config):
 def transform(
     context: AssetExecutionContext, config: TransformConfig, archive: GlmArchiveResource, data: LightningDataResource
 ):
-    paths = _hour_paths(context, archive, data)
+    yield from each_hour(context, archive, data, lambda paths: _transform(context, config, data, paths))
+
+
+def _transform(
+    context: AssetExecutionContext, config: TransformConfig, data: LightningDataResource, paths: HourPaths
+) -> dict:
     if not paths.extract_report.is_file() and not hourly.raw_granules(paths) and not data.store.current(paths.key):
         raise Failure(description=f"no granules in {paths.raw_dir}: materialize `extract` for this hour first")
     result = hourly.transform_hour(paths, data.store, redecode=config.redecode, write_csv=data.write_csv)
@@ -97,36 +105,38 @@ def transform(
     if decoded and not result.count("loaded") and not result.kept:
         raise Failure(description=f"all {decoded} granules of {paths.hour:%Y-%m-%d %H}:00 UTC failed to decode")
     loaded = [r for r in result.records if r.status == "loaded"]
-    return MaterializeResult(
-        metadata={
-            "granules": len(loaded),
-            "kept_from_store": result.kept,
-            "failed_granules": len(bad),
-            "missing_granules": len(missing),
-            "failures": markdown_table([(r.source_file, r.error) for r in bad + missing], ["granule", "error"])
-            if bad or missing
-            else "none",
-            "flashes": sum(r.n_flashes for r in loaded),
-            "groups": sum(r.n_groups for r in loaded),
-            "events": sum(r.n_events for r in loaded),
-            "staged": MetadataValue.path(str(result.staged)) if result.staged else "nothing changed",
-            "healed": markdown_table([(problem,) for problem in result.healed], ["damage replaced"])
-            if result.healed
-            else "nothing damaged",
-        }
-    )
+    return {
+        "granules": len(loaded),
+        "kept_from_store": result.kept,
+        "failed_granules": len(bad),
+        "missing_granules": len(missing),
+        "failures": markdown_table([(r.source_file, r.error) for r in bad + missing], ["granule", "error"])
+        if bad or missing
+        else "none",
+        "flashes": sum(r.n_flashes for r in loaded),
+        "groups": sum(r.n_groups for r in loaded),
+        "events": sum(r.n_events for r in loaded),
+        "staged": MetadataValue.path(str(result.staged)) if result.staged else "nothing changed",
+        "healed": markdown_table([(problem,) for problem in result.healed], ["damage replaced"])
+        if result.healed
+        else "nothing damaged",
+    }
 
 
-@asset(
+@batched_asset(
     group_name=INGESTOR,
     partitions_def=hourly_partitions,
+    automation_condition=ingest_condition(),
     deps=[transform],
     kinds={"parquet", "duckdb"},
     description="Commit the hour's staged version to the Parquet store in one rename (glm_file, glm_flash, glm_group, "
     "glm_event), then refresh glm.duckdb's views.",
 )
 def load(context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource):
-    paths = _hour_paths(context, archive, data)
+    yield from each_hour(context, archive, data, lambda paths: _load(context, data, paths), commits=True)
+
+
+def _load(context: AssetExecutionContext, data: LightningDataResource, paths: HourPaths) -> dict:
     try:
         counts = hourly.load_hour(paths, data.store, keep_raw=data.keep_raw)
         status = data.refresh_database()
@@ -139,20 +149,18 @@ def load(context: AssetExecutionContext, archive: GlmArchiveResource, data: Ligh
     if not complete:
         context.log.warning(f"{paths.hour:%Y-%m-%d %H}:00 UTC is incomplete: {database.incomplete_note(summary)}")
     context.log.info(f"committed {counts} for {paths.hour:%Y-%m-%d %H}:00 UTC; glm.duckdb {status}")
-    return MaterializeResult(
-        metadata={
-            "store": MetadataValue.path(str(data.store.hour_dir(paths.key))),
-            "database": MetadataValue.path(str(data.database_path)),
-            "database_status": str(status),
-            "complete": complete,
-            "granules_loaded": int(summary["loaded"]),
-            "granules_failed": int(summary["failed"]),
-            "granules_missing": int(summary["missing"]),
-            "flashes": int(summary["flashes"]),
-            "groups": int(summary["groups"]),
-            "events": int(summary["events"]),
-            "time_start": str(summary["time_start"]),
-            "time_end": str(summary["time_end"]),
-            "preview": MetadataValue.md(preview.to_markdown(index=False)),
-        }
-    )
+    return {
+        "store": MetadataValue.path(str(data.store.hour_dir(paths.key))),
+        "database": MetadataValue.path(str(data.database_path)),
+        "database_status": str(status),
+        "complete": complete,
+        "granules_loaded": int(summary["loaded"]),
+        "granules_failed": int(summary["failed"]),
+        "granules_missing": int(summary["missing"]),
+        "flashes": int(summary["flashes"]),
+        "groups": int(summary["groups"]),
+        "events": int(summary["events"]),
+        "time_start": str(summary["time_start"]),
+        "time_end": str(summary["time_end"]),
+        "preview": MetadataValue.md(preview.to_markdown(index=False)),
+    }
