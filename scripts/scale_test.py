@@ -27,7 +27,7 @@ as the ``postgres`` user the package creates.
 
 Usage::
 
-    make scale-test                               # 12 hours in runs of 2, 2 workers, the three faults
+    make scale-test                               # 24 hours in runs of 2, 2 workers, the three faults
     .venv/bin/python scripts/scale_test.py --hours 24 --no-faults --real-every 1 --max-runs 4 --hours-per-run 6
                                                   # the throughput benchmark (BENCHMARKS.md)
 """
@@ -117,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hours",
         type=int,
-        default=12,
-        help="hour partitions to backfill (default 12: six runs of two, so that each fault finds a run of its own)",
+        default=24,
+        help="hour partitions to backfill (default 24: twelve runs of two, so that each fault finds a run of its own "
+        "even on a fast machine, where twelve hours had ended before the whole worker's step came back)",
     )
     parser.add_argument("--workers", type=int, default=2, help="Celery workers (default 2)")
     parser.add_argument("--max-runs", type=int, default=3, help="runs in flight at once (QueuedRunCoordinator)")
