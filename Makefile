@@ -40,7 +40,7 @@ bench: install
 
 # The scale-out, run for real on this machine (scripts/scale_test.py): PostgreSQL and Redis from Debian's packages
 # (installed with apt when missing and run as root), two Celery workers, the webserver and the daemon on a PostgreSQL
-# instance, a backfill of twelve hours in runs of two launched through GraphQL with a whole worker killed (its step
+# instance, a backfill of 24 hours in runs of two launched through GraphQL with a whole worker killed (its step
 # delivered again), a killed worker process and a PostgreSQL restart.
 # Installs the [cluster] extra into the venv; `make dev` does not need it. The last line printed is the verdict.
 scale-test: install
