@@ -108,26 +108,18 @@ def _ingest_in_progress(config: settings.Settings, hour: datetime) -> bool:
     loaded here and fetches the rest.
     """
     from lightning_eda.ingest import hourly
-    from lightning_eda.ingest.archive import ArchiveUnreachable, extract_hour
+    from lightning_eda.ingest.archive import ArchiveUnreachable
     from lightning_eda.orchestration.resources import resources_from_env
 
     resources = resources_from_env()
     archive, data = resources["archive"], resources["data"]
     paths = data.hour_paths(archive, hour)
-    source = archive.archive(hour)
     try:
-        report = extract_hour(
-            source,
-            hour,
-            paths.raw_root,
-            max_workers=archive.max_workers,
-            skip=hourly.settled_granules(data.store, paths.key),
-        )
+        report, _ = hourly.extract_needed(archive.archive(hour), paths, data.store, max_workers=archive.max_workers)
     except ArchiveUnreachable as exc:
         raise IngestFailed(str(exc)) from None
     if report.listed == 0:
         return False
-    hourly.write_extract_report(paths, report, damaged=[])
     result = hourly.transform_hour(paths, data.store, redecode=False, write_csv=data.write_csv)
     if not result.count("loaded") and not result.kept:
         raise IngestFailed(f"none of the {report.listed} granules of {hour:%Y-%m-%d %H}:00 UTC so far could be loaded")

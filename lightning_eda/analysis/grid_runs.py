@@ -113,7 +113,6 @@ class HourOutput:
     """What gridding one hour wrote: its netCDF files, its ``grid_cell`` rows (a part file until
     :meth:`GridOutput.add` appends them to the table) and its counts and busiest accumulation."""
 
-    hour: datetime
     files: list[Path]
     cell_part: Path | None
     cells: int
@@ -131,7 +130,7 @@ def write_gridded_hour(
     cell_part: Path,
 ) -> HourOutput:
     """Write an hour's 1-minute and ``minutes``-minute netCDF files and its accumulations' ``grid_cell`` rows."""
-    output = HourOutput(gridded.hour, [], None, 0, dict(gridded.counts), Busiest())
+    output = HourOutput([], None, 0, dict(gridded.counts), Busiest())
     if gridded.extent is None:
         logger.info("no lightning to grid in %s", gridded.hour)
         return output

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from lightning_eda.files import atomic_write
 from lightning_eda.goes.layout import hour_prefix, is_granule_key
-from lightning_eda.ingest.archive import ExtractReport, RemoteGranule
+from lightning_eda.ingest.archive import ExtractReport, RemoteGranule, extract_hour
 from lightning_eda.ingest.decoding import GranuleRecord, transform_granules
 from lightning_eda.store.parquet_store import HourKey, ParquetStore, table_files, write_part
 from lightning_eda.store.schemas import COUNT_COLUMN, DATA_TABLES, GLM_SCHEMAS, conform
@@ -119,6 +119,18 @@ def write_extract_report(paths: HourPaths, report: ExtractReport, damaged: list[
     version (the transform then decodes every granule again), for the transform that follows."""
     text = json.dumps({"listed": sorted(report.listed_names), "failed": report.failed, "damaged": damaged or []})
     atomic_write(paths.extract_report, lambda handle: handle.write(text.encode()))
+
+
+def extract_needed(source, paths: HourPaths, store: ParquetStore, *, max_workers: int) -> tuple[ExtractReport, list]:
+    """List the hour and fetch the granules it still needs; returns the report and the damage found in the hour's
+    current version, which is then replaced whole (every granule fetched or taken from ``raw/`` and decoded again).
+    The report is recorded for the transform when the listing holds a granule."""
+    damage = verify_hour(store, paths.key, deep=True)
+    settled = {} if damage else settled_granules(store, paths.key)
+    report = extract_hour(source, paths.hour, paths.raw_root, max_workers=max_workers, skip=settled)
+    if report.listed:
+        write_extract_report(paths, report, damaged=[str(d) for d in damage])
+    return report, damage
 
 
 def read_extract_report(paths: HourPaths) -> dict:

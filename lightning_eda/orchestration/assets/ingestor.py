@@ -9,7 +9,7 @@ from pydantic import Field
 
 from lightning_eda.goes.layout import hour_prefix
 from lightning_eda.ingest import hourly
-from lightning_eda.ingest.archive import ArchiveUnreachable, extract_hour
+from lightning_eda.ingest.archive import ArchiveUnreachable
 from lightning_eda.ingest.hourly import HourPaths
 from lightning_eda.orchestration.automation import ingest_condition
 from lightning_eda.orchestration.batches import batched_asset, each_hour
@@ -19,7 +19,6 @@ from lightning_eda.orchestration.partitions import hourly_partitions
 from lightning_eda.orchestration.resources import GlmArchiveResource, LightningDataResource
 from lightning_eda.settings import ConfigError
 from lightning_eda.store import catalog, database
-from lightning_eda.store.verify import verify_hour
 
 
 @batched_asset(
@@ -36,22 +35,18 @@ def extract(context: AssetExecutionContext, archive: GlmArchiveResource, data: L
 def _extract(
     context: AssetExecutionContext, archive: GlmArchiveResource, data: LightningDataResource, paths: HourPaths
 ) -> dict:
-    # a damaged current version is replaced whole: every granule is decoded again, from raw/ or fetched again
-    damage = verify_hour(data.store, paths.key, deep=True)
-    for problem in damage:
-        context.log.warning(f"damaged, the hour is decoded again: {problem}")
     try:
         source = archive.archive(paths.hour)
-        settled = {} if damage else hourly.settled_granules(data.store, paths.key)
-        report = extract_hour(source, paths.hour, paths.raw_root, max_workers=archive.max_workers, skip=settled)
+        report, damage = hourly.extract_needed(source, paths, data.store, max_workers=archive.max_workers)
     except (ConfigError, ArchiveUnreachable) as exc:
         raise Failure(description=str(exc)) from None
+    for problem in damage:
+        context.log.warning(f"damaged, the hour is decoded again: {problem}")
     if report.listed == 0:
         raise Failure(
             description=f"no granules under {source.description}/{hour_prefix(archive.product, paths.hour)} "
             f"(the hour may not be published yet, or the bucket has no data for it)"
         )
-    hourly.write_extract_report(paths, report, damaged=[str(d) for d in damage])
     for error in report.failed.values():
         context.log.warning(f"download failed (the granule stays missing; the next run retries it): {error}")
     if report.failed and not report.files and not report.already_loaded:
