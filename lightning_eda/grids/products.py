@@ -215,7 +215,7 @@ def _scan_angles(grid: FixedGrid, lat: np.ndarray, lon: np.ndarray) -> tuple[np.
     """Scan angles of the events, projecting each distinct position once: events sit on GLM's pixel centres, so an
     hour's millions of events have only some 10⁵ positions."""
     key = np.round((lat + 90.0) * 1e5).astype(np.int64) * 40_000_000 + np.round((lon + 200.0) * 1e5).astype(np.int64)
-    positions, first, inverse = distinct_inverse(key)
+    _, first, inverse = distinct_inverse(key)
     x, y = grid.projection.to_scan(lat[first], lon[first])
     return x[inverse], y[inverse]
 
