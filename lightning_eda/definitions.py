@@ -2,6 +2,7 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
+from lightning_eda.orchestration.assets.archive import glm_archive
 from lightning_eda.orchestration.assets.clustering import cluster_map, kmeans_cluster, storm_flash_rate
 from lightning_eda.orchestration.assets.density import flash_extent_density
 from lightning_eda.orchestration.assets.evaluators import elbow_evaluator, silhouette_evaluator
@@ -47,10 +48,10 @@ cluster_job = define_asset_job(
 
 hourly_ingest, cluster_after_ingest = build_automation(ingest_job, cluster_job)
 ingest_freshness_checks, ingest_freshness_sensor = build_freshness(ingest_assets)
-ingest_automation = build_ingest_automation_sensor(ingest_assets)
+ingest_automation = build_ingest_automation_sensor([glm_archive, *ingest_assets])
 
 defs = Definitions(
-    assets=[*ingest_assets, *clustering_assets],
+    assets=[glm_archive, *ingest_assets, *clustering_assets],
     asset_checks=[*all_checks, *ingest_freshness_checks],
     jobs=[ingest_job, cluster_job],
     schedules=[hourly_ingest],

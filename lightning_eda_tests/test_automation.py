@@ -19,14 +19,16 @@ from dagster import (
     evaluate_automation_conditions,
     materialize,
 )
+from dagster._core.definitions.observe import observe
 from ingest_runs import resources_for
 
 from lightning_eda.definitions import clustering_assets, defs, ingest_assets
+from lightning_eda.orchestration.assets.archive import glm_archive
 from lightning_eda.orchestration.automation import INGEST_AUTOMATION_SENSOR
-from lightning_eda.orchestration.constants import INGESTOR
+from lightning_eda.orchestration.constants import ARCHIVE, INGESTOR
 from lightning_eda.orchestration.schedules import REVISIT_TAG
 from lightning_eda.store import database
-from lightning_eda.testing.real_minute import KEY_2018, serve_2018_minute
+from lightning_eda.testing.real_minute import FIRST_THREE, KEY_2018, serve_2018_minute
 
 
 @pytest.mark.parametrize(
@@ -112,21 +114,67 @@ def _evaluate(instance, when: datetime, cursor=None):
     return evaluate_automation_conditions(
         defs=defs,
         instance=instance,
-        asset_selection=AssetSelection.groups(INGESTOR),
+        asset_selection=AssetSelection.groups(ARCHIVE, INGESTOR, include_sources=True),
         evaluation_time=when,
         cursor=cursor,
     )
 
 
-def test_the_automation_condition_requests_the_hour_that_just_ended_once_per_tick():
+AUTOMATION_BUCKET = "automation-tests"  # its own bucket: the 2018 minute is published there a granule late
+
+
+def _at(hour: int, minute: int) -> datetime:
+    return datetime(2018, 7, 2, hour, minute, tzinfo=timezone.utc)
+
+
+def _requested(result) -> dict[str, set]:
+    keys = ("glm_archive", "extract", "transform", "load")
+    return {
+        key: result.get_requested_partitions(AssetKey(key))
+        for key in keys
+        if result.get_requested_partitions(AssetKey(key))
+    }
+
+
+def test_the_automation_observes_the_archive_and_ingests_each_hour_the_store_lacks(s3, real_granules, tmp_path):
+    """The hour that just ended is observed and ingested at :20; an hour held whole is not run again; a granule
+    published late brings its hour back at the next tick; once per tick."""
     sensor = defs.resolve_sensor_def(INGEST_AUTOMATION_SENSOR)
     assert sensor.default_status == DefaultSensorStatus.STOPPED  # like the schedule: it downloads every hour, opt in
+    granules = {path.name: path for path in real_granules if path.name in FIRST_THREE}
+    first, second, late = sorted(granules)
+    for name in (first, second):
+        s3.put_granule(AUTOMATION_BUCKET, granules[name])
+    resources = resources_for(tmp_path, AUTOMATION_BUCKET)
     instance = DagsterInstance.ephemeral()
-    before = _evaluate(instance, datetime(2024, 3, 5, 13, 10, tzinfo=timezone.utc))
-    assert before.total_requested == 0  # the tick at 13:20 has not passed
-    tick = _evaluate(instance, datetime(2024, 3, 5, 13, 21, tzinfo=timezone.utc), before.cursor)
-    for asset in ("extract", "transform", "load"):  # the three together, for the hour that ended at 13:00
-        assert tick.get_requested_partitions(AssetKey(asset)) == {"2024-03-05-12:00"}
-    after = _evaluate(instance, datetime(2024, 3, 5, 13, 40, tzinfo=timezone.utc), tick.cursor)
-    assert after.total_requested == 0  # once per tick
+    next_hour = "2018-07-02-05:00"
+
+    before = _evaluate(instance, _at(5, 10))
+    assert before.total_requested == 0  # the tick at 05:20 has not passed
+    tick = _evaluate(instance, _at(5, 21), before.cursor)
+    assert _requested(tick) == {"glm_archive": {KEY_2018}}  # the observation first: the ingest waits for it
+    assert observe([glm_archive], partition_key=KEY_2018, resources=resources, instance=instance).success
+    ingest = _evaluate(instance, _at(5, 22), tick.cursor)
+    assert _requested(ingest) == {asset: {KEY_2018} for asset in ("extract", "transform", "load")}  # in one run
+    assert materialize(ingest_assets, partition_key=KEY_2018, resources=resources, instance=instance).success
+    assert _evaluate(instance, _at(5, 40), ingest.cursor).total_requested == 0  # once per tick
+
+    tick = _evaluate(instance, _at(6, 21), ingest.cursor)
+    assert _requested(tick) == {"glm_archive": {next_hour}}
+    assert observe([glm_archive], partition_key=next_hour, resources=resources, instance=instance).success
+    quiet = _evaluate(instance, _at(6, 22), tick.cursor)
+    assert quiet.total_requested == 0  # 04:00 is held whole, 05:00 has no granule: nothing to run
+
+    s3.put_granule(AUTOMATION_BUCKET, granules[late])  # published late
+    tick = _evaluate(instance, _at(7, 21), quiet.cursor)
+    assert observe([glm_archive], partition_key="2018-07-02-06:00", resources=resources, instance=instance).success
+    revisit = _evaluate(instance, _at(7, 22), tick.cursor)
+    assert _requested(revisit) == {asset: {KEY_2018} for asset in ("extract", "transform", "load")}
+    assert materialize(ingest_assets, partition_key=KEY_2018, resources=resources, instance=instance).success
+    with database.connect(tmp_path / "glm.duckdb", read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM glm_flash").fetchone()[0] == 853  # the three granules, once each
+
+    tick = _evaluate(instance, _at(8, 21), revisit.cursor)
+    assert observe([glm_archive], partition_key="2018-07-02-07:00", resources=resources, instance=instance).success
+    assert _evaluate(instance, _at(8, 22), tick.cursor).total_requested == 0  # whole again: nothing more
     instance.dispose()

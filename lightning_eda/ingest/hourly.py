@@ -152,6 +152,14 @@ def settled_granules(store: ParquetStore, key: HourKey, files: pa.Table | None =
     }
 
 
+def archive_gap(store: ParquetStore, key: HourKey, listing: list[RemoteGranule]) -> list[str]:
+    """``name size`` of each granule the archive lists for the hour that the store does not hold settled at that size,
+    sorted; empty when the store holds everything listed (what the automation's observation of the archive reports).
+    """
+    settled = settled_granules(store, key)
+    return sorted(f"{g.name} {g.size}" for g in listing if settled.get(g.name) != g.size)
+
+
 def listing_changes(files: pa.Table, listing: list[RemoteGranule]) -> list[str]:
     """How the archive's listing of an hour differs from the granules its current version was loaded from.
 

@@ -14,3 +14,7 @@ ANALYSIS_POOL = "analysis"
 # Granules appear 2–3 s after they end; 20 minutes past the hour leaves room for NOAA's occasional delays. The hourly
 # schedule and the automation condition both ingest an hour at this minute of the next one.
 INGEST_MINUTE_OF_HOUR = 20
+
+# The observable source asset of NOAA's archive (what it lists for each recent hour): its own group, so the ingest job
+# (the ingestor group) does not observe it; the ingest automation's sensor does.
+ARCHIVE = "archive"

@@ -11,7 +11,8 @@ from lightning_eda.goes.layout import hour_prefix
 from lightning_eda.ingest import hourly
 from lightning_eda.ingest.archive import ArchiveUnreachable
 from lightning_eda.ingest.hourly import HourPaths
-from lightning_eda.orchestration.automation import ingest_condition
+from lightning_eda.orchestration.assets.archive import glm_archive
+from lightning_eda.orchestration.automation import ingest_condition, with_upstream_condition
 from lightning_eda.orchestration.batches import batched_asset, each_hour
 from lightning_eda.orchestration.constants import INGESTOR
 from lightning_eda.orchestration.metadata import markdown_table
@@ -24,6 +25,7 @@ from lightning_eda.store import catalog, database
 @batched_asset(
     group_name=INGESTOR,
     partitions_def=hourly_partitions,
+    deps=[glm_archive],  # what the archive lists: its observation triggers the automation's revisits
     automation_condition=ingest_condition(),
     kinds={"s3", "python"},
     description="Download the hour's GLM LCFA granules (180 × 20 s) from S3 that the store does not hold yet.",
@@ -75,7 +77,7 @@ class TransformConfig(Config):
 @batched_asset(
     group_name=INGESTOR,
     partitions_def=hourly_partitions,
-    automation_condition=ingest_condition(),
+    automation_condition=with_upstream_condition(),
     deps=[extract],
     kinds={"netcdf", "parquet"},
     description="Decode the granules the hour still needs into typed Arrow tables and stage the hour's next version.",
@@ -121,7 +123,7 @@ def _transform(
 @batched_asset(
     group_name=INGESTOR,
     partitions_def=hourly_partitions,
-    automation_condition=ingest_condition(),
+    automation_condition=with_upstream_condition(),
     deps=[transform],
     kinds={"parquet", "duckdb"},
     description="Commit the hour's staged version to the Parquet store in one rename (glm_file, glm_flash, glm_group, "
