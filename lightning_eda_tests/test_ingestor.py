@@ -159,3 +159,25 @@ def test_endpoint_credentials_are_never_shown():
 
     assert _without_userinfo("https://user:secret@mirror.example:9000/") == "https://mirror.example:9000/"
     assert _without_userinfo("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
+
+
+def test_replaying_a_moment_fetches_only_granules_ended_by_then_and_keeps_those_already_loaded(real_granules, tmp_path):
+    """``ended_by`` (``--recent`` at a replayed LIGHTNING_EDA_NOW) leaves later granules out as unpublished, except
+    those the store holds: a replay inside an hour loaded whole must not shrink it."""
+    from lightning_eda.ingest.archive import LocalArchive, extract_hour
+    from lightning_eda.testing.real_minute import BUCKET, HOUR_2018
+
+    mirror = tmp_path / "mirror" / BUCKET / "GLM-L2-LCFA" / "2018" / "183" / "04"
+    mirror.mkdir(parents=True)
+    names = sorted(FIRST_THREE)
+    for path in real_granules:
+        if path.name in FIRST_THREE:
+            (mirror / path.name).write_bytes(path.read_bytes())
+    archive = LocalArchive(tmp_path / "mirror", BUCKET, "GLM-L2-LCFA")
+    at_33_20 = datetime(2018, 7, 2, 4, 33, 20)  # the first granule ends 04:33:20, the others at 04:33:40 and 04:34:00
+    early = extract_hour(archive, HOUR_2018, tmp_path / "raw", ended_by=at_33_20)
+    assert early.listed_names == names[:1] and [p.name for p in early.files] == names[:1]
+    last = names[2]
+    held = {last: (mirror / last).stat().st_size}  # the store holds the last one already
+    replay = extract_hour(archive, HOUR_2018, tmp_path / "raw", ended_by=at_33_20, skip=held)
+    assert sorted(replay.listed_names) == [names[0], last] and replay.already_loaded == [last]

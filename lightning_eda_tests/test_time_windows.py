@@ -208,12 +208,13 @@ IN_PROGRESS = datetime(2019, 6, 1, 15)
 
 @pytest.mark.slow  # lightning-eda as a subprocess
 def test_the_hour_in_progress_is_loaded_so_far_then_completed_by_its_partition_run(s3, tmp_path):
-    """``--recent`` at 15:31 loads the hour's granules published so far, outside Dagster (no partition yet); a granule
-    published later is fetched by the hour's partition run after it ends, alone, and no row is loaded twice."""
+    """``--recent`` at 15:31 loads the hour's granules ended by then, outside Dagster (no partition yet), also when
+    replaying that moment with the archive already holding a later one; the later one is fetched by the hour's
+    partition run after it ends, alone, and no row is loaded twice."""
     folder = tmp_path / "granules"
     folder.mkdir()
     rng = np.random.default_rng(1)
-    for minute in (5, 20):
+    for minute in (5, 20, 40):  # the 15:40 granule is in the archive, but 15:31 is replayed: not published yet
         plant_granule(s3, folder, BUCKET, "G16", IN_PROGRESS + timedelta(minutes=minute), **storm_tables(rng))
     env = {"S3_BUCKET": BUCKET, "AWS_ENDPOINT_URL_S3": s3.url, "LIGHTNING_EDA_DATA_DIR": "data"}
     early = lightning_eda(["run", "--recent", "30min"], {**env, "LIGHTNING_EDA_NOW": "2019-06-01T15:31"}, tmp_path)
@@ -226,8 +227,7 @@ def test_the_hour_in_progress_is_loaded_so_far_then_completed_by_its_partition_r
             datetime(2019, 6, 1, 15, 31),
         )
         assert window["n_input"] == 2 * 2 * len(FLASH_OFFSETS)  # both granules' flashes lie in 15:01-15:31
-    # published after that run; then, after the hour, its partition run
-    plant_granule(s3, folder, BUCKET, "G16", IN_PROGRESS + timedelta(minutes=40), **storm_tables(rng))
+    # after the hour, its partition run
     later = lightning_eda(
         ["run", "--start", "2019-06-01T15:00", "--end", "2019-06-01T16:00"],
         {**env, "LIGHTNING_EDA_NOW": "2019-06-01T16:25"},

@@ -36,7 +36,7 @@ from botocore.exceptions import (
 )
 
 from lightning_eda.files import atomic_write
-from lightning_eda.goes.layout import hour_prefix, is_granule_key, local_path_for_key
+from lightning_eda.goes.layout import hour_prefix, is_granule_key, local_path_for_key, parse_granule_name
 
 log = logging.getLogger(__name__)
 
@@ -254,15 +254,20 @@ def extract_hour(
     max_workers: int = 8,
     attempts: int = 4,
     skip: dict[str, int] | None = None,
+    ended_by: datetime | None = None,
 ) -> ExtractReport:
     """Mirror one hour of granules into ``raw_dir`` (same key layout), skipping complete files already there.
 
     Granules in ``skip`` (name → size: settled in the store) are listed but not fetched, unless the archive now
-    lists them with another size (a republished granule).
+    lists them with another size (a republished granule). With ``ended_by``, granules not in ``skip`` that end after
+    it are left out as if not published yet (replaying a past moment of the hour in progress; those already in the
+    store stay in the listing, so the hour keeps them).
     """
     skip = skip or {}
     report = ExtractReport(hour=hour)
     granules = archive.list_hour(hour)
+    if ended_by is not None:
+        granules = [g for g in granules if skip.get(g.name) == g.size or parse_granule_name(g.name).end <= ended_by]
     report.listed = len(granules)
     report.listed_names = [g.name for g in granules]
     todo: list[tuple[RemoteGranule, Path]] = []

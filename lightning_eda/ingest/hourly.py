@@ -121,13 +121,16 @@ def write_extract_report(paths: HourPaths, report: ExtractReport, damaged: list[
     atomic_write(paths.extract_report, lambda handle: handle.write(text.encode()))
 
 
-def extract_needed(source, paths: HourPaths, store: ParquetStore, *, max_workers: int) -> tuple[ExtractReport, list]:
-    """List the hour and fetch the granules it still needs; returns the report and the damage found in the hour's
-    current version, which is then replaced whole (every granule fetched or taken from ``raw/`` and decoded again).
-    The report is recorded for the transform when the listing holds a granule."""
+def extract_needed(
+    source, paths: HourPaths, store: ParquetStore, *, max_workers: int, ended_by: datetime | None = None
+) -> tuple[ExtractReport, list]:
+    """List the hour and fetch the granules it still needs (of those ended by ``ended_by``, when given); returns the
+    report and the damage found in the hour's current version, which is then replaced whole (every granule fetched or
+    taken from ``raw/`` and decoded again). The report is recorded for the transform when the listing holds a
+    granule."""
     damage = verify_hour(store, paths.key, deep=True)
     settled = {} if damage else settled_granules(store, paths.key)
-    report = extract_hour(source, paths.hour, paths.raw_root, max_workers=max_workers, skip=settled)
+    report = extract_hour(source, paths.hour, paths.raw_root, max_workers=max_workers, skip=settled, ended_by=ended_by)
     if report.listed:
         write_extract_report(paths, report, damaged=[str(d) for d in damage])
     return report, damage
