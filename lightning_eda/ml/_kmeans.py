@@ -45,9 +45,10 @@ _PARALLEL_MIN_WORK = 2**18
 #: Points per cell of the k-means++ seeding (:func:`_seed_cells`).
 _SEED_CELL_ROWS = 256
 
-#: A seeding candidate that reaches more than this share of the points is evaluated on all of them: gathering the
-#: reached points costs more than computing on the others.
-_GATHER_MAX_SHARE = 0.5
+#: A seeding step evaluates its candidates on the gathered cells they reach while those (candidate, cell) pairs hold at
+#: most this share of ``n_candidates * n`` points; above it, gathering costs more than one product of all candidates
+#: with all points (:class:`_SeedState`).
+_SPARSE_MAX_SHARE = 0.25
 
 #: From this many clusters on, the nearest-centre search takes points in blocks of at most ``_PRUNE_ROWS`` (near one
 #: another, the points being in locality order) and searches only the centres that can be nearest to some point of
@@ -89,9 +90,15 @@ class _Prepared:
     ``[-2 C, |C|^2] @ XTa[:d + 1] = |c|^2 - 2 c.x`` (enough to rank centres: ``|x|^2`` is the same for all) or
     ``[-2 C, |C|^2, 1] @ XTa = |x - c|^2``. Centring first keeps this expansion accurate far from the origin
     (longitude and latitude are tens of units from zero while clusters may be fractions of a unit wide).
+
+    ``padded`` continues ``XTa`` with zero columns up to a whole number of the seeding's cells of
+    ``_SEED_CELL_ROWS`` points, so that the seeding reads whole cells as blocks (:attr:`cells`) without masks: a
+    padding column's expanded squared distance to any centre is 0. Gathers of columns (``take``) read ``padded``,
+    which is contiguous: ``take`` copies a non-contiguous source (such as ``XTa``) whole before gathering.
     """
 
-    XTa: np.ndarray  # (d + 2, n), points in ``order``
+    XTa: np.ndarray  # (d + 2, n), points in ``order``; the first n columns of ``padded``
+    padded: np.ndarray  # (d + 2, whole cells): XTa then zero columns up to a multiple of _SEED_CELL_ROWS
     mean: np.ndarray  # (d,)
     mean_variance: float  # mean over features of the variance of X
     order: np.ndarray | None = None  # XTa's column j is X[order[j]]; None: X's own order
@@ -107,6 +114,11 @@ class _Prepared:
     @property
     def x_sq(self) -> np.ndarray:
         return self.XTa[-1]
+
+    @property
+    def cells(self) -> np.ndarray:
+        """``padded`` as (d + 2, n_cells, _SEED_CELL_ROWS): the seeding's cells (:func:`_seed_cells`) as blocks."""
+        return self.padded.reshape(self.padded.shape[0], -1, _SEED_CELL_ROWS)
 
     @property
     def n_samples(self) -> int:
@@ -129,7 +141,8 @@ def _prepare(X: np.ndarray) -> _Prepared:
     ``X.min(axis=0)`` against under 1 ms per row, 75 ms for ``X[order]`` against 5 ms for row-wise ``take``).
     """
     n, d = X.shape
-    XTa = np.empty((d + 2, n))
+    padded = np.zeros((d + 2, -(-n // _SEED_CELL_ROWS) * _SEED_CELL_ROWS))
+    XTa = padded[:, :n]
     points = XTa[:d]
     np.copyto(points, X.T)
     mean = points.mean(axis=1)
@@ -140,7 +153,7 @@ def _prepare(X: np.ndarray) -> _Prepared:
             row[:] = row.take(order)
     XTa[d] = 1.0
     np.einsum("ij,ij->j", points, points, out=XTa[d + 1])
-    return _Prepared(XTa=XTa, mean=mean, mean_variance=float(XTa[d + 1].sum() / (n * d)), order=order)
+    return _Prepared(XTa=XTa, padded=padded, mean=mean, mean_variance=float(XTa[d + 1].sum() / (n * d)), order=order)
 
 
 #: Bits of the Z-order key: 16 per coordinate in 2-D, a 65,536-step grid over each coordinate's range, fine enough that
@@ -322,8 +335,7 @@ def _kmeans_plusplus(
     k: int,
     rng: np.random.Generator,
     runner: ChunkRunner,
-    chunks: list[tuple[int, int]],
-    boxes=None,
+    boxes: tuple[np.ndarray, np.ndarray] | None = None,
     work: _Workspace | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Choose ``k`` initial centres by greedy k-means++.
@@ -337,138 +349,191 @@ def _kmeans_plusplus(
     scikit-learn). A running array of those squared distances is kept and lowered after each choice, so nothing is
     recomputed for the earlier centres.
 
-    ``chunks`` are runs of consecutive points of one size, the last maybe shorter (:func:`_seed_cells`), whose
-    potential (sum of running distances) and largest running distance are kept. A candidate can lower the running
-    distances of a chunk only if it is closer to the chunk's bounding box than that largest distance; the other
-    chunks keep their sums without being read. The points being in locality order (:func:`_locality_order`), each
-    step reads only the points of the chunks near its candidates, gathered into one array (or all points while the
-    candidates reach more than half of them), so a step costs O(n * d * n_candidates) at first and far less once
-    the centres cover the data. The candidates are evaluated on the worker threads when their work is large, and the
-    winner's distances are kept for the update, so temporaries take up to ``n_candidates`` floats per point.
-    ``boxes`` are the chunks' boxes (:func:`_chunk_boxes`), computed when not given; ``work`` holds the per-point
-    arrays to fill (fresh ones when not given), and the labels and distances returned are its arrays.
+    The points are taken in cells of ``_SEED_CELL_ROWS`` consecutive points (:func:`_seed_cells`), whose potential
+    (sum of running distances) and largest running distance are kept. A candidate can lower the running distances of
+    a cell only if it is closer to the cell's bounding box than that largest distance; the other cells keep their
+    sums without being read. The points being in locality order (:func:`_locality_order`), a step reads only the
+    cells near its candidates once the centres cover the data. All candidates of a step are evaluated together, in
+    one of two ways (:class:`_SeedState`): while they reach few points, the (candidate, cell) pairs they reach are
+    copied as blocks into one array, so that a step costs a fixed few dozen NumPy calls whatever the number of
+    candidates; while they reach many, one product of all candidates with each chunk of points, on the worker
+    threads. ``boxes`` are the cells' boxes (:func:`_chunk_boxes`), computed when not given; ``work`` holds the
+    per-point arrays to fill (fresh ones when not given), and the labels and distances returned are its arrays.
 
-    Sampling is done in two stages, first a chunk by its share of the potential and then a point inside the chunk,
-    which avoids a cumulative sum over all points at every step.
+    Sampling is done in two stages, first a cell by its share of the potential and then a point inside the cell
+    (:func:`_sample_points`), which avoids a cumulative sum over all points at every step.
     """
-    XTa, x_sq = data.XTa, data.x_sq
     n = data.n_samples
     n_trials = 2 + int(np.log(k))
-    lows, highs = _chunk_boxes(data, chunks) if boxes is None else boxes
-    starts = np.array([start for start, _ in chunks])
-    sizes = np.array([stop - start for start, stop in chunks])
-    cell_rows = int(sizes[0])  # all cells but the last have this many points (:func:`_seed_cells`)
+    lows, highs = _chunk_boxes(data, _seed_cells(data)) if boxes is None else boxes
+    work = _Workspace(n) if work is None else work
+    state = _SeedState(data, work, runner, n_trials)
     chosen = np.empty(k, dtype=np.intp)
     chosen[0] = rng.integers(n)
-    work = _Workspace(n) if work is None else work
-    closest, labels = work.closest, work.labels
-    cell_pot = np.empty(len(chunks))
-    cell_max = np.empty(len(chunks))
-
-    def augmented(ids: np.ndarray) -> np.ndarray:
-        # [-2 x, |x|^2, 1] for the points ``ids``, shape (len(ids), d + 2): times XTa, squared distances (_Prepared)
-        return np.concatenate([-2.0 * data.points(ids), x_sq[ids][:, None], np.ones((len(ids), 1))], axis=1)
-
-    def reached_points(cells: np.ndarray) -> np.ndarray | None:
-        # indices of the points of ``cells`` (ascending), or None for "all points" when that is most of them
-        if cells.size * cell_rows >= _GATHER_MAX_SHARE * n:
-            return None
-        if cells.size == 0:  # a candidate drawn at random on a centre, when every point sits on one
-            return np.empty(0, dtype=np.intp)
-        ids = (cells[:, None] * cell_rows + np.arange(cell_rows)).ravel()
-        return ids if cells[-1] < len(chunks) - 1 else ids[ids < n]
-
-    def squared_distances(centre_aug: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
-        d2 = centre_aug @ (XTa if ids is None else XTa.take(ids, axis=1))
-        return np.maximum(d2, 0.0, out=d2)  # rounding can leave tiny negatives; sampling needs non-negative weights
-
-    def trial(centre_aug: np.ndarray, cells: np.ndarray, total: float):
-        # the candidate's potential, its squared distances to the points it reaches, and those points
-        ids = reached_points(cells)
-        d2 = squared_distances(centre_aug, ids)
-        if ids is None:
-            return float(np.minimum(d2, closest).sum()), d2, ids
-        return total - float(cell_pot[cells].sum()) + float(np.minimum(d2, closest[ids]).sum()), d2, ids
-
-    def lower_closest(label: int, d2: np.ndarray, ids: np.ndarray | None, cells: np.ndarray) -> None:
-        if ids is not None and ids.size == 0:
-            return
-        near = closest if ids is None else closest[ids]
-        # strictly closer only: a tie keeps the earlier centre, the lowest index, as an argmin would
-        closer = d2 < near
-        if ids is None:
-            labels[closer] = label
-        else:
-            labels[ids[closer]] = label
-        np.minimum(near, d2, out=near)
-        if ids is None:
-            cell_pot[:] = np.add.reduceat(closest, starts)
-            cell_max[:] = np.maximum.reduceat(closest, starts)
-            return
-        closest[ids] = near
-        offsets = np.cumsum(sizes[cells]) - sizes[cells]
-        cell_pot[cells] = np.add.reduceat(near, offsets)
-        cell_max[cells] = np.maximum.reduceat(near, offsets)
-
-    closest[:] = squared_distances(augmented(chosen[:1])[0], None)
-    labels[:] = 0
-    cell_pot[:] = np.add.reduceat(closest, starts)
-    cell_max[:] = np.maximum.reduceat(closest, starts)
+    state.start(chosen[0])
+    sparse_max = _SPARSE_MAX_SHARE * n_trials * n
     for c in range(1, k):
-        cum_pot = np.cumsum(cell_pot)
+        cum_pot = np.cumsum(state.cell_pot)
         total = float(cum_pot[-1])
         if total > 0:
-            candidates = _sample_points(closest, cell_rows, cum_pot, rng.uniform(size=n_trials) * total)
+            candidates = _sample_points(state.closest_cells, cum_pot, rng.uniform(size=n_trials) * total, n)
         else:  # only reachable through rounding: every point sits on a centre
             candidates = rng.integers(n, size=n_trials)
-        cand_aug = augmented(candidates)
-        reach = _box_sq_distances(data.points(candidates), lows, highs) < cell_max[None, :]
-        cells = [np.flatnonzero(row) for row in reach]
-        trials = runner.map(
-            lambda j, cand_aug=cand_aug, cells=cells, total=total: trial(cand_aug[j], cells[j], total),
-            n_trials,
-            parallel=int((reach @ sizes).sum()) >= _PARALLEL_MIN_WORK,
-        )
-        best = int(np.argmin([potential for potential, _, _ in trials]))
-        chosen[c] = candidates[best]
-        _, d2, ids = trials[best]
-        lower_closest(c, d2, ids, cells[best])
-    return chosen, labels, closest
+        reach = _box_sq_distances(data.points(candidates), lows, highs) < state.cell_max
+        if np.count_nonzero(reach) * _SEED_CELL_ROWS <= sparse_max:
+            chosen[c] = state.sparse_step(c, candidates, reach, total)
+        else:
+            chosen[c] = state.dense_step(c, candidates)
+    return chosen, work.labels, work.closest
 
 
-def _sample_points(closest: np.ndarray, cell_rows: int, cum_pot: np.ndarray, targets: np.ndarray) -> np.ndarray:
+class _SeedState:
+    """The running distances, labels and per-cell sums of one k-means++ seeding, and its two kinds of step.
+
+    ``closest_cells`` and ``label_cells`` are the workspace's padded per-point arrays as (n_cells, cell rows)
+    blocks: the squared distance from each point to its nearest chosen centre and that centre's rank. A padding slot
+    weighs nothing (its distance is 0, and no candidate comes strictly closer). ``cell_pot`` and ``cell_max`` are
+    each cell's sum and largest value of the running distances.
+    """
+
+    def __init__(self, data: _Prepared, work: _Workspace, runner: ChunkRunner, n_trials: int):
+        self.data, self.runner = data, runner
+        self.closest_cells = work.padded.reshape(-1, _SEED_CELL_ROWS)
+        self.label_cells = work.labels_padded.reshape(-1, _SEED_CELL_ROWS)
+        n_cells = self.closest_cells.shape[0]
+        self.cell_pot = np.empty(n_cells)
+        self.cell_max = np.empty(n_cells)
+        # the dense steps' chunks, of whole cells: (n_trials + 4) floats of temporaries per point
+        rows = rows_per_chunk(8 * (n_trials + 4), _CHUNK_BYTES, data.n_samples)
+        rows = min(rows, max(_MIN_CHUNK_ROWS, -(-data.n_samples // _MIN_CHUNKS)))
+        self.dense_chunks = chunk_bounds(n_cells, max(1, rows // _SEED_CELL_ROWS))
+        self.parallel = n_trials * data.n_samples >= _PARALLEL_MIN_WORK
+        # [-2 x, |x|^2, 1] of a point is its column of XTa, rows reordered and scaled (see :class:`_Prepared`)
+        d = data.n_features
+        self.aug_rows = np.r_[np.arange(d), d + 1, d]
+        self.aug_scale = np.r_[np.full(d, -2.0), 1.0, 1.0]
+
+    def augmented(self, ids) -> np.ndarray:
+        """``[-2 x, |x|^2, 1]`` for the points ``ids``, shape (len(ids), d + 2): times XTa, squared distances."""
+        return self.data.padded.take(ids, axis=1)[self.aug_rows].T * self.aug_scale
+
+    def _squared(self, aug: np.ndarray, c0: int, c1: int) -> np.ndarray:
+        """Squared distances (rows of ``aug`` by points) to the points of cells ``c0:c1``, padding included."""
+        d2 = aug @ self.data.padded[:, c0 * _SEED_CELL_ROWS : c1 * _SEED_CELL_ROWS]
+        return np.maximum(d2, 0.0, out=d2)  # rounding can leave tiny negatives; sampling needs non-negative weights
+
+    def _lower(self, label: int, d2: np.ndarray, cells) -> None:
+        """Lower the running distances of the cells ``cells`` (a slice, or indices) to ``d2`` (cells by rows)."""
+        near = self.closest_cells[cells]
+        lab = self.label_cells[cells]
+        # strictly closer only: a tie keeps the earlier centre, the lowest index, as an argmin would
+        lab[d2 < near] = label
+        np.minimum(near, d2, out=near)
+        if not isinstance(cells, slice):  # fancy indexing gave copies
+            self.closest_cells[cells] = near
+            self.label_cells[cells] = lab
+        self.cell_pot[cells] = near.sum(axis=1)
+        self.cell_max[cells] = near.max(axis=1)
+
+    def start(self, first: int) -> None:
+        """Distances to the first centre."""
+        aug = self.augmented([first])[0]
+
+        def fill(i: int) -> None:
+            c0, c1 = self.dense_chunks[i]
+            self.closest_cells[c0:c1] = self._squared(aug, c0, c1).reshape(c1 - c0, -1)
+            self.label_cells[c0:c1] = 0
+            self.cell_pot[c0:c1] = self.closest_cells[c0:c1].sum(axis=1)
+            self.cell_max[c0:c1] = self.closest_cells[c0:c1].max(axis=1)
+
+        self.runner.map(fill, len(self.dense_chunks), parallel=self.parallel)
+
+    def dense_step(self, label: int, candidates: np.ndarray) -> int:
+        """Evaluate every candidate on every point, chunk by chunk; keep the best. Returns the chosen point."""
+        aug = self.augmented(candidates)
+
+        def potentials(i: int) -> np.ndarray:
+            c0, c1 = self.dense_chunks[i]
+            D = self._squared(aug, c0, c1)
+            np.minimum(D, self.closest_cells[c0:c1].reshape(-1), out=D)
+            return D.sum(axis=1)
+
+        parts = self.runner.map(potentials, len(self.dense_chunks), parallel=self.parallel)
+        best = int(np.argmin(np.sum(parts, axis=0)))
+
+        def update(i: int) -> None:
+            c0, c1 = self.dense_chunks[i]
+            self._lower(label, self._squared(aug[best], c0, c1).reshape(c1 - c0, -1), slice(c0, c1))
+
+        self.runner.map(update, len(self.dense_chunks), parallel=self.parallel)
+        return int(candidates[best])
+
+    def sparse_step(self, label: int, candidates: np.ndarray, reach: np.ndarray, total: float) -> int:
+        """Evaluate each candidate on the cells it reaches, all (candidate, cell) pairs at once; keep the best.
+
+        A candidate's potential is the total less its reached cells' sums plus their sums after lowering to its
+        distances; the cells it does not reach keep theirs. Returns the chosen point.
+        """
+        owner, cells = np.nonzero(reach)  # the pairs, grouped by candidate
+        if cells.size == 0:  # a candidate drawn at random on a centre, when every point sits on one
+            return int(candidates[0])
+        D = np.einsum("pi,ipr->pr", self.augmented(candidates)[owner], self.data.cells[:, cells])
+        np.maximum(D, 0.0, out=D)
+        np.minimum(D, self.closest_cells[cells], out=D)
+        change = np.bincount(owner, weights=D.sum(axis=1) - self.cell_pot[cells], minlength=len(candidates))
+        best = int(np.argmin(total + change))
+        first, last = np.searchsorted(owner, [best, best + 1])  # the winner's pairs are consecutive
+        self._lower(label, D[first:last], cells[first:last])
+        return int(candidates[best])
+
+
+def _sample_points(closest_cells: np.ndarray, cum_pot: np.ndarray, targets: np.ndarray, n: int) -> np.ndarray:
     """Index of the point where the cumulative potential first exceeds each target (cell first, then point).
 
-    Cells are runs of ``cell_rows`` consecutive points (the last may be shorter) and ``cum_pot`` their cumulative
-    potentials. All targets are resolved at once, one row of ``cell_rows`` running sums per target.
+    ``closest_cells`` holds the running squared distances as (n_cells, cell rows) blocks (zero-padded beyond the
+    ``n`` points) and ``cum_pot`` the cells' cumulative potentials. All targets are resolved at once, one row of
+    running sums per target.
     """
-    n = closest.size
-    cells = np.minimum(np.searchsorted(cum_pot, targets, side="right"), cum_pot.size - 1)
-    ids = cells[:, None] * cell_rows + np.arange(cell_rows)
-    inside = ids < n
-    weights = np.where(inside, closest.take(ids, mode="clip"), 0.0)
+    n_cells, rows = closest_cells.shape
+    cells = np.minimum(np.searchsorted(cum_pot, targets, side="right"), n_cells - 1)
+    weights = closest_cells[cells]
     offsets = targets - np.where(cells > 0, cum_pot[cells - 1], 0.0)
-    # the first running sum above the offset; rounding may put an offset past its cell's own sum: then the cell's
-    # last point with positive mass (or its last point)
     j = (np.cumsum(weights, axis=1) <= offsets[:, None]).sum(axis=1)
-    last = np.where(weights > 0, np.arange(cell_rows), -1).max(axis=1)
-    last = np.where(last >= 0, last, inside.sum(axis=1) - 1)
-    j = np.where(j < inside.sum(axis=1), j, last)
-    return cells * cell_rows + j
+    past = j == rows
+    if past.any():
+        # rounding put an offset at or past its cell's own sum: the cell's last point with positive mass
+        j[past] = rows - 1 - np.argmax(weights[past, ::-1] > 0, axis=1)
+    return np.minimum(cells * rows + j, n - 1)  # (a cell with no mass at all: its last point)
 
 
 class _Workspace:
     """The per-point arrays of one k-means run, allocated once for all ``n_init`` runs of a k.
 
     Fresh arrays of a million points cost their page faults at every run; these are filled again instead. The
-    seeding's squared distances become Lloyd's upper bounds in place (``upper`` is ``closest``).
+    seeding's squared distances become Lloyd's upper bounds in place (``upper`` is ``closest``). ``closest`` and
+    ``labels`` are the first ``n`` entries of ``padded`` and ``labels_padded``, which extend them to whole cells of
+    the seeding (zeros beyond ``n``). Two label arrays take turns (:meth:`keep_labels`), so the best run's labels are
+    kept without a copy.
     """
 
     def __init__(self, n: int) -> None:
-        self.closest = np.empty(n)
-        self.labels = np.zeros(n, dtype=np.intp)
+        size = -(-n // _SEED_CELL_ROWS) * _SEED_CELL_ROWS
+        self.n = n
+        self.padded = np.zeros(size)
+        self.closest = self.padded[:n]
         self.upper = self.closest
         self.lower = np.empty(n)
+        self._label_arrays = [np.zeros(size, dtype=np.intp)]
+        self.labels_padded = self._label_arrays[0]
+        self.labels = self.labels_padded[:n]
+
+    def keep_labels(self) -> None:
+        """Leave the current labels alone: the next run fills the other array."""
+        if len(self._label_arrays) == 1:
+            self._label_arrays.append(np.zeros_like(self.labels_padded))
+        self._label_arrays.reverse()
+        self.labels_padded = self._label_arrays[0]
+        self.labels = self.labels_padded[: self.n]
 
 
 class _HamerlyState:
@@ -540,7 +605,7 @@ class _HamerlyState:
 
         Distances to all centres are computed in blocks of ``block_rows`` points, never for all points at once.
         """
-        XTa = self.data.XTa[:-1]  # without the squared norms: ranking centres needs only |c|^2 - 2 c.x
+        XTa = self.data.padded[:-1]  # without the squared norms: ranking centres needs only |c|^2 - 2 c.x
         points = XTa[:, cols] if isinstance(cols, slice) else XTa.take(cols, axis=1)
         m, d = points.shape[1], self.data.n_features
         labels = np.empty(m, dtype=np.intp)
@@ -586,7 +651,7 @@ class _HamerlyState:
             return None
         # Tighten the upper bound to the exact distance to the assigned centre.
         cols = cand + start
-        diff = data.XTa[:-2].take(cols, axis=1)
+        diff = data.padded[:-2].take(cols, axis=1)
         diff -= self.CT.take(lab[cand], axis=1)
         exact = np.sqrt(np.einsum("ij,ij->j", diff, diff))
         ub[cand] = exact
@@ -746,21 +811,18 @@ def _kmeans_validated(
                 data, np.ascontiguousarray(init - data.mean), max_iter, tol_abs, runner, chunks, work=work
             )
         return _result(data, C, labels, inertia, n_iter)
-    cells = _seed_cells(data)
-    boxes = _chunk_boxes(data, cells)
+    boxes = _chunk_boxes(data, _seed_cells(data))
     with ChunkRunner() as runner:
         for run in range(n_init):
-            chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, cells, boxes, work)
+            chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, boxes, work)
             centres = np.ascontiguousarray(data.points(chosen))
             C, labels, inertia, n_iter = _lloyd_hamerly(
                 data, centres, max_iter, tol_abs, runner, chunks, seeded=(seed_labels, seed_sq_distances), work=work
             )
             logger.debug("k-means run %d/%d: k=%d inertia=%.6g n_iter=%d", run + 1, n_init, k, inertia, n_iter)
             if best is None or inertia < best[2]:
-                # keep these labels: the next run fills the previous best's array (no fresh array per run)
-                spare = best[1] if best is not None else np.empty_like(labels)
                 best = (C, labels, inertia, n_iter)
-                work.labels = spare
+                work.keep_labels()  # the next run fills the other label array
     return _result(data, *best)
 
 
