@@ -198,7 +198,9 @@ def test_chunk_size_does_not_change_the_answer(monkeypatch):
 @pytest.mark.parametrize("k", [7, 60])
 def test_thread_count_does_not_change_the_answer(monkeypatch, k):
     # 1, 2 and 5 threads (more than this machine's cores) through LIGHTNING_EDA_THREADS: bit-identical results, for
-    # both the small-k and the large-k assignment paths.
+    # both the small-k and the large-k assignment paths. The threads are used from _PARALLEL_MIN_ROWS points on;
+    # lowered here so that these 20,000 points take them.
+    monkeypatch.setattr(km_module, "_PARALLEL_MIN_ROWS", 0)
     X = flash_like(20_000, k=12, seed=4, max_spread=0.5)
     results = []
     for threads in ("1", "2", "5"):

@@ -37,10 +37,10 @@ _MIN_CHUNK_ROWS = 4096
 #: above it, one ``argmin`` over the centre axis costs less than ``k`` Python-level calls.
 _SMALL_K = 32
 
-#: Seeding steps whose work (points times centres or candidates) is below this run in the calling thread: at storm
-#: scale most steps reach a few chunks, and handing those to the threads cost more than the work (a millisecond per
-#: step on a busy machine, a second over the thousand steps of k = 1000).
-_PARALLEL_MIN_WORK = 2**18
+#: Below this many points every pass runs in the calling thread. The passes' NumPy calls on chunks of a few thousand
+#: points last tens of microseconds, and two threads then mostly wait on each other for the GIL: at n = 44,000 two
+#: threads took 10-15 % longer than one (k = 150 and 1000, quiet machine), at n = 400,000 (k = 8) about the same.
+_PARALLEL_MIN_ROWS = 2**17
 
 #: Points per cell of the k-means++ seeding (:func:`_seed_cells`).
 _SEED_CELL_ROWS = 128
@@ -409,7 +409,7 @@ class _SeedState:
         rows = rows_per_chunk(8 * (n_trials + 4), _CHUNK_BYTES, data.n_samples)
         rows = min(rows, max(_MIN_CHUNK_ROWS, -(-data.n_samples // _MIN_CHUNKS)))
         self.dense_chunks = chunk_bounds(n_cells, max(1, rows // _SEED_CELL_ROWS))
-        self.parallel = n_trials * data.n_samples >= _PARALLEL_MIN_WORK
+        self.parallel = data.n_samples >= _PARALLEL_MIN_ROWS
         # [-2 x, |x|^2, 1] of a point is its column of XTa, rows reordered and scaled (see :class:`_Prepared`)
         d = data.n_features
         self.aug_rows = np.r_[np.arange(d), d + 1, d]
@@ -550,6 +550,7 @@ class _HamerlyState:
         n = data.n_samples
         self.data, self.k, self.chunks = data, k, chunks
         self.block_rows = _block_rows(data, k)
+        self.parallel = n >= _PARALLEL_MIN_ROWS
         # centres are means of points, so |c|^2 <= max |x|^2: this bounds the rounding of every expanded distance
         self.prune_slack = 1e-9 * float(data.x_sq.max()) if k >= _PRUNE_K else 0.0
         work = _Workspace(n) if work is None else work
@@ -691,7 +692,7 @@ def _relocate_empty(
     ``k <= n_distinct`` such a point always exists at a positive distance.
     """
     data, labels = state.data, state.labels
-    dist = np.concatenate(runner.map(state.exact_sq_distances, len(state.chunks)))
+    dist = np.concatenate(runner.map(state.exact_sq_distances, len(state.chunks), parallel=state.parallel))
     n_look = min(dist.size, empty.size + state.k)  # each cluster can hold back at most one point (its last)
     top = np.argpartition(dist, dist.size - n_look)[dist.size - n_look :]
     top = top[np.argsort(-dist[top], kind="stable")]
@@ -747,7 +748,7 @@ def _lloyd_hamerly(
     strict = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (the count of iterations run is read after the loop)
-        results = runner.map(lambda i: state.assign_chunk(i, True), len(chunks))
+        results = runner.map(lambda i: state.assign_chunk(i, True), len(chunks), parallel=state.parallel)
         results = [r for r in results if r is not None]
         n_changed = sum(r[2] for r in results)
         if state.first:
@@ -771,8 +772,10 @@ def _lloyd_hamerly(
         if float((shift**2).sum()) <= tol_abs:
             break
     if not strict:
-        runner.map(lambda i: state.assign_chunk(i, False), len(chunks))
-    inertia = float(np.sum(runner.map(lambda i: state.exact_sq_distances(i).sum(), len(chunks))))
+        runner.map(lambda i: state.assign_chunk(i, False), len(chunks), parallel=state.parallel)
+    inertia = float(
+        np.sum(runner.map(lambda i: state.exact_sq_distances(i).sum(), len(chunks), parallel=state.parallel))
+    )
     return state.C, state.labels, inertia, n_iter
 
 
