@@ -498,22 +498,32 @@ def test_init_centres_run_plain_lloyd_from_them():
 
 
 @pytest.mark.parametrize("k", [3, 40])
-def test_seeding_steps_sparse_and_dense_choose_the_same_centres(monkeypatch, k):
-    # Each seeding step evaluates its candidates either on the gathered cells they reach (sparse) or on all points
-    # (dense). Forcing one kind for every step must choose the same centres and give every point its nearest one.
+def test_seeding_steps_of_every_kind_choose_the_same_centres(monkeypatch, k):
+    # Each seeding step evaluates its candidates on the cells they reach, copied out (sparse) or read in place as runs
+    # of consecutive cells (runs), or on all points (dense). Forcing one kind for every step must choose the same
+    # centres and give every point its nearest one.
     X = np.concatenate([flash_like(9000, k=10, seed=5, max_spread=0.3), np.round(flash_like(3000, seed=6), 1)])
     data = km_module._prepare(X)
     P = data.points(slice(None))
+    kinds = {
+        "sparse": {"_SPARSE_MAX_SHARE": np.inf, "_RUN_MIN_PAIRS": np.inf},
+        "runs": {"_SPARSE_MAX_SHARE": np.inf, "_RUN_MIN_PAIRS": 0, "_RUN_MIN_CELLS": 1e-9},
+        "dense": {"_SPARSE_MAX_SHARE": -1.0},
+    }
     outcomes = []
-    for share in (np.inf, -1.0):  # every step sparse, then every step dense
-        monkeypatch.setattr(km_module, "_SPARSE_MAX_SHARE", share)
-        with ChunkRunner() as runner:
-            chosen, labels, sq_distances = km_module._kmeans_plusplus(data, k, np.random.default_rng(k), runner)
+    for settings in kinds.values():
+        with monkeypatch.context() as patch:
+            for name, value in settings.items():
+                patch.setattr(km_module, name, value)
+            with ChunkRunner() as runner:
+                chosen, labels, sq_distances = km_module._kmeans_plusplus(data, k, np.random.default_rng(k), runner)
         d2 = ((P[:, None, :] - P[chosen][None]) ** 2).sum(-1)
         np.testing.assert_allclose(sq_distances, d2.min(1), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(d2[np.arange(len(P)), labels], d2.min(1), rtol=1e-9, atol=1e-9)
+        assert sq_distances.min() >= 0.0
         outcomes.append(chosen.copy())
-    np.testing.assert_array_equal(outcomes[0], outcomes[1])
+    for other in outcomes[1:]:
+        np.testing.assert_array_equal(other, outcomes[0])
 
 
 def test_sample_points_follows_the_cumulative_potential():

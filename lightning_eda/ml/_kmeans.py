@@ -48,7 +48,13 @@ _SEED_CELL_ROWS = 128
 #: A seeding step evaluates its candidates on the gathered cells they reach while those (candidate, cell) pairs hold at
 #: most this share of ``n_candidates * n`` points; above it, gathering costs more than one product of all candidates
 #: with all points (:class:`_SeedState`).
-_SPARSE_MAX_SHARE = 0.25
+_SPARSE_MAX_SHARE = 0.5
+
+#: A seeding step whose candidates reach at least ``_RUN_MIN_PAIRS`` cells in all, in runs of at least
+#: ``_RUN_MIN_CELLS`` consecutive cells on average, reads each run in place (:meth:`_SeedState.run_step`) instead of
+#: copying the cells out. (Finding the runs costs more than it saves in the small steps of a large k.)
+_RUN_MIN_CELLS = 8
+_RUN_MIN_PAIRS = 256
 
 #: From this many clusters on, the nearest-centre search takes points in blocks of at most ``_PRUNE_ROWS`` (near one
 #: another, the points being in locality order) and searches only the centres that can be nearest to some point of
@@ -356,11 +362,13 @@ def _kmeans_plusplus(
     a cell only if it is closer to the cell's bounding box than that largest distance; the other cells keep their
     sums without being read. The points being in locality order (:func:`_locality_order`), a step reads only the
     cells near its candidates once the centres cover the data. All candidates of a step are evaluated together, in
-    one of two ways (:class:`_SeedState`): while they reach few points, the (candidate, cell) pairs they reach are
+    one of three ways (:class:`_SeedState`): while they reach few cells, the (candidate, cell) pairs they reach are
     copied as blocks into one array, so that a step costs a fixed few dozen NumPy calls whatever the number of
-    candidates; while they reach many, one product of all candidates with each chunk of points, on the worker
-    threads. ``boxes`` are the cells' boxes (:func:`_chunk_boxes`), computed when not given; ``work`` holds the
-    per-point arrays to fill (fresh ones when not given), and the labels and distances returned are its arrays.
+    candidates; while they reach many cells in long runs of the locality order (the first steps of a small k), one
+    product per run, read in place; while they reach most points, one product of all candidates with each chunk of
+    points, on the worker threads. ``boxes`` are the cells' boxes (:func:`_chunk_boxes`), computed when not given;
+    ``work`` holds the per-point arrays to fill (fresh ones when not given), and the labels and distances returned
+    are its arrays.
 
     Sampling is done in two stages, first a cell by its share of the potential and then a point inside the cell
     (:func:`_sample_points`), which avoids a cumulative sum over all points at every step.
@@ -382,10 +390,18 @@ def _kmeans_plusplus(
         else:  # only reachable through rounding: every point sits on a centre
             candidates = rng.integers(n, size=n_trials)
         reach = _box_sq_distances(data.points(candidates), lows, highs) < state.cell_max
-        if np.count_nonzero(reach) * _SEED_CELL_ROWS <= sparse_max:
-            chosen[c] = state.sparse_step(c, candidates, reach, total)
-        else:
+        n_pairs = np.count_nonzero(reach)
+        if n_pairs * _SEED_CELL_ROWS > sparse_max:
             chosen[c] = state.dense_step(c, candidates)
+            continue
+        if n_pairs >= _RUN_MIN_PAIRS:
+            # runs of reached cells: where a row of ``reach`` switches on and off
+            switch = np.diff(reach, axis=1, prepend=False, append=False)
+            owner, bounds = np.nonzero(switch)
+            if bounds.size <= 2 * n_pairs / _RUN_MIN_CELLS:  # runs of _RUN_MIN_CELLS cells on average
+                chosen[c] = state.run_step(c, candidates, (owner[::2], bounds[::2], bounds[1::2]), total, cum_pot)
+                continue
+        chosen[c] = state.sparse_step(c, candidates, reach, total)
     return chosen, work.labels, work.closest
 
 
@@ -420,12 +436,20 @@ class _SeedState:
         return self.data.padded.take(ids, axis=1)[self.aug_rows].T * self.aug_scale
 
     def _squared(self, aug: np.ndarray, c0: int, c1: int) -> np.ndarray:
-        """Squared distances (rows of ``aug`` by points) to the points of cells ``c0:c1``, padding included."""
-        d2 = aug @ self.data.padded[:, c0 * _SEED_CELL_ROWS : c1 * _SEED_CELL_ROWS]
-        return np.maximum(d2, 0.0, out=d2)  # rounding can leave tiny negatives; sampling needs non-negative weights
+        """Squared distances (rows of ``aug`` by points) to the points of cells ``c0:c1``, padding included.
+
+        Expanded, so rounding can leave tiny negatives: they only shift a candidate's potential by rounding, and
+        :meth:`_lower` clips what it keeps.
+        """
+        return aug @ self.data.padded[:, c0 * _SEED_CELL_ROWS : c1 * _SEED_CELL_ROWS]
 
     def _lower(self, label: int, d2: np.ndarray, cells) -> None:
-        """Lower the running distances of the cells ``cells`` (a slice, or indices) to ``d2`` (cells by rows)."""
+        """Lower the running distances of the cells ``cells`` (a slice, or indices) to ``d2`` (cells by rows).
+
+        ``d2`` (the chosen candidate's squared distances, or those already lowered to the running ones) is clipped
+        at 0 in place: sampling needs non-negative weights.
+        """
+        np.maximum(d2, 0.0, out=d2)
         near = self.closest_cells[cells]
         lab = self.label_cells[cells]
         # strictly closer only: a tie keeps the earlier centre, the lowest index, as an argmin would
@@ -443,7 +467,7 @@ class _SeedState:
 
         def fill(i: int) -> None:
             c0, c1 = self.dense_chunks[i]
-            self.closest_cells[c0:c1] = self._squared(aug, c0, c1).reshape(c1 - c0, -1)
+            self.closest_cells[c0:c1] = np.maximum(self._squared(aug, c0, c1), 0.0).reshape(c1 - c0, -1)
             self.label_cells[c0:c1] = 0
             self.cell_pot[c0:c1] = self.closest_cells[c0:c1].sum(axis=1)
             self.cell_max[c0:c1] = self.closest_cells[c0:c1].max(axis=1)
@@ -470,6 +494,28 @@ class _SeedState:
         self.runner.map(update, len(self.dense_chunks), parallel=self.parallel)
         return int(candidates[best])
 
+    def run_step(self, label: int, candidates: np.ndarray, edges: tuple, total: float, cum_pot: np.ndarray) -> int:
+        """Evaluate each candidate on the runs of consecutive cells it reaches, one product per run; keep the best.
+
+        ``edges`` holds, for each run, its candidate and its first and past-the-end cells. Long runs (the first steps
+        of a small k, where a candidate reaches a few long stretches of the locality order) are read in place, which
+        is cheaper than copying their cells out. Returns the chosen point.
+        """
+        aug = self.augmented(candidates)
+        cum = np.concatenate([[0.0], cum_pot])
+        potentials = np.full(len(candidates), total)
+        lowered = []  # (candidate, first cell, past-the-end cell, running distances after choosing the candidate)
+        for j, c0, c1 in zip(*(column.tolist() for column in edges), strict=True):
+            D = self._squared(aug[j], c0, c1)
+            np.minimum(D, self.closest_cells[c0:c1].reshape(-1), out=D)
+            potentials[j] += float(D.sum()) - (cum[c1] - cum[c0])
+            lowered.append((j, c0, c1, D))
+        best = int(np.argmin(potentials))
+        for j, c0, c1, D in lowered:
+            if j == best:
+                self._lower(label, D.reshape(c1 - c0, -1), slice(c0, c1))
+        return int(candidates[best])
+
     def sparse_step(self, label: int, candidates: np.ndarray, reach: np.ndarray, total: float) -> int:
         """Evaluate each candidate on the cells it reaches, all (candidate, cell) pairs at once; keep the best.
 
@@ -480,8 +526,7 @@ class _SeedState:
         if cells.size == 0:  # a candidate drawn at random on a centre, when every point sits on one
             return int(candidates[0])
         D = np.einsum("pi,ipr->pr", self.augmented(candidates)[owner], self.data.cells[:, cells])
-        np.maximum(D, 0.0, out=D)
-        np.minimum(D, self.closest_cells[cells], out=D)
+        np.minimum(D, self.closest_cells[cells], out=D)  # each point's running distance after the choice
         change = np.bincount(owner, weights=D.sum(axis=1) - self.cell_pot[cells], minlength=len(candidates))
         best = int(np.argmin(total + change))
         first, last = np.searchsorted(owner, [best, best + 1])  # the winner's pairs are consecutive
