@@ -542,3 +542,25 @@ def test_sample_points_follows_the_cumulative_potential():
     drawn = km_module._sample_points(cells, np.cumsum(cells.sum(axis=1)), targets, n)
     assert np.all(weights[drawn] > 0) and np.all(drawn < n)
     np.testing.assert_array_equal(drawn, np.searchsorted(cumulative, targets, side="right"))
+
+
+@pytest.mark.parametrize("run_min", [0, np.inf])
+def test_cluster_sums_run_by_run_give_plain_lloyd(monkeypatch, run_min):
+    # The first pass sums each cluster over runs of equal labels (np.add.reduceat) when labels come in long runs, else
+    # with a weighted bincount; forcing either everywhere gives plain Lloyd's iterates (points in locality order,
+    # n > 4,096, so that the seeding's labels come in long runs).
+    monkeypatch.setattr(km_module, "_SUM_RUN_MIN", run_min)
+    X = flash_like(12_000, k=8, seed=2, max_spread=0.6)
+    result = kmeans(X, 8, n_init=1, seed=4, tol=0.0)
+    ref_C, ref_labels, ref_inertia, ref_n_iter = lloyd_reference(X, result.centroids, 300, 0.0)
+    np.testing.assert_array_equal(result.labels, ref_labels)
+    np.testing.assert_allclose(result.inertia, ref_inertia, rtol=1e-10)
+    data = km_module._prepare(X)
+    state = km_module._HamerlyState(data, 8, km_module._chunks_for(data, 8))
+    labels = np.repeat(np.arange(8), 1500)  # long runs
+    labels[::7] = 3  # and short ones
+    sums, counts = state._sums(slice(0, len(X)), labels)
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=8))
+    assert counts.dtype == np.intp
+    expected = np.stack([np.bincount(labels, weights=data.XTa[j], minlength=8) for j in range(2)], axis=1)
+    np.testing.assert_allclose(sums, expected, rtol=1e-12, atol=1e-9)

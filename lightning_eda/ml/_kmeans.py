@@ -62,6 +62,10 @@ _RUN_MIN_PAIRS = 256
 _PRUNE_K = 24
 _PRUNE_ROWS = 256
 
+#: Cluster sums over a chunk go run by run (:meth:`_HamerlyState._sums`) when its labels change less often than once
+#: in this many points.
+_SUM_RUN_MIN = 16
+
 
 @dataclass(frozen=True)
 class KMeansResult:
@@ -639,10 +643,25 @@ class _HamerlyState:
         self.half_sep = _half_separation(C)
 
     def _sums(self, cols, labels) -> tuple[np.ndarray, np.ndarray]:
-        """Per-cluster coordinate sums (k, d) and counts (k,) of the points ``cols`` with the given labels."""
+        """Per-cluster coordinate sums (k, d) and counts (k,) of the points ``cols`` with the given labels.
+
+        For a slice of points whose labels come in long runs (consecutive points in locality order mostly share a
+        cluster: thousands a run at k = 8), each run is summed with ``np.add.reduceat`` and the runs are added per
+        cluster: half the time of a weighted ``bincount`` over the points.
+        """
         k, d = self.k, self.data.n_features
-        counts = np.bincount(labels, minlength=k)
         sums = np.empty((k, d))
+        if isinstance(cols, slice):
+            starts = np.flatnonzero(np.diff(labels, prepend=-1))
+            if starts.size * _SUM_RUN_MIN < labels.size:
+                run_labels = labels[starts]
+                lengths = np.diff(starts, append=labels.size)
+                counts = np.bincount(run_labels, weights=lengths, minlength=k).astype(np.intp)
+                for j in range(d):
+                    run_sums = np.add.reduceat(self.data.XTa[j, cols], starts)
+                    sums[:, j] = np.bincount(run_labels, weights=run_sums, minlength=k)
+                return sums, counts
+        counts = np.bincount(labels, minlength=k)
         for j in range(d):
             sums[:, j] = np.bincount(labels, weights=self.data.XTa[j, cols], minlength=k)
         return sums, counts
