@@ -2,11 +2,12 @@
 
 ``kmeans`` validates its input and normalises the seed once, then calls private routines that trust their arguments:
 ``_prepare`` (centre the data, squared norms, a locality order of the points), ``_kmeans_plusplus`` (greedy seeding,
-skipping the cells of points a candidate cannot reach) and ``_lloyd_hamerly`` (Lloyd's iterations with Hamerly's
-bounds, starting from the seeding's assignment; from ``_PRUNE_K`` clusters on, the nearest-centre search of a block
-of points skips the centres that cannot be nearest to any of them). Every pass over the points works on row chunks of
-a few megabytes, run on a small thread pool (:mod:`lightning_eda.ml._parallel`), so memory stays O(n * d) whatever
-the number of points.
+skipping the cells of points a candidate cannot reach, all candidates of a step evaluated together) and
+``_lloyd_hamerly`` (Lloyd's iterations with Hamerly's bounds, starting from the seeding's assignment; from
+``_PRUNE_K`` clusters on, the nearest-centre search of a block of points skips the centres that cannot be nearest to
+any of them). Every pass over the points works on row chunks of a few megabytes, run on a small thread pool
+(:mod:`lightning_eda.ml._parallel`) from ``_PARALLEL_MIN_ROWS`` points on, so memory stays O(n * d) whatever the
+number of points.
 """
 
 from __future__ import annotations
@@ -944,16 +945,18 @@ def kmeans(
     Notes
     -----
     Seeding costs O(n d k log k) per run at most; the points being kept in a locality order (a Z-order curve), each
-    seeding step reads only the cells of 256 consecutive points whose bounding box its candidates are near enough to,
-    which on clustered data such as storms is a small part of them once a few centres are chosen. A Lloyd iteration
+    seeding step reads only the cells of 128 consecutive points whose bounding box its candidates are near enough to,
+    which on clustered data such as storms is a small part of them once a few centres are chosen; all candidates of a
+    step are evaluated in a fixed few NumPy calls, whatever their number. A Lloyd iteration
     costs O(n d k) for the points that must be examined and O(n) for the others: Hamerly's bounds (an upper bound on
     the distance to the assigned centre, a lower bound on the distance to any other) skip points whose assignment
     cannot change, which after the first few iterations is most of them. At storm scale (k from 24 on) the points
     examined are searched in blocks of 256 neighbours against only the centres that can be nearest or second nearest
     to some point of the block's bounding box, a few percent of them for k in the hundreds; the labels are those of a
     search over all centres. Distances use ``|x|^2 - 2 x.c + |c|^2`` on centred data, in row chunks of a few
-    megabytes, so memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). Work is split over the worker
-    threads (``LIGHTNING_EDA_THREADS``, default the cores available); the results do not depend on their number.
+    megabytes, so memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). From 131,072 points on, work is
+    split over the worker threads (``LIGHTNING_EDA_THREADS``, default the cores available); the results do not depend
+    on their number.
 
     A cluster left empty by an iteration is re-seeded with the point farthest from its centre, taken from a cluster
     that keeps other points (as scikit-learn does). Duplicate points are fine; only the count of distinct points
