@@ -247,16 +247,17 @@ def _nearest_two(D: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         np.maximum(best, D[j], out=tmp)
         np.minimum(second, tmp, out=second)
         np.minimum(best, D[j], out=best)
-    # The first index reaching the minimum equals the number of leading rows whose running minimum is still above it.
-    labels = np.zeros(m, dtype=np.intp)
+    # The first index reaching the minimum equals the number of leading rows whose running minimum is still above it
+    # (counted in bytes, k <= _SMALL_K < 256: adding booleans to an intp array costs a conversion per element).
+    count = np.zeros(m, dtype=np.uint8)
     above = np.empty(m, dtype=bool)
     np.copyto(tmp, D[0])
     for j in range(k - 1):
         if j:
             np.minimum(tmp, D[j], out=tmp)
         np.greater(tmp, best, out=above)
-        labels += above
-    return labels, best, second
+        np.add(count, above.view(np.uint8), out=count)
+    return count.astype(np.intp), best, second
 
 
 def _centres_near_box(C: np.ndarray, lo: np.ndarray, hi: np.ndarray, slack: float) -> np.ndarray:
