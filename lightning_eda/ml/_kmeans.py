@@ -38,10 +38,12 @@ _MIN_CHUNK_ROWS = 4096
 #: above it, one ``argmin`` over the centre axis costs less than ``k`` Python-level calls.
 _SMALL_K = 32
 
-#: Below this many points every pass runs in the calling thread. The passes' NumPy calls on chunks of a few thousand
-#: points last tens of microseconds, and two threads then mostly wait on each other for the GIL: at n = 44,000 two
-#: threads took 10-15 % longer than one (k = 150 and 1000, quiet machine), at n = 400,000 (k = 8) about the same.
-_PARALLEL_MIN_ROWS = 2**17
+#: Below this many points every pass runs in the calling thread. The passes' NumPy calls on chunks of a few megabytes
+#: last tens of microseconds, and two threads then mostly wait on each other for the GIL (``np.bincount`` does not
+#: release it at all). Measured on a quiet 2-core machine, two threads took longer than one at every size tried:
+#: 10-15 % at n = 44,000 (k = 150 and 1000), 5 % at n = 400,000 (k = 8, n_init=3), 16-20 % at n = 1,000,000 (k = 150
+#: and 1000), 8-16 % at n = 4,000,000 (k = 8 and 150). Larger sizes were not measured.
+_PARALLEL_MIN_ROWS = 2**23
 
 #: Points per cell of the k-means++ seeding (:func:`_seed_cells`).
 _SEED_CELL_ROWS = 128
@@ -955,9 +957,9 @@ def kmeans(
     examined are searched in blocks of 256 neighbours against only the centres that can be nearest or second nearest
     to some point of the block's bounding box, a few percent of them for k in the hundreds; the labels are those of a
     search over all centres. Distances use ``|x|^2 - 2 x.c + |c|^2`` on centred data, in row chunks of a few
-    megabytes, so memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). From 131,072 points on, work is
-    split over the worker threads (``LIGHTNING_EDA_THREADS``, default the cores available); the results do not depend
-    on their number.
+    megabytes, so memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). From 8,388,608 points on, work
+    is split over the worker threads (``LIGHTNING_EDA_THREADS``, default the cores available); below that one thread
+    was measured faster (the calls are too short to share). The results do not depend on the number of threads.
 
     A cluster left empty by an iteration is re-seeded with the point farthest from its centre, taken from a cluster
     that keeps other points (as scikit-learn does). Duplicate points are fine; only the count of distinct points
