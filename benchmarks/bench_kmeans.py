@@ -10,13 +10,17 @@ Cases (issue 17, part 5):
 
 Both sides get the same parameters (greedy k-means++, ``max_iter=300``, ``tol=1e-4``, the same seed) and the same
 number of threads: ours from ``LIGHTNING_EDA_THREADS`` (default: the cores available), scikit-learn's OpenMP limited
-to that count with ``threadpoolctl``. For each scene the two are run interleaved (ours, theirs, ours, theirs, ...)
+to that count with ``threadpoolctl``. (``kmeans`` uses its threads only from ``_PARALLEL_MIN_ROWS`` points on, more
+than any case here: below that one thread was measured faster, so in these cases ours runs on one core against
+scikit-learn's two.) For each scene the two are run interleaved (ours, theirs, ours, theirs, ...)
 ``--reps`` times and the minimum of each is kept, so drifting load from other processes hits both alike and the
 minimum is the least disturbed run. The load average is printed before and after each case: scikit-learn's OpenMP
 threads lose more than ours when other work takes a core, so ratios from a busy machine flatter us.
 
 Prints, per case, each scene's times, iterations and inertia ratio, then the time ratio (sum of our minima over the
-scenes divided by the sum of theirs) and the worst inertia ratio. Run from the project root:
+scenes divided by the sum of theirs) and the inertia ratios' range and mean. The issue's inertia targets: at k = 8
+every scene (ratio <= 1.001); at storm scale the mean over the scenes (within 1 %), since with ``n_init=1`` each
+side lands in a different local minimum from seed to seed, a few percent apart either way. Run from the project root:
 ``python benchmarks/bench_kmeans.py [--reps 3] [--scenes 3] [--case k8 --case k150-44k ...]``.
 """
 
@@ -147,11 +151,13 @@ def run_case(case: Case, scenes: int, reps: int, threads: int) -> dict:
         "time_ratio": ours_total / theirs_total,
         "inertia_max": max(inertia_ratios),
         "inertia_min": min(inertia_ratios),
+        "inertia_mean": float(np.mean(inertia_ratios)),
         "load": load_average(),
     }
     print(
         f"  {case.name}: time ratio {summary['time_ratio']:.3f} (target <= {case.time_target}), inertia ratio "
-        f"{summary['inertia_min']:.5f} - {summary['inertia_max']:.5f} (target <= {case.inertia_target})",
+        f"{summary['inertia_min']:.5f} - {summary['inertia_max']:.5f}, mean {summary['inertia_mean']:.5f} "
+        f"(target: {'each' if case.scene == 'cells' else 'mean'} <= {case.inertia_target})",
         flush=True,
     )
     return summary
@@ -171,7 +177,8 @@ def main() -> None:
     args = parser.parse_args()
     threads = default_threads()
     print(
-        f"threads: ours {threads} (LIGHTNING_EDA_THREADS={os.environ.get('LIGHTNING_EDA_THREADS', 'unset')}), "
+        f"threads: ours {threads} (LIGHTNING_EDA_THREADS={os.environ.get('LIGHTNING_EDA_THREADS', 'unset')}; "
+        "kmeans uses them only above a size threshold, below it the calling thread), "
         f"scikit-learn OpenMP limited to {threads}; cpu_count {os.cpu_count()}, load average {load_average()}"
     )
     print(
@@ -183,15 +190,15 @@ def main() -> None:
     ]
     print(
         "\n| case | n | k | n_init | ours (s, sum of minima) | scikit-learn (s) | time ratio | target | "
-        "inertia ratio (min - max) | load after |"
+        "inertia ratio (min - max) | inertia ratio (mean) | load after |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s in summaries:
         case = s["case"]
         print(
             f"| {case.name} | {case.n:,} | {case.k} | {case.n_init} | {s['ours']:.3f} | {s['theirs']:.3f} | "
             f"**{s['time_ratio']:.3f}** | <= {case.time_target} | {s['inertia_min']:.5f} - {s['inertia_max']:.5f} "
-            f"| {s['load']} |"
+            f"| {s['inertia_mean']:.5f} | {s['load']} |"
         )
 
 

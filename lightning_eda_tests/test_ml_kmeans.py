@@ -198,7 +198,9 @@ def test_chunk_size_does_not_change_the_answer(monkeypatch):
 @pytest.mark.parametrize("k", [7, 60])
 def test_thread_count_does_not_change_the_answer(monkeypatch, k):
     # 1, 2 and 5 threads (more than this machine's cores) through LIGHTNING_EDA_THREADS: bit-identical results, for
-    # both the small-k and the large-k assignment paths.
+    # both the small-k and the large-k assignment paths. The threads are used from _PARALLEL_MIN_ROWS points on;
+    # lowered here so that these 20,000 points take them.
+    monkeypatch.setattr(km_module, "_PARALLEL_MIN_ROWS", 0)
     X = flash_like(20_000, k=12, seed=4, max_spread=0.5)
     results = []
     for threads in ("1", "2", "5"):
@@ -239,9 +241,7 @@ def test_kmeans_plusplus_picks_one_point_per_separated_blob():
     X = blobs(centres, 200, 0.5, seed=1)
     data = km_module._prepare(X)
     with ChunkRunner() as runner:
-        chosen, _, _ = km_module._kmeans_plusplus(
-            data, 5, np.random.default_rng(0), runner, km_module._chunks_for(data, 5)
-        )
+        chosen, _, _ = km_module._kmeans_plusplus(data, 5, np.random.default_rng(0), runner)
     nearest_blob = (((data.points(chosen) + data.mean)[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
     assert sorted(nearest_blob) == [0, 1, 2, 3, 4]
 
@@ -352,7 +352,7 @@ def test_empty_clusters_with_duplicate_points_and_ties():
 
 def test_public_api_survives_clusters_emptying(monkeypatch):
     # Force k-means++ to start every run from duplicates of the first point.
-    def duplicate_seeds(data, k, rng, runner, chunks, boxes=None, work=None):
+    def duplicate_seeds(data, k, rng, runner, boxes=None, work=None):
         points = data.points(slice(None))
         return np.zeros(k, dtype=np.intp), np.zeros(len(points), dtype=np.intp), ((points - points[0]) ** 2).sum(1)
 
@@ -468,10 +468,8 @@ def test_seeding_skips_only_chunks_a_centre_cannot_reach():
     data = km_module._prepare(X)
     assert data.order is not None and np.array_equal(np.sort(data.order), np.arange(len(X)))
     k = 25
-    chunks = km_module._chunks_for(data, k)
-    assert len(chunks) >= 8
     with ChunkRunner() as runner:
-        chosen, labels, sq_distances = km_module._kmeans_plusplus(data, k, np.random.default_rng(3), runner, chunks)
+        chosen, labels, sq_distances = km_module._kmeans_plusplus(data, k, np.random.default_rng(3), runner)
     P = data.points(slice(None))
     d2 = ((P[:, None, :] - P[chosen][None]) ** 2).sum(-1)
     np.testing.assert_allclose(sq_distances, d2.min(1), rtol=1e-9, atol=1e-9)
@@ -479,8 +477,8 @@ def test_seeding_skips_only_chunks_a_centre_cannot_reach():
     # a different label only where two centres are equally near, to rounding
     np.testing.assert_allclose(d2[mismatched, labels[mismatched]], d2.min(1)[mismatched], rtol=1e-9, atol=1e-9)
     assert len(set(chosen.tolist())) == k
-    # the points were reordered so chunks are compact: a chunk's box is on average a small part of the data's box
-    lows, highs = km_module._chunk_boxes(data, chunks)
+    # the points were reordered so cells are compact: a cell's box is on average a small part of the data's box
+    lows, highs = km_module._chunk_boxes(data, km_module._seed_cells(data))
     assert np.prod(highs - lows, axis=1).mean() < 0.25 * np.prod(P.max(0) - P.min(0))
 
 
@@ -497,3 +495,72 @@ def test_init_centres_run_plain_lloyd_from_them():
     np.testing.assert_allclose(ours.centroids, theirs.cluster_centers_, atol=1e-12)
     with pytest.raises(ValueError, match="init has shape"):
         kmeans(X, 3, init=start)
+
+
+@pytest.mark.parametrize("k", [3, 40])
+def test_seeding_steps_of_every_kind_choose_the_same_centres(monkeypatch, k):
+    # Each seeding step evaluates its candidates on the cells they reach, copied out (sparse) or read in place as runs
+    # of consecutive cells (runs), or on all points (dense). Forcing one kind for every step must choose the same
+    # centres and give every point its nearest one.
+    X = np.concatenate([flash_like(9000, k=10, seed=5, max_spread=0.3), np.round(flash_like(3000, seed=6), 1)])
+    data = km_module._prepare(X)
+    P = data.points(slice(None))
+    kinds = {
+        "sparse": {"_SPARSE_MAX_SHARE": np.inf, "_RUN_MIN_PAIRS": np.inf},
+        "runs": {"_SPARSE_MAX_SHARE": np.inf, "_RUN_MIN_PAIRS": 0, "_RUN_MIN_CELLS": 1e-9},
+        "dense": {"_SPARSE_MAX_SHARE": -1.0},
+    }
+    outcomes = []
+    for settings in kinds.values():
+        with monkeypatch.context() as patch:
+            for name, value in settings.items():
+                patch.setattr(km_module, name, value)
+            with ChunkRunner() as runner:
+                chosen, labels, sq_distances = km_module._kmeans_plusplus(data, k, np.random.default_rng(k), runner)
+        d2 = ((P[:, None, :] - P[chosen][None]) ** 2).sum(-1)
+        np.testing.assert_allclose(sq_distances, d2.min(1), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(d2[np.arange(len(P)), labels], d2.min(1), rtol=1e-9, atol=1e-9)
+        assert sq_distances.min() >= 0.0
+        outcomes.append(chosen.copy())
+    for other in outcomes[1:]:
+        np.testing.assert_array_equal(other, outcomes[0])
+
+
+def test_sample_points_follows_the_cumulative_potential():
+    # Two-stage sampling (a cell by its share, then a point inside it) lands where the cumulative sum over all points
+    # first exceeds the target; zero-weight points (on a centre) and the padding after the last point are never drawn.
+    rng = np.random.default_rng(1)
+    n, rows = 1000, 64
+    weights = rng.exponential(size=n) * (rng.random(n) < 0.7)
+    cells = np.zeros(-(-n // rows) * rows)
+    cells[:n] = weights
+    cells = cells.reshape(-1, rows)
+    cumulative = np.cumsum(weights)
+    # random targets, the ends, and exact running sums inside the first cell (a target equal to a running sum draws
+    # the next point with weight: the first sum strictly above it)
+    targets = np.concatenate([rng.uniform(0, weights.sum(), 200), [0.0, weights.sum() * (1 - 1e-15)], cumulative[:40]])
+    drawn = km_module._sample_points(cells, np.cumsum(cells.sum(axis=1)), targets, n)
+    assert np.all(weights[drawn] > 0) and np.all(drawn < n)
+    np.testing.assert_array_equal(drawn, np.searchsorted(cumulative, targets, side="right"))
+
+
+@pytest.mark.parametrize("run_min", [0, np.inf])
+def test_cluster_sums_run_by_run_give_plain_lloyd(monkeypatch, run_min):
+    # The first pass sums each cluster over runs of equal labels (np.add.reduceat) when labels come in long runs, else
+    # with a weighted bincount; forcing either everywhere gives plain Lloyd's iterates (points in locality order,
+    # n > 4,096, so that the seeding's labels come in long runs).
+    monkeypatch.setattr(km_module, "_SUM_RUN_MIN", run_min)
+    X = flash_like(12_000, k=8, seed=2, max_spread=0.6)
+    result = kmeans(X, 8, n_init=1, seed=4, tol=0.0)
+    ref_C, ref_labels, ref_inertia, ref_n_iter = lloyd_reference(X, result.centroids, 300, 0.0)
+    np.testing.assert_array_equal(result.labels, ref_labels)
+    np.testing.assert_allclose(result.inertia, ref_inertia, rtol=1e-10)
+    data = km_module._prepare(X)
+    state = km_module._HamerlyState(data, 8, km_module._chunks_for(data, 8))
+    labels = np.repeat(np.arange(8), 1500)  # long runs
+    labels[::7] = 3  # and short ones
+    sums, counts = state._sums(slice(0, len(X)), labels)
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=8))
+    assert counts.dtype == np.intp
+    expected = np.stack([np.bincount(labels, weights=data.XTa[j], minlength=8) for j in range(2)], axis=1)
+    np.testing.assert_allclose(sums, expected, rtol=1e-12, atol=1e-9)

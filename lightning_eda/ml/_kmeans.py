@@ -2,11 +2,12 @@
 
 ``kmeans`` validates its input and normalises the seed once, then calls private routines that trust their arguments:
 ``_prepare`` (centre the data, squared norms, a locality order of the points), ``_kmeans_plusplus`` (greedy seeding,
-skipping the cells of points a candidate cannot reach) and ``_lloyd_hamerly`` (Lloyd's iterations with Hamerly's
-bounds, starting from the seeding's assignment; from ``_PRUNE_K`` clusters on, the nearest-centre search of a block
-of points skips the centres that cannot be nearest to any of them). Every pass over the points works on row chunks of
-a few megabytes, run on a small thread pool (:mod:`lightning_eda.ml._parallel`), so memory stays O(n * d) whatever
-the number of points.
+skipping the cells of points a candidate cannot reach, all candidates of a step evaluated together) and
+``_lloyd_hamerly`` (Lloyd's iterations with Hamerly's bounds, starting from the seeding's assignment; from
+``_PRUNE_K`` clusters on, the nearest-centre search of a block of points skips the centres that cannot be nearest to
+any of them). Every pass over the points works on row chunks of a few megabytes, run on a small thread pool
+(:mod:`lightning_eda.ml._parallel`) from ``_PARALLEL_MIN_ROWS`` points on, so memory stays O(n * d) whatever the
+number of points.
 """
 
 from __future__ import annotations
@@ -37,23 +38,36 @@ _MIN_CHUNK_ROWS = 4096
 #: above it, one ``argmin`` over the centre axis costs less than ``k`` Python-level calls.
 _SMALL_K = 32
 
-#: Seeding steps whose work (points times centres or candidates) is below this run in the calling thread: at storm
-#: scale most steps reach a few chunks, and handing those to the threads cost more than the work (a millisecond per
-#: step on a busy machine, a second over the thousand steps of k = 1000).
-_PARALLEL_MIN_WORK = 2**18
+#: Below this many points every pass runs in the calling thread. The passes' NumPy calls on chunks of a few megabytes
+#: last tens of microseconds, and two threads then mostly wait on each other for the GIL (``np.bincount`` does not
+#: release it at all). Measured on a quiet 2-core machine, two threads took longer than one at every size tried:
+#: 10-15 % at n = 44,000 (k = 150 and 1000), 5 % at n = 400,000 (k = 8, n_init=3), 16-20 % at n = 1,000,000 (k = 150
+#: and 1000), 8-16 % at n = 4,000,000 (k = 8 and 150). Larger sizes were not measured.
+_PARALLEL_MIN_ROWS = 2**23
 
 #: Points per cell of the k-means++ seeding (:func:`_seed_cells`).
-_SEED_CELL_ROWS = 256
+_SEED_CELL_ROWS = 128
 
-#: A seeding candidate that reaches more than this share of the points is evaluated on all of them: gathering the
-#: reached points costs more than computing on the others.
-_GATHER_MAX_SHARE = 0.5
+#: A seeding step evaluates its candidates on the cells they reach while those (candidate, cell) pairs hold at most
+#: this share of ``n_candidates * n`` points; above it, on all points, one product of all candidates with each chunk
+#: (:class:`_SeedState`). 0.5 was faster than 0.25 and 1.0 at k = 8 (n = 400,000), the same at storm scale.
+_SPARSE_MAX_SHARE = 0.5
+
+#: A seeding step whose candidates reach at least ``_RUN_MIN_PAIRS`` cells in all, in runs of at least
+#: ``_RUN_MIN_CELLS`` consecutive cells on average, reads each run in place (:meth:`_SeedState.run_step`) instead of
+#: copying the cells out. (Finding the runs costs more than it saves in the small steps of a large k.)
+_RUN_MIN_CELLS = 8
+_RUN_MIN_PAIRS = 256
 
 #: From this many clusters on, the nearest-centre search takes points in blocks of at most ``_PRUNE_ROWS`` (near one
 #: another, the points being in locality order) and searches only the centres that can be nearest to some point of
 #: the block's bounding box (:func:`_centres_near_box`): at storm scale, k in the hundreds, a few percent of them.
 _PRUNE_K = 24
 _PRUNE_ROWS = 256
+
+#: Cluster sums over a chunk go run by run (:meth:`_HamerlyState._sums`) when its labels change less often than once
+#: in this many points.
+_SUM_RUN_MIN = 16
 
 
 @dataclass(frozen=True)
@@ -89,9 +103,15 @@ class _Prepared:
     ``[-2 C, |C|^2] @ XTa[:d + 1] = |c|^2 - 2 c.x`` (enough to rank centres: ``|x|^2`` is the same for all) or
     ``[-2 C, |C|^2, 1] @ XTa = |x - c|^2``. Centring first keeps this expansion accurate far from the origin
     (longitude and latitude are tens of units from zero while clusters may be fractions of a unit wide).
+
+    ``padded`` continues ``XTa`` with zero columns up to a whole number of the seeding's cells of
+    ``_SEED_CELL_ROWS`` points, so that the seeding reads whole cells as blocks (:attr:`cells`) without masks: a
+    padding column's expanded squared distance to any centre is 0. Gathers of columns (``take``) read ``padded``,
+    which is contiguous: ``take`` copies a non-contiguous source (such as ``XTa``) whole before gathering.
     """
 
-    XTa: np.ndarray  # (d + 2, n), points in ``order``
+    XTa: np.ndarray  # (d + 2, n), points in ``order``; the first n columns of ``padded``
+    padded: np.ndarray  # (d + 2, whole cells): XTa then zero columns up to a multiple of _SEED_CELL_ROWS
     mean: np.ndarray  # (d,)
     mean_variance: float  # mean over features of the variance of X
     order: np.ndarray | None = None  # XTa's column j is X[order[j]]; None: X's own order
@@ -107,6 +127,11 @@ class _Prepared:
     @property
     def x_sq(self) -> np.ndarray:
         return self.XTa[-1]
+
+    @property
+    def cells(self) -> np.ndarray:
+        """``padded`` as (d + 2, n_cells, _SEED_CELL_ROWS): the seeding's cells (:func:`_seed_cells`) as blocks."""
+        return self.padded.reshape(self.padded.shape[0], -1, _SEED_CELL_ROWS)
 
     @property
     def n_samples(self) -> int:
@@ -129,7 +154,8 @@ def _prepare(X: np.ndarray) -> _Prepared:
     ``X.min(axis=0)`` against under 1 ms per row, 75 ms for ``X[order]`` against 5 ms for row-wise ``take``).
     """
     n, d = X.shape
-    XTa = np.empty((d + 2, n))
+    padded = np.zeros((d + 2, -(-n // _SEED_CELL_ROWS) * _SEED_CELL_ROWS))
+    XTa = padded[:, :n]
     points = XTa[:d]
     np.copyto(points, X.T)
     mean = points.mean(axis=1)
@@ -140,7 +166,7 @@ def _prepare(X: np.ndarray) -> _Prepared:
             row[:] = row.take(order)
     XTa[d] = 1.0
     np.einsum("ij,ij->j", points, points, out=XTa[d + 1])
-    return _Prepared(XTa=XTa, mean=mean, mean_variance=float(XTa[d + 1].sum() / (n * d)), order=order)
+    return _Prepared(XTa=XTa, padded=padded, mean=mean, mean_variance=float(XTa[d + 1].sum() / (n * d)), order=order)
 
 
 #: Bits of the Z-order key: 16 per coordinate in 2-D, a 65,536-step grid over each coordinate's range, fine enough that
@@ -223,16 +249,17 @@ def _nearest_two(D: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         np.maximum(best, D[j], out=tmp)
         np.minimum(second, tmp, out=second)
         np.minimum(best, D[j], out=best)
-    # The first index reaching the minimum equals the number of leading rows whose running minimum is still above it.
-    labels = np.zeros(m, dtype=np.intp)
+    # The first index reaching the minimum equals the number of leading rows whose running minimum is still above it
+    # (counted in bytes, k <= _SMALL_K < 256: adding booleans to an intp array costs a conversion per element).
+    count = np.zeros(m, dtype=np.uint8)
     above = np.empty(m, dtype=bool)
     np.copyto(tmp, D[0])
     for j in range(k - 1):
         if j:
             np.minimum(tmp, D[j], out=tmp)
         np.greater(tmp, best, out=above)
-        labels += above
-    return labels, best, second
+        np.add(count, above.view(np.uint8), out=count)
+    return count.astype(np.intp), best, second
 
 
 def _centres_near_box(C: np.ndarray, lo: np.ndarray, hi: np.ndarray, slack: float) -> np.ndarray:
@@ -312,7 +339,9 @@ def _seed_cells(data: _Prepared) -> list[tuple[int, int]]:
 
     Small (``_SEED_CELL_ROWS`` points) so that each fills a small box: measured on a storm-scale scene (n = 44,000,
     k = 1000, 10 % background flashes), a candidate near the end of the seeding reached 32 % of the points through
-    chunks of 5,500 and 3 % through cells of 256. Independent of k and of the thread count.
+    chunks of 5,500, 3-5 % through cells of 256 and 1.9 % through cells of 128. Smaller cells cost more box tests
+    per step (one per cell and candidate): 128 was the fastest of 64, 128 and 256 at n = 44,000 (k = 150 and
+    1000) and within 7 % of 256 at n = 1,000,000. Independent of k and of the thread count.
     """
     return chunk_bounds(data.n_samples, _SEED_CELL_ROWS)
 
@@ -322,8 +351,7 @@ def _kmeans_plusplus(
     k: int,
     rng: np.random.Generator,
     runner: ChunkRunner,
-    chunks: list[tuple[int, int]],
-    boxes=None,
+    boxes: tuple[np.ndarray, np.ndarray] | None = None,
     work: _Workspace | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Choose ``k`` initial centres by greedy k-means++.
@@ -337,138 +365,230 @@ def _kmeans_plusplus(
     scikit-learn). A running array of those squared distances is kept and lowered after each choice, so nothing is
     recomputed for the earlier centres.
 
-    ``chunks`` are runs of consecutive points of one size, the last maybe shorter (:func:`_seed_cells`), whose
-    potential (sum of running distances) and largest running distance are kept. A candidate can lower the running
-    distances of a chunk only if it is closer to the chunk's bounding box than that largest distance; the other
-    chunks keep their sums without being read. The points being in locality order (:func:`_locality_order`), each
-    step reads only the points of the chunks near its candidates, gathered into one array (or all points while the
-    candidates reach more than half of them), so a step costs O(n * d * n_candidates) at first and far less once
-    the centres cover the data. The candidates are evaluated on the worker threads when their work is large, and the
-    winner's distances are kept for the update, so temporaries take up to ``n_candidates`` floats per point.
-    ``boxes`` are the chunks' boxes (:func:`_chunk_boxes`), computed when not given; ``work`` holds the per-point
-    arrays to fill (fresh ones when not given), and the labels and distances returned are its arrays.
+    The points are taken in cells of ``_SEED_CELL_ROWS`` consecutive points (:func:`_seed_cells`), whose potential
+    (sum of running distances) and largest running distance are kept. A candidate can lower the running distances of
+    a cell only if it is closer to the cell's bounding box than that largest distance; the other cells keep their
+    sums without being read. The points being in locality order (:func:`_locality_order`), a step reads only the
+    cells near its candidates once the centres cover the data. All candidates of a step are evaluated together, in
+    one of three ways (:class:`_SeedState`): while they reach few cells, the (candidate, cell) pairs they reach are
+    copied as blocks into one array, so that a step costs a fixed few dozen NumPy calls whatever the number of
+    candidates; while they reach many cells in long runs of the locality order (the first steps of a small k), one
+    product per run, read in place; while they reach most points, one product of all candidates with each chunk of
+    points, on the worker threads. ``boxes`` are the cells' boxes (:func:`_chunk_boxes`), computed when not given;
+    ``work`` holds the per-point arrays to fill (fresh ones when not given), and the labels and distances returned
+    are its arrays.
 
-    Sampling is done in two stages, first a chunk by its share of the potential and then a point inside the chunk,
-    which avoids a cumulative sum over all points at every step.
+    Sampling is done in two stages, first a cell by its share of the potential and then a point inside the cell
+    (:func:`_sample_points`), which avoids a cumulative sum over all points at every step.
     """
-    XTa, x_sq = data.XTa, data.x_sq
     n = data.n_samples
     n_trials = 2 + int(np.log(k))
-    lows, highs = _chunk_boxes(data, chunks) if boxes is None else boxes
-    starts = np.array([start for start, _ in chunks])
-    sizes = np.array([stop - start for start, stop in chunks])
-    cell_rows = int(sizes[0])  # all cells but the last have this many points (:func:`_seed_cells`)
+    lows, highs = _chunk_boxes(data, _seed_cells(data)) if boxes is None else boxes
+    work = _Workspace(n) if work is None else work
+    state = _SeedState(data, work, runner, n_trials)
     chosen = np.empty(k, dtype=np.intp)
     chosen[0] = rng.integers(n)
-    work = _Workspace(n) if work is None else work
-    closest, labels = work.closest, work.labels
-    cell_pot = np.empty(len(chunks))
-    cell_max = np.empty(len(chunks))
-
-    def augmented(ids: np.ndarray) -> np.ndarray:
-        # [-2 x, |x|^2, 1] for the points ``ids``, shape (len(ids), d + 2): times XTa, squared distances (_Prepared)
-        return np.concatenate([-2.0 * data.points(ids), x_sq[ids][:, None], np.ones((len(ids), 1))], axis=1)
-
-    def reached_points(cells: np.ndarray) -> np.ndarray | None:
-        # indices of the points of ``cells`` (ascending), or None for "all points" when that is most of them
-        if cells.size * cell_rows >= _GATHER_MAX_SHARE * n:
-            return None
-        if cells.size == 0:  # a candidate drawn at random on a centre, when every point sits on one
-            return np.empty(0, dtype=np.intp)
-        ids = (cells[:, None] * cell_rows + np.arange(cell_rows)).ravel()
-        return ids if cells[-1] < len(chunks) - 1 else ids[ids < n]
-
-    def squared_distances(centre_aug: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
-        d2 = centre_aug @ (XTa if ids is None else XTa.take(ids, axis=1))
-        return np.maximum(d2, 0.0, out=d2)  # rounding can leave tiny negatives; sampling needs non-negative weights
-
-    def trial(centre_aug: np.ndarray, cells: np.ndarray, total: float):
-        # the candidate's potential, its squared distances to the points it reaches, and those points
-        ids = reached_points(cells)
-        d2 = squared_distances(centre_aug, ids)
-        if ids is None:
-            return float(np.minimum(d2, closest).sum()), d2, ids
-        return total - float(cell_pot[cells].sum()) + float(np.minimum(d2, closest[ids]).sum()), d2, ids
-
-    def lower_closest(label: int, d2: np.ndarray, ids: np.ndarray | None, cells: np.ndarray) -> None:
-        if ids is not None and ids.size == 0:
-            return
-        near = closest if ids is None else closest[ids]
-        # strictly closer only: a tie keeps the earlier centre, the lowest index, as an argmin would
-        closer = d2 < near
-        if ids is None:
-            labels[closer] = label
-        else:
-            labels[ids[closer]] = label
-        np.minimum(near, d2, out=near)
-        if ids is None:
-            cell_pot[:] = np.add.reduceat(closest, starts)
-            cell_max[:] = np.maximum.reduceat(closest, starts)
-            return
-        closest[ids] = near
-        offsets = np.cumsum(sizes[cells]) - sizes[cells]
-        cell_pot[cells] = np.add.reduceat(near, offsets)
-        cell_max[cells] = np.maximum.reduceat(near, offsets)
-
-    closest[:] = squared_distances(augmented(chosen[:1])[0], None)
-    labels[:] = 0
-    cell_pot[:] = np.add.reduceat(closest, starts)
-    cell_max[:] = np.maximum.reduceat(closest, starts)
+    state.start(chosen[0])
+    sparse_max = _SPARSE_MAX_SHARE * n_trials * n
     for c in range(1, k):
-        cum_pot = np.cumsum(cell_pot)
+        cum_pot = np.cumsum(state.cell_pot)
         total = float(cum_pot[-1])
         if total > 0:
-            candidates = _sample_points(closest, cell_rows, cum_pot, rng.uniform(size=n_trials) * total)
+            candidates = _sample_points(state.closest_cells, cum_pot, rng.uniform(size=n_trials) * total, n)
         else:  # only reachable through rounding: every point sits on a centre
             candidates = rng.integers(n, size=n_trials)
-        cand_aug = augmented(candidates)
-        reach = _box_sq_distances(data.points(candidates), lows, highs) < cell_max[None, :]
-        cells = [np.flatnonzero(row) for row in reach]
-        trials = runner.map(
-            lambda j, cand_aug=cand_aug, cells=cells, total=total: trial(cand_aug[j], cells[j], total),
-            n_trials,
-            parallel=int((reach @ sizes).sum()) >= _PARALLEL_MIN_WORK,
-        )
-        best = int(np.argmin([potential for potential, _, _ in trials]))
-        chosen[c] = candidates[best]
-        _, d2, ids = trials[best]
-        lower_closest(c, d2, ids, cells[best])
-    return chosen, labels, closest
+        reach = _box_sq_distances(data.points(candidates), lows, highs) < state.cell_max
+        n_pairs = np.count_nonzero(reach)
+        if n_pairs * _SEED_CELL_ROWS > sparse_max:
+            chosen[c] = state.dense_step(c, candidates)
+            continue
+        if n_pairs >= _RUN_MIN_PAIRS:
+            # runs of reached cells: where a row of ``reach`` switches on and off
+            switch = np.diff(reach, axis=1, prepend=False, append=False)
+            owner, bounds = np.nonzero(switch)
+            if bounds.size <= 2 * n_pairs / _RUN_MIN_CELLS:  # runs of _RUN_MIN_CELLS cells on average
+                chosen[c] = state.run_step(c, candidates, (owner[::2], bounds[::2], bounds[1::2]), total, cum_pot)
+                continue
+        chosen[c] = state.sparse_step(c, candidates, reach, total)
+    return chosen, work.labels, work.closest
 
 
-def _sample_points(closest: np.ndarray, cell_rows: int, cum_pot: np.ndarray, targets: np.ndarray) -> np.ndarray:
+class _SeedState:
+    """The running distances, labels and per-cell sums of one k-means++ seeding, and its three kinds of step.
+
+    ``closest_cells`` and ``label_cells`` are the workspace's padded per-point arrays as (n_cells, cell rows)
+    blocks: the squared distance from each point to its nearest chosen centre and that centre's rank. A padding slot
+    weighs nothing (its distance is 0, and no candidate comes strictly closer). ``cell_pot`` and ``cell_max`` are
+    each cell's sum and largest value of the running distances.
+    """
+
+    def __init__(self, data: _Prepared, work: _Workspace, runner: ChunkRunner, n_trials: int):
+        self.data, self.runner = data, runner
+        self.closest_cells = work.padded.reshape(-1, _SEED_CELL_ROWS)
+        self.label_cells = work.labels_padded.reshape(-1, _SEED_CELL_ROWS)
+        n_cells = self.closest_cells.shape[0]
+        self.cell_pot = np.empty(n_cells)
+        self.cell_max = np.empty(n_cells)
+        # the dense steps' chunks, of whole cells: (n_trials + 4) floats of temporaries per point
+        rows = rows_per_chunk(8 * (n_trials + 4), _CHUNK_BYTES, data.n_samples)
+        rows = min(rows, max(_MIN_CHUNK_ROWS, -(-data.n_samples // _MIN_CHUNKS)))
+        self.dense_chunks = chunk_bounds(n_cells, max(1, rows // _SEED_CELL_ROWS))
+        self.parallel = data.n_samples >= _PARALLEL_MIN_ROWS
+        # [-2 x, |x|^2, 1] of a point is its column of XTa, rows reordered and scaled (see :class:`_Prepared`)
+        d = data.n_features
+        self.aug_rows = np.r_[np.arange(d), d + 1, d]
+        self.aug_scale = np.r_[np.full(d, -2.0), 1.0, 1.0]
+
+    def augmented(self, ids) -> np.ndarray:
+        """``[-2 x, |x|^2, 1]`` for the points ``ids``, shape (len(ids), d + 2): times XTa, squared distances."""
+        return self.data.padded.take(ids, axis=1)[self.aug_rows].T * self.aug_scale
+
+    def _squared(self, aug: np.ndarray, c0: int, c1: int) -> np.ndarray:
+        """Squared distances (rows of ``aug`` by points) to the points of cells ``c0:c1``, padding included.
+
+        Expanded, so rounding can leave tiny negatives: they only shift a candidate's potential by rounding, and
+        :meth:`_lower` clips what it keeps.
+        """
+        return aug @ self.data.padded[:, c0 * _SEED_CELL_ROWS : c1 * _SEED_CELL_ROWS]
+
+    def _lower(self, label: int, d2: np.ndarray, cells) -> None:
+        """Lower the running distances of the cells ``cells`` (a slice, or indices) to ``d2`` (cells by rows).
+
+        ``d2`` (the chosen candidate's squared distances, or those already lowered to the running ones) is clipped
+        at 0 in place: sampling needs non-negative weights.
+        """
+        np.maximum(d2, 0.0, out=d2)
+        near = self.closest_cells[cells]
+        lab = self.label_cells[cells]
+        # strictly closer only: a tie keeps the earlier centre, the lowest index, as an argmin would
+        lab[d2 < near] = label
+        np.minimum(near, d2, out=near)
+        if not isinstance(cells, slice):  # fancy indexing gave copies
+            self.closest_cells[cells] = near
+            self.label_cells[cells] = lab
+        self.cell_pot[cells] = near.sum(axis=1)
+        self.cell_max[cells] = near.max(axis=1)
+
+    def start(self, first: int) -> None:
+        """Distances to the first centre."""
+        aug = self.augmented([first])[0]
+
+        def fill(i: int) -> None:
+            c0, c1 = self.dense_chunks[i]
+            self.closest_cells[c0:c1] = np.maximum(self._squared(aug, c0, c1), 0.0).reshape(c1 - c0, -1)
+            self.label_cells[c0:c1] = 0
+            self.cell_pot[c0:c1] = self.closest_cells[c0:c1].sum(axis=1)
+            self.cell_max[c0:c1] = self.closest_cells[c0:c1].max(axis=1)
+
+        self.runner.map(fill, len(self.dense_chunks), parallel=self.parallel)
+
+    def dense_step(self, label: int, candidates: np.ndarray) -> int:
+        """Evaluate every candidate on every point, chunk by chunk; keep the best. Returns the chosen point."""
+        aug = self.augmented(candidates)
+
+        def potentials(i: int) -> np.ndarray:
+            c0, c1 = self.dense_chunks[i]
+            D = self._squared(aug, c0, c1)
+            np.minimum(D, self.closest_cells[c0:c1].reshape(-1), out=D)
+            return D.sum(axis=1)
+
+        parts = self.runner.map(potentials, len(self.dense_chunks), parallel=self.parallel)
+        best = int(np.argmin(np.sum(parts, axis=0)))
+
+        def update(i: int) -> None:
+            c0, c1 = self.dense_chunks[i]
+            self._lower(label, self._squared(aug[best], c0, c1).reshape(c1 - c0, -1), slice(c0, c1))
+
+        self.runner.map(update, len(self.dense_chunks), parallel=self.parallel)
+        return int(candidates[best])
+
+    def run_step(self, label: int, candidates: np.ndarray, edges: tuple, total: float, cum_pot: np.ndarray) -> int:
+        """Evaluate each candidate on the runs of consecutive cells it reaches, one product per run; keep the best.
+
+        ``edges`` holds, for each run, its candidate and its first and past-the-end cells. Long runs (the first steps
+        of a small k, where a candidate reaches a few long stretches of the locality order) are read in place, which
+        is cheaper than copying their cells out. Returns the chosen point.
+        """
+        aug = self.augmented(candidates)
+        cum = np.concatenate([[0.0], cum_pot])
+        potentials = np.full(len(candidates), total)
+        lowered = []  # (candidate, first cell, past-the-end cell, running distances after choosing the candidate)
+        for j, c0, c1 in zip(*(column.tolist() for column in edges), strict=True):
+            D = self._squared(aug[j], c0, c1)
+            np.minimum(D, self.closest_cells[c0:c1].reshape(-1), out=D)
+            potentials[j] += float(D.sum()) - (cum[c1] - cum[c0])
+            lowered.append((j, c0, c1, D))
+        best = int(np.argmin(potentials))
+        for j, c0, c1, D in lowered:
+            if j == best:
+                self._lower(label, D.reshape(c1 - c0, -1), slice(c0, c1))
+        return int(candidates[best])
+
+    def sparse_step(self, label: int, candidates: np.ndarray, reach: np.ndarray, total: float) -> int:
+        """Evaluate each candidate on the cells it reaches, all (candidate, cell) pairs at once; keep the best.
+
+        A candidate's potential is the total less its reached cells' sums plus their sums after lowering to its
+        distances; the cells it does not reach keep theirs. Returns the chosen point.
+        """
+        owner, cells = np.nonzero(reach)  # the pairs, grouped by candidate
+        if cells.size == 0:  # a candidate drawn at random on a centre, when every point sits on one
+            return int(candidates[0])
+        D = np.einsum("pi,ipr->pr", self.augmented(candidates)[owner], self.data.cells[:, cells])
+        np.minimum(D, self.closest_cells[cells], out=D)  # each point's running distance after the choice
+        change = np.bincount(owner, weights=D.sum(axis=1) - self.cell_pot[cells], minlength=len(candidates))
+        best = int(np.argmin(total + change))
+        first, last = np.searchsorted(owner, [best, best + 1])  # the winner's pairs are consecutive
+        self._lower(label, D[first:last], cells[first:last])
+        return int(candidates[best])
+
+
+def _sample_points(closest_cells: np.ndarray, cum_pot: np.ndarray, targets: np.ndarray, n: int) -> np.ndarray:
     """Index of the point where the cumulative potential first exceeds each target (cell first, then point).
 
-    Cells are runs of ``cell_rows`` consecutive points (the last may be shorter) and ``cum_pot`` their cumulative
-    potentials. All targets are resolved at once, one row of ``cell_rows`` running sums per target.
+    ``closest_cells`` holds the running squared distances as (n_cells, cell rows) blocks (zero-padded beyond the
+    ``n`` points) and ``cum_pot`` the cells' cumulative potentials. All targets are resolved at once, one row of
+    running sums per target.
     """
-    n = closest.size
-    cells = np.minimum(np.searchsorted(cum_pot, targets, side="right"), cum_pot.size - 1)
-    ids = cells[:, None] * cell_rows + np.arange(cell_rows)
-    inside = ids < n
-    weights = np.where(inside, closest.take(ids, mode="clip"), 0.0)
+    n_cells, rows = closest_cells.shape
+    cells = np.minimum(np.searchsorted(cum_pot, targets, side="right"), n_cells - 1)
+    weights = closest_cells[cells]
     offsets = targets - np.where(cells > 0, cum_pot[cells - 1], 0.0)
-    # the first running sum above the offset; rounding may put an offset past its cell's own sum: then the cell's
-    # last point with positive mass (or its last point)
     j = (np.cumsum(weights, axis=1) <= offsets[:, None]).sum(axis=1)
-    last = np.where(weights > 0, np.arange(cell_rows), -1).max(axis=1)
-    last = np.where(last >= 0, last, inside.sum(axis=1) - 1)
-    j = np.where(j < inside.sum(axis=1), j, last)
-    return cells * cell_rows + j
+    past = j == rows
+    if past.any():
+        # rounding put an offset at or past its cell's own sum: the cell's last point with positive mass
+        j[past] = rows - 1 - np.argmax(weights[past, ::-1] > 0, axis=1)
+    return np.minimum(cells * rows + j, n - 1)  # (a cell with no mass at all: its last point)
 
 
 class _Workspace:
     """The per-point arrays of one k-means run, allocated once for all ``n_init`` runs of a k.
 
     Fresh arrays of a million points cost their page faults at every run; these are filled again instead. The
-    seeding's squared distances become Lloyd's upper bounds in place (``upper`` is ``closest``).
+    seeding's squared distances become Lloyd's upper bounds in place (``upper`` is ``closest``). ``closest`` and
+    ``labels`` are the first ``n`` entries of ``padded`` and ``labels_padded``, which extend them to whole cells of
+    the seeding (zeros beyond ``n``). Two label arrays take turns (:meth:`keep_labels`), so the best run's labels are
+    kept without a copy.
     """
 
     def __init__(self, n: int) -> None:
-        self.closest = np.empty(n)
-        self.labels = np.zeros(n, dtype=np.intp)
+        size = -(-n // _SEED_CELL_ROWS) * _SEED_CELL_ROWS
+        self.n = n
+        self.padded = np.zeros(size)
+        self.closest = self.padded[:n]
         self.upper = self.closest
         self.lower = np.empty(n)
+        self._label_arrays = [np.zeros(size, dtype=np.intp)]
+        self.labels_padded = self._label_arrays[0]
+        self.labels = self.labels_padded[:n]
+
+    def keep_labels(self) -> None:
+        """Leave the current labels alone: the next run fills the other array."""
+        if len(self._label_arrays) == 1:
+            self._label_arrays.append(np.zeros_like(self.labels_padded))
+        self._label_arrays.reverse()
+        self.labels_padded = self._label_arrays[0]
+        self.labels = self.labels_padded[: self.n]
 
 
 class _HamerlyState:
@@ -483,6 +603,7 @@ class _HamerlyState:
         n = data.n_samples
         self.data, self.k, self.chunks = data, k, chunks
         self.block_rows = _block_rows(data, k)
+        self.parallel = n >= _PARALLEL_MIN_ROWS
         # centres are means of points, so |c|^2 <= max |x|^2: this bounds the rounding of every expanded distance
         self.prune_slack = 1e-9 * float(data.x_sq.max()) if k >= _PRUNE_K else 0.0
         work = _Workspace(n) if work is None else work
@@ -491,7 +612,6 @@ class _HamerlyState:
         self.seeded = False
         self.shift = np.zeros(k)
         self.other_max_shift = np.zeros(k)
-        self.set_centres(np.zeros((k, data.n_features)))
 
     def seed_assignment(self, labels: np.ndarray, sq_distances: np.ndarray) -> None:
         """Start from the nearest centres found while seeding: the first pass then only sums the clusters.
@@ -527,10 +647,25 @@ class _HamerlyState:
         self.half_sep = _half_separation(C)
 
     def _sums(self, cols, labels) -> tuple[np.ndarray, np.ndarray]:
-        """Per-cluster coordinate sums (k, d) and counts (k,) of the points ``cols`` with the given labels."""
+        """Per-cluster coordinate sums (k, d) and counts (k,) of the points ``cols`` with the given labels.
+
+        For a slice of points whose labels come in long runs (consecutive points in locality order mostly share a
+        cluster: thousands a run at k = 8), each run is summed with ``np.add.reduceat`` and the runs are added per
+        cluster: half the time of a weighted ``bincount`` over the points.
+        """
         k, d = self.k, self.data.n_features
-        counts = np.bincount(labels, minlength=k)
         sums = np.empty((k, d))
+        if isinstance(cols, slice):
+            starts = np.flatnonzero(np.diff(labels, prepend=-1))
+            if starts.size * _SUM_RUN_MIN < labels.size:
+                run_labels = labels[starts]
+                lengths = np.diff(starts, append=labels.size)
+                counts = np.bincount(run_labels, weights=lengths, minlength=k).astype(np.intp)
+                for j in range(d):
+                    run_sums = np.add.reduceat(self.data.XTa[j, cols], starts)
+                    sums[:, j] = np.bincount(run_labels, weights=run_sums, minlength=k)
+                return sums, counts
+        counts = np.bincount(labels, minlength=k)
         for j in range(d):
             sums[:, j] = np.bincount(labels, weights=self.data.XTa[j, cols], minlength=k)
         return sums, counts
@@ -540,7 +675,7 @@ class _HamerlyState:
 
         Distances to all centres are computed in blocks of ``block_rows`` points, never for all points at once.
         """
-        XTa = self.data.XTa[:-1]  # without the squared norms: ranking centres needs only |c|^2 - 2 c.x
+        XTa = self.data.padded[:-1]  # without the squared norms: ranking centres needs only |c|^2 - 2 c.x
         points = XTa[:, cols] if isinstance(cols, slice) else XTa.take(cols, axis=1)
         m, d = points.shape[1], self.data.n_features
         labels = np.empty(m, dtype=np.intp)
@@ -586,7 +721,7 @@ class _HamerlyState:
             return None
         # Tighten the upper bound to the exact distance to the assigned centre.
         cols = cand + start
-        diff = data.XTa[:-2].take(cols, axis=1)
+        diff = data.padded[:-2].take(cols, axis=1)
         diff -= self.CT.take(lab[cand], axis=1)
         exact = np.sqrt(np.einsum("ij,ij->j", diff, diff))
         ub[cand] = exact
@@ -625,7 +760,7 @@ def _relocate_empty(
     ``k <= n_distinct`` such a point always exists at a positive distance.
     """
     data, labels = state.data, state.labels
-    dist = np.concatenate(runner.map(state.exact_sq_distances, len(state.chunks)))
+    dist = np.concatenate(runner.map(state.exact_sq_distances, len(state.chunks), parallel=state.parallel))
     n_look = min(dist.size, empty.size + state.k)  # each cluster can hold back at most one point (its last)
     top = np.argpartition(dist, dist.size - n_look)[dist.size - n_look :]
     top = top[np.argsort(-dist[top], kind="stable")]
@@ -681,7 +816,7 @@ def _lloyd_hamerly(
     strict = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (the count of iterations run is read after the loop)
-        results = runner.map(lambda i: state.assign_chunk(i, True), len(chunks))
+        results = runner.map(lambda i: state.assign_chunk(i, True), len(chunks), parallel=state.parallel)
         results = [r for r in results if r is not None]
         n_changed = sum(r[2] for r in results)
         if state.first:
@@ -705,8 +840,10 @@ def _lloyd_hamerly(
         if float((shift**2).sum()) <= tol_abs:
             break
     if not strict:
-        runner.map(lambda i: state.assign_chunk(i, False), len(chunks))
-    inertia = float(np.sum(runner.map(lambda i: state.exact_sq_distances(i).sum(), len(chunks))))
+        runner.map(lambda i: state.assign_chunk(i, False), len(chunks), parallel=state.parallel)
+    inertia = float(
+        np.sum(runner.map(lambda i: state.exact_sq_distances(i).sum(), len(chunks), parallel=state.parallel))
+    )
     return state.C, state.labels, inertia, n_iter
 
 
@@ -746,21 +883,18 @@ def _kmeans_validated(
                 data, np.ascontiguousarray(init - data.mean), max_iter, tol_abs, runner, chunks, work=work
             )
         return _result(data, C, labels, inertia, n_iter)
-    cells = _seed_cells(data)
-    boxes = _chunk_boxes(data, cells)
+    boxes = _chunk_boxes(data, _seed_cells(data))
     with ChunkRunner() as runner:
         for run in range(n_init):
-            chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, cells, boxes, work)
+            chosen, seed_labels, seed_sq_distances = _kmeans_plusplus(data, k, rng, runner, boxes, work)
             centres = np.ascontiguousarray(data.points(chosen))
             C, labels, inertia, n_iter = _lloyd_hamerly(
                 data, centres, max_iter, tol_abs, runner, chunks, seeded=(seed_labels, seed_sq_distances), work=work
             )
             logger.debug("k-means run %d/%d: k=%d inertia=%.6g n_iter=%d", run + 1, n_init, k, inertia, n_iter)
             if best is None or inertia < best[2]:
-                # keep these labels: the next run fills the previous best's array (no fresh array per run)
-                spare = best[1] if best is not None else np.empty_like(labels)
                 best = (C, labels, inertia, n_iter)
-                work.labels = spare
+                work.keep_labels()  # the next run fills the other label array
     return _result(data, *best)
 
 
@@ -814,16 +948,18 @@ def kmeans(
     Notes
     -----
     Seeding costs O(n d k log k) per run at most; the points being kept in a locality order (a Z-order curve), each
-    seeding step reads only the cells of 256 consecutive points whose bounding box its candidates are near enough to,
-    which on clustered data such as storms is a small part of them once a few centres are chosen. A Lloyd iteration
+    seeding step reads only the cells of 128 consecutive points whose bounding box its candidates are near enough to,
+    which on clustered data such as storms is a small part of them once a few centres are chosen; all candidates of a
+    step are evaluated in a fixed few NumPy calls, whatever their number. A Lloyd iteration
     costs O(n d k) for the points that must be examined and O(n) for the others: Hamerly's bounds (an upper bound on
     the distance to the assigned centre, a lower bound on the distance to any other) skip points whose assignment
     cannot change, which after the first few iterations is most of them. At storm scale (k from 24 on) the points
     examined are searched in blocks of 256 neighbours against only the centres that can be nearest or second nearest
     to some point of the block's bounding box, a few percent of them for k in the hundreds; the labels are those of a
     search over all centres. Distances use ``|x|^2 - 2 x.c + |c|^2`` on centred data, in row chunks of a few
-    megabytes, so memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). Work is split over the worker
-    threads (``LIGHTNING_EDA_THREADS``, default the cores available); the results do not depend on their number.
+    megabytes, so memory is O(n d) plus O(k) per chunk row, never O(n k) or O(n^2). From 8,388,608 points on, work
+    is split over the worker threads (``LIGHTNING_EDA_THREADS``, default the cores available); below that one thread
+    was measured faster (the calls are too short to share). The results do not depend on the number of threads.
 
     A cluster left empty by an iteration is re-seeded with the point farthest from its centre, taken from a cluster
     that keeps other points (as scikit-learn does). Duplicate points are fine; only the count of distinct points
