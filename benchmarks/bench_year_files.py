@@ -26,81 +26,33 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lightning_eda.ingest.decoding import transform_granule
+from lightning_eda.ingest.hourly import files_table
 from lightning_eda.store import catalog
 from lightning_eda.store.parquet_store import HourKey, ParquetStore
 from lightning_eda.store.schemas import GLM_SCHEMAS, GLM_TABLES, conform
+from lightning_eda.testing.lcfa_factory import lcfa_name, sample_tables, write_lcfa
 
 BUCKET, PRODUCT = "noaa-goes16", "GLM-L2-LCFA"
 START = datetime(2024, 1, 1)
 PROBE = datetime(2024, 6, 1, 18)
 
 
-def one_hour_tables() -> dict[str, pa.Table]:
-    """A few rows of every table, typed as the store types them (one granule, two flashes, groups, events)."""
-    name = "OR_GLM-L2-LCFA_G16_s20241531800000_e20241531800200_c20241531800220.nc"
-    t = datetime(2024, 6, 1, 18, 0, 5)
-    common = {"source_file": [name] * 2, "lat": [30.0, 30.1], "lon": [-90.0, -90.1], "energy": [1e-14, 2e-14]}
-    return {
-        "glm_file": conform(
-            pa.table(
-                {
-                    "source_file": [name],
-                    "platform": ["G16"],
-                    "orbital_slot": ["GOES-East"],
-                    "time_start": [t],
-                    "time_end": [t],
-                    "n_flashes": [2],
-                    "n_groups": [2],
-                    "n_events": [2],
-                    "size_bytes": [1000],
-                    "status": ["loaded"],
-                    "error": [None],
-                    "loaded_at": [t],
-                }
-            ),
-            GLM_SCHEMAS["glm_file"],
-        ),
-        "glm_flash": conform(
-            pa.table(
-                {
-                    **common,
-                    "flash_id": [1, 2],
-                    "time_start": [t, t],
-                    "time_end": [t, t],
-                    "area": [1e8, 1e8],
-                    "area_saturated": [False, False],
-                    "quality_flag": [0, 0],
-                }
-            ),
-            GLM_SCHEMAS["glm_flash"],
-        ),
-        "glm_group": conform(
-            pa.table(
-                {
-                    **common,
-                    "group_id": [10, 20],
-                    "parent_flash_id": [1, 2],
-                    "time": [t, t],
-                    "area": [1e8, 1e8],
-                    "area_saturated": [False, False],
-                    "quality_flag": [0, 0],
-                }
-            ),
-            GLM_SCHEMAS["glm_group"],
-        ),
-        "glm_event": conform(
-            pa.table({**common, "event_id": [100, 200], "parent_group_id": [10, 20], "time": [t, t]}),
-            GLM_SCHEMAS["glm_event"],
-        ),
-    }
+def one_hour_tables(folder: Path) -> dict[str, pa.Table]:
+    """A few rows of every table (2 flashes, 3 groups, 5 events): a granule of the LCFA factory, decoded as the ingest
+    decodes it."""
+    path = write_lcfa(folder / lcfa_name("G16", PROBE), start=PROBE, **sample_tables())
+    record, tables = transform_granule(path)
+    return {**tables, "glm_file": files_table([record])}
 
 
-def hour_store(data_dir: Path, hours: int) -> ParquetStore:
-    """A store of ``hours`` hour folders from START: one committed, the others hard links of its files."""
+def hour_store(data_dir: Path, hours: int, tables: dict[str, pa.Table]) -> ParquetStore:
+    """A store of ``hours`` hour folders from START: one committed with ``tables``, the others hard links of its
+    files."""
     store = ParquetStore(data_dir)
     store.ensure()
     first = HourKey(BUCKET, PRODUCT, START)
-    store.commit(first, store.stage(one_hour_tables()))
+    store.commit(first, store.stage(tables))
     source = store.hour_dir(first)
     for index in range(1, hours):
         target = store.hour_dir(HourKey(BUCKET, PRODUCT, START + timedelta(hours=index)))
@@ -110,16 +62,15 @@ def hour_store(data_dir: Path, hours: int) -> ParquetStore:
     return store
 
 
-def day_files(root: Path, hours: int) -> Path:
+def day_files(root: Path, hours: int, tables: dict[str, pa.Table]) -> Path:
     """The same rows as day files: one per table and day, each hour its own row group, with an ``hour`` column."""
-    tables = one_hour_tables()
     folder = root / f"bucket={BUCKET}" / f"product={PRODUCT}"
     for day_index in range(-(-hours // 24)):
         day = START + timedelta(days=day_index)
         target = folder / f"day={day:%Y-%m-%d}"
         target.mkdir(parents=True)
         for table in GLM_TABLES:
-            data = tables[table]
+            data = conform(tables[table], GLM_SCHEMAS[table])
             schema = data.schema.append(pa.field("hour", pa.timestamp("us")))
             with pq.ParquetWriter(target / f"{table}.parquet", schema, compression="zstd") as writer:
                 for hour_index in range(24):
@@ -151,11 +102,12 @@ def main() -> int:
     report.say(_common.machine(), _common.versions("duckdb", "pyarrow"))
     with tempfile.TemporaryDirectory(prefix="bench_year_files_") as tmp:
         work = Path(tmp)
-        seconds, store = _common.timed(lambda: hour_store(work / "data", args.hours))
+        tables = one_hour_tables(work)
+        seconds, store = _common.timed(lambda: hour_store(work / "data", args.hours, tables))
         catalog.refresh_database(store.data_dir)
         files = sum(1 for _ in store.glm_root.rglob("*.parquet"))
         report.say(f"hour store: {args.hours} hour folders, {files} Parquet files, made in {seconds:.1f} s")
-        days = day_files(work / "days", args.hours)
+        days = day_files(work / "days", args.hours, tables)
         report.say(f"day files: {-(-args.hours // 24)} day folders, {sum(1 for _ in days.rglob('*.parquet'))} files")
         database = str(catalog.database_path(store.data_dir))
         glob = str(days / "bucket=*" / "product=*" / "day=*" / "glm_flash.parquet")

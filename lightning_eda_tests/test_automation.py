@@ -127,13 +127,12 @@ def _at(hour: int, minute: int) -> datetime:
     return datetime(2018, 7, 2, hour, minute, tzinfo=timezone.utc)
 
 
+INGEST_KEYS = ("extract", "transform", "load")
+
+
 def _requested(result) -> dict[str, set]:
-    keys = ("glm_archive", "extract", "transform", "load")
-    return {
-        key: result.get_requested_partitions(AssetKey(key))
-        for key in keys
-        if result.get_requested_partitions(AssetKey(key))
-    }
+    requested = {key: result.get_requested_partitions(AssetKey(key)) for key in ("glm_archive", *INGEST_KEYS)}
+    return {key: partitions for key, partitions in requested.items() if partitions}
 
 
 def test_the_automation_observes_the_archive_and_ingests_each_hour_the_store_lacks(s3, real_granules, tmp_path):
@@ -155,7 +154,7 @@ def test_the_automation_observes_the_archive_and_ingests_each_hour_the_store_lac
     assert _requested(tick) == {"glm_archive": {KEY_2018}}  # the observation first: the ingest waits for it
     assert observe([glm_archive], partition_key=KEY_2018, resources=resources, instance=instance).success
     ingest = _evaluate(instance, _at(5, 22), tick.cursor)
-    assert _requested(ingest) == {asset: {KEY_2018} for asset in ("extract", "transform", "load")}  # in one run
+    assert _requested(ingest) == {asset: {KEY_2018} for asset in INGEST_KEYS}  # in one run
     assert materialize(ingest_assets, partition_key=KEY_2018, resources=resources, instance=instance).success
     assert _evaluate(instance, _at(5, 40), ingest.cursor).total_requested == 0  # once per tick
 
@@ -169,7 +168,7 @@ def test_the_automation_observes_the_archive_and_ingests_each_hour_the_store_lac
     tick = _evaluate(instance, _at(7, 21), quiet.cursor)
     assert observe([glm_archive], partition_key="2018-07-02-06:00", resources=resources, instance=instance).success
     revisit = _evaluate(instance, _at(7, 22), tick.cursor)
-    assert _requested(revisit) == {asset: {KEY_2018} for asset in ("extract", "transform", "load")}
+    assert _requested(revisit) == {asset: {KEY_2018} for asset in INGEST_KEYS}
     assert materialize(ingest_assets, partition_key=KEY_2018, resources=resources, instance=instance).success
     with database.connect(tmp_path / "glm.duckdb", read_only=True) as con:
         assert con.execute("SELECT count(*) FROM glm_flash").fetchone()[0] == 853  # the three granules, once each
