@@ -20,6 +20,7 @@ from lightning_eda import settings
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 NO_RELIST_VARIABLE = "BACKFILL_NO_RELIST"
+DEPLOYMENT_VARIABLE = "BACKFILL_DEPLOYMENT"
 
 
 def _fail(message: str, code: int) -> int:
@@ -346,6 +347,49 @@ def backfill(
     return 0
 
 
+def deployment_backfill(url: str, hours: list[datetime], per_run: int, *, wait: bool) -> int:
+    """Queue the hours on a running deployment in runs of ``per_run`` hours; with ``wait``, follow them to the end
+    (retries included) and exit 1 naming the batches that failed."""
+    from lightning_eda.orchestration import remote_backfill
+
+    try:
+        deployment = remote_backfill.Deployment(url)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    batches = remote_backfill.hour_batches(hours, per_run)
+    try:
+        launch_id, run_ids = deployment.launch(batches)
+    except remote_backfill.LaunchError as exc:
+        return _fail(f"could not launch on the deployment at {url}: {exc}", 1)
+    print(
+        f"lightning-eda: queued {len(run_ids)} runs of {remote_backfill.INGEST_JOB} ({len(hours)} hours, up to "
+        f"{per_run} a run) on {url}; the UI's runs filtered by the tag {remote_backfill.LAUNCH_TAG}={launch_id}",
+        flush=True,
+    )
+    if not wait:
+        return 0
+    seen: dict[str, str] = {}
+
+    def progress(states) -> None:
+        for state in states:
+            if seen.get(state.batch) != f"{state.run_id}:{state.status}" and state.status in (
+                "STARTED",
+                *remote_backfill.FINISHED,
+            ):
+                seen[state.batch] = f"{state.run_id}:{state.status}"
+                print(f"{state.batch} run {state.run_id[:8]} {state.status}", flush=True)
+
+    states = deployment.wait(launch_id, len(batches), progress=progress)
+    failed = [s for s in states if s.status != "SUCCESS"]
+    if failed:
+        names = ", ".join(f"{s.batch} ({s.status.lower()}, run {s.run_id[:8]})" for s in failed)
+        return _fail(
+            f"{len(failed)} of {len(states)} runs did not succeed: {names}; the same command runs them again", 1
+        )
+    print(f"lightning-eda: {len(states)} runs succeeded ({len(hours)} hours)")
+    return 0
+
+
 def _resume_reasons(config: settings.Settings, hour: datetime, relist: bool, deep: bool) -> list[str]:
     """Why the backfill must run ``hour`` (empty: it is complete and unchanged); lists the hour when ``relist``."""
     from lightning_eda.ingest import hourly
@@ -442,6 +486,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="trust complete hours without listing them again (an archive known to be frozen; env "
         f"{NO_RELIST_VARIABLE}=1)",
     )
+    fill.add_argument(
+        "--deployment",
+        default=os.environ.get(DEPLOYMENT_VARIABLE, ""),
+        metavar="URL",
+        help="queue the hours as runs of LIGHTNING_EDA_HOURS_PER_RUN hours on a running deployment's webserver "
+        f"(e.g. http://localhost:3000) instead of ingesting them here; no clustering (env {DEPLOYMENT_VARIABLE})",
+    )
+    fill.add_argument("--no-wait", action="store_true", help="with --deployment: return once the runs are queued")
     for command in (run, fill):
         command.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
     check = sub.add_parser("verify", help="find damaged hours in the store (exit 1 naming each hour and file)")
@@ -468,6 +520,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             no_relist = args.no_relist or settings.parse_flag(
                 NO_RELIST_VARIABLE, os.environ.get(NO_RELIST_VARIABLE, "").strip() or "0"
             )
+            if args.deployment.strip():
+                if args.force:
+                    raise settings.ConfigError("--force runs here only: a deployment's runs skip complete hours")
+                per_run = settings.hours_per_run()
         elif args.command == "verify":
             first = settings.parse_hour(args.start, "--start") if args.start else None
             last = settings.parse_hour(args.end, "--end") if args.end else None
@@ -482,6 +538,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_window(config, window, verbose=args.verbose, cluster=not args.no_cluster, now=now)
     if args.command == "rebuild-db":
         return rebuild_database(config)
+    if args.deployment.strip():
+        return deployment_backfill(args.deployment.strip(), hours, per_run, wait=not args.no_wait)
     return backfill(
         config,
         hours,

@@ -122,3 +122,19 @@ def test_the_ingest_assets_share_one_backfill_policy_from_the_environment(monkey
         monkeypatch.setenv(settings.HOURS_PER_RUN_VARIABLE, bad)
         with pytest.raises(settings.ConfigError, match=settings.HOURS_PER_RUN_VARIABLE):
             settings.hours_per_run()
+
+
+def test_a_terminal_launch_cuts_the_hours_into_consecutive_batches():
+    """`lightning-eda backfill --deployment` queues one run per batch: at most N hours, never across a gap."""
+    from lightning_eda.orchestration.remote_backfill import hour_batches
+
+    day = [HOUR_2019 + timedelta(hours=h) for h in range(14)]
+    assert [str(b) for b in hour_batches(day, 6)] == [
+        f"{KEYS[0]}..{partition_key_for_hour(day[5])}",
+        f"{partition_key_for_hour(day[6])}..{partition_key_for_hour(day[11])}",
+        f"{partition_key_for_hour(day[12])}..{partition_key_for_hour(day[13])}",
+    ]
+    gappy = [day[0], day[1], day[2], day[5], day[6]]  # two hours missing: the batch must not span them
+    batches = hour_batches(list(reversed(gappy)), 2)
+    assert [(b.first, b.last) for b in batches] == [(day[0], day[1]), (day[2], day[2]), (day[5], day[6])]
+    assert hour_batches([], 6) == []

@@ -146,3 +146,28 @@ def test_backfill_rejects_a_reversed_range(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "lightning-eda: error: --end 2023-06-01 02:00 is before --start 2023-06-01 05:00"
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--force"], "--force runs here only: a deployment's runs skip complete hours"),
+        ([], "not a webserver address: 'http://' (e.g. http://localhost:3000)"),
+    ],
+)
+def test_backfill_on_a_deployment_rejects_what_it_cannot_do(extra, message, tmp_path):
+    url = "http://" if not extra else "http://localhost:1"
+    result = _backfill({}, tmp_path, "--start", "2023-06-01T02", "--end", "2023-06-01T05", "--deployment", url, *extra)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [f"lightning-eda: error: {message}"]
+
+
+def test_backfill_on_an_unreachable_deployment_fails_with_one_clear_line(tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    result = _backfill({}, tmp_path, "--start", "2023-06-01T02", "--end", "2023-06-01T05", "--deployment", url)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"lightning-eda: error: could not launch on the deployment at {url}: ")

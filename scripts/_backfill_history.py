@@ -1,20 +1,42 @@
-"""What a backfill did, read from the Dagster instance: its runs, each step's worker and times, its failures."""
+"""What a backfill did, read from the Dagster instance: its runs, each step's worker and times, its failures.
+
+A backfill here is either Dagster's own (launched as the UI does, its runs tagged ``dagster/backfill``) or a terminal's
+(``lightning-eda backfill --deployment``, its runs tagged ``lightning_eda/launch``): a :class:`Launch` names the tag.
+"""
 
 from __future__ import annotations
 
 import time
 import urllib.error
+from dataclasses import dataclass
 
 from _graphql import GraphQL
 from _services import wait_for
 from dagster import DagsterEventType, RunsFilter
+
+
+@dataclass(frozen=True)
+class Launch:
+    """The runs launched together, by the tag they carry (retries keep it)."""
+
+    tag: str
+    id: str
+
+    @property
+    def runs_filter(self) -> RunsFilter:
+        return RunsFilter(tags={self.tag: self.id})
+
+
+def dagster_backfill(backfill_id: str) -> Launch:
+    return Launch("dagster/backfill", backfill_id)
+
 
 SETTLED = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
 """A backfill's statuses once it launches nothing more."""
 
 
 def wait_for_backfill(graphql: GraphQL, instance, backfill_id: str, timeout: float, faults) -> str:
-    """Wait until the backfill settles and its runs (retries included) have finished; return its status."""
+    """Wait until Dagster's backfill settles and its runs (retries included) have finished; return its status."""
     status = "?"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -25,22 +47,30 @@ def wait_for_backfill(graphql: GraphQL, instance, backfill_id: str, timeout: flo
         if status in SETTLED:
             break
         time.sleep(2)
-    if faults:
-        faults.stopping.set()
-        faults.join(30)
+    stop_faults(faults)
     # runs still being retried keep the backfill's partitions open a little after its own status settles
-    wait_for(
-        "the backfill's runs to finish",
-        lambda: all(r.is_finished for r in instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))),
-        300,
-        every=2,
-    )
+    wait_for_runs(instance, dagster_backfill(backfill_id))
     return status
 
 
-def step_history(instance, backfill_id: str) -> dict:
-    """The backfill's runs and, per step execution, its worker and its start and end times."""
-    runs = instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
+def stop_faults(faults) -> None:
+    if faults:
+        faults.stopping.set()
+        faults.join(30)
+
+
+def wait_for_runs(instance, launch: Launch) -> None:
+    wait_for(
+        "the backfill's runs to finish",
+        lambda: all(r.is_finished for r in instance.get_runs(launch.runs_filter)),
+        300,
+        every=2,
+    )
+
+
+def step_history(instance, launch: Launch) -> dict:
+    """The launch's runs and, per step execution, its worker and its start and end times."""
+    runs = instance.get_runs(launch.runs_filter)
     steps, failures = [], []
     for run in runs:
         run_steps, run_failures = run_history(instance, run)

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 
-from _backfill_history import run_history, run_partitions, step_history
+from _backfill_history import Launch, run_history, run_partitions, step_history
 from _deployment import Deployment
 from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
@@ -19,9 +19,9 @@ from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 class Faults(threading.Thread):
     """Kills the worker process running a transform step, then restarts PostgreSQL, while the backfill runs."""
 
-    def __init__(self, deployment: Deployment, backfill_id: str, instance) -> None:
+    def __init__(self, deployment: Deployment, launch: Launch, instance) -> None:
         super().__init__(daemon=True, name="faults")
-        self.deployment, self.backfill_id, self.instance = deployment, backfill_id, instance
+        self.deployment, self.launch, self.instance = deployment, launch, instance
         self.stopping = threading.Event()
         self.killed: dict | None = None
         self.worker_lost: dict | None = None
@@ -136,7 +136,7 @@ class Faults(threading.Thread):
     def _running_transform(self, tried: set[str]):
         """A run of the backfill whose transform step has started on a worker and not ended, and that worker."""
         runs = self.instance.get_runs(
-            RunsFilter(tags={"dagster/backfill": self.backfill_id}, statuses=[DagsterRunStatus.STARTED])
+            RunsFilter(tags={self.launch.tag: self.launch.id}, statuses=[DagsterRunStatus.STARTED])
         )
         for run in runs:
             if run.run_id in tried:
@@ -157,8 +157,8 @@ class Faults(threading.Thread):
             if any(run.status not in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED) for run in retries):
                 break
             time.sleep(1.0)
-        seen = len(step_history(self.instance, self.backfill_id)["steps"])
-        while not self.stopping.is_set() and len(step_history(self.instance, self.backfill_id)["steps"]) < seen + 3:
+        seen = len(step_history(self.instance, self.launch)["steps"])
+        while not self.stopping.is_set() and len(step_history(self.instance, self.launch)["steps"]) < seen + 3:
             time.sleep(1.0)
         if self.stopping.is_set():
             return

@@ -45,7 +45,7 @@ from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from _backfill_history import step_history, wait_for_backfill
+from _backfill_history import Launch, dagster_backfill, step_history, wait_for_backfill
 from _deployment import Deployment
 from _granule_day import make_day
 from _reference_run import one_process_run, store_digest
@@ -53,36 +53,48 @@ from _scale_faults import Faults
 from _scale_verdict import fault_problems, partition_problems, print_failures, store_problems, worker_problems
 from _services import PROJECT, ensure_packages
 from _store_check import verify
+from _terminal_launch import TerminalLaunch
 from dagster import AssetKey, DagsterInstance
 
 from lightning_eda.testing.s3_server import LocalS3
 
 BUCKET = "noaa-goes16"
 FIRST_HOUR = datetime(2024, 5, 1, 0)
+PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 INGEST_ASSETS = ("extract", "transform", "load")
 
 
 def relaunch_failed(
-    deployment: Deployment, instance, backfill_id: str, partitions: list[str], timeout: float, history: dict
+    deployment: Deployment,
+    instance,
+    launch: Launch,
+    hours: list[datetime],
+    timeout: float,
+    history: dict,
 ) -> tuple[list[str], dict]:
-    """Backfill again, through GraphQL as a user would, the partitions a fault failed for good; returns them and the
-    history with the new backfill's runs added.
+    """Launch again, as a user would and the way they launched it, the partitions a fault failed for good; returns
+    them and the history with the new launch's runs added.
 
     A partition can end failed when a fault took its retry too (the daemon's retry launch met the database restart).
-    Failing clearly is allowed; the operator's recourse is a new backfill of those partitions.
+    Failing clearly is allowed; the operator's recourse is a new backfill of those partitions (Dagster's, from the
+    UI), or the same ``lightning-eda backfill --deployment`` command (its runs skip the committed hours).
     """
+    partitions = [h.strftime(PARTITION_FORMAT) for h in hours]
     done = instance.get_materialized_partitions(AssetKey("load"))
     relaunched = [p for p in partitions if p not in done]
     if not relaunched:
         return relaunched, history
-    print_failures(step_history(instance, backfill_id)["failures"])
-    print(
-        f"recovery: {len(relaunched)} partition(s) failed for good ({', '.join(relaunched)}); "
-        "launching a backfill of them through GraphQL, as a user would"
-    )
-    retry_id = deployment.graphql.launch_backfill(relaunched, INGEST_ASSETS)
-    wait_for_backfill(deployment.graphql, instance, retry_id, timeout, None)
-    extra = step_history(instance, retry_id)
+    print_failures(step_history(instance, launch)["failures"])
+    print(f"recovery: {len(relaunched)} partition(s) failed for good ({', '.join(relaunched)}); launching them again")
+    if launch.tag == "dagster/backfill":
+        retry_id = deployment.graphql.launch_backfill(relaunched, INGEST_ASSETS)
+        wait_for_backfill(deployment.graphql, instance, retry_id, timeout, None)
+        again = dagster_backfill(retry_id)
+    else:
+        terminal = TerminalLaunch(deployment.graphql.url, hours, deployment.env)
+        terminal.wait(instance, timeout, None)
+        again = terminal.launch
+    extra = step_history(instance, again)
     return relaunched, {key: history[key] + extra[key] for key in history}
 
 
@@ -128,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=2,
         help="hours per backfill run (LIGHTNING_EDA_HOURS_PER_RUN; default 2)",
+    )
+    parser.add_argument(
+        "--launch",
+        choices=("backfill", "terminal"),
+        default="backfill",
+        help="backfill: a Dagster backfill through GraphQL, as the UI launches it (default); terminal: "
+        "lightning-eda backfill --deployment URL, batched runs straight into the run queue",
     )
     parser.add_argument("--no-faults", action="store_true", help="no killed worker process, no PostgreSQL restart")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds the backfill may take")
@@ -193,23 +212,32 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         os.environ.update({k: v for k, v in deployment.env.items() if k.startswith(("DAGSTER_", "LIGHTNING_EDA_"))})
         instance = stack.enter_context(DagsterInstance.get())
-        partitions = [h.strftime("%Y-%m-%d-%H:%M") for h in hours]
+        partitions = [h.strftime(PARTITION_FORMAT) for h in hours]
         started, launched_at = time.monotonic(), time.time()
-        backfill_id = deployment.graphql.launch_backfill(partitions, INGEST_ASSETS)
+        if args.launch == "backfill":
+            launch = dagster_backfill(deployment.graphql.launch_backfill(partitions, INGEST_ASSETS))
+            how = "a Dagster backfill through GraphQL"
+        else:
+            terminal = TerminalLaunch(deployment.graphql.url, hours, deployment.env)
+            launch = terminal.launch
+            how = "lightning-eda backfill --deployment (runs straight into the queue)"
         print(
-            f"launched backfill {backfill_id} of {len(partitions)} partitions ({partitions[0]} .. {partitions[-1]}) "
-            f"through GraphQL, {args.hours_per_run} per run; load average {load_average()}"
+            f"launched {launch.tag}={launch.id}: {len(partitions)} partitions ({partitions[0]} .. {partitions[-1]}) "
+            f"as {how}, {args.hours_per_run} per run; load average {load_average()}"
         )
-        faults = None if args.no_faults else Faults(deployment, backfill_id, instance)
+        faults = None if args.no_faults else Faults(deployment, launch, instance)
         if faults:
             faults.start()
-        status = wait_for_backfill(deployment.graphql, instance, backfill_id, args.timeout, faults)
+        if args.launch == "backfill":
+            status = wait_for_backfill(deployment.graphql, instance, launch.id, args.timeout, faults)
+        else:
+            status = terminal.wait(instance, args.timeout, faults)
         elapsed = time.monotonic() - started
         cpu = deployment.cpu_seconds()
-        history = step_history(instance, backfill_id)
+        history = step_history(instance, launch)
         relaunched: list[str] = []
         if faults:
-            relaunched, history = relaunch_failed(deployment, instance, backfill_id, partitions, args.timeout, history)
+            relaunched, history = relaunch_failed(deployment, instance, launch, hours, args.timeout, history)
         print(
             "CPU seconds since the deployment started: "
             + ", ".join(f"{name} {value:.0f}" for name, value in cpu.items())
@@ -223,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         work = max(ends) - launched_at if ends else elapsed
         first = min((step["start"] for step in history["steps"]), default=launched_at) - launched_at
         print(
-            f"the first step began {first:.0f} s after the launch (the backfill daemon looks every 30 s, the run "
-            f"queue every 5 s), the last ended {work:.0f} s after it (the backfill's status settles at the daemon's "
-            f"next look: {elapsed:.0f} s)"
+            f"the first step began {first:.0f} s after the launch (a Dagster backfill waits for the backfill daemon's "
+            f"look, every 30 s; then the run queue's, every second), the last ended {work:.0f} s after it (all "
+            f"settled, as the launch reports it: {elapsed:.0f} s)"
         )
         print_step_costs(history, len(hours), cpu)
         problems += partition_problems(instance, INGEST_ASSETS, partitions, status, relaunched)
