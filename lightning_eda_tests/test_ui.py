@@ -197,42 +197,6 @@ def test_ui_reports_the_materialized_partition(ui, ingest_run):
     assert metadata.get("flashes") == FLASHES_2018, metadata
 
 
-RUNS_BY_TAG = """
-query Runs($key: String!, $value: String!) {
-  runsOrError(filter: {tags: [{key: $key, value: $value}]}) {
-    ... on Runs { results { runId status jobName tags { key value } } }
-  }
-}
-"""
-
-
-def test_a_terminal_backfill_on_the_deployment_queues_batched_runs(ui, s3, tmp_path):
-    """`lightning-eda backfill --deployment URL` queues one `ingest_hour` run per batch of hours (here two hours in
-    one run) through the webserver, waits for it, and each hour shows as its own materialization."""
-    hours = [datetime(2018, 7, 2, 6), datetime(2018, 7, 2, 7)]
-    for hour in hours:
-        for second in (0, 20):
-            start = hour + timedelta(minutes=10, seconds=second)
-            name = lcfa_factory.lcfa_name("G16", start)
-            s3.put_granule(BUCKET, lcfa_factory.write_lcfa(tmp_path / name, start=start, platform="G16"))
-    command = [str(Path(sys.executable).with_name("lightning-eda")), "backfill", "--deployment", ui.url]
-    command += ["--start", "2018-07-02T06", "--end", "2018-07-02T07"]
-    env = {**ui.env, "DAGSTER_HOME": str(ui.home), "LIGHTNING_EDA_HOURS_PER_RUN": "2"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
-    assert done.returncode == 0, done.stdout + done.stderr
-    launch_id = re.search(r"lightning_eda/launch=(\w+)", done.stdout).group(1)
-    (run,) = ui.graphql(RUNS_BY_TAG, {"key": "lightning_eda/launch", "value": launch_id})["runsOrError"]["results"]
-    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
-    assert (run["jobName"], run["status"]) == (INGEST_JOB, "SUCCESS"), run_errors(ui, run["runId"])
-    partitions = [hour.strftime("%Y-%m-%d-%H:%M") for hour in hours]
-    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == tuple(partitions)
-    nodes = ui.graphql(LATEST_MATERIALIZATION, {"partitions": partitions})["assetNodes"]
-    (load,) = [n["latestMaterializationByPartition"] for n in nodes if n["assetKey"]["path"] == ["load"]]
-    assert [(event["partition"], event["runId"]) for event in load] == [(p, run["runId"]) for p in partitions]
-    flashes = [{e["label"]: e.get("intValue") for e in event["metadataEntries"]}["flashes"] for event in load]
-    assert flashes == [2 * len(lcfa_factory.sample_tables()["flashes"]["flash_id"])] * 2
-
-
 # --- Chromium -----------------------------------------------------------------------------------------------------
 
 
@@ -273,3 +237,42 @@ def test_materialized_asset_page(ui, browser, ingest_run, tmp_path):
     wait_for_texts(browser, ["load", PARTITION, str(FLASHES_2018)], timeout=60)
     wait_until_still(browser)
     _save_screenshot(browser, tmp_path, "load_asset.png")
+
+
+# --- a backfill from a terminal ---------------------------------------------------------------------------------
+RUNS_BY_TAG = """
+query Runs($key: String!, $value: String!) {
+  runsOrError(filter: {tags: [{key: $key, value: $value}]}) {
+    ... on Runs { results { runId status jobName tags { key value } } }
+  }
+}
+"""
+
+
+def test_a_terminal_backfill_on_the_deployment_queues_batched_runs(ui, s3, tmp_path):
+    """Last in the module: its hours become the assets' latest materializations, which the pages above show.
+
+    `lightning-eda backfill --deployment URL` queues one `ingest_hour` run per batch of hours (here two hours in
+    one run) through the webserver, waits for it, and each hour shows as its own materialization."""
+    hours = [datetime(2018, 7, 2, 6), datetime(2018, 7, 2, 7)]
+    for hour in hours:
+        for second in (0, 20):
+            start = hour + timedelta(minutes=10, seconds=second)
+            name = lcfa_factory.lcfa_name("G16", start)
+            s3.put_granule(BUCKET, lcfa_factory.write_lcfa(tmp_path / name, start=start, platform="G16"))
+    command = [str(Path(sys.executable).with_name("lightning-eda")), "backfill", "--deployment", ui.url]
+    command += ["--start", "2018-07-02T06", "--end", "2018-07-02T07"]
+    env = {**ui.env, "DAGSTER_HOME": str(ui.home), "LIGHTNING_EDA_HOURS_PER_RUN": "2"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    launch_id = re.search(r"lightning_eda/launch=(\w+)", done.stdout).group(1)
+    (run,) = ui.graphql(RUNS_BY_TAG, {"key": "lightning_eda/launch", "value": launch_id})["runsOrError"]["results"]
+    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+    assert (run["jobName"], run["status"]) == (INGEST_JOB, "SUCCESS"), run_errors(ui, run["runId"])
+    partitions = [hour.strftime("%Y-%m-%d-%H:%M") for hour in hours]
+    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == tuple(partitions)
+    nodes = ui.graphql(LATEST_MATERIALIZATION, {"partitions": partitions})["assetNodes"]
+    (load,) = [n["latestMaterializationByPartition"] for n in nodes if n["assetKey"]["path"] == ["load"]]
+    assert [(event["partition"], event["runId"]) for event in load] == [(p, run["runId"]) for p in partitions]
+    flashes = [{e["label"]: e.get("intValue") for e in event["metadataEntries"]}["flashes"] for event in load]
+    assert flashes == [2 * len(lcfa_factory.sample_tables()["flashes"]["flash_id"])] * 2
