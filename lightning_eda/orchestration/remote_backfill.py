@@ -58,6 +58,18 @@ def _root_cause(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+JOB_LOCATIONS_QUERY = gql(
+    """
+query JobLocations {
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection { nodes { name location { name } jobs { name } } }
+    ... on PythonError { message }
+  }
+}"""
+)
+
+
 @dataclass(frozen=True)
 class Batch:
     """Consecutive hours that one run ingests."""
@@ -122,14 +134,37 @@ class Deployment:
         endpoint = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/graphql"
         self._queries = Client(transport=RequestsHTTPTransport(url=endpoint, timeout=timeout))
 
+    def job_location(self) -> tuple[str, str]:
+        """The code location and repository serving ``ingest_hour`` (asked once, not before every run)."""
+        try:
+            result = self._queries.execute(JOB_LOCATIONS_QUERY)["repositoriesOrError"]
+        except (TransportError, RequestException) as exc:
+            raise LaunchError(_root_cause(exc)) from exc
+        if result["__typename"] != "RepositoryConnection":
+            raise LaunchError(f"the webserver could not list its code locations: {result.get('message', result)}")
+        found = [
+            (node["location"]["name"], node["name"])
+            for node in result["nodes"]
+            if any(job["name"] == INGEST_JOB for job in node["jobs"])
+        ]
+        if len(found) != 1:
+            where = "no code location" if not found else f"{len(found)} code locations"
+            raise LaunchError(f"{where} with the job {INGEST_JOB}: is this lightning_eda's webserver?")
+        return found[0]
+
     def launch(self, batches: Sequence[Batch], launch_id: str | None = None) -> tuple[str, list[str]]:
         """Queue one ``ingest_hour`` run per batch; returns the launch's id and the runs' ids."""
         launch_id = launch_id or uuid.uuid4().hex[:12]
+        location, repository = self.job_location()
         run_ids = []
         for batch in batches:
             tags = {RANGE_START_TAG: batch.start_key, RANGE_END_TAG: batch.end_key, LAUNCH_TAG: launch_id}
             try:
-                run_ids.append(self._client.submit_job_execution(INGEST_JOB, tags=tags))
+                run_ids.append(
+                    self._client.submit_job_execution(
+                        INGEST_JOB, repository_location_name=location, repository_name=repository, tags=tags
+                    )
+                )
             except DagsterGraphQLClientError as exc:
                 queued = f" ({len(run_ids)} runs queued before it, tagged {LAUNCH_TAG}={launch_id})" if run_ids else ""
                 raise LaunchError(f"{batch}: {_root_cause(exc)}{queued}") from exc
