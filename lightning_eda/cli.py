@@ -353,12 +353,12 @@ def deployment_backfill(url: str, hours: list[datetime], per_run: int, *, wait: 
     from lightning_eda.orchestration import remote_backfill
 
     try:
-        deployment = remote_backfill.Deployment(url)
+        webserver = remote_backfill.Webserver(url)
     except ValueError as exc:
         return _fail(str(exc), 2)
     batches = remote_backfill.hour_batches(hours, per_run)
     try:
-        launch_id, run_ids = deployment.launch(batches)
+        launch_id, run_ids = webserver.launch(batches)
     except remote_backfill.LaunchError as exc:
         return _fail(f"could not launch on the deployment at {url}: {exc}", 1)
     print(
@@ -379,7 +379,7 @@ def deployment_backfill(url: str, hours: list[datetime], per_run: int, *, wait: 
                 seen[state.batch] = f"{state.run_id}:{state.status}"
                 print(f"{state.batch} run {state.run_id[:8]} {state.status}", flush=True)
 
-    states = deployment.wait(launch_id, len(batches), progress=progress)
+    states = webserver.wait(launch_id, len(batches), progress=progress)
     failed = [s for s in states if s.status != "SUCCESS"]
     if failed:
         names = ", ".join(f"{s.batch} ({s.status.lower()}, run {s.run_id[:8]})" for s in failed)

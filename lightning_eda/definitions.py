@@ -12,7 +12,15 @@ from lightning_eda.orchestration.assets.preprocessor import preprocessor
 from lightning_eda.orchestration.assets.tracking import storm_tracks
 from lightning_eda.orchestration.automation import build_ingest_automation_sensor
 from lightning_eda.orchestration.checks import all_checks, load_checks
-from lightning_eda.orchestration.constants import CLUSTERING, DENSITY, EVALUATORS, INGESTOR, PREPROCESSOR, STORM_TRACKS
+from lightning_eda.orchestration.constants import (
+    CLUSTERING,
+    DENSITY,
+    EVALUATORS,
+    INGEST_JOB,
+    INGESTOR,
+    PREPROCESSOR,
+    STORM_TRACKS,
+)
 from lightning_eda.orchestration.executors import executor_from_env
 from lightning_eda.orchestration.freshness import build_freshness
 from lightning_eda.orchestration.resources import resources_from_env
@@ -35,7 +43,7 @@ clustering_assets = [
 ]
 
 ingest_job = define_asset_job(
-    "ingest_hour",
+    INGEST_JOB,
     selection=AssetSelection.groups(INGESTOR),
     description="Extract, transform and load one hour of GLM granules.",
 )

@@ -7,6 +7,9 @@ EVALUATORS = "evaluators"
 DENSITY = "density"
 STORM_TRACKS = "storm_tracks"
 
+# The job of one hour's (or a batch's) ingest: what the schedule runs and `lightning-eda backfill --deployment` queues.
+INGEST_JOB = "ingest_hour"
+
 # The clustering assets share one set of files (store/analysis/): their steps run in this pool, whose limit (1, set in
 # dagster.yaml) makes two clustering runs take turns. Hour partitions need no pool: each writes its own folder.
 ANALYSIS_POOL = "analysis"

@@ -26,9 +26,9 @@ from gql.transport.exceptions import TransportError
 from gql.transport.requests import RequestsHTTPTransport
 from requests.exceptions import RequestException
 
+from lightning_eda.orchestration.constants import INGEST_JOB
 from lightning_eda.orchestration.partitions import partition_key_for_hour
 
-INGEST_JOB = "ingest_hour"  # definitions.ingest_job's name: the three ingest assets and their load checks
 LAUNCH_TAG = "lightning_eda/launch"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -116,8 +116,8 @@ class BatchState:
     settled: bool
 
 
-class Deployment:
-    """The webserver of a running deployment (``http://host:3000``, a path prefix allowed)."""
+class Webserver:
+    """A running deployment's webserver (``http://host:3000``, a path prefix allowed), spoken to over GraphQL."""
 
     def __init__(self, url: str, timeout: int = 60) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
