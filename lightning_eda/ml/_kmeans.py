@@ -65,6 +65,14 @@ _RUN_MIN_PAIRS = 256
 _PRUNE_K = 24
 _PRUNE_ROWS = 256
 
+#: Seeding on a subsample (:func:`_kmeans_subsampled`): each of the ``n_init`` attempts seeds and runs Lloyd on a
+#: random ``_SUBSAMPLE_PER_CLUSTER * k`` points when the data hold at least ``_SUBSAMPLE_MIN_FACTOR`` times as many
+#: and k is below ``_PRUNE_K`` (storm scale, with storms of a few dozen points, was not measured this way).
+_SUBSAMPLE_PER_CLUSTER = 4096
+_SUBSAMPLE_MIN_FACTOR = 4
+_SUBSAMPLE_TRIALS_FACTOR = 1
+_SUBSAMPLE_TOL_FACTOR = 0.1
+
 #: Cluster sums over a chunk go run by run (:meth:`_HamerlyState._sums`) when its labels change less often than once
 #: in this many points.
 _SUM_RUN_MIN = 16
@@ -210,10 +218,15 @@ def _chunks_for(data: _Prepared, k: int) -> list[tuple[int, int]]:
     blocks of the nearest-centre search are bounded separately (:func:`_block_rows`).
     """
     n = data.n_samples
-    n_trials = 2 + int(np.log(k))
+    n_trials = _default_trials(k)
     rows = rows_per_chunk(8 * (data.n_features + n_trials + 8), _CHUNK_BYTES, n)
     rows = min(rows, max(_MIN_CHUNK_ROWS, -(-n // _MIN_CHUNKS)))
     return chunk_bounds(n, rows)
+
+
+def _default_trials(k: int) -> int:
+    """Candidates per greedy k-means++ step, as scikit-learn."""
+    return 2 + int(np.log(k))
 
 
 def _block_rows(data: _Prepared, k: int) -> int:
@@ -353,6 +366,7 @@ def _kmeans_plusplus(
     runner: ChunkRunner,
     boxes: tuple[np.ndarray, np.ndarray] | None = None,
     work: _Workspace | None = None,
+    n_trials: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Choose ``k`` initial centres by greedy k-means++.
 
@@ -360,10 +374,10 @@ def _kmeans_plusplus(
     nearest centre and the squared distance to it, so that the first Lloyd iteration need not search again.
 
     The first centre is drawn uniformly. Each further centre is the best, by resulting potential (sum of squared
-    distances to the nearest centre), of ``2 + int(log(k))`` candidates drawn with probability proportional to the
-    squared distance to the nearest centre chosen so far (Arthur and Vassilvitskii's greedy variant, as in
-    scikit-learn). A running array of those squared distances is kept and lowered after each choice, so nothing is
-    recomputed for the earlier centres.
+    distances to the nearest centre), of ``n_trials`` (default ``2 + int(log(k))``) candidates drawn with
+    probability proportional to the squared distance to the nearest centre chosen so far (Arthur and Vassilvitskii's
+    greedy variant, as in scikit-learn). A running array of those squared distances is kept and lowered after each
+    choice, so nothing is recomputed for the earlier centres.
 
     The points are taken in cells of ``_SEED_CELL_ROWS`` consecutive points (:func:`_seed_cells`), whose potential
     (sum of running distances) and largest running distance are kept. A candidate can lower the running distances of
@@ -382,7 +396,7 @@ def _kmeans_plusplus(
     (:func:`_sample_points`), which avoids a cumulative sum over all points at every step.
     """
     n = data.n_samples
-    n_trials = 2 + int(np.log(k))
+    n_trials = _default_trials(k) if n_trials is None else n_trials
     lows, highs = _chunk_boxes(data, _seed_cells(data)) if boxes is None else boxes
     work = _Workspace(n) if work is None else work
     state = _SeedState(data, work, runner, n_trials)
@@ -883,6 +897,9 @@ def _kmeans_validated(
                 data, np.ascontiguousarray(init - data.mean), max_iter, tol_abs, runner, chunks, work=work
             )
         return _result(data, C, labels, inertia, n_iter)
+    m = _subsample_size(data.n_samples, k)
+    if m is not None:
+        return _kmeans_subsampled(data, k, m, n_init=n_init, max_iter=max_iter, tol_abs=tol_abs, rng=rng)
     boxes = _chunk_boxes(data, _seed_cells(data))
     with ChunkRunner() as runner:
         for run in range(n_init):
@@ -896,6 +913,92 @@ def _kmeans_validated(
                 best = (C, labels, inertia, n_iter)
                 work.keep_labels()  # the next run fills the other label array
     return _result(data, *best)
+
+
+def _subsample_size(n: int, k: int) -> int | None:
+    """Points of the subsample the seeding runs on (:func:`_kmeans_subsampled`), or None to seed on all points."""
+    m = _SUBSAMPLE_PER_CLUSTER * k
+    return m if k < _PRUNE_K and n >= _SUBSAMPLE_MIN_FACTOR * m else None
+
+
+def _subsample(data: _Prepared, ids: np.ndarray) -> _Prepared:
+    """The points ``ids`` (ascending, so still in locality order) as prepared data of their own."""
+    m = ids.size
+    padded = np.zeros((data.padded.shape[0], -(-m // _SEED_CELL_ROWS) * _SEED_CELL_ROWS))
+    padded[:, :m] = data.padded.take(ids, axis=1)
+    XTa = padded[:, :m]
+    return _Prepared(
+        XTa=XTa, padded=padded, mean=data.mean, mean_variance=float(XTa[-1].sum() / (m * (XTa.shape[0] - 2)))
+    )
+
+
+def _assign_all(
+    data: _Prepared, C: np.ndarray, chunks, runner: ChunkRunner, labels: np.ndarray, sq_distances: np.ndarray
+) -> float:
+    """Fill ``labels`` and ``sq_distances`` with every point's nearest centre among ``C`` and the squared distance
+    to it (expanded, clipped at 0); return their sum, the inertia of ``C`` to rounding."""
+    state = _HamerlyState(data, C.shape[0], chunks, _Workspace(0))
+    state.set_centres(C)
+
+    def assign(i: int) -> float:
+        start, stop = chunks[i]
+        labels[start:stop], first, _ = state.nearest(slice(start, stop))
+        np.square(first, out=sq_distances[start:stop])
+        return float(sq_distances[start:stop].sum())
+
+    return float(np.sum(runner.map(assign, len(chunks), parallel=state.parallel)))
+
+
+def _kmeans_subsampled(
+    data: _Prepared, k: int, m: int, *, n_init: int, max_iter: int, tol_abs: float, rng: np.random.Generator
+) -> KMeansResult:
+    """Best of ``n_init`` attempts seeded and converged on a random subsample, then Lloyd on all points from it.
+
+    Each attempt runs greedy k-means++ and Lloyd to convergence on the same ``m`` random points (the seeding costs
+    ``m / n`` of a full one); one pass over all points gives each attempt's inertia on the full data, and Lloyd on
+    all points, to the same stopping rule as :func:`_kmeans_validated`'s runs, continues from the best attempt's
+    centres and that pass's assignment. ``n_iter`` counts the full-data iterations.
+    """
+    n = data.n_samples
+    sub = _subsample(data, np.sort(rng.choice(n, m, replace=False)))
+    sub_chunks, chunks = _chunks_for(sub, k), _chunks_for(data, k)
+    sub_boxes = _chunk_boxes(sub, _seed_cells(sub))
+    sub_work = _Workspace(m)
+    best = None
+    labels, sq_distances = np.empty(n, dtype=np.intp), np.empty(n)
+    with ChunkRunner() as runner:
+        for run in range(n_init):
+            chosen, seed_labels, seed_sq = _kmeans_plusplus(
+                sub, k, rng, runner, sub_boxes, sub_work, n_trials=_SUBSAMPLE_TRIALS_FACTOR * _default_trials(k)
+            )
+            C, _, _, sub_iter = _lloyd_hamerly(
+                sub,
+                np.ascontiguousarray(sub.points(chosen)),
+                max_iter,
+                tol_abs * _SUBSAMPLE_TOL_FACTOR,
+                runner,
+                sub_chunks,
+                seeded=(seed_labels, seed_sq),
+                work=sub_work,
+            )
+            inertia = _assign_all(data, C, chunks, runner, labels, sq_distances)
+            logger.debug(
+                "k-means subsample attempt %d/%d: k=%d inertia=%.6g sub_iter=%d", run + 1, n_init, k, inertia, sub_iter
+            )
+            if best is None or inertia < best[0]:
+                if best is None:
+                    best = [inertia, C, labels, sq_distances]
+                    labels, sq_distances = np.empty(n, dtype=np.intp), np.empty(n)
+                else:
+                    best[0], best[1] = inertia, C
+                    best[2], labels = labels, best[2]
+                    best[3], sq_distances = sq_distances, best[3]
+        _, C, best_labels, best_sq = best
+        work = _Workspace(n)
+        C, labels, inertia, n_iter = _lloyd_hamerly(
+            data, C, max_iter, tol_abs, runner, chunks, seeded=(best_labels, best_sq), work=work
+        )
+    return _result(data, C, labels, inertia, n_iter)
 
 
 def _result(data: _Prepared, C: np.ndarray, labels: np.ndarray, inertia: float, n_iter: int) -> KMeansResult:
