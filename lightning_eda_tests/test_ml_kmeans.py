@@ -564,3 +564,103 @@ def test_cluster_sums_run_by_run_give_plain_lloyd(monkeypatch, run_min):
     assert counts.dtype == np.intp
     expected = np.stack([np.bincount(labels, weights=data.XTa[j], minlength=8) for j in range(2)], axis=1)
     np.testing.assert_allclose(sums, expected, rtol=1e-12, atol=1e-9)
+
+
+# --- seeding on a subsample (few clusters, many points) -------------------------------------------------------------
+
+
+def test_subsample_gate_keeps_storm_scale_and_small_data_on_all_points():
+    per = km_module._SUBSAMPLE_PER_CLUSTER
+    assert km_module._subsample_size(400_000, 8) == 8 * per  # the k = 8 benchmark
+    assert km_module._subsample_size(km_module._SUBSAMPLE_MIN_FACTOR * 8 * per, 8) == 8 * per
+    assert km_module._subsample_size(km_module._SUBSAMPLE_MIN_FACTOR * 8 * per - 1, 8) is None
+    assert km_module._subsample_size(44_000, 8) is None
+    for n, k in [(44_000, 150), (1_000_000, 150), (1_000_000, 1000), (10**8, km_module._PRUNE_K)]:
+        assert km_module._subsample_size(n, k) is None, (n, k)
+
+
+def seeding_sizes(monkeypatch) -> list[int]:
+    """Record the number of points each k-means++ seeding runs on."""
+    sizes = []
+    seed = km_module._kmeans_plusplus
+
+    def recording(data, *args, **kwargs):
+        sizes.append(data.n_samples)
+        return seed(data, *args, **kwargs)
+
+    monkeypatch.setattr(km_module, "_kmeans_plusplus", recording)
+    return sizes
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_subsampled_runs_end_in_a_converged_lloyd_on_all_points(monkeypatch, seed):
+    # With tol=0 Lloyd stops only when no label changes: the centroids must be the means of all the points labelled
+    # with them and one more Lloyd iteration changes nothing. Centres converged on the subsample alone would not be.
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 400)
+    sizes = seeding_sizes(monkeypatch)
+    X = flash_like(20_000, k=6, seed=seed, max_spread=0.8)
+    result = kmeans(X, 6, n_init=3, seed=seed, tol=0.0)
+    assert sizes == [2400, 2400, 2400]
+    assert_sound(X, result, 6)
+    means = np.stack([X[result.labels == j].mean(axis=0) for j in range(6)])
+    np.testing.assert_allclose(result.centroids, means, rtol=1e-12, atol=1e-12)
+    ref_C, ref_labels, _, ref_n_iter = lloyd_reference(X, result.centroids, 300, 0.0)
+    assert ref_n_iter <= 2  # the reference sees "no label changed" on its second iteration
+    np.testing.assert_array_equal(ref_labels, result.labels)
+    np.testing.assert_allclose(ref_C, result.centroids, rtol=1e-12, atol=1e-12)
+
+
+def test_subsampled_runs_stop_on_the_full_data_tolerance(monkeypatch):
+    # At the default tol the run from the chosen attempt stops as plain Lloyd from the same start would: its last
+    # centre shift, on all points, within tol times the data's mean variance.
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 400)
+    X = flash_like(20_000, k=6, seed=3, max_spread=0.8)
+    starts = []
+    lloyd = km_module._lloyd_hamerly
+
+    def recording(data, centres, *args, **kwargs):
+        starts.append((data.n_samples, centres + data.mean))
+        return lloyd(data, centres, *args, **kwargs)
+
+    monkeypatch.setattr(km_module, "_lloyd_hamerly", recording)
+    result = kmeans(X, 6, n_init=2, seed=3)
+    n, start = starts[-1]
+    assert n == len(X) and [size for size, _ in starts[:-1]] == [2400, 2400]
+    ref_C, ref_labels, _, ref_n_iter = lloyd_reference(X, start, 300, 1e-4 * X.var(axis=0).mean())
+    np.testing.assert_array_equal(result.labels, ref_labels)
+    np.testing.assert_allclose(result.centroids, ref_C, rtol=1e-10, atol=1e-10)
+    assert result.n_iter == ref_n_iter
+
+
+def test_subsampled_runs_are_deterministic_for_a_seed(monkeypatch):
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 400)
+    X = flash_like(20_000, k=6, seed=4, max_spread=0.8)
+    a, b = kmeans(X, 6, n_init=3, seed=9), kmeans(X, 6, n_init=3, seed=9)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centroids, b.centroids)
+    assert (a.inertia, a.n_iter) == (b.inertia, b.n_iter)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_subsampled_runs_match_sklearn_inertia(monkeypatch, seed):
+    # The data of test_inertia_matches_sklearn, on 20,000 points, seeded on subsamples of 2,400.
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 400)
+    sizes = seeding_sizes(monkeypatch)
+    X = flash_like(20_000, k=6, seed=seed, max_spread=0.8)
+    ours = kmeans(X, 6, n_init=10, seed=seed)
+    theirs = KMeans(n_clusters=6, init="k-means++", n_init=10, random_state=seed).fit(X)
+    assert sizes == [2400] * 10
+    assert ours.inertia <= 1.001 * theirs.inertia_
+
+
+def test_assign_all_finds_each_points_nearest_centre_and_the_inertia():
+    X = flash_like(9000, k=5, seed=8, max_spread=0.5)
+    data = km_module._prepare(X)
+    C = data.points(np.random.default_rng(0).choice(len(X), 5, replace=False)).copy()
+    labels, sq = np.empty(len(X), dtype=np.intp), np.empty(len(X))
+    with ChunkRunner() as runner:
+        total = km_module._assign_all(data, C, km_module._chunks_for(data, 5), runner, labels, sq)
+    d2 = ((data.points(slice(None))[:, None] - C[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(labels, d2.argmin(1))
+    np.testing.assert_allclose(sq, d2.min(1), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(total, d2.min(1).sum(), rtol=1e-10)
