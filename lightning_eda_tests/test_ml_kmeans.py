@@ -595,12 +595,14 @@ def seeding_sizes(monkeypatch) -> list[int]:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_subsampled_runs_end_in_a_converged_lloyd_on_all_points(monkeypatch, seed):
     # With tol=0 Lloyd stops only when no label changes: the centroids must be the means of all the points labelled
-    # with them and one more Lloyd iteration changes nothing. Centres converged on the subsample alone would not be.
-    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 400)
+    # with them and one more Lloyd iteration changes nothing. Uniform points and a subsample of 100 points per
+    # cluster leave the attempts' centres far from that (about 30 more iterations on all points).
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 100)
     sizes = seeding_sizes(monkeypatch)
-    X = flash_like(20_000, k=6, seed=seed, max_spread=0.8)
+    X = np.random.default_rng(seed).uniform(0, 1, (20_000, 2))
     result = kmeans(X, 6, n_init=3, seed=seed, tol=0.0)
-    assert sizes == [2400, 2400, 2400]
+    assert sizes == [600, 600, 600]
+    assert result.n_iter > 5
     assert_sound(X, result, 6)
     means = np.stack([X[result.labels == j].mean(axis=0) for j in range(6)])
     np.testing.assert_allclose(result.centroids, means, rtol=1e-12, atol=1e-12)
@@ -611,10 +613,10 @@ def test_subsampled_runs_end_in_a_converged_lloyd_on_all_points(monkeypatch, see
 
 
 def test_subsampled_runs_stop_on_the_full_data_tolerance(monkeypatch):
-    # At the default tol the run from the chosen attempt stops as plain Lloyd from the same start would: its last
-    # centre shift, on all points, within tol times the data's mean variance.
-    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 400)
-    X = flash_like(20_000, k=6, seed=3, max_spread=0.8)
+    # At the default tol the run from the chosen attempt's centres makes plain Lloyd's iterates on all points, to
+    # the stopping rule on the full data's variance (uniform points: several iterations).
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 100)
+    X = np.random.default_rng(3).uniform(0, 1, (20_000, 2))
     starts = []
     lloyd = km_module._lloyd_hamerly
 
@@ -625,8 +627,9 @@ def test_subsampled_runs_stop_on_the_full_data_tolerance(monkeypatch):
     monkeypatch.setattr(km_module, "_lloyd_hamerly", recording)
     result = kmeans(X, 6, n_init=2, seed=3)
     n, start = starts[-1]
-    assert n == len(X) and [size for size, _ in starts[:-1]] == [2400, 2400]
+    assert n == len(X) and [size for size, _ in starts[:-1]] == [600, 600]
     ref_C, ref_labels, _, ref_n_iter = lloyd_reference(X, start, 300, 1e-4 * X.var(axis=0).mean())
+    assert ref_n_iter > 3
     np.testing.assert_array_equal(result.labels, ref_labels)
     np.testing.assert_allclose(result.centroids, ref_C, rtol=1e-10, atol=1e-10)
     assert result.n_iter == ref_n_iter
