@@ -656,14 +656,25 @@ def test_subsampled_runs_match_sklearn_inertia(monkeypatch, seed):
     assert ours.inertia <= 1.001 * theirs.inertia_
 
 
-def test_assign_all_finds_each_points_nearest_centre_and_the_inertia():
+def test_assign_all_gives_nearest_centres_bounds_and_inertia_that_lloyd_continues_from():
+    # The assignment pass that ranks the attempts fills the labels and Hamerly bounds Lloyd's first pass would: Lloyd
+    # continuing from it makes the same iterates as Lloyd starting from the centres alone.
     X = flash_like(9000, k=5, seed=8, max_spread=0.5)
     data = km_module._prepare(X)
     C = data.points(np.random.default_rng(0).choice(len(X), 5, replace=False)).copy()
-    labels, sq = np.empty(len(X), dtype=np.intp), np.empty(len(X))
+    chunks = km_module._chunks_for(data, 5)
+    work = km_module._Workspace(len(X))
     with ChunkRunner() as runner:
-        total = km_module._assign_all(data, C, km_module._chunks_for(data, 5), runner, labels, sq)
-    d2 = ((data.points(slice(None))[:, None] - C[None]) ** 2).sum(-1)
-    np.testing.assert_array_equal(labels, d2.argmin(1))
-    np.testing.assert_allclose(sq, d2.min(1), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(total, d2.min(1).sum(), rtol=1e-10)
+        total = km_module._assign_all(data, C, chunks, runner, work)
+        d2 = np.sort(((data.points(slice(None))[:, None] - C[None]) ** 2).sum(-1), axis=1)
+        np.testing.assert_array_equal(
+            work.labels, ((data.points(slice(None))[:, None] - C[None]) ** 2).sum(-1).argmin(1)
+        )
+        np.testing.assert_allclose(work.upper**2, d2[:, 0], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(work.lower**2, d2[:, 1], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(total, d2[:, 0].sum(), rtol=1e-10)
+        continued = km_module._lloyd_hamerly(data, C, 300, 0.0, runner, chunks, work=work, assigned=True)
+        continued = [np.array(value, copy=True) for value in continued]
+        fresh = km_module._lloyd_hamerly(data, C, 300, 0.0, runner, chunks)
+    for a, b in zip(continued, fresh, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -216,8 +216,8 @@ def _locality_order(points: np.ndarray, min_rows: int) -> np.ndarray | None:
     return np.argsort(key)
 
 
-def _chunks_for(data: _Prepared, k: int) -> list[tuple[int, int]]:
-    """Row chunks for the passes over the points.
+def _chunks_for(data: _Prepared, k: int, min_chunks: int = _MIN_CHUNKS) -> list[tuple[int, int]]:
+    """Row chunks for the passes over the points, at least ``min_chunks`` of them when there are enough points.
 
     A chunk's temporaries are a few float64 vectors per point plus one row per k-means++ candidate; the distance
     blocks of the nearest-centre search are bounded separately (:func:`_block_rows`).
@@ -225,7 +225,7 @@ def _chunks_for(data: _Prepared, k: int) -> list[tuple[int, int]]:
     n = data.n_samples
     n_trials = 2 + int(np.log(k))
     rows = rows_per_chunk(8 * (data.n_features + n_trials + 8), _CHUNK_BYTES, n)
-    rows = min(rows, max(_MIN_CHUNK_ROWS, -(-n // _MIN_CHUNKS)))
+    rows = min(rows, max(_MIN_CHUNK_ROWS, -(-n // min_chunks)))
     return chunk_bounds(n, rows)
 
 
@@ -807,12 +807,14 @@ def _lloyd_hamerly(
     chunks,
     seeded: tuple[np.ndarray, np.ndarray] | None = None,
     work: _Workspace | None = None,
+    assigned: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Run Lloyd's algorithm from ``centres`` (centred coordinates); return centres, labels, inertia, iterations.
 
     Points, labels and ``seeded`` are in the prepared (locality) order. ``seeded``, when given, is each point's
     nearest centre among ``centres`` and the squared distance to it (what :func:`_kmeans_plusplus` returns), which
-    spares the first iteration its search. The labels returned are ``work.labels`` when ``work`` is given.
+    spares the first iteration its search; so does ``assigned``, when ``work`` already holds the labels and bounds of
+    ``centres`` (:func:`_assign_all`). The labels returned are ``work.labels`` when ``work`` is given.
 
     Each iteration assigns every point to its nearest centre and moves each centre to the mean of its points; Hamerly's
     bounds skip the distance computations for points whose assignment provably cannot change, so the iterates are
@@ -825,6 +827,7 @@ def _lloyd_hamerly(
     state.set_centres(centres.copy())
     if seeded is not None:
         state.seed_assignment(*seeded)
+    state.seeded |= assigned
     sums = counts = None
     strict = False
     n_iter = 0
@@ -932,22 +935,20 @@ def _subsample(data: _Prepared, ids: np.ndarray) -> _Prepared:
     return _Prepared(XTa=XTa, padded=padded, mean=data.mean, mean_variance=data.mean_variance)
 
 
-def _assign_all(
-    data: _Prepared, C: np.ndarray, chunks, runner: ChunkRunner, labels: np.ndarray, sq_distances: np.ndarray
-) -> float:
-    """Each point's nearest centre among ``C`` into ``labels``, the squared distance to it into ``sq_distances``.
+def _assign_all(data: _Prepared, C: np.ndarray, chunks, runner: ChunkRunner, work: _Workspace) -> float:
+    """Each point's nearest centre among ``C`` and Hamerly's bounds into ``work``, as Lloyd's first pass finds them.
 
-    Returns their sum, the inertia of ``C`` up to the rounding of the expanded distances: enough to rank attempts,
-    and the assignment spares the Lloyd run continuing from ``C`` its first search.
+    Returns the sum of the squared distances to the nearest centres, the inertia of ``C`` up to the rounding of the
+    expanded distances: enough to rank attempts. :func:`_lloyd_hamerly` continues from ``work`` (``assigned``).
     """
-    state = _HamerlyState(data, C.shape[0], chunks, _Workspace(0))
+    state = _HamerlyState(data, C.shape[0], chunks, work)
     state.set_centres(C)
 
     def assign(i: int) -> float:
         start, stop = chunks[i]
-        labels[start:stop], first, _ = state.nearest(slice(start, stop))
-        np.square(first, out=sq_distances[start:stop])
-        return float(sq_distances[start:stop].sum())
+        cols = slice(start, stop)
+        state.labels[cols], state.upper[cols], state.lower[cols] = state.nearest(cols)
+        return float(np.dot(state.upper[cols], state.upper[cols]))
 
     return float(np.sum(runner.map(assign, len(chunks), parallel=state.parallel)))
 
@@ -966,7 +967,8 @@ def _kmeans_subsampled(
     """
     n = data.n_samples
     sub = _subsample(data, np.sort(rng.choice(n, m, replace=False)))
-    sub_chunks, chunks = _chunks_for(sub, k), _chunks_for(data, k)
+    # the subsample's passes always run in the calling thread: chunks as large as the cache budget allows
+    sub_chunks, chunks = _chunks_for(sub, k, min_chunks=1), _chunks_for(data, k)
     sub_boxes = _chunk_boxes(sub, _seed_cells(sub))
     sub_work = _Workspace(m)
     attempts = []  # (subsample inertia, centres)
@@ -994,18 +996,14 @@ def _kmeans_subsampled(
             attempts.append((sub_inertia, C))
         lowest = min(inertia for inertia, _ in attempts)
         close = [C for inertia, C in attempts if inertia <= (1.0 + _SUBSAMPLE_SCREEN) * lowest]
-        work = _Workspace(n)
-        if len(close) == 1:  # Lloyd's first pass finds the nearest centres
-            result = _lloyd_hamerly(data, close[0], max_iter, tol_abs, runner, chunks, work=work)
-            return _result(data, *result)
         best = None
         for C in close:
-            labels, sq_distances = np.empty(n, dtype=np.intp), np.empty(n)
-            inertia = _assign_all(data, C, chunks, runner, labels, sq_distances)
+            work = _Workspace(n)
+            inertia = _assign_all(data, C, chunks, runner, work)
             if best is None or inertia < best[0]:
-                best = (inertia, C, labels, sq_distances)
-        _, C, best_labels, best_sq = best
-        result = _lloyd_hamerly(data, C, max_iter, tol_abs, runner, chunks, seeded=(best_labels, best_sq), work=work)
+                best = (inertia, C, work)
+        _, C, work = best
+        result = _lloyd_hamerly(data, C, max_iter, tol_abs, runner, chunks, work=work, assigned=True)
     return _result(data, *result)
 
 
