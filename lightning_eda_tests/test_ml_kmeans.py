@@ -448,10 +448,15 @@ def test_elbow_sweep_validates():
         elbow_sweep(X, [2, 6])
 
 
-def test_kmeans_sweep_equals_kmeans_of_each_k_on_many_points():
+@pytest.mark.parametrize("per_cluster", [km_module._SUBSAMPLE_PER_CLUSTER, 400])
+def test_kmeans_sweep_equals_kmeans_of_each_k_on_many_points(monkeypatch, per_cluster):
     # Above one leaf of the locality order (4,096 points) the points are reordered internally; the labels come back
-    # in the caller's order and each k equals its own kmeans() call.
+    # in the caller's order and each k equals its own kmeans() call. With 400 points per cluster k = 3 and 12 are
+    # seeded on subsamples (their points left in the given order) and k = 20 on all points (in locality order).
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", per_cluster)
     X = flash_like(30_000, k=12, seed=4, max_spread=0.4)
+    assert (km_module._subsample_size(len(X), 12) is None) == (per_cluster != 400)
+    assert km_module._subsample_size(len(X), 20) is None
     fits = kmeans_sweep(X, [3, 12, 20], n_init=2, seed=1)
     assert list(fits) == [3, 12, 20]
     for k, result in fits.items():

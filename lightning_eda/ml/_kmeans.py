@@ -159,8 +159,12 @@ class _Prepared:
         return self.XTa[:-2, ids].T
 
 
-def _prepare(X: np.ndarray) -> _Prepared:
+def _prepare(X: np.ndarray, ordered: bool = True) -> _Prepared:
     """Centre validated points, put them in a locality order and precompute what every k-means run needs.
+
+    ``ordered=False`` keeps the given order, for runs seeded on a subsample (:func:`_kmeans_subsampled`), which
+    orders only the subsample: below ``_PRUNE_K`` clusters the passes over all points do not need the order, and
+    the sort is a third of the preparation (9 ms of 15 at n = 400,000).
 
     The work is done on the transposed copy (one contiguous row per feature): NumPy's reductions and gathers along
     the rows of a narrow (n, d) array are several times slower (measured at n = 400,000, d = 2: 30 ms for
@@ -173,7 +177,7 @@ def _prepare(X: np.ndarray) -> _Prepared:
     np.copyto(points, X.T)
     mean = points.mean(axis=1)
     points -= mean[:, None]
-    order = _locality_order(points, min_rows=_MIN_CHUNK_ROWS)
+    order = _locality_order(points, min_rows=_MIN_CHUNK_ROWS) if ordered else None
     if order is not None:
         for row in points:
             row[:] = row.take(order)
@@ -924,12 +928,15 @@ def _subsample_size(n: int, k: int) -> int | None:
 
 
 def _subsample(data: _Prepared, ids: np.ndarray) -> _Prepared:
-    """The points ``ids`` (ascending, so still in locality order) as prepared data of their own.
+    """The points ``ids``, put in their own locality order, as prepared data of their own.
 
     Centred on the full data's mean, whose ``mean_variance`` they keep: the tolerance stays the full data's.
     """
-    m = ids.size
-    padded = np.zeros((data.padded.shape[0], -(-m // _SEED_CELL_ROWS) * _SEED_CELL_ROWS))
+    m, d = ids.size, data.n_features
+    order = _locality_order(data.XTa[:d].take(ids, axis=1), min_rows=_MIN_CHUNK_ROWS)
+    if order is not None:
+        ids = ids.take(order)
+    padded = np.zeros((d + 2, -(-m // _SEED_CELL_ROWS) * _SEED_CELL_ROWS))
     padded[:, :m] = data.padded.take(ids, axis=1)
     XTa = padded[:, :m]
     return _Prepared(XTa=XTa, padded=padded, mean=data.mean, mean_variance=data.mean_variance)
@@ -1103,7 +1110,8 @@ def kmeans(
         if init.shape != (k, X.shape[1]):
             raise ValueError(f"init has shape {init.shape}; expected (k, n_features) = {(k, X.shape[1])}")
     rng = np.random.default_rng(seed)
-    return _kmeans_validated(_prepare(X), k, n_init=n_init, max_iter=max_iter, tol=tol, rng=rng, init=init)
+    data = _prepare(X, ordered=init is not None or _subsample_size(X.shape[0], k) is None)
+    return _kmeans_validated(data, k, n_init=n_init, max_iter=max_iter, tol=tol, rng=rng, init=init)
 
 
 _KMEANS_OPTIONS = ("n_init", "max_iter", "tol", "seed")
@@ -1129,8 +1137,12 @@ def _sweep(X, ks, kmeans_kwargs: dict):
     )
     seed = kmeans_kwargs.get("seed")
     _check_k(X, max(ks))
-    data = _prepare(X)
+    prepared = {}  # by whether the points are put in locality order, as kmeans() prepares them for each k
     for k in ks:
+        ordered = _subsample_size(X.shape[0], k) is None
+        if ordered not in prepared:
+            prepared[ordered] = _prepare(X, ordered=ordered)
+        data = prepared[ordered]
         yield k, _kmeans_validated(data, k, n_init=n_init, max_iter=max_iter, tol=tol, rng=np.random.default_rng(seed))
 
 
