@@ -448,10 +448,15 @@ def test_elbow_sweep_validates():
         elbow_sweep(X, [2, 6])
 
 
-def test_kmeans_sweep_equals_kmeans_of_each_k_on_many_points():
+@pytest.mark.parametrize("per_cluster", [km_module._SUBSAMPLE_PER_CLUSTER, 400])
+def test_kmeans_sweep_equals_kmeans_of_each_k_on_many_points(monkeypatch, per_cluster):
     # Above one leaf of the locality order (4,096 points) the points are reordered internally; the labels come back
-    # in the caller's order and each k equals its own kmeans() call.
+    # in the caller's order and each k equals its own kmeans() call. With 400 points per cluster k = 3 and 12 are
+    # seeded on subsamples (their points left in the given order) and k = 20 on all points (in locality order).
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", per_cluster)
     X = flash_like(30_000, k=12, seed=4, max_spread=0.4)
+    assert (km_module._subsample_size(len(X), 12) is None) == (per_cluster != 400)
+    assert km_module._subsample_size(len(X), 20) is None
     fits = kmeans_sweep(X, [3, 12, 20], n_init=2, seed=1)
     assert list(fits) == [3, 12, 20]
     for k, result in fits.items():
@@ -564,3 +569,117 @@ def test_cluster_sums_run_by_run_give_plain_lloyd(monkeypatch, run_min):
     assert counts.dtype == np.intp
     expected = np.stack([np.bincount(labels, weights=data.XTa[j], minlength=8) for j in range(2)], axis=1)
     np.testing.assert_allclose(sums, expected, rtol=1e-12, atol=1e-9)
+
+
+# --- seeding on a subsample (few clusters, many points) -------------------------------------------------------------
+
+
+def test_subsample_gate_keeps_storm_scale_and_small_data_on_all_points():
+    per = km_module._SUBSAMPLE_PER_CLUSTER
+    assert km_module._subsample_size(400_000, 8) == 8 * per  # the k = 8 benchmark
+    assert km_module._subsample_size(km_module._SUBSAMPLE_MIN_FACTOR * 8 * per, 8) == 8 * per
+    assert km_module._subsample_size(km_module._SUBSAMPLE_MIN_FACTOR * 8 * per - 1, 8) is None
+    assert km_module._subsample_size(44_000, 8) is None
+    for n, k in [(44_000, 150), (1_000_000, 150), (1_000_000, 1000), (10**8, km_module._PRUNE_K)]:
+        assert km_module._subsample_size(n, k) is None, (n, k)
+
+
+def seeding_sizes(monkeypatch) -> list[int]:
+    """Record the number of points each k-means++ seeding runs on."""
+    sizes = []
+    seed = km_module._kmeans_plusplus
+
+    def recording(data, *args, **kwargs):
+        sizes.append(data.n_samples)
+        return seed(data, *args, **kwargs)
+
+    monkeypatch.setattr(km_module, "_kmeans_plusplus", recording)
+    return sizes
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_subsampled_runs_end_in_a_converged_lloyd_on_all_points(monkeypatch, seed):
+    # With tol=0 Lloyd stops only when no label changes: the centroids must be the means of all the points labelled
+    # with them and one more Lloyd iteration changes nothing. Uniform points and a subsample of 100 points per
+    # cluster leave the attempts' centres far from that (about 30 more iterations on all points).
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 100)
+    sizes = seeding_sizes(monkeypatch)
+    X = np.random.default_rng(seed).uniform(0, 1, (20_000, 2))
+    result = kmeans(X, 6, n_init=3, seed=seed, tol=0.0)
+    assert sizes == [600, 600, 600]
+    assert result.n_iter > 5
+    assert_sound(X, result, 6)
+    means = np.stack([X[result.labels == j].mean(axis=0) for j in range(6)])
+    np.testing.assert_allclose(result.centroids, means, rtol=1e-12, atol=1e-12)
+    ref_C, ref_labels, _, ref_n_iter = lloyd_reference(X, result.centroids, 300, 0.0)
+    assert ref_n_iter <= 2  # the reference sees "no label changed" on its second iteration
+    np.testing.assert_array_equal(ref_labels, result.labels)
+    np.testing.assert_allclose(ref_C, result.centroids, rtol=1e-12, atol=1e-12)
+
+
+def test_subsampled_runs_stop_on_the_full_data_tolerance(monkeypatch):
+    # At the default tol the run from the chosen attempt's centres makes plain Lloyd's iterates on all points, to
+    # the stopping rule on the full data's variance (uniform points: several iterations).
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 100)
+    X = np.random.default_rng(3).uniform(0, 1, (20_000, 2))
+    starts = []
+    lloyd = km_module._lloyd_hamerly
+
+    def recording(data, centres, *args, **kwargs):
+        starts.append((data.n_samples, centres + data.mean))
+        return lloyd(data, centres, *args, **kwargs)
+
+    monkeypatch.setattr(km_module, "_lloyd_hamerly", recording)
+    result = kmeans(X, 6, n_init=2, seed=3)
+    n, start = starts[-1]
+    assert n == len(X) and [size for size, _ in starts[:-1]] == [600, 600]
+    ref_C, ref_labels, _, ref_n_iter = lloyd_reference(X, start, 300, 1e-4 * X.var(axis=0).mean())
+    assert ref_n_iter > 3
+    np.testing.assert_array_equal(result.labels, ref_labels)
+    np.testing.assert_allclose(result.centroids, ref_C, rtol=1e-10, atol=1e-10)
+    assert result.n_iter == ref_n_iter
+
+
+def test_subsampled_runs_are_deterministic_for_a_seed(monkeypatch):
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 400)
+    X = flash_like(20_000, k=6, seed=4, max_spread=0.8)
+    a, b = kmeans(X, 6, n_init=3, seed=9), kmeans(X, 6, n_init=3, seed=9)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centroids, b.centroids)
+    assert (a.inertia, a.n_iter) == (b.inertia, b.n_iter)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_subsampled_runs_match_sklearn_inertia(monkeypatch, seed):
+    # The data of test_inertia_matches_sklearn, on 20,000 points, seeded on subsamples of 2,400.
+    monkeypatch.setattr(km_module, "_SUBSAMPLE_PER_CLUSTER", 400)
+    sizes = seeding_sizes(monkeypatch)
+    X = flash_like(20_000, k=6, seed=seed, max_spread=0.8)
+    ours = kmeans(X, 6, n_init=10, seed=seed)
+    theirs = KMeans(n_clusters=6, init="k-means++", n_init=10, random_state=seed).fit(X)
+    assert sizes == [2400] * 10
+    assert ours.inertia <= 1.001 * theirs.inertia_
+
+
+def test_assign_all_gives_nearest_centres_bounds_and_inertia_that_lloyd_continues_from():
+    # The assignment pass that ranks the attempts fills the labels and Hamerly bounds Lloyd's first pass would: Lloyd
+    # continuing from it makes the same iterates as Lloyd starting from the centres alone.
+    X = flash_like(9000, k=5, seed=8, max_spread=0.5)
+    data = km_module._prepare(X)
+    C = data.points(np.random.default_rng(0).choice(len(X), 5, replace=False)).copy()
+    chunks = km_module._chunks_for(data, 5)
+    work = km_module._Workspace(len(X))
+    with ChunkRunner() as runner:
+        total = km_module._assign_all(data, C, chunks, runner, work)
+        d2 = np.sort(((data.points(slice(None))[:, None] - C[None]) ** 2).sum(-1), axis=1)
+        np.testing.assert_array_equal(
+            work.labels, ((data.points(slice(None))[:, None] - C[None]) ** 2).sum(-1).argmin(1)
+        )
+        np.testing.assert_allclose(work.upper**2, d2[:, 0], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(work.lower**2, d2[:, 1], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(total, d2[:, 0].sum(), rtol=1e-10)
+        continued = km_module._lloyd_hamerly(data, C, 300, 0.0, runner, chunks, work=work, assigned=True)
+        continued = [np.array(value, copy=True) for value in continued]
+        fresh = km_module._lloyd_hamerly(data, C, 300, 0.0, runner, chunks)
+    for a, b in zip(continued, fresh, strict=True):
+        np.testing.assert_array_equal(a, b)
