@@ -27,7 +27,7 @@ from gql.transport.requests import RequestsHTTPTransport
 from requests.exceptions import RequestException
 
 from lightning_eda.orchestration.constants import INGEST_JOB
-from lightning_eda.orchestration.partitions import partition_key_for_hour
+from lightning_eda.orchestration.partitions import hour_for_partition_key, partition_key_for_hour
 
 LAUNCH_TAG = "lightning_eda/launch"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -179,8 +179,9 @@ class Webserver:
         newest: dict[str, dict] = {}
         for run in runs["results"]:
             tags = {tag["key"]: tag["value"] for tag in run["tags"]}
-            start, end = tags.get(RANGE_START_TAG, "?"), tags.get(RANGE_END_TAG, "?")
-            batch = start if start == end else f"{start}..{end}"
+            batch = str(
+                Batch(hour_for_partition_key(tags[RANGE_START_TAG]), hour_for_partition_key(tags[RANGE_END_TAG]))
+            )
             run["will_retry"] = tags.get(WILL_RETRY_TAG) == "true"
             if batch not in newest or run["creationTime"] > newest[batch]["creationTime"]:
                 newest[batch] = run
