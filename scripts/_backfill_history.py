@@ -27,8 +27,11 @@ class Launch:
         return RunsFilter(tags={self.tag: self.id})
 
 
+BACKFILL_TAG = "dagster/backfill"  # what Dagster tags a backfill's runs with
+
+
 def dagster_backfill(backfill_id: str) -> Launch:
-    return Launch("dagster/backfill", backfill_id)
+    return Launch(BACKFILL_TAG, backfill_id)
 
 
 SETTLED = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")

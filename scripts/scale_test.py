@@ -45,7 +45,7 @@ from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from _backfill_history import Launch, dagster_backfill, step_history, wait_for_backfill
+from _backfill_history import BACKFILL_TAG, Launch, dagster_backfill, step_history, wait_for_backfill
 from _deployment import Deployment
 from _granule_day import make_day
 from _reference_run import one_process_run, store_digest
@@ -56,11 +56,11 @@ from _store_check import verify
 from _terminal_launch import TerminalLaunch
 from dagster import AssetKey, DagsterInstance
 
+from lightning_eda.orchestration.partitions import partition_key_for_hour
 from lightning_eda.testing.s3_server import LocalS3
 
 BUCKET = "noaa-goes16"
 FIRST_HOUR = datetime(2024, 5, 1, 0)
-PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 INGEST_ASSETS = ("extract", "transform", "load")
 
 
@@ -79,14 +79,14 @@ def relaunch_failed(
     Failing clearly is allowed; the operator's recourse is a new backfill of those partitions (Dagster's, from the
     UI), or the same ``lightning-eda backfill --deployment`` command (its runs skip the committed hours).
     """
-    partitions = [h.strftime(PARTITION_FORMAT) for h in hours]
+    partitions = [partition_key_for_hour(h) for h in hours]
     done = instance.get_materialized_partitions(AssetKey("load"))
     relaunched = [p for p in partitions if p not in done]
     if not relaunched:
         return relaunched, history
     print_failures(step_history(instance, launch)["failures"])
     print(f"recovery: {len(relaunched)} partition(s) failed for good ({', '.join(relaunched)}); launching them again")
-    if launch.tag == "dagster/backfill":
+    if launch.tag == BACKFILL_TAG:
         retry_id = deployment.graphql.launch_backfill(relaunched, INGEST_ASSETS)
         wait_for_backfill(deployment.graphql, instance, retry_id, timeout, None)
         again = dagster_backfill(retry_id)
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         os.environ.update({k: v for k, v in deployment.env.items() if k.startswith(("DAGSTER_", "LIGHTNING_EDA_"))})
         instance = stack.enter_context(DagsterInstance.get())
-        partitions = [h.strftime(PARTITION_FORMAT) for h in hours]
+        partitions = [partition_key_for_hour(h) for h in hours]
         started, launched_at = time.monotonic(), time.time()
         if args.launch == "backfill":
             launch = dagster_backfill(deployment.graphql.launch_backfill(partitions, INGEST_ASSETS))
